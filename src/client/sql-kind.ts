@@ -1,0 +1,108 @@
+/**
+ * Decides from the SQL text alone whether a statement can change the database file.
+ * We cannot use `rowsAffected` (DDL reports 0) and drizzle's logger fires before execution, so the
+ * counting client asks this module. Errs towards "write": a spurious snapshot costs little, a
+ * missed commit could cost data.
+ */
+const WRITE_VERBS = new Set(['INSERT', 'UPDATE', 'DELETE', 'REPLACE', 'CREATE', 'DROP', 'ALTER', 'REINDEX', 'ANALYZE', 'UPSERT']);
+const READ_VERBS = new Set(['SELECT', 'VALUES', 'EXPLAIN', 'BEGIN', 'COMMIT', 'END', 'ROLLBACK', 'SAVEPOINT', 'RELEASE', 'ATTACH', 'DETACH']);
+/** Pragmas whose assignment is persisted in the database file (others are per-connection settings). */
+const PERSISTENT_PRAGMAS = new Set(['user_version', 'application_id', 'journal_mode', 'page_size', 'auto_vacuum', 'incremental_vacuum']);
+
+/** Yields the upper-cased keywords/identifiers of `sql` at parenthesis depth 0, skipping comments and literals. */
+function* topLevelWords(sql: string): Generator<string> {
+  let depth = 0;
+  let i = 0;
+  const n = sql.length;
+  while (i < n) {
+    const c = sql[i]!;
+    if (c === '-' && sql[i + 1] === '-') {
+      const end = sql.indexOf('\n', i);
+      i = end === -1 ? n : end + 1;
+    } else if (c === '/' && sql[i + 1] === '*') {
+      const end = sql.indexOf('*/', i + 2);
+      i = end === -1 ? n : end + 2;
+    } else if (c === "'" || c === '"' || c === '`' || c === '[') {
+      const close = c === '[' ? ']' : c;
+      let j = i + 1;
+      while (j < n) {
+        if (sql[j] === close) {
+          if (close !== ']' && sql[j + 1] === close) j += 2; // doubled quote escapes itself
+          else break;
+        } else j++;
+      }
+      i = j + 1;
+    } else if (c === '(') {
+      depth++;
+      i++;
+    } else if (c === ')') {
+      depth--;
+      i++;
+    } else if (/[A-Za-z_]/.test(c)) {
+      let j = i + 1;
+      while (j < n && /[A-Za-z0-9_$]/.test(sql[j]!)) j++;
+      if (depth === 0) yield sql.slice(i, j).toUpperCase();
+      i = j;
+    } else {
+      i++;
+    }
+  }
+}
+
+export function isWriteStatement(sql: string): boolean {
+  const words = topLevelWords(sql);
+  const first = words.next();
+  if (first.done) return false;
+  const verb = first.value;
+  if (WRITE_VERBS.has(verb)) return true;
+  if (verb === 'VACUUM') return false; // rewrites the file but changes no content (VACUUM INTO writes elsewhere)
+  if (verb === 'PRAGMA') return isPersistentPragmaAssignment(sql);
+  if (verb === 'WITH') {
+    // A CTE prefix: the statement writes if its main verb (at depth 0) is DML.
+    for (const word of words) if (WRITE_VERBS.has(word)) return true;
+    return false;
+  }
+  if (READ_VERBS.has(verb)) return false;
+  return true; // unknown statement: assume it writes
+}
+
+function isPersistentPragmaAssignment(sql: string): boolean {
+  const match = /^\s*PRAGMA\s+(?:[\w"]+\.)?"?(\w+)"?\s*(=|\()/i.exec(stripLeadingComments(sql));
+  return match !== null && PERSISTENT_PRAGMAS.has(match[1]!.toLowerCase());
+}
+
+function stripLeadingComments(sql: string): string {
+  return sql.replace(/^(\s*(--[^\n]*\n|\/\*[\s\S]*?\*\/))*/, '');
+}
+
+/** True for any statement in a multi-statement script that writes (used for `executeMultiple`). */
+export function scriptWrites(script: string): boolean {
+  return splitStatements(script).some(isWriteStatement);
+}
+
+/** Splits a script on top-level semicolons (outside literals and comments). */
+export function splitStatements(script: string): string[] {
+  const out: string[] = [];
+  let start = 0;
+  let i = 0;
+  const n = script.length;
+  while (i < n) {
+    const c = script[i]!;
+    if (c === '-' && script[i + 1] === '-') {
+      const end = script.indexOf('\n', i);
+      i = end === -1 ? n : end + 1;
+    } else if (c === '/' && script[i + 1] === '*') {
+      const end = script.indexOf('*/', i + 2);
+      i = end === -1 ? n : end + 2;
+    } else if (c === "'" || c === '"' || c === '`') {
+      let j = i + 1;
+      while (j < n && !(script[j] === c && script[j + 1] !== c)) j += script[j] === c ? 2 : 1;
+      i = j + 1;
+    } else if (c === ';') {
+      out.push(script.slice(start, i));
+      start = ++i;
+    } else i++;
+  }
+  out.push(script.slice(start));
+  return out.filter((s) => s.trim() !== '' && stripLeadingComments(s).trim() !== '');
+}

@@ -1,0 +1,100 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { createClient, type Client, type Config as LibsqlConfig } from '@libsql/client';
+import type { DrizzleConfig } from 'drizzle-orm';
+import { drizzle as drizzleLibsql, type LibSQLDatabase } from 'drizzle-orm/libsql';
+import { CountingClient } from './client/counting-client.ts';
+import { resolveSyncConfig, type ShutdownOptions, type SnapshotOptions } from './config.ts';
+import { SyncError } from './errors.ts';
+import { resolveLogger, type SyncLogOption } from './log.ts';
+import { storeFromEnv } from './store/from-env.ts';
+import type { SnapshotStore } from './store/store.ts';
+import { hydrate, type RestoreMode } from './sync/restore.ts';
+import type { RetryPolicy } from './sync/retry.ts';
+import { Snapshotter } from './sync/snapshotter.ts';
+import { SyncController, type SyncHandle } from './sync/sync-controller.ts';
+
+export interface DrizzleBlobConfig<TSchema extends Record<string, unknown> = Record<string, never>> extends DrizzleConfig<TSchema> {
+  /** The local libSQL file, e.g. `{ url: 'file:./data/app.db' }`; other @libsql/client options pass through. */
+  connection: string | LibsqlConfig;
+  /** Where snapshots live. Default: `storeFromEnv()`. */
+  store?: SnapshotStore;
+  snapshot?: SnapshotOptions;
+  /** Default 'if-exists'; env SKIP_RESTORE=true means 'skip'. */
+  restore?: RestoreMode;
+  shutdown?: ShutdownOptions;
+  /** Retries of one store operation (on top of the Azure SDK's per-request retries). */
+  retry?: Partial<RetryPolicy>;
+  /** Sync logger, pino-compatible; console by default, `false` for silence. drizzle's `logger` still logs queries. */
+  log?: SyncLogOption;
+}
+
+export type BlobDatabase<TSchema extends Record<string, unknown> = Record<string, never>> = LibSQLDatabase<TSchema> & {
+  $client: Client;
+  $sync: SyncHandle;
+};
+
+/**
+ * drizzle's `drizzle()` for `drizzle-orm/libsql`, plus an `await`: resolves with a real
+ * `LibSQLDatabase` over a local file already hydrated from the store, counting every commit and
+ * snapshotting after bursts of them.
+ */
+export async function drizzle<TSchema extends Record<string, unknown> = Record<string, never>>(
+  config: DrizzleBlobConfig<TSchema>,
+): Promise<BlobDatabase<TSchema>> {
+  if (config === null || typeof config !== 'object') throw new SyncError('CONFIG', 'drizzle() takes one options object: { connection, store, ... }.');
+  const { connection, store: givenStore, snapshot, restore, shutdown, retry, log: logOption, ...drizzleConfig } = config;
+  const resolved = resolveSyncConfig({ connection, restore, snapshot, shutdown, retry });
+  const log = resolveLogger(logOption);
+  const store = givenStore ?? storeFromEnv();
+  mkdirSync(dirname(resolved.dbPath), { recursive: true });
+
+  if (resolved.restore !== 'skip') await store.probe();
+  const hydrated = await hydrate({ store, dbPath: resolved.dbPath, mode: resolved.restore, retry: resolved.retry, log });
+  if (hydrated.action !== 'downloaded') log.info({ dbPath: resolved.dbPath, action: hydrated.action, pending: hydrated.pending }, 'database opened without download');
+
+  const inner = createClient(resolved.libsql);
+  try {
+    // WAL lets the snapshot's read transaction run beside writers.
+    await inner.execute('PRAGMA journal_mode=WAL');
+  } catch (error) {
+    inner.close();
+    throw error;
+  }
+  const snapshotter = new Snapshotter(
+    { store, dbPath: resolved.dbPath, codec: resolved.codec, retain: resolved.retain, retry: resolved.retry, log },
+    hydrated.head,
+  );
+  const controller = new SyncController(
+    {
+      dbPath: resolved.dbPath,
+      schedule: resolved.schedule,
+      retryBaseMs: resolved.retryBaseMs,
+      retryMaxMs: resolved.retryMaxMs,
+      shutdownTimeoutMs: resolved.shutdownTimeoutMs,
+      signals: resolved.signals,
+      log,
+    },
+    snapshotter,
+    hydrated.state,
+    hydrated.pending,
+  );
+  const client = new CountingClient(inner, controller);
+  const db = drizzleLibsql({ ...drizzleConfig, client }) as unknown as BlobDatabase<TSchema>;
+  controller.start(
+    {
+      writeLock: client.writeLock,
+      async close() {
+        try {
+          await inner.execute('PRAGMA wal_checkpoint(TRUNCATE)');
+        } finally {
+          inner.close();
+        }
+      },
+    },
+    hydrated.restoredFrom,
+    hydrated.durationMs,
+  );
+  db.$sync = controller;
+  return db;
+}

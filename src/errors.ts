@@ -1,0 +1,37 @@
+/**
+ * Every failure this library reports is a `SyncError` with a stable `code`, so apps can branch on it
+ * and humans get a message that names what to fix.
+ */
+export type SyncErrorCode =
+  | 'CONFIG' // bad options or environment: the message names the option
+  | 'STORE_UNREACHABLE' // network failure, DNS, timeout, 5xx after retries
+  | 'STORE_AUTH' // 401/403: wrong key, expired SAS, missing RBAC role
+  | 'STORE_NOT_FOUND' // the container (or directory) itself does not exist
+  | 'NOT_FOUND' // one object is missing
+  | 'CONFLICT' // a conditional write lost: another writer published first
+  | 'SNAPSHOT_CORRUPT' // size, sha256, codec framing or quick_check failed
+  | 'NO_BACKUP' // restore: 'required' and the store holds no manifest
+  | 'DIVERGED' // local file holds unsaved commits and the store moved on independently
+  | 'CLOSED' // the database was closed (or is closing)
+  | 'SNAPSHOT_FAILED'; // the snapshot could not be taken locally
+
+export class SyncError extends Error {
+  readonly code: SyncErrorCode;
+  /** True when retrying the same operation later may succeed (network blips, throttling, 5xx). */
+  readonly transient: boolean;
+
+  constructor(code: SyncErrorCode, message: string, options: { cause?: unknown; transient?: boolean } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'SyncError';
+    this.code = code;
+    this.transient = options.transient ?? false;
+  }
+}
+
+export function isSyncError(error: unknown, code?: SyncErrorCode): error is SyncError {
+  return error instanceof SyncError && (code === undefined || error.code === code);
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,161 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { copyFile, mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { SyncError } from '../errors.ts';
+import type { SmallObject, SnapshotStore, StoredObject, WriteCondition } from './store.ts';
+
+export interface DirectoryStoreOptions {
+  /** Folder that plays the role of the blob container (created if missing). */
+  dir: string;
+  /** Optional sub-folder, like a blob prefix. */
+  prefix?: string;
+}
+
+const LOCK_STALE_MS = 10_000;
+
+function etagOf(body: Buffer): string {
+  return `"${createHash('sha256').update(body).digest('hex').slice(0, 32)}"`;
+}
+
+function fsError(error: unknown, what: string): SyncError {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    return new SyncError('STORE_AUTH', `Cannot ${what}: permission denied (${code}); make the backup directory writable by this process.`, { cause: error });
+  }
+  return new SyncError('STORE_UNREACHABLE', `Cannot ${what}: ${(error as Error).message}`, { cause: error, transient: true });
+}
+
+/** A store in a local folder: for development and tests, same semantics as the blob store. */
+export function directoryStore(options: DirectoryStoreOptions): SnapshotStore {
+  if (!options || typeof options.dir !== 'string' || options.dir.trim() === '') {
+    throw new SyncError('CONFIG', 'directoryStore({ dir }) needs `dir`, the folder to keep backups in (for example "./.data/backups").');
+  }
+  const root = resolve(options.dir, options.prefix ?? '');
+  const pathOf = (key: string) => {
+    const path = resolve(root, key);
+    if (!path.startsWith(root + sep)) throw new SyncError('CONFIG', `Store key ${JSON.stringify(key)} escapes the backup directory.`);
+    return path;
+  };
+
+  /** Cross-process mutual exclusion for conditional writes: an O_EXCL lock file. */
+  async function withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const lockPath = `${pathOf(key)}.lock`;
+    await mkdir(dirname(lockPath), { recursive: true });
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const handle = await open(lockPath, 'wx');
+        await handle.close();
+        break;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw fsError(error, `lock ${lockPath}`);
+        const age = await stat(lockPath).then((s) => Date.now() - s.mtimeMs, () => 0);
+        if (age > LOCK_STALE_MS) await rm(lockPath, { force: true }); // left by a killed process
+        await delay(Math.min(5 * 2 ** attempt, 100));
+      }
+    }
+    try {
+      return await fn();
+    } finally {
+      await rm(lockPath, { force: true });
+    }
+  }
+
+  async function atomicWrite(path: string, write: (tmp: string) => Promise<void>): Promise<void> {
+    await mkdir(dirname(path), { recursive: true });
+    const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
+    try {
+      await write(tmp);
+      await rename(tmp, path);
+    } catch (error) {
+      await rm(tmp, { force: true });
+      throw error;
+    }
+  }
+
+  async function readSmall(key: string): Promise<SmallObject | null> {
+    try {
+      const body = await readFile(pathOf(key));
+      return { body, etag: etagOf(body) };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw fsError(error, `read ${pathOf(key)}`);
+    }
+  }
+
+  return {
+    location: `file://${root}`,
+
+    async probe() {
+      try {
+        await mkdir(root, { recursive: true });
+        const probe = join(root, `.probe-${randomBytes(4).toString('hex')}`);
+        await writeFile(probe, '');
+        await rm(probe, { force: true });
+      } catch (error) {
+        throw fsError(error, `use backup directory ${root}`);
+      }
+    },
+
+    readSmall,
+
+    async writeSmall(key: string, body: Buffer, condition: WriteCondition) {
+      return withLock(key, async () => {
+        const current = await readSmall(key);
+        if ('ifMatch' in condition ? current?.etag !== condition.ifMatch : current !== null) {
+          throw new SyncError('CONFLICT', `${key} in ${root} changed since it was read (another writer published).`);
+        }
+        await atomicWrite(pathOf(key), (tmp) => writeFile(tmp, body, { flush: true }));
+        return { etag: etagOf(body) };
+      });
+    },
+
+    async uploadFile(key: string, filePath: string) {
+      try {
+        await atomicWrite(pathOf(key), (tmp) => copyFile(filePath, tmp));
+      } catch (error) {
+        throw fsError(error, `copy ${filePath} into ${root}`);
+      }
+    },
+
+    async downloadToFile(key: string, filePath: string) {
+      try {
+        await copyFile(pathOf(key), filePath);
+        return { bytes: (await stat(filePath)).size };
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new SyncError('NOT_FOUND', `${key} does not exist in ${root}.`, { cause: error });
+        throw fsError(error, `copy ${key} out of ${root}`);
+      }
+    },
+
+    async delete(key: string) {
+      await rm(pathOf(key), { force: true });
+    },
+
+    async list(prefix: string) {
+      const out: StoredObject[] = [];
+      const walk = async (dir: string): Promise<void> => {
+        let entries;
+        try {
+          entries = await readdir(dir, { withFileTypes: true });
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+          throw fsError(error, `list ${dir}`);
+        }
+        for (const entry of entries) {
+          const full = join(dir, entry.name);
+          if (entry.isDirectory()) await walk(full);
+          else if (!entry.name.endsWith('.tmp') && !entry.name.endsWith('.lock')) {
+            const key = relative(root, full).split(sep).join('/');
+            if (key.startsWith(prefix)) {
+              const s = await stat(full);
+              out.push({ key, size: s.size, lastModified: s.mtime });
+            }
+          }
+        }
+      };
+      await walk(root);
+      return out.sort((a, b) => a.key.localeCompare(b.key));
+    },
+  };
+}

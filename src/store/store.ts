@@ -1,0 +1,45 @@
+/**
+ * The one interface between the sync core and a storage backend (Azure Blob, a local directory).
+ * Keys are relative to the store's own prefix and use `/` separators. The core never sees SDK types:
+ * implementations translate their failures into `SyncError`s (`STORE_UNREACHABLE`, `STORE_AUTH`,
+ * `STORE_NOT_FOUND`, `NOT_FOUND`, `CONFLICT`) with `transient` set when a retry may help.
+ */
+export interface StoredObject {
+  key: string;
+  size: number;
+  lastModified: Date;
+}
+
+export interface SmallObject {
+  body: Buffer;
+  etag: string;
+}
+
+/** `ifMatch`: replace only if the current ETag is this one. `ifNoneMatch: '*'`: create only if absent. */
+export type WriteCondition = { ifMatch: string } | { ifNoneMatch: '*' };
+
+export interface SnapshotStore {
+  /** Human-readable location for logs and error messages (never contains secrets). */
+  readonly location: string;
+
+  /** Checks that the store exists and that we may read and write it. Throws a typed error naming the fix. */
+  probe(): Promise<void>;
+
+  /** Reads a small object (the manifest). Resolves null when it does not exist. */
+  readSmall(key: string): Promise<SmallObject | null>;
+
+  /** Conditionally writes a small object; throws `CONFLICT` when the condition does not hold. */
+  writeSmall(key: string, body: Buffer, condition: WriteCondition): Promise<{ etag: string }>;
+
+  /** Uploads a local file as an immutable object; metadata values are plain ASCII strings. */
+  uploadFile(key: string, filePath: string, metadata?: Record<string, string>): Promise<void>;
+
+  /** Downloads an object to a local file (created or truncated). Throws `NOT_FOUND` when absent. */
+  downloadToFile(key: string, filePath: string): Promise<{ bytes: number }>;
+
+  /** Deletes an object; deleting a missing object is not an error. */
+  delete(key: string): Promise<void>;
+
+  /** Lists objects whose key starts with `prefix`. */
+  list(prefix: string): Promise<StoredObject[]>;
+}
