@@ -1,0 +1,83 @@
+/**
+ * Shared test fixtures: temp folders, a small schema, a store decorator that counts requests (over a
+ * real store, not a mock), and event waiting with a bound instead of sleeps.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { integer, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+import { drizzle, type DrizzleBlobConfig, type SnapshotStore, type SyncHandle, type SyncEvents } from 'drizzle-libsql-blob';
+
+export const notes = sqliteTable('notes', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  body: text('body').notNull(),
+});
+export const schema = { notes };
+export const CREATE_NOTES = 'CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)';
+
+export async function tempDir(label: string): Promise<{ path: string; cleanup(): Promise<void> }> {
+  const path = await mkdtemp(join(tmpdir(), `dlb-${label}-`));
+  return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
+}
+
+/** Opens a database with test-friendly defaults (quiet, no signal handlers, short debounce). */
+export async function open(dbPath: string, store: SnapshotStore, overrides: Partial<DrizzleBlobConfig<typeof schema>> = {}) {
+  const db = await drizzle({
+    connection: { url: `file:${dbPath}` },
+    schema,
+    store,
+    log: false,
+    shutdown: { signals: false, timeoutMs: 20_000 },
+    ...overrides,
+    snapshot: { debounceMs: 50, ...overrides.snapshot },
+  });
+  await db.run(CREATE_NOTES);
+  return db;
+}
+
+export type StoreCalls = Record<'probe' | 'readSmall' | 'writeSmall' | 'uploadFile' | 'downloadToFile' | 'delete' | 'list', number>;
+
+/** Wraps a real store and counts the requests made through it. */
+export function countingStore(inner: SnapshotStore): SnapshotStore & { calls: StoreCalls; total(): number } {
+  const calls: StoreCalls = { probe: 0, readSmall: 0, writeSmall: 0, uploadFile: 0, downloadToFile: 0, delete: 0, list: 0 };
+  const wrap =
+    <K extends keyof StoreCalls>(name: K) =>
+    (...args: unknown[]) => {
+      calls[name]++;
+      return (inner[name] as (...a: unknown[]) => unknown)(...args);
+    };
+  return {
+    location: inner.location,
+    calls,
+    total: () => Object.values(calls).reduce((a, b) => a + b, 0),
+    probe: wrap('probe') as SnapshotStore['probe'],
+    readSmall: wrap('readSmall') as SnapshotStore['readSmall'],
+    writeSmall: wrap('writeSmall') as SnapshotStore['writeSmall'],
+    uploadFile: wrap('uploadFile') as SnapshotStore['uploadFile'],
+    downloadToFile: wrap('downloadToFile') as SnapshotStore['downloadToFile'],
+    delete: wrap('delete') as SnapshotStore['delete'],
+    list: wrap('list') as SnapshotStore['list'],
+  };
+}
+
+/** Resolves with the next event of that kind matching `predicate`; rejects after `timeoutMs`. */
+export function nextEvent<E extends keyof SyncEvents>(
+  sync: SyncHandle,
+  event: E,
+  predicate: (...args: SyncEvents[E]) => boolean = () => true,
+  timeoutMs = 15_000,
+): Promise<SyncEvents[E][0]> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      sync.off(event, listener);
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for '${event}'`));
+    }, timeoutMs);
+    const listener = (...args: SyncEvents[E]) => {
+      if (!predicate(...args)) return;
+      clearTimeout(timer);
+      sync.off(event, listener);
+      resolve(args[0]);
+    };
+    sync.on(event, listener);
+  });
+}
