@@ -113,22 +113,16 @@ export class Snapshotter {
   async #publish(manifest: Manifest, head: RemoteHead | null): Promise<string> {
     const { store, retry, log } = this.#o;
     const condition = head ? { ifMatch: head.etag } : ({ ifNoneMatch: '*' } as const);
-    let attempts = 0;
     try {
-      const { etag } = await withRetry(
-        'publish manifest',
-        () => {
-          attempts++;
-          return store.writeSmall(MANIFEST_KEY, encodeManifest(manifest), condition);
-        },
-        retry,
-        (m) => log.warn({}, m),
+      const { etag } = await withRetry('publish manifest', () => store.writeSmall(MANIFEST_KEY, encodeManifest(manifest), condition), retry, (m) =>
+        log.warn({}, m),
       );
       return etag;
     } catch (error) {
       if (!isSyncError(error, 'CONFLICT')) throw error;
-      // A retried write whose first attempt landed (response lost) sees its own manifest as a conflict.
-      const current = attempts > 1 ? await readHead(store, retry, log).catch(() => null) : null;
+      // A retried write (ours or the SDK's) whose first attempt landed with its response lost sees its
+      // own manifest as a conflict: the blob key is unique to this attempt, so it tells us apart.
+      const current = await readHead(store, retry, log).catch(() => null);
       if (current && latestSnapshot(current.manifest).key === latestSnapshot(manifest).key) return current.etag;
       throw new SyncError(
         'CONFLICT',

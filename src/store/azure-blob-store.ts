@@ -1,0 +1,498 @@
+/**
+ * `SnapshotStore` on Azure Blob Storage (or Azurite). Everything the core sees is a `SyncError`; SDK
+ * errors are translated in one place (`toSyncError`) into a code plus a message that names the fix.
+ */
+import { open } from 'node:fs/promises';
+import { AnonymousCredential, BlobServiceClient, ContainerClient, RestError, type StoragePipelineOptions } from '@azure/storage-blob';
+import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
+import { SyncError } from '../errors.ts';
+import type { SmallObject, SnapshotStore, StoredObject, WriteCondition } from './store.ts';
+
+interface CommonOptions {
+  /** Virtual folder inside the container; keys become `${prefix}/${key}`. Empty means the container root. */
+  prefix?: string;
+  /** Let `probe()` create the container when it is missing (needs permission to create containers). */
+  createContainer?: boolean;
+  /** Give up on a request after this long without progress (ms). Default 30000. */
+  requestTimeoutMs?: number;
+}
+
+export interface ConnectionStringOptions extends CommonOptions {
+  connectionString: string;
+  container: string;
+}
+
+export interface AccountUrlOptions extends CommonOptions {
+  /** e.g. `https://myaccount.blob.core.windows.net` (may carry an account SAS query instead of a credential). */
+  accountUrl: string;
+  /** Default: `new DefaultAzureCredential()` (managed identity on Azure, `az login` locally). */
+  credential?: TokenCredential;
+  container: string;
+}
+
+export interface ContainerUrlOptions extends CommonOptions {
+  /** e.g. `https://myaccount.blob.core.windows.net/backups?sv=...&sig=...`; without a SAS, pass `credential`. */
+  containerUrl: string;
+  credential?: TokenCredential;
+}
+
+export type AzureBlobStoreOptions = ConnectionStringOptions | AccountUrlOptions | ContainerUrlOptions;
+
+const BLOCK_SIZE = 8 * 1024 * 1024;
+const CONCURRENCY = 4;
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+type AuthKind = 'sharedKey' | 'sas' | 'token';
+
+interface Target {
+  container: ContainerClient;
+  auth: AuthKind;
+}
+
+interface Context {
+  op: string;
+  key?: string;
+  endpoint: string;
+  account: string;
+  containerName: string;
+  auth: AuthKind;
+  timeoutMs: number;
+  timedOut: boolean;
+}
+
+export function azureBlobStore(options: AzureBlobStoreOptions): SnapshotStore {
+  if (!options || typeof options !== 'object') {
+    throw new SyncError('CONFIG', 'azureBlobStore(options) needs an options object with connectionString, accountUrl or containerUrl.');
+  }
+  const timeoutMs = options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
+  if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+    throw new SyncError('CONFIG', `azureBlobStore: requestTimeoutMs must be a positive number of milliseconds (got ${String(options.requestTimeoutMs)}).`);
+  }
+  if (options.createContainer !== undefined && typeof options.createContainer !== 'boolean') {
+    throw new SyncError('CONFIG', 'azureBlobStore: createContainer must be true or false.');
+  }
+  const prefix = normalizePrefix(options.prefix);
+
+  // The core wraps every store call in its own p-retry, so the SDK retries only briefly to ride out a
+  // blip; long outages surface quickly as transient STORE_UNREACHABLE for the core to schedule.
+  // tryTimeoutInMs is only the server-side `timeout=` parameter: the client-side bound is the watchdog below.
+  const pipelineOptions = (): StoragePipelineOptions => ({
+    retryOptions: { maxTries: 3, retryDelayInMs: 200, maxRetryDelayInMs: 2_000, tryTimeoutInMs: Math.max(1_000, timeoutMs) },
+    userAgentOptions: { userAgentPrefix: 'drizzle-libsql-blob' },
+  });
+  const { container, auth } = connect(options, pipelineOptions);
+  validateContainerName(container.containerName);
+
+  const endpointUrl = new URL(container.url);
+  endpointUrl.search = ''; // never log a SAS
+  const endpoint = endpointUrl.toString();
+  const account = container.accountName || endpointUrl.hostname;
+  const location = `azure://${account}/${container.containerName}${prefix ? `/${prefix}` : ''}`;
+
+  const blobName = (key: string) => {
+    if (typeof key !== 'string' || key === '' || key.startsWith('/')) {
+      throw new SyncError('CONFIG', `Store key ${JSON.stringify(key)} must be a non-empty relative path.`);
+    }
+    return prefix ? `${prefix}/${key}` : key;
+  };
+  const relativeKey = (name: string) => (prefix ? name.slice(prefix.length + 1) : name);
+
+  /** Runs one store operation under a stall watchdog and translates whatever it throws. */
+  async function run<T>(op: string, key: string | undefined, fn: (dog: Watchdog) => Promise<T>): Promise<T> {
+    const dog = new Watchdog(timeoutMs);
+    try {
+      return await fn(dog);
+    } catch (error) {
+      throw toSyncError(error, { op, key, endpoint, account, containerName: container.containerName, auth, timeoutMs, timedOut: dog.timedOut });
+    } finally {
+      dog.dispose();
+    }
+  }
+
+  // A container SAS usually cannot read container properties, but listing is a permission we need anyway.
+  const check = async (dog: Watchdog): Promise<void> => {
+    if (auth === 'sas') {
+      await container.listBlobsFlat({ prefix: prefix ? `${prefix}/` : undefined, abortSignal: dog.signal }).byPage({ maxPageSize: 1 }).next();
+    } else {
+      await container.getProperties({ abortSignal: dog.signal });
+    }
+  };
+
+  return {
+    location,
+
+    async probe() {
+      try {
+        await run('probe', undefined, check);
+      } catch (error) {
+        if (!options.createContainer || !(error instanceof SyncError) || error.code !== 'STORE_NOT_FOUND') throw error;
+        await run('create container', undefined, (dog) => container.createIfNotExists({ abortSignal: dog.signal }));
+        await run('probe', undefined, check);
+      }
+    },
+
+    async readSmall(key) {
+      const name = blobName(key);
+      try {
+        return await run('read', key, async (dog): Promise<SmallObject> => {
+          const response = await container.getBlobClient(name).download(0, undefined, { abortSignal: dog.signal, maxRetryRequests: 3 });
+          const chunks: Buffer[] = [];
+          for await (const chunk of response.readableStreamBody ?? []) {
+            chunks.push(chunk as Buffer);
+            dog.touch();
+          }
+          return { body: Buffer.concat(chunks), etag: requireEtag(response.etag, key) };
+        });
+      } catch (error) {
+        if (error instanceof SyncError && error.code === 'NOT_FOUND') return null;
+        throw error;
+      }
+    },
+
+    async writeSmall(key, body, condition: WriteCondition) {
+      const name = blobName(key);
+      const conditions = 'ifMatch' in condition ? { ifMatch: condition.ifMatch } : { ifNoneMatch: '*' as const };
+      // Caveat: if a response is lost and the SDK retries, the retry itself can see 412/409 and report a
+      // CONFLICT although our write landed; the core re-reads the manifest after a CONFLICT anyway.
+      return run('write', key, async (dog) => {
+        const response = await container.getBlockBlobClient(name).upload(body, body.length, { conditions, abortSignal: dog.signal });
+        return { etag: requireEtag(response.etag, key) };
+      });
+    },
+
+    async uploadFile(key, filePath, metadata) {
+      const name = blobName(key);
+      if (metadata) validateMetadata(metadata);
+      await run('upload', key, (dog) =>
+        container.getBlockBlobClient(name).uploadFile(filePath, {
+          blockSize: BLOCK_SIZE,
+          concurrency: CONCURRENCY, // memory is bounded by blockSize x concurrency, whatever the file size
+          maxSingleShotSize: BLOCK_SIZE, // larger files go in blocks, so each request stays small and retryable
+          metadata,
+          abortSignal: dog.signal,
+          onProgress: () => dog.touch(),
+        }),
+      );
+    },
+
+    async downloadToFile(key, filePath) {
+      const blob = container.getBlobClient(blobName(key));
+      return run('download', key, async (dog) => {
+        const properties = await blob.getProperties({ abortSignal: dog.signal });
+        const size = properties.contentLength ?? 0;
+        const ranges: Array<[offset: number, count: number]> = [];
+        for (let offset = 0; offset < size; offset += BLOCK_SIZE) ranges.push([offset, Math.min(BLOCK_SIZE, size - offset)]);
+
+        const file = await open(filePath, 'w');
+        try {
+          // Parallel ranged GETs pinned to the ETag we sized the file from: a blob replaced mid-way fails
+          // with 412 instead of producing a spliced file.
+          let next = 0;
+          const worker = async () => {
+            while (next < ranges.length && !dog.signal.aborted) {
+              const [offset, count] = ranges[next++]!;
+              const response = await blob.download(offset, count, {
+                abortSignal: dog.signal,
+                conditions: { ifMatch: properties.etag },
+                maxRetryRequests: 3, // the SDK resumes a broken body stream from where it stopped
+              });
+              let position = offset;
+              for await (const chunk of response.readableStreamBody ?? []) {
+                await file.write(chunk as Buffer, 0, (chunk as Buffer).length, position);
+                position += (chunk as Buffer).length;
+                dog.touch();
+              }
+              if (position !== offset + count) {
+                throw new SyncError('STORE_UNREACHABLE', `Download of ${key} from ${endpoint} ended early at byte ${position} of ${size}.`, { transient: true });
+              }
+            }
+          };
+          const results = await Promise.allSettled(
+            Array.from({ length: Math.min(CONCURRENCY, ranges.length) }, () => worker().catch((error: unknown) => {
+              dog.cancel(); // stop the siblings; the first failure is the one reported
+              throw error;
+            })),
+          );
+          const failed = results.find((result) => result.status === 'rejected');
+          if (failed) throw failed.reason;
+        } finally {
+          await file.close();
+        }
+        return { bytes: size };
+      });
+    },
+
+    async delete(key) {
+      const name = blobName(key);
+      await run('delete', key, (dog) => container.getBlobClient(name).deleteIfExists({ deleteSnapshots: 'include', abortSignal: dog.signal }));
+    },
+
+    async list(listPrefix) {
+      const full = prefix ? `${prefix}/${listPrefix}` : listPrefix;
+      return run('list', listPrefix, async (dog) => {
+        const out: StoredObject[] = [];
+        for await (const page of container.listBlobsFlat({ prefix: full || undefined, abortSignal: dog.signal }).byPage({ maxPageSize: 5000 })) {
+          dog.touch();
+          for (const item of page.segment.blobItems) {
+            out.push({ key: relativeKey(item.name), size: item.properties.contentLength ?? 0, lastModified: item.properties.lastModified });
+          }
+        }
+        return out.sort((a, b) => a.key.localeCompare(b.key)); // same order as directoryStore
+      });
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Options
+
+function connect(options: AzureBlobStoreOptions, pipelineOptions: () => StoragePipelineOptions): Target {
+  const given = (['connectionString', 'accountUrl', 'containerUrl'] as const).filter((name) => name in options && (options as unknown as Record<string, unknown>)[name] !== undefined);
+  if (given.length !== 1) {
+    throw new SyncError('CONFIG', `azureBlobStore needs exactly one of connectionString, accountUrl or containerUrl (got ${given.length ? given.join(', ') : 'none'}).`);
+  }
+  const credential = 'credential' in options ? options.credential : undefined;
+  if (credential !== undefined && typeof (credential as TokenCredential | null)?.getToken !== 'function') {
+    throw new SyncError('CONFIG', 'azureBlobStore: credential must be a TokenCredential from @azure/identity (for example new DefaultAzureCredential()).');
+  }
+
+  if ('connectionString' in options && options.connectionString !== undefined) {
+    const containerName = requireContainer(options);
+    if (typeof options.connectionString !== 'string' || options.connectionString.trim() === '') {
+      throw new SyncError('CONFIG', 'azureBlobStore: connectionString is empty; copy it from the storage account\'s "Access keys" page.');
+    }
+    let service: BlobServiceClient;
+    try {
+      service = BlobServiceClient.fromConnectionString(options.connectionString, pipelineOptions());
+    } catch (error) {
+      // The SDK's messages name the bad field and never echo the string, which may hold a key.
+      throw new SyncError('CONFIG', `azureBlobStore: connectionString is malformed: ${(error as Error).message}. Expected "DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...;EndpointSuffix=core.windows.net" or a SAS connection string.`, { cause: error });
+    }
+    return { container: service.getContainerClient(containerName), auth: service.credential instanceof AnonymousCredential ? 'sas' : 'sharedKey' };
+  }
+
+  if ('accountUrl' in options && options.accountUrl !== undefined) {
+    const containerName = requireContainer(options);
+    const url = parseUrl(options.accountUrl, 'accountUrl');
+    if (hasSas(url) && !credential) {
+      return { container: new BlobServiceClient(url.toString(), new AnonymousCredential(), pipelineOptions()).getContainerClient(containerName), auth: 'sas' };
+    }
+    requireHttps(url, 'accountUrl');
+    const service = new BlobServiceClient(url.toString(), credential ?? new DefaultAzureCredential(), pipelineOptions());
+    return { container: service.getContainerClient(containerName), auth: 'token' };
+  }
+
+  const { containerUrl } = options as ContainerUrlOptions;
+  const url = parseUrl(containerUrl, 'containerUrl');
+  const claimed = (options as { container?: unknown }).container;
+  let client: ContainerClient;
+  let auth: AuthKind;
+  if (hasSas(url)) {
+    if (credential) throw new SyncError('CONFIG', 'azureBlobStore: containerUrl carries a SAS token and a credential was also given; pass only one of them.');
+    client = new ContainerClient(url.toString(), new AnonymousCredential(), pipelineOptions());
+    auth = 'sas';
+  } else {
+    if (!credential) {
+      throw new SyncError('CONFIG', 'azureBlobStore: containerUrl has no SAS token (no sig= parameter); append a SAS with read, write, delete and list permissions, or pass credential.');
+    }
+    requireHttps(url, 'containerUrl');
+    client = new ContainerClient(url.toString(), credential, pipelineOptions());
+    auth = 'token';
+  }
+  if (!client.containerName) throw new SyncError('CONFIG', 'azureBlobStore: containerUrl does not name a container (expected https://<account>.blob.core.windows.net/<container>?<sas>).');
+  if (claimed !== undefined && claimed !== client.containerName) {
+    throw new SyncError('CONFIG', `azureBlobStore: container ${JSON.stringify(claimed)} does not match the container in containerUrl (${JSON.stringify(client.containerName)}); drop one of them.`);
+  }
+  return { container: client, auth };
+}
+
+function requireContainer(options: { container?: unknown }): string {
+  if (typeof options.container !== 'string' || options.container === '') {
+    throw new SyncError('CONFIG', 'azureBlobStore: container is required (the blob container name, for example "backups").');
+  }
+  return options.container;
+}
+
+/** Azure's container naming rules; checked up front because the service answers a bad name with a vague 400. */
+function validateContainerName(name: string): void {
+  if (name === '$root') return;
+  if (!/^[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$/.test(name) || name.length < 3 || name.length > 63) {
+    throw new SyncError('CONFIG', `azureBlobStore: container ${JSON.stringify(name)} is not a valid container name (3-63 characters: lowercase letters, digits and single hyphens, starting and ending with a letter or digit).`);
+  }
+}
+
+function normalizePrefix(prefix: unknown): string {
+  if (prefix === undefined) return '';
+  if (typeof prefix !== 'string') throw new SyncError('CONFIG', 'azureBlobStore: prefix must be a string such as "prod/app1".');
+  const trimmed = prefix.replace(/^\/+|\/+$/g, '');
+  if (trimmed.split('/').some((part) => part === '' || part === '.' || part === '..') && trimmed !== '') {
+    throw new SyncError('CONFIG', `azureBlobStore: prefix ${JSON.stringify(prefix)} has an empty, "." or ".." segment.`);
+  }
+  return trimmed;
+}
+
+function parseUrl(value: unknown, option: string): URL {
+  let url: URL | undefined;
+  try {
+    if (typeof value === 'string') url = new URL(value);
+  } catch {
+    // reported below
+  }
+  if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
+    throw new SyncError('CONFIG', `azureBlobStore: ${option} must be an http(s) URL such as https://myaccount.blob.core.windows.net.`);
+  }
+  return url;
+}
+
+const hasSas = (url: URL) => url.searchParams.has('sig');
+
+function requireHttps(url: URL, option: string): void {
+  // The SDK refuses to send bearer tokens over plain http; say so before the first request does.
+  if (url.protocol !== 'https:') {
+    throw new SyncError('CONFIG', `azureBlobStore: ${option} must use https when authenticating with a TokenCredential (use a connection string or SAS for Azurite over http).`);
+  }
+}
+
+function validateMetadata(metadata: Record<string, string>): void {
+  for (const [name, value] of Object.entries(metadata)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new SyncError('CONFIG', `Blob metadata name ${JSON.stringify(name)} must be a C# identifier (letters, digits, underscore).`);
+    if (typeof value !== 'string' || !/^[\x20-\x7e]*$/.test(value)) throw new SyncError('CONFIG', `Blob metadata ${name} must be printable ASCII.`);
+  }
+}
+
+function requireEtag(etag: string | undefined, key: string): string {
+  if (!etag) throw new SyncError('STORE_UNREACHABLE', `The service returned no ETag for ${key}.`, { transient: true });
+  return etag;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Timeouts
+
+/**
+ * Aborts an operation after `ms` without progress. The SDK has no client-side per-request timeout of its
+ * own (tryTimeoutInMs is server-side only), so without this a silent network hangs a call forever.
+ * Streaming calls `touch()` on every chunk, so a large transfer that keeps moving is never cut off.
+ */
+class Watchdog {
+  private readonly controller = new AbortController();
+  private timer: NodeJS.Timeout | undefined;
+  timedOut = false;
+
+  constructor(private readonly ms: number) {
+    this.touch();
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  touch(): void {
+    clearTimeout(this.timer);
+    if (this.controller.signal.aborted) return;
+    this.timer = setTimeout(() => {
+      this.timedOut = true;
+      this.controller.abort();
+    }, this.ms);
+  }
+
+  cancel(): void {
+    clearTimeout(this.timer);
+    this.controller.abort();
+  }
+
+  dispose(): void {
+    clearTimeout(this.timer);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Error mapping
+
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ESOCKETTIMEDOUT', 'ECONNRESET', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'REQUEST_SEND_ERROR']);
+const IDENTITY_ERRORS = new Set(['CredentialUnavailableError', 'AuthenticationError', 'AggregateAuthenticationError', 'AuthenticationRequiredError']);
+
+/** The one place SDK, identity and network failures become `SyncError`s. Always keeps `cause`. */
+function toSyncError(error: unknown, ctx: Context): Error {
+  if (error instanceof SyncError) return error;
+  // A local file problem (missing upload source, disk full on download) is not the store's: pass it on as is.
+  if (error instanceof Error && 'syscall' in error && 'path' in error && !ctx.timedOut) return error;
+  const what = `${ctx.op}${ctx.key ? ` ${ctx.key}` : ''} at ${ctx.endpoint}`;
+  const err = error as { name?: string; message?: string };
+
+  if (err?.name === 'AbortError' || ctx.timedOut) {
+    return new SyncError('STORE_UNREACHABLE', `Cannot ${what}: no response within ${ctx.timeoutMs} ms; check the network path to the storage account.`, { cause: error, transient: true });
+  }
+  if (err?.name && IDENTITY_ERRORS.has(err.name)) {
+    // DefaultAzureCredential's message lists why each credential in its chain failed: keep all of it.
+    return new SyncError('STORE_AUTH', `Cannot ${what}: could not get an Azure AD token. On Azure, enable a managed identity for the app (and set AZURE_CLIENT_ID for a user-assigned one); locally, run \`az login\`; or use a connectionString or SAS containerUrl instead. Details: ${err.message ?? ''}`, { cause: error });
+  }
+  if (!(error instanceof RestError)) {
+    return new SyncError('STORE_UNREACHABLE', `Cannot ${what}: ${firstLine(err?.message ?? String(error))}`, { cause: error });
+  }
+
+  const status = error.statusCode;
+  const code = serviceCode(error);
+  const detail = `${status ?? ''} ${code ?? ''}`.trim();
+
+  if (status === undefined) {
+    if (code && /^(CERT_|ERR_TLS|SELF_SIGNED|DEPTH_ZERO|UNABLE_TO_)/.test(code)) {
+      return new SyncError('STORE_UNREACHABLE', `Cannot ${what}: TLS failure (${code}); check the endpoint and any TLS-intercepting proxy.`, { cause: error });
+    }
+    const hint = code === 'ENOTFOUND' || code === 'EAI_AGAIN'
+      ? 'the host name does not resolve; check the account name / endpoint'
+      : code === 'ECONNREFUSED' ? 'nothing accepts connections there' : 'network error';
+    const known = code !== undefined && NETWORK_CODES.has(code);
+    return new SyncError('STORE_UNREACHABLE', `Cannot ${what}: ${hint} (${code ?? firstLine(error.message)}).${known ? '' : ` ${firstLine(error.message)}`}`, { cause: error, transient: true });
+  }
+  if (status === 401 || status === 403) {
+    return new SyncError('STORE_AUTH', `Cannot ${what}: access denied (${detail}); ${authFix(code, ctx.auth)}`, { cause: error });
+  }
+  if (status === 404) {
+    if (code === 'BlobNotFound') return new SyncError('NOT_FOUND', `${ctx.key ?? 'The blob'} does not exist in ${ctx.endpoint}.`, { cause: error });
+    if (code !== 'ContainerNotFound') {
+      return new SyncError('STORE_NOT_FOUND', `Cannot ${what}: not found (${detail}); check that storage account "${ctx.account}" and container "${ctx.containerName}" exist at this endpoint.`, { cause: error });
+    }
+    return new SyncError('STORE_NOT_FOUND', `Container "${ctx.containerName}" does not exist in storage account "${ctx.account}" (${detail}, ${ctx.endpoint}): create it (az storage container create --name ${ctx.containerName} --account-name ${ctx.account} --auth-mode login) or pass createContainer: true.`, { cause: error });
+  }
+  if (status === 409 && code === 'ContainerBeingDeleted') {
+    return new SyncError('STORE_NOT_FOUND', `Container "${ctx.containerName}" is being deleted; wait for the deletion to finish before recreating it.`, { cause: error, transient: true });
+  }
+  if (status === 412 || (status === 409 && (code === 'BlobAlreadyExists' || code?.startsWith('Lease')))) {
+    return new SyncError('CONFLICT', `Cannot ${what}: it changed since it was read (${detail}); another writer got there first.`, { cause: error, transient: ctx.op === 'download' });
+  }
+  if (status === 408 || status === 429 || status >= 500) {
+    return new SyncError('STORE_UNREACHABLE', `Cannot ${what}: the service answered ${detail} (throttled or temporarily unavailable).`, { cause: error, transient: true });
+  }
+  if (status === 400) {
+    return new SyncError('CONFIG', `Cannot ${what}: the service rejected the request (${detail}): ${firstLine(error.message)}`, { cause: error });
+  }
+  return new SyncError('STORE_UNREACHABLE', `Cannot ${what}: unexpected ${detail}: ${firstLine(error.message)}`, { cause: error });
+}
+
+/** HEAD responses carry the code only in a header, which the SDK puts in `details.errorCode`. */
+function serviceCode(error: RestError): string | undefined {
+  const fromDetails = (error.details as { errorCode?: unknown } | undefined)?.errorCode;
+  return error.code ?? (typeof fromDetails === 'string' ? fromDetails : undefined);
+}
+
+function authFix(code: string | undefined, auth: AuthKind): string {
+  if (code === 'KeyBasedAuthenticationNotPermitted') {
+    return 'shared key access is disabled on this storage account; use accountUrl with a TokenCredential instead.';
+  }
+  if (code === 'AuthorizationSourceIPMismatch' || code === 'AuthorizationProtocolMismatch') {
+    return 'the credential is valid but restricted to other IPs or protocols; regenerate it without that restriction.';
+  }
+  if (auth === 'token' && code !== 'AuthenticationFailed' && code !== 'InvalidAuthenticationInfo') {
+    return "grant the identity the 'Storage Blob Data Contributor' role on the account or container (Owner/Contributor is not enough for data access; new role assignments take a few minutes). If the role is there, the account firewall may be blocking this network.";
+  }
+  if (auth === 'token') return 'the access token was rejected; check that the identity belongs to the storage account\'s tenant.';
+  if (auth === 'sas') {
+    return 'check the SAS token: it may be expired, not yet valid, signed with a rotated key, or missing permissions (needs read, write, delete, list).';
+  }
+  // Real Azure says AuthenticationFailed for a wrong key; Azurite says AuthorizationFailure.
+  return 'check the account key / connection string (a rotated key invalidates the old one); if the key is right, the storage account firewall may be blocking this network.';
+}
+
+function firstLine(message: string | undefined): string {
+  return (message ?? '').split('\n')[0] ?? '';
+}

@@ -1,0 +1,185 @@
+import { test, before, after, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { readFile, writeFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createClient } from '@libsql/client';
+import { azureBlobStore, directoryStore, drizzle, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
+import { compressFile } from '../src/sync/codec.ts';
+import { MANIFEST_KEY, decodeManifest, encodeManifest } from '../src/sync/manifest.ts';
+import { startAzurite, type Azurite } from './helpers/azurite.ts';
+import { notes, open, tempDir } from './helpers/fixtures.ts';
+
+let dir: Awaited<ReturnType<typeof tempDir>>;
+let azurite: Azurite;
+before(async () => {
+  dir = await tempDir('failures');
+  azurite = await startAzurite();
+});
+after(async () => {
+  await azurite?.stop();
+  await dir?.cleanup();
+});
+
+/** A store holding one good snapshot with `rows` notes; returns its manifest bytes. */
+async function seedBackup(store: SnapshotStore, name: string, rows = 5): Promise<Buffer> {
+  const db = await open(join(dir.path, name, 'seed', 'app.db'), store);
+  for (let i = 0; i < rows; i++) await db.insert(notes).values({ body: `good ${i}` });
+  await db.$sync.close();
+  const manifest = await store.readSmall(MANIFEST_KEY);
+  assert.ok(manifest);
+  return manifest.body;
+}
+
+function isCode(code: string) {
+  return (error: unknown) => {
+    assert.ok(error instanceof SyncError, `expected a SyncError, got ${String(error)}`);
+    assert.equal(error.code, code, error.message);
+    return true;
+  };
+}
+
+async function assertStoreUnchanged(store: SnapshotStore, manifestBefore: Buffer) {
+  const now = await store.readSmall(MANIFEST_KEY);
+  assert.ok(now, 'manifest still there');
+  assert.ok(now.body.equals(manifestBefore), 'manifest unchanged');
+}
+
+describe('store failures never start an empty database', () => {
+  test('unreachable store: rejects STORE_UNREACHABLE, no local database created', async () => {
+    const dbPath = join(dir.path, 'unreachable', 'app.db');
+    const store = azureBlobStore({
+      connectionString: azurite.connectionString.replace(`:${azurite.port}`, ':9'), // discard port: nothing listens
+      container: 'unreachable',
+      requestTimeoutMs: 2_000,
+    });
+    await assert.rejects(open(dbPath, store, { retry: { retries: 1, minTimeoutMs: 10 } }), isCode('STORE_UNREACHABLE'));
+    assert.equal(existsSync(dbPath), false, 'no empty database was started');
+  });
+
+  test('wrong account key: rejects STORE_AUTH naming the fix; backup untouched', async () => {
+    const good = azureBlobStore({ connectionString: azurite.connectionString, container: 'wrong-key', createContainer: true });
+    const before = await seedBackup(good, 'wrong-key');
+    const badKey = Buffer.alloc(64, 7).toString('base64');
+    const bad = azureBlobStore({ connectionString: azurite.connectionString.replace(azurite.accountKey, badKey), container: 'wrong-key' });
+    const dbPath = join(dir.path, 'wrong-key', 'app.db');
+    await assert.rejects(open(dbPath, bad), (error: unknown) => {
+      isCode('STORE_AUTH')(error);
+      assert.match((error as Error).message, /key|credential|SAS/i);
+      return true;
+    });
+    assert.equal(existsSync(dbPath), false);
+    await assertStoreUnchanged(good, before);
+  });
+
+  test("restore: 'required' on an empty store rejects NO_BACKUP", async () => {
+    const store = directoryStore({ dir: join(dir.path, 'required', 'store') });
+    await assert.rejects(open(join(dir.path, 'required', 'app.db'), store, { restore: 'required' }), isCode('NO_BACKUP'));
+  });
+});
+
+describe('corrupt snapshots are rejected as SNAPSHOT_CORRUPT and never opened', () => {
+  async function corruptLatest(store: SnapshotStore, root: string, mutate: (bytes: Buffer) => Buffer) {
+    const manifest = decodeManifest((await store.readSmall(MANIFEST_KEY))!.body, store.location);
+    const path = join(root, manifest.snapshots[0]!.key);
+    await writeFile(path, mutate(await readFile(path)));
+  }
+
+  for (const [name, mutate] of [
+    ['truncated', (b: Buffer) => b.subarray(0, Math.floor(b.length / 2))],
+    ['bit-flipped', (b: Buffer) => {
+      const copy = Buffer.from(b);
+      copy[Math.floor(copy.length / 2)]! ^= 0x10;
+      return copy;
+    }],
+  ] as const) {
+    test(`${name} snapshot (directory store)`, async () => {
+      const root = join(dir.path, name, 'store');
+      const store = directoryStore({ dir: root });
+      const before = await seedBackup(store, name, 200);
+      await corruptLatest(store, root, mutate);
+      const dbPath = join(dir.path, name, 'app.db');
+      await assert.rejects(open(dbPath, store), isCode('SNAPSHOT_CORRUPT'));
+      assert.equal(existsSync(dbPath), false, 'the corrupt file was never moved into place');
+      await assertStoreUnchanged(store, before);
+    });
+  }
+
+  test('bit-flipped snapshot blob on Azurite', async () => {
+    const store = azureBlobStore({ connectionString: azurite.connectionString, container: 'bitflip', createContainer: true });
+    const before = await seedBackup(store, 'bitflip-azure', 200);
+    const manifest = decodeManifest(before, store.location);
+    const key = manifest.snapshots[0]!.key;
+    const tmp = join(dir.path, 'bitflip-azure', 'blob');
+    await store.downloadToFile(key, tmp);
+    const bytes = await readFile(tmp);
+    bytes[bytes.length - 100]! ^= 0x01;
+    await writeFile(tmp, bytes);
+    await store.uploadFile(key, tmp); // overwrite in place, same size: only the content check can catch it
+    const dbPath = join(dir.path, 'bitflip-azure', 'app.db');
+    await assert.rejects(open(dbPath, store), isCode('SNAPSHOT_CORRUPT'));
+    assert.equal(existsSync(dbPath), false);
+  });
+
+  test('a snapshot whose bytes match the manifest but whose database is damaged fails quick_check', async () => {
+    const root = join(dir.path, 'quickcheck', 'store');
+    const store = directoryStore({ dir: root });
+    await seedBackup(store, 'quickcheck', 2_000);
+    // Build a damaged database file: a valid header but garbage in the table's pages.
+    const rawPath = join(dir.path, 'quickcheck', 'damaged.db');
+    const client = createClient({ url: `file:${rawPath}` });
+    await client.execute('CREATE TABLE notes (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)');
+    await client.execute("INSERT INTO notes (body) SELECT printf('row %d %s', value, hex(randomblob(40))) FROM generate_series(1, 3000)");
+    client.close();
+    const raw = await readFile(rawPath);
+    for (let i = 4096 * 3; i < raw.length - 4096; i += 97) raw[i] = 0xff; // page 4 onwards: b-tree pages
+    await writeFile(rawPath, raw);
+    const out = join(root, 'snapshots', 'damaged.db.lz4');
+    const packed = await compressFile(rawPath, out, 'lz4');
+    const manifest = decodeManifest((await store.readSmall(MANIFEST_KEY))!.body, store.location);
+    const entry = { ...manifest.snapshots[0]!, seq: manifest.seq + 1, key: 'snapshots/damaged.db.lz4', bytes: packed.rawBytes, compressedBytes: packed.compressedBytes, sha256: packed.sha256 };
+    const current = (await store.readSmall(MANIFEST_KEY))!;
+    await store.writeSmall(MANIFEST_KEY, encodeManifest({ ...manifest, seq: entry.seq, snapshots: [entry, ...manifest.snapshots] }), { ifMatch: current.etag });
+    const dbPath = join(dir.path, 'quickcheck', 'app.db');
+    await assert.rejects(open(dbPath, store), (error: unknown) => {
+      isCode('SNAPSHOT_CORRUPT')(error);
+      assert.match((error as Error).message, /quick_check|cannot be opened/);
+      return true;
+    });
+    assert.equal(existsSync(dbPath), false);
+  });
+
+  test('an unreadable manifest is an error, never "no backup"', async () => {
+    const root = join(dir.path, 'bad-manifest', 'store');
+    const store = directoryStore({ dir: root });
+    await seedBackup(store, 'bad-manifest');
+    await writeFile(join(root, MANIFEST_KEY), '{"format":1,"gen');
+    const dbPath = join(dir.path, 'bad-manifest', 'app.db');
+    await assert.rejects(open(dbPath, store), isCode('SNAPSHOT_CORRUPT'));
+    assert.equal(existsSync(dbPath), false);
+  });
+});
+
+describe('bad configuration gets CONFIG errors naming the option', () => {
+  const store = () => directoryStore({ dir: join(dir.path, 'config', 'store') });
+  const cases: Array<[string, () => Promise<unknown>, RegExp]> = [
+    ['remote url', () => drizzle({ connection: { url: 'libsql://db.example.com' }, store: store(), log: false }), /connection\.url/],
+    ['memory url', () => drizzle({ connection: ':memory:', store: store(), log: false }), /connection\.url/],
+    ['negative debounce', () => drizzle({ connection: 'file:/tmp/x.db', store: store(), snapshot: { debounceMs: -1 }, log: false }), /snapshot\.debounceMs/],
+    ['ceiling below debounce', () => drizzle({ connection: 'file:/tmp/x.db', store: store(), snapshot: { debounceMs: 10, maxIntervalMs: 5 }, log: false }), /maxIntervalMs/],
+    ['bad restore mode', () => drizzle({ connection: 'file:/tmp/x.db', store: store(), restore: 'always' as never, log: false }), /restore/],
+    ['bad codec', () => drizzle({ connection: 'file:/tmp/x.db', store: store(), snapshot: { codec: 'zip' as never }, log: false }), /snapshot\.codec/],
+    ['azure without container', async () => azureBlobStore({ connectionString: azurite.connectionString } as never), /container/],
+    ['directory without dir', async () => directoryStore({} as never), /dir/],
+  ];
+  for (const [name, run, pattern] of cases) {
+    test(name, async () => {
+      await assert.rejects(run(), (error: unknown) => {
+        isCode('CONFIG')(error);
+        assert.match((error as Error).message, pattern);
+        return true;
+      });
+    });
+  }
+  after(() => rm('/tmp/x.db', { force: true }));
+});
