@@ -112,3 +112,18 @@ test('an idle database makes no storage requests', async () => {
   await db.$sync.close();
   assert.equal(store.total(), afterFlush, 'close with nothing pending uploads nothing');
 });
+
+test('reopening an unchanged database uploads nothing (snapshots are canonical)', async () => {
+  const store = countingStore(directoryStore({ dir: join(dir.path, 'canonical', 'store') }));
+  const first = await open(join(dir.path, 'canonical', 'a.db'), store);
+  await first.insert(notes).values({ body: 'x' });
+  await first.$sync.close();
+  const uploads = store.calls.uploadFile;
+  // A restored copy runs CREATE TABLE IF NOT EXISTS (counted as a write) and switches to WAL: same content.
+  const second = await open(join(dir.path, 'canonical', 'b.db'), store);
+  const info = await second.$sync.flush();
+  assert.equal(info?.uploaded, false, 'identical content is not uploaded again');
+  await second.$sync.close();
+  assert.equal(store.calls.uploadFile, uploads);
+  assert.equal(store.calls.writeSmall, 1, 'one manifest write in total');
+});

@@ -5,6 +5,8 @@ import { WriteLock } from './write-lock.ts';
 export type CommitSource = 'execute' | 'batch' | 'migrate' | 'executeMultiple' | 'transaction';
 
 export interface CommitHooks {
+  /** Runs before a write joins the queue; throws to refuse it (e.g. the database is closing). */
+  admitWrite(): void;
   /** Runs synchronously before a write reaches SQLite (marks the local file dirty before it can be). */
   beforeWrite(): void;
   /** Runs after a write has committed. */
@@ -61,6 +63,8 @@ export class CountingClient implements Client {
   }
 
   async migrate(stmts: InStatement[]): Promise<ResultSet[]> {
+    // drizzle's migrator calls migrate([]) when every migration is already applied: nothing commits.
+    if (!stmts.some((s) => isWriteStatement(sqlOf(s)))) return this.#inner.migrate(stmts);
     return this.#write('migrate', () => this.#inner.migrate(stmts));
   }
 
@@ -72,6 +76,7 @@ export class CountingClient implements Client {
   transaction(mode?: TransactionMode): Promise<Transaction>;
   async transaction(mode?: TransactionMode): Promise<Transaction> {
     if (mode === 'read') return this.#inner.transaction(mode);
+    this.#hooks.admitWrite();
     // The transaction holds the write lock from BEGIN until commit, rollback or close.
     const release = await this.#lock.acquire();
     try {
@@ -97,6 +102,7 @@ export class CountingClient implements Client {
   }
 
   async #write<T>(source: CommitSource, run: () => Promise<T>): Promise<T> {
+    this.#hooks.admitWrite();
     return this.#lock.run(async () => {
       this.#hooks.beforeWrite();
       const result = await run();

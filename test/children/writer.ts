@@ -40,7 +40,7 @@ const keepAlive = setInterval(() => {}, 1 << 30);
 
 const db = await open(dbPath, storeFromArgs(), {
   log,
-  shutdown: { signals: false, timeoutMs: 20_000 },
+  shutdown: { signals: true, timeoutMs: 20_000 },
   snapshot: { debounceMs: 60_000, maxIntervalMs: 600_000, maxCommits: 1e9 },
 });
 
