@@ -82,6 +82,8 @@ export class SyncController implements CommitHooks, SyncHandle {
   #ok = 0;
   #failed = 0;
   #restoredFrom: SyncStatus['restoredFrom'] = null;
+  /** The restore happens before the caller can subscribe, so 'restore' is replayed to late listeners. */
+  #restoreEvent: SyncEvents['restore'][0] | undefined;
   readonly #onSignal = (signal: NodeJS.Signals) => this.#handleSignal(signal);
 
   constructor(options: ControllerOptions, snapshotter: Snapshotter, state: LocalState, dirtyAtStart: boolean) {
@@ -97,7 +99,7 @@ export class SyncController implements CommitHooks, SyncHandle {
     this.#client = client;
     if (restoredFrom) {
       this.#restoredFrom = { seq: restoredFrom.seq, generation: restoredFrom.generation, createdAt: restoredFrom.createdAt, bytes: restoredFrom.bytes, durationMs: restoreMs };
-      this.#events.emit('restore', { seq: restoredFrom.seq, generation: restoredFrom.generation, bytes: restoredFrom.bytes, durationMs: restoreMs });
+      this.#restoreEvent = { seq: restoredFrom.seq, generation: restoredFrom.generation, bytes: restoredFrom.bytes, durationMs: restoreMs };
     }
     if (this.#dirtyAtStart) {
       const now = Date.now();
@@ -159,6 +161,7 @@ export class SyncController implements CommitHooks, SyncHandle {
   }
 
   on<E extends keyof SyncEvents>(event: E, listener: (...args: SyncEvents[E]) => void): this {
+    if (event === 'restore') return this.#replayRestore(listener as (e: SyncEvents['restore'][0]) => void);
     this.#events.on(event, listener as (...args: unknown[]) => void);
     return this;
   }
@@ -169,7 +172,15 @@ export class SyncController implements CommitHooks, SyncHandle {
   }
 
   once<E extends keyof SyncEvents>(event: E, listener: (...args: SyncEvents[E]) => void): this {
+    if (event === 'restore') return this.#replayRestore(listener as (e: SyncEvents['restore'][0]) => void);
     this.#events.once(event, listener as (...args: unknown[]) => void);
+    return this;
+  }
+
+  /** A restore happens once, at start: a listener gets it (asynchronously) if there was one. */
+  #replayRestore(listener: (event: SyncEvents['restore'][0]) => void): this {
+    const event = this.#restoreEvent;
+    if (event) queueMicrotask(() => listener(event));
     return this;
   }
 
