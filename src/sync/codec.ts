@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { closeSync, createReadStream, createWriteStream, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip, createGunzip } from 'node:zlib';
@@ -38,8 +38,9 @@ function corrupt(path: string, why: string, cause?: unknown): SyncError {
   return new SyncError('SNAPSHOT_CORRUPT', `Snapshot file ${path} is corrupt: ${why}.`, { cause });
 }
 
-/** Compresses `src` into `dst`, hashing the raw bytes on the way. */
+/** Compresses `src` into `dst`, hashing the raw bytes on the way. Runs in the snapshot worker. */
 export async function compressFile(src: string, dst: string, codec: Codec): Promise<CodecResult> {
+  if (codec === 'lz4') return compressLz4(src, dst);
   const hash = createHash('sha256');
   let rawBytes = 0;
   const tap = new Transform({
@@ -49,29 +50,6 @@ export async function compressFile(src: string, dst: string, codec: Codec): Prom
       done(null, chunk);
     },
   });
-  if (codec === 'lz4') {
-    const out = await open(dst, 'w');
-    try {
-      await out.write(LZ4_MAGIC);
-      let compressedBytes = LZ4_MAGIC.length;
-      const input = createReadStream(src, { highWaterMark: BLOCK_BYTES });
-      for await (const chunk of input.pipe(tap) as AsyncIterable<Buffer>) {
-        const block = compressSync(chunk);
-        const header = Buffer.alloc(8);
-        header.writeUInt32LE(chunk.length, 0);
-        header.writeUInt32LE(block.length, 4);
-        await out.write(header);
-        await out.write(block);
-        compressedBytes += 8 + block.length;
-      }
-      await out.write(Buffer.alloc(8));
-      compressedBytes += 8;
-      await out.sync();
-      return { rawBytes, compressedBytes, sha256: hash.digest('hex') };
-    } finally {
-      await out.close();
-    }
-  }
   const input = createReadStream(src, { highWaterMark: BLOCK_BYTES });
   if (codec === 'gzip') await pipeline(input, tap, createGzip({ level: 1 }), createWriteStream(dst, { flush: true }));
   else await pipeline(input, tap, createWriteStream(dst, { flush: true }));
@@ -79,51 +57,121 @@ export async function compressFile(src: string, dst: string, codec: Codec): Prom
   return { rawBytes, compressedBytes: size, sha256: hash.digest('hex') };
 }
 
+/** Synchronous file I/O on purpose: this runs in a worker thread, where it beats threadpool round trips. */
+function compressLz4(src: string, dst: string): CodecResult {
+  const hash = createHash('sha256');
+  const input = openSync(src, 'r');
+  const out = openSync(dst, 'w');
+  try {
+    writeSync(out, LZ4_MAGIC);
+    let rawBytes = 0;
+    let compressedBytes = LZ4_MAGIC.length;
+    const chunk = Buffer.allocUnsafe(BLOCK_BYTES);
+    for (;;) {
+      const n = readSync(input, chunk, 0, BLOCK_BYTES, null);
+      if (n === 0) break;
+      const raw = chunk.subarray(0, n);
+      hash.update(raw);
+      const block = compressSync(raw);
+      const header = Buffer.allocUnsafe(8);
+      header.writeUInt32LE(n, 0);
+      header.writeUInt32LE(block.length, 4);
+      writeSync(out, header);
+      writeSync(out, block);
+      rawBytes += n;
+      compressedBytes += 8 + block.length;
+    }
+    writeSync(out, Buffer.alloc(8));
+    fsyncSync(out);
+    return { rawBytes, compressedBytes: compressedBytes + 8, sha256: hash.digest('hex') };
+  } finally {
+    closeSync(input);
+    closeSync(out);
+  }
+}
+
+/**
+ * Incremental decoder for the lz4 format: accepts compressed bytes in any chunking (a file read or
+ * network ranges as they arrive) and returns whole raw blocks. `finish()` throws if the end record
+ * never came (truncation) or bytes follow it.
+ */
+export class Lz4Decoder {
+  readonly #label: string;
+  #chunks: Buffer[] = [];
+  #length = 0;
+  /** Bytes needed before any progress is possible: input is only joined once they are there (linear time). */
+  #need = LZ4_MAGIC.length;
+  #offset = 0; // bytes consumed so far, for error messages
+  #sawMagic = false;
+  #ended = false;
+
+  constructor(label: string) {
+    this.#label = label;
+  }
+
+  push(chunk: Buffer): Buffer[] {
+    if (chunk.length === 0) return [];
+    if (this.#ended) throw corrupt(this.#label, `unexpected bytes after the end record at byte ${this.#offset}`);
+    this.#chunks.push(chunk);
+    this.#length += chunk.length;
+    if (this.#length < this.#need) return [];
+    let buf = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#length);
+    const blocks: Buffer[] = [];
+    let pos = 0;
+    for (;;) {
+      const left = buf.length - pos;
+      if (!this.#sawMagic) {
+        if (left < LZ4_MAGIC.length) break;
+        if (!buf.subarray(pos, pos + LZ4_MAGIC.length).equals(LZ4_MAGIC)) throw corrupt(this.#label, 'not an lz4 snapshot (bad magic)');
+        pos += LZ4_MAGIC.length;
+        this.#sawMagic = true;
+        continue;
+      }
+      if (left < 8) {
+        this.#need = 8;
+        break;
+      }
+      const at = this.#offset + pos;
+      const rawLength = buf.readUInt32LE(pos);
+      const compressedLength = buf.readUInt32LE(pos + 4);
+      if (rawLength === 0 && compressedLength === 0) {
+        pos += 8;
+        this.#ended = true;
+        if (pos < buf.length) throw corrupt(this.#label, `${buf.length - pos} unexpected bytes after the end record`);
+        break;
+      }
+      if (rawLength > BLOCK_BYTES * 64 || compressedLength > BLOCK_BYTES * 65) throw corrupt(this.#label, `implausible block size at byte ${at}`);
+      if (left < 8 + compressedLength) {
+        this.#need = 8 + compressedLength;
+        break;
+      }
+      let raw: Buffer;
+      try {
+        raw = uncompressSync(buf.subarray(pos + 8, pos + 8 + compressedLength));
+      } catch (error) {
+        throw corrupt(this.#label, `lz4 block at byte ${at} does not decode`, error);
+      }
+      if (raw.length !== rawLength) throw corrupt(this.#label, `block at byte ${at} decoded to ${raw.length} bytes, expected ${rawLength}`);
+      blocks.push(raw);
+      pos += 8 + compressedLength;
+    }
+    buf = buf.subarray(pos);
+    this.#offset += pos;
+    this.#chunks = buf.length > 0 ? [buf] : [];
+    this.#length = buf.length;
+    return blocks;
+  }
+
+  finish(): void {
+    if (!this.#ended) throw corrupt(this.#label, `truncated: no end record after ${this.#offset + this.#length} bytes`);
+  }
+}
+
 /** Decompresses `src` into `dst`; throws SNAPSHOT_CORRUPT on any framing or codec error. */
 export async function decompressFile(src: string, dst: string, codec: Codec): Promise<CodecResult> {
+  if (codec === 'lz4') return decompressLz4(src, dst);
   const hash = createHash('sha256');
   let rawBytes = 0;
-  if (codec === 'lz4') {
-    const input = await open(src, 'r');
-    const out = await open(dst, 'w');
-    try {
-      const { size } = await input.stat();
-      let pos = 0;
-      const readExactly = async (length: number, what: string): Promise<Buffer> => {
-        if (pos + length > size) throw corrupt(src, `truncated inside ${what} at byte ${pos}`);
-        const buf = Buffer.alloc(length);
-        const { bytesRead } = await input.read(buf, 0, length, pos);
-        if (bytesRead !== length) throw corrupt(src, `short read inside ${what} at byte ${pos}`);
-        pos += length;
-        return buf;
-      };
-      if (!(await readExactly(LZ4_MAGIC.length, 'header')).equals(LZ4_MAGIC)) throw corrupt(src, 'not an lz4 snapshot (bad magic)');
-      for (;;) {
-        const header = await readExactly(8, 'block header');
-        const rawLength = header.readUInt32LE(0);
-        const compressedLength = header.readUInt32LE(4);
-        if (rawLength === 0 && compressedLength === 0) break;
-        if (rawLength > BLOCK_BYTES * 64 || compressedLength > BLOCK_BYTES * 65) throw corrupt(src, `implausible block size at byte ${pos - 8}`);
-        const block = await readExactly(compressedLength, 'block');
-        let raw: Buffer;
-        try {
-          raw = uncompressSync(block);
-        } catch (error) {
-          throw corrupt(src, `lz4 block at byte ${pos - compressedLength} does not decode`, error);
-        }
-        if (raw.length !== rawLength) throw corrupt(src, `block at byte ${pos - compressedLength} decoded to ${raw.length} bytes, expected ${rawLength}`);
-        hash.update(raw);
-        rawBytes += raw.length;
-        await out.write(raw);
-      }
-      if (pos !== size) throw corrupt(src, `${size - pos} unexpected bytes after the end record`);
-      await out.sync();
-      return { rawBytes, compressedBytes: size, sha256: hash.digest('hex') };
-    } finally {
-      await input.close();
-      await out.close();
-    }
-  }
   const tap = new Transform({
     transform(chunk: Buffer, _enc, done) {
       hash.update(chunk);
@@ -140,4 +188,33 @@ export async function decompressFile(src: string, dst: string, codec: Codec): Pr
   }
   const { size } = await stat(src);
   return { rawBytes, compressedBytes: size, sha256: hash.digest('hex') };
+}
+
+function decompressLz4(src: string, dst: string): CodecResult {
+  const hash = createHash('sha256');
+  const decoder = new Lz4Decoder(src);
+  const input = openSync(src, 'r');
+  const out = openSync(dst, 'w');
+  try {
+    let rawBytes = 0;
+    let compressedBytes = 0;
+    const chunk = Buffer.allocUnsafe(4 * BLOCK_BYTES);
+    for (;;) {
+      const n = readSync(input, chunk, 0, chunk.length, null);
+      if (n === 0) break;
+      compressedBytes += n;
+      // A copy: the decoder may keep a partial record while `chunk` is reused for the next read.
+      for (const raw of decoder.push(Buffer.from(chunk.subarray(0, n)))) {
+        hash.update(raw);
+        writeSync(out, raw);
+        rawBytes += raw.length;
+      }
+    }
+    decoder.finish();
+    fsyncSync(out);
+    return { rawBytes, compressedBytes, sha256: hash.digest('hex') };
+  } finally {
+    closeSync(input);
+    closeSync(out);
+  }
 }
