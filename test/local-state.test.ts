@@ -131,3 +131,20 @@ test('a local file of unknown origin is never replaced silently; an empty one is
   await restored.$sync.close();
   await rm(join(dir.path, 'unknown'), { recursive: true, force: true });
 });
+
+test('after an unclean exit, a change made by another process before the next start is still snapshotted', async () => {
+  const storeDir = join(dir.path, 'unclean', 'store');
+  const dbPath = join(dir.path, 'unclean', 'app.db');
+  await crashWithUnsnapshottedRows(dbPath, storeDir, 0); // killed clean (nothing pending), without close()
+  const client = createClient({ url: `file:${dbPath}` });
+  await client.execute("INSERT INTO notes (body) VALUES ('migrated outside')");
+  client.close();
+  const store = directoryStore({ dir: storeDir });
+  const db = await open(dbPath, store);
+  const info = await db.$sync.flush();
+  assert.ok(info?.uploaded, 'the outside change was uploaded');
+  await db.$sync.close();
+  const fresh = await open(join(dir.path, 'unclean', 'fresh.db'), store);
+  assert.deepEqual((await fresh.select().from(notes)).map((r) => r.body), ['snapshotted', 'migrated outside']);
+  await fresh.$sync.close();
+});

@@ -108,7 +108,10 @@ export async function hydrate(options: HydrateOptions): Promise<HydrateResult> {
     } else if (state.seq === head.manifest.seq && state.generation === head.manifest.generation) {
       // The local file is the store's latest snapshot, plus any commits marked dirty: keep it.
       if (changedOutside) log.info({ dbPath }, 'local database changed outside this library since it was closed; it will be snapshotted');
-      return done({ state: { ...state, dirty, fingerprint: null }, head, restoredFrom: null, pending: dirty, action: 'kept-local' });
+      // No fingerprint means the last run did not close cleanly, so another process (drizzle-kit migrate)
+      // may have changed the file unseen: snapshot it. Canonical snapshots make an unchanged file cost no upload.
+      const unknown = !dirty && state.fingerprint === null;
+      return done({ state: { ...state, dirty, fingerprint: null }, head, restoredFrom: null, pending: dirty || unknown, action: 'kept-local' });
     } else if (state.seq > head.manifest.seq) {
       // The store went backwards (restored or rolled back by hand): the local file is newer. Keep it.
       log.warn({ dbPath, localSeq: state.seq, storeSeq: head.manifest.seq }, 'store is older than the local database; keeping the local file and snapshotting it');
