@@ -5,7 +5,7 @@
  * The migrate step runs in drizzle-kit's own process: the library notices the file changed outside
  * it (the sidecar's fingerprint) and the following seed/snapshot step uploads the migration.
  */
-import { SyncError, drizzle, isSyncError, storeFromEnv, type BlobDatabase, type RestoreMode, type SnapshotInfo, type SyncLogger } from 'drizzle-libsql-blob';
+import { SyncError, drizzle, findSyncError, storeFromEnv, type BlobDatabase, type RestoreMode, type SnapshotInfo, type SyncLogger } from 'drizzle-libsql-blob';
 import * as schema from '../schema/index.ts';
 import { DOCUMENT_TYPES } from '../schema/documents.ts';
 import { SeedValidationError, runSeeds, type SeedReport } from '../seeds/runner.ts';
@@ -128,7 +128,7 @@ async function main(): Promise<void> {
   try {
     await { restore, seed, snapshot }[command]();
   } catch (error) {
-    const code = isSyncError(error) || error instanceof SeedValidationError ? error.code : 'ERROR';
+    const code = findSyncError(error)?.code ?? (error instanceof SeedValidationError ? error.code : 'ERROR');
     console.error(`db ${command} failed [${code}]: ${error instanceof Error ? error.message : String(error)}`);
     process.exitCode = 1;
   }

@@ -86,7 +86,11 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
       writeLock: client.writeLock,
       async close() {
         try {
+          // Folds the WAL into the file so the next start (or another process) sees one file.
           await inner.execute('PRAGMA wal_checkpoint(TRUNCATE)');
+        } catch (error) {
+          // Not fatal: the final snapshot is already durable and SQLite replays the WAL on next open.
+          log.warn({ error: String(error) }, 'WAL checkpoint at close failed');
         } finally {
           inner.close();
         }

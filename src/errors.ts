@@ -28,8 +28,18 @@ export class SyncError extends Error {
   }
 }
 
-export function isSyncError(error: unknown, code?: SyncErrorCode): error is SyncError {
-  return error instanceof SyncError && (code === undefined || error.code === code);
+/** The SyncError in `error` or its `cause` chain (drizzle wraps driver errors in DrizzleQueryError). */
+export function findSyncError(error: unknown): SyncError | undefined {
+  for (let current = error, depth = 0; current instanceof Error && depth < 8; current = current.cause, depth++) {
+    if (current instanceof SyncError) return current;
+  }
+  return undefined;
+}
+
+/** True when `error` is, or was caused by, a SyncError (with that `code`, if given). */
+export function isSyncError(error: unknown, code?: SyncErrorCode): boolean {
+  const found = findSyncError(error);
+  return found !== undefined && (code === undefined || found.code === code);
 }
 
 export function errorMessage(error: unknown): string {

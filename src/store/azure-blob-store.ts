@@ -175,51 +175,71 @@ export function azureBlobStore(options: AzureBlobStoreOptions): SnapshotStore {
       );
     },
 
-    async downloadToFile(key, filePath) {
+    async *download(key) {
       const blob = container.getBlobClient(blobName(key));
-      return run('download', key, async (dog) => {
+      const dog = new Watchdog(timeoutMs);
+      let done = false;
+      try {
         const properties = await blob.getProperties({ abortSignal: dog.signal });
         const size = properties.contentLength ?? 0;
         const ranges: Array<[offset: number, count: number]> = [];
         for (let offset = 0; offset < size; offset += BLOCK_SIZE) ranges.push([offset, Math.min(BLOCK_SIZE, size - offset)]);
-
-        const file = await open(filePath, 'w');
-        try {
-          // Parallel ranged GETs pinned to the ETag we sized the file from: a blob replaced mid-way fails
-          // with 412 instead of producing a spliced file.
-          let next = 0;
-          const worker = async () => {
-            while (next < ranges.length && !dog.signal.aborted) {
-              const [offset, count] = ranges[next++]!;
-              const response = await blob.download(offset, count, {
-                abortSignal: dog.signal,
-                conditions: { ifMatch: properties.etag },
-                maxRetryRequests: 3, // the SDK resumes a broken body stream from where it stopped
-              });
-              let position = offset;
-              for await (const chunk of response.readableStreamBody ?? []) {
-                await file.write(chunk as Buffer, 0, (chunk as Buffer).length, position);
-                position += (chunk as Buffer).length;
-                dog.touch();
-              }
-              if (position !== offset + count) {
-                throw new SyncError('STORE_UNREACHABLE', `Download of ${key} from ${endpoint} ended early at byte ${position} of ${size}.`, { transient: true });
-              }
-            }
-          };
-          const results = await Promise.allSettled(
-            Array.from({ length: Math.min(CONCURRENCY, ranges.length) }, () => worker().catch((error: unknown) => {
-              dog.cancel(); // stop the siblings; the first failure is the one reported
-              throw error;
-            })),
-          );
-          const failed = results.find((result) => result.status === 'rejected');
-          if (failed) throw failed.reason;
-        } finally {
-          await file.close();
+        // Parallel ranged GETs pinned to the ETag we sized the blob from (a blob replaced mid-way fails
+        // with 412 instead of producing a spliced file), yielded in order. Memory: CONCURRENCY x BLOCK_SIZE.
+        const fetchRange = async ([offset, count]: [number, number]): Promise<Buffer> => {
+          const response = await blob.download(offset, count, {
+            abortSignal: dog.signal,
+            conditions: { ifMatch: properties.etag },
+            maxRetryRequests: 3, // the SDK resumes a broken body stream from where it stopped
+          });
+          const parts: Buffer[] = [];
+          for await (const chunk of response.readableStreamBody ?? []) {
+            parts.push(chunk as Buffer);
+            dog.touch();
+          }
+          const body = Buffer.concat(parts);
+          if (body.length !== count) {
+            throw new SyncError('STORE_UNREACHABLE', `Download of ${key} from ${endpoint} ended early at byte ${offset + body.length} of ${size}.`, { transient: true });
+          }
+          return body;
+        };
+        const inflight: Array<Promise<Buffer>> = [];
+        let next = 0;
+        const fill = () => {
+          while (inflight.length < CONCURRENCY && next < ranges.length) {
+            const request = fetchRange(ranges[next++]!);
+            request.catch(() => undefined); // observed when its turn comes; siblings may fail first
+            inflight.push(request);
+          }
+        };
+        fill();
+        while (inflight.length > 0) {
+          const body = await inflight.shift()!;
+          fill();
+          dog.touch();
+          yield body;
         }
-        return { bytes: size };
-      });
+        done = true;
+      } catch (error) {
+        throw toSyncError(error, { op: 'download', key, endpoint, account, containerName: container.containerName, auth, timeoutMs, timedOut: dog.timedOut });
+      } finally {
+        if (done) dog.dispose();
+        else dog.cancel(); // the consumer stopped early or a range failed: abort the other requests
+      }
+    },
+
+    async downloadToFile(key, filePath) {
+      const file = await open(filePath, 'w');
+      let bytes = 0;
+      try {
+        for await (const chunk of this.download(key)) {
+          await file.write(chunk);
+          bytes += chunk.length;
+        }
+      } finally {
+        await file.close();
+      }
+      return { bytes };
     },
 
     async delete(key) {

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { copyFile, mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -115,6 +116,15 @@ export function directoryStore(options: DirectoryStoreOptions): SnapshotStore {
         await atomicWrite(pathOf(key), (tmp) => copyFile(filePath, tmp));
       } catch (error) {
         throw fsError(error, `copy ${filePath} into ${root}`);
+      }
+    },
+
+    async *download(key: string) {
+      try {
+        for await (const chunk of createReadStream(pathOf(key), { highWaterMark: 8 * 1024 * 1024 })) yield chunk as Buffer;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new SyncError('NOT_FOUND', `${key} does not exist in ${root}.`, { cause: error });
+        throw fsError(error, `read ${key} in ${root}`);
       }
     },
 

@@ -34,6 +34,12 @@ export interface SnapshotStore {
   /** Uploads a local file as an immutable object; metadata values are plain ASCII strings. */
   uploadFile(key: string, filePath: string, metadata?: Record<string, string>): Promise<void>;
 
+  /**
+   * Streams an object's bytes in order (implementations may fetch ranges in parallel underneath, with
+   * memory bounded by their concurrency, not by the object's size). Throws `NOT_FOUND` when absent.
+   */
+  download(key: string): AsyncIterable<Buffer>;
+
   /** Downloads an object to a local file (created or truncated). Throws `NOT_FOUND` when absent. */
   downloadToFile(key: string, filePath: string): Promise<{ bytes: number }>;
 

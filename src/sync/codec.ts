@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, createWriteStream, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { Transform } from 'node:stream';
+import { open, stat } from 'node:fs/promises';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip, createGunzip } from 'node:zlib';
 import { compressSync, uncompressSync } from 'lz4-napi';
@@ -169,9 +169,49 @@ export class Lz4Decoder {
 
 /** Decompresses `src` into `dst`; throws SNAPSHOT_CORRUPT on any framing or codec error. */
 export async function decompressFile(src: string, dst: string, codec: Codec): Promise<CodecResult> {
-  if (codec === 'lz4') return decompressLz4(src, dst);
+  return decodeToFile(createReadStream(src, { highWaterMark: 4 * BLOCK_BYTES }) as AsyncIterable<Buffer>, dst, codec, src);
+}
+
+/**
+ * Decodes compressed chunks as they arrive (from a file or straight from the network, so download and
+ * decompression overlap) into `dst`, hashing the raw bytes. Codec errors become SNAPSHOT_CORRUPT;
+ * errors of the source (a store failure) pass through unchanged.
+ */
+export async function decodeToFile(chunks: AsyncIterable<Buffer>, dst: string, codec: Codec, label: string): Promise<CodecResult> {
   const hash = createHash('sha256');
   let rawBytes = 0;
+  let compressedBytes = 0;
+  if (codec === 'lz4') {
+    const decoder = new Lz4Decoder(label);
+    const out = await open(dst, 'w');
+    try {
+      for await (const chunk of chunks) {
+        compressedBytes += chunk.length;
+        for (const raw of decoder.push(chunk)) {
+          hash.update(raw);
+          rawBytes += raw.length;
+          await out.write(raw);
+        }
+      }
+      decoder.finish();
+      await out.sync();
+    } finally {
+      await out.close();
+    }
+    return { rawBytes, compressedBytes, sha256: hash.digest('hex') };
+  }
+  let sourceError: unknown;
+  async function* counted() {
+    try {
+      for await (const chunk of chunks) {
+        compressedBytes += chunk.length;
+        yield chunk;
+      }
+    } catch (error) {
+      sourceError = error;
+      throw error;
+    }
+  }
   const tap = new Transform({
     transform(chunk: Buffer, _enc, done) {
       hash.update(chunk);
@@ -180,41 +220,11 @@ export async function decompressFile(src: string, dst: string, codec: Codec): Pr
     },
   });
   try {
-    const input = createReadStream(src, { highWaterMark: BLOCK_BYTES });
-    if (codec === 'gzip') await pipeline(input, createGunzip(), tap, createWriteStream(dst, { flush: true }));
-    else await pipeline(input, tap, createWriteStream(dst, { flush: true }));
+    if (codec === 'gzip') await pipeline(Readable.from(counted()), createGunzip(), tap, createWriteStream(dst, { flush: true }));
+    else await pipeline(Readable.from(counted()), tap, createWriteStream(dst, { flush: true }));
   } catch (error) {
-    throw corrupt(src, `${codec} stream does not decode`, error);
+    if (sourceError !== undefined) throw sourceError;
+    throw corrupt(label, `${codec} stream does not decode`, error);
   }
-  const { size } = await stat(src);
-  return { rawBytes, compressedBytes: size, sha256: hash.digest('hex') };
-}
-
-function decompressLz4(src: string, dst: string): CodecResult {
-  const hash = createHash('sha256');
-  const decoder = new Lz4Decoder(src);
-  const input = openSync(src, 'r');
-  const out = openSync(dst, 'w');
-  try {
-    let rawBytes = 0;
-    let compressedBytes = 0;
-    const chunk = Buffer.allocUnsafe(4 * BLOCK_BYTES);
-    for (;;) {
-      const n = readSync(input, chunk, 0, chunk.length, null);
-      if (n === 0) break;
-      compressedBytes += n;
-      // A copy: the decoder may keep a partial record while `chunk` is reused for the next read.
-      for (const raw of decoder.push(Buffer.from(chunk.subarray(0, n)))) {
-        hash.update(raw);
-        writeSync(out, raw);
-        rawBytes += raw.length;
-      }
-    }
-    decoder.finish();
-    fsyncSync(out);
-    return { rawBytes, compressedBytes, sha256: hash.digest('hex') };
-  } finally {
-    closeSync(input);
-    closeSync(out);
-  }
+  return { rawBytes, compressedBytes, sha256: hash.digest('hex') };
 }

@@ -9,7 +9,7 @@ import type { SnapshotStore } from '../store/store.ts';
 import { MANIFEST_KEY, decodeManifest, latestSnapshot, type Manifest, type SnapshotEntry } from './manifest.ts';
 import { fingerprint, newGeneration, readLocalState, sameFingerprint, writeLocalState, type LocalState } from './local-state.ts';
 import { withRetry, type RetryPolicy } from './retry.ts';
-import { runInWorker } from './run-in-worker.ts';
+import { startWorkerJob, type WorkerSuccess } from './run-in-worker.ts';
 
 export type RestoreMode = 'required' | 'if-exists' | 'skip';
 
@@ -131,7 +131,24 @@ export async function hydrate(options: HydrateOptions): Promise<HydrateResult> {
   return done({ state: restored, head, restoredFrom: latest, pending: false, action: 'downloaded' });
 }
 
-/** Downloads, verifies (size, sha256, quick_check) and atomically moves a snapshot into place. */
+/**
+ * Streams a snapshot from the store into a decoding worker (download and decompression overlap), which
+ * verifies it (sizes, sha256, quick_check); then atomically moves it into place.
+ */
+/** The main thread downloads; a worker (started at once, in parallel) decodes, hashes and quick_checks. */
+async function streamIntoWorker(store: SnapshotStore, entry: SnapshotEntry, path: string): Promise<WorkerSuccess> {
+  const expected = { compressedBytes: entry.compressedBytes, bytes: entry.bytes, sha256: entry.sha256 };
+  const job = startWorkerJob({ op: 'restore', path, codec: entry.codec, label: entry.key, expected });
+  try {
+    for await (const chunk of store.download(entry.key)) await job.send(chunk);
+    job.end();
+  } catch (error) {
+    await job.terminate();
+    throw error;
+  }
+  return job.result;
+}
+
 export async function downloadSnapshot(
   store: SnapshotStore,
   entry: SnapshotEntry,
@@ -139,35 +156,16 @@ export async function downloadSnapshot(
   retry: RetryPolicy,
   log: SyncLogger,
 ): Promise<{ downloadMs: number; verifyMs: number }> {
-  const tag = randomBytes(4).toString('hex');
-  const compressedPath = `${dbPath}.restore-${tag}.download`;
-  const restoredPath = `${dbPath}.restore-${tag}.db`;
+  const restoredPath = `${dbPath}.restore-${randomBytes(4).toString('hex')}.db`;
   try {
     const t0 = performance.now();
-    const { bytes } = await withRetry(`download ${entry.key}`, () => store.downloadToFile(entry.key, compressedPath), retry, (m) =>
-      log.warn({ key: entry.key }, m),
-    );
-    if (bytes !== entry.compressedBytes) {
-      throw new SyncError('SNAPSHOT_CORRUPT', `Snapshot ${entry.key} is ${bytes} bytes in the store, the manifest says ${entry.compressedBytes} (truncated or replaced).`);
-    }
-    const t1 = performance.now();
-    await runInWorker({
-      op: 'restore',
-      compressedPath,
-      outPath: restoredPath,
-      codec: entry.codec,
-      expectedBytes: entry.bytes,
-      expectedSha256: entry.sha256,
-      label: entry.key,
-    });
-    const t2 = performance.now();
+    const decoded = await withRetry(`download ${entry.key}`, () => streamIntoWorker(store, entry, restoredPath), retry, (m) => log.warn({ key: entry.key }, m));
     // Stale -wal/-shm belong to the file being replaced; SQLite would replay them onto the new one.
     await rm(`${dbPath}-wal`, { force: true });
     await rm(`${dbPath}-shm`, { force: true });
     await rename(restoredPath, dbPath);
-    return { downloadMs: t1 - t0, verifyMs: t2 - t1 };
+    return { downloadMs: performance.now() - t0 - decoded.compressMs, verifyMs: decoded.compressMs };
   } finally {
-    await rm(compressedPath, { force: true });
     await rm(restoredPath, { force: true });
   }
 }

@@ -1,11 +1,13 @@
 import { Worker } from 'node:worker_threads';
 import { SyncError } from '../errors.ts';
-import type { WorkerReply, WorkerRequest } from './worker-protocol.ts';
+import type { WorkerAck, WorkerInput, WorkerReply, WorkerRequest } from './worker-protocol.ts';
 
 // From dist/ the worker is the compiled .js beside this file. From .ts sources (tsx), worker threads
 // do not inherit tsx's loader on Node 20, so a tiny bootstrap registers it first.
 const FROM_SOURCE = import.meta.url.endsWith('.ts');
 const WORKER_URL = new URL(FROM_SOURCE ? './snapshot-worker.ts' : './snapshot-worker.js', import.meta.url);
+/** Chunks sent but not yet decoded: bounds the restore's memory (chunks are store ranges, 8 MiB). */
+const MAX_IN_FLIGHT = 4;
 
 function startWorker(request: WorkerRequest): Worker {
   if (!FROM_SOURCE) return new Worker(WORKER_URL, { workerData: request });
@@ -16,25 +18,61 @@ function startWorker(request: WorkerRequest): Worker {
 
 export type WorkerSuccess = Extract<WorkerReply, { ok: true }>;
 
-/** Runs one request in a fresh worker thread; rejects with the worker's typed error. */
-export function runInWorker(request: WorkerRequest): Promise<WorkerSuccess> {
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const worker = startWorker(request);
-    worker.once('message', (reply: WorkerReply) => {
-      settled = true;
-      if (reply.ok) resolve(reply);
-      else reject(new SyncError(reply.code, reply.message));
-    });
-    worker.once('error', (error) => {
+export interface WorkerJob {
+  /** Resolves once the worker has room for more (at most MAX_IN_FLIGHT chunks queued). */
+  send(chunk: Buffer): Promise<void>;
+  end(): void;
+  /** Stops the worker (e.g. the download failed); `result` then rejects. */
+  terminate(): Promise<void>;
+  readonly result: Promise<WorkerSuccess>;
+}
+
+/** Starts a worker thread for one request; for 'restore' the caller streams input into it. */
+export function startWorkerJob(request: WorkerRequest): WorkerJob {
+  const worker = startWorker(request);
+  let inFlight = 0;
+  let wake: (() => void) | undefined;
+  let settled = false;
+  const result = new Promise<WorkerSuccess>((resolve, reject) => {
+    const settle = (fn: () => void) => {
       if (settled) return;
       settled = true;
-      reject(new SyncError('SNAPSHOT_FAILED', `Snapshot worker crashed: ${error.message}`, { cause: error }));
+      wake?.();
+      fn();
+    };
+    worker.on('message', (message: WorkerReply | WorkerAck) => {
+      if ('ack' in message) {
+        inFlight--;
+        wake?.();
+        return;
+      }
+      settle(() => (message.ok ? resolve(message) : reject(new SyncError(message.code, message.message))));
     });
-    worker.once('exit', (code) => {
-      if (settled) return;
-      settled = true;
-      reject(new SyncError('SNAPSHOT_FAILED', `Snapshot worker exited with code ${code} before replying.`));
-    });
+    worker.once('error', (error) => settle(() => reject(new SyncError('SNAPSHOT_FAILED', `Snapshot worker crashed: ${error.message}`, { cause: error }))));
+    worker.once('exit', (code) => settle(() => reject(new SyncError('SNAPSHOT_FAILED', `Snapshot worker exited with code ${code} before replying.`))));
   });
+  result.catch(() => undefined); // the caller observes it; never an unhandled rejection meanwhile
+  return {
+    async send(chunk: Buffer) {
+      while (inFlight >= MAX_IN_FLIGHT && !settled) await new Promise<void>((r) => (wake = r));
+      if (settled) return; // the worker already failed or finished: `result` says why
+      inFlight++;
+      // Copy into a transferable buffer (store chunks may be views into shared pools).
+      const copy = new Uint8Array(chunk.length);
+      copy.set(chunk);
+      worker.postMessage({ chunk: copy } satisfies WorkerInput, [copy.buffer]);
+    },
+    end() {
+      if (!settled) worker.postMessage({ end: true } satisfies WorkerInput);
+    },
+    async terminate() {
+      await worker.terminate();
+    },
+    result,
+  };
+}
+
+/** Runs one self-contained request (no streamed input) in a fresh worker thread. */
+export function runInWorker(request: WorkerRequest): Promise<WorkerSuccess> {
+  return startWorkerJob(request).result;
 }

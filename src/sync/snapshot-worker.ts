@@ -6,9 +6,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { open, unlink } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { createClient } from '@libsql/client';
-import { compressFile, decompressFile } from './codec.ts';
+import { compressFile, decodeToFile, type CodecResult } from './codec.ts';
 import { SyncError } from '../errors.ts';
-import type { WorkerRequest, WorkerReply } from './worker-protocol.ts';
+import type { WorkerAck, WorkerInput, WorkerRequest, WorkerReply } from './worker-protocol.ts';
 
 async function copyConsistently(dbPath: string, rawPath: string): Promise<void> {
   const client = createClient({ url: pathToFileURL(dbPath).href });
@@ -72,26 +72,50 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
       await unlink(request.rawPath).catch(() => undefined);
     }
   }
+  // 'restore': decode what the main thread downloads, as it arrives.
   const started = performance.now();
-  const result = await decompressFile(request.compressedPath, request.outPath, request.codec);
-  if (result.rawBytes !== request.expectedBytes) {
-    throw new SyncError('SNAPSHOT_CORRUPT', `Snapshot ${request.label} decompressed to ${result.rawBytes} bytes, the manifest says ${request.expectedBytes}.`);
-  }
-  if (result.sha256 !== request.expectedSha256) {
-    throw new SyncError('SNAPSHOT_CORRUPT', `Snapshot ${request.label} has sha256 ${result.sha256}, the manifest says ${request.expectedSha256}.`);
-  }
-  const decompressedAt = performance.now();
-  await quickCheck(request.outPath);
-  return { ok: true, ...result, copyMs: decompressedAt - started, compressMs: performance.now() - decompressedAt };
+  const decoded = await decodeToFile(inputChunks(), request.path, request.codec, request.label);
+  verifyAgainstManifest(request.label, decoded, request.expected);
+  const decodedAt = performance.now();
+  await quickCheck(request.path);
+  return { ok: true, ...decoded, copyMs: decodedAt - started, compressMs: performance.now() - decodedAt };
 }
 
-handle(workerData as WorkerRequest).then(
-  (reply) => parentPort!.postMessage(reply),
-  (error: unknown) => {
-    const reply: WorkerReply =
-      error instanceof SyncError
-        ? { ok: false, code: error.code, message: error.message }
-        : { ok: false, code: 'SNAPSHOT_FAILED', message: error instanceof Error ? error.message : String(error) };
-    parentPort!.postMessage(reply);
-  },
-);
+function verifyAgainstManifest(label: string, got: CodecResult, expected: { compressedBytes: number; bytes: number; sha256: string }): void {
+  if (got.compressedBytes !== expected.compressedBytes) {
+    throw new SyncError('SNAPSHOT_CORRUPT', `Snapshot ${label} is ${got.compressedBytes} bytes in the store, the manifest says ${expected.compressedBytes} (truncated or replaced).`);
+  }
+  if (got.rawBytes !== expected.bytes) {
+    throw new SyncError('SNAPSHOT_CORRUPT', `Snapshot ${label} decompressed to ${got.rawBytes} bytes, the manifest says ${expected.bytes}.`);
+  }
+  if (got.sha256 !== expected.sha256) {
+    throw new SyncError('SNAPSHOT_CORRUPT', `Snapshot ${label} has sha256 ${got.sha256}, the manifest says ${expected.sha256}.`);
+  }
+}
+
+/** Chunks posted by the main thread, acknowledged once consumed (the main thread bounds what is in flight). */
+async function* inputChunks(): AsyncGenerator<Buffer> {
+  const queue: WorkerInput[] = [];
+  let wake: (() => void) | undefined;
+  parentPort!.on('message', (message: WorkerInput) => {
+    queue.push(message);
+    wake?.();
+  });
+  for (;;) {
+    while (queue.length === 0) await new Promise<void>((r) => (wake = r));
+    const message = queue.shift()!;
+    if ('end' in message) return;
+    yield Buffer.from(message.chunk.buffer, message.chunk.byteOffset, message.chunk.byteLength);
+    parentPort!.postMessage({ ack: true } satisfies WorkerAck);
+  }
+}
+
+function toReply(error: unknown): WorkerReply {
+  return error instanceof SyncError
+    ? { ok: false, code: error.code, message: error.message }
+    : { ok: false, code: 'SNAPSHOT_FAILED', message: error instanceof Error ? error.message : String(error) };
+}
+
+handle(workerData as WorkerRequest)
+  .then((reply) => parentPort!.postMessage(reply), (error: unknown) => parentPort!.postMessage(toReply(error)))
+  .finally(() => parentPort!.close()); // the input listener would otherwise keep the thread alive

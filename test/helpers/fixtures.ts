@@ -35,11 +35,11 @@ export async function open(dbPath: string, store: SnapshotStore, overrides: Part
   return db;
 }
 
-export type StoreCalls = Record<'probe' | 'readSmall' | 'writeSmall' | 'uploadFile' | 'downloadToFile' | 'delete' | 'list', number>;
+export type StoreCalls = Record<'probe' | 'readSmall' | 'writeSmall' | 'uploadFile' | 'download' | 'downloadToFile' | 'delete' | 'list', number>;
 
 /** Wraps a real store and counts the requests made through it. */
 export function countingStore(inner: SnapshotStore): SnapshotStore & { calls: StoreCalls; total(): number } {
-  const calls: StoreCalls = { probe: 0, readSmall: 0, writeSmall: 0, uploadFile: 0, downloadToFile: 0, delete: 0, list: 0 };
+  const calls: StoreCalls = { probe: 0, readSmall: 0, writeSmall: 0, uploadFile: 0, download: 0, downloadToFile: 0, delete: 0, list: 0 };
   const wrap =
     <K extends keyof StoreCalls>(name: K) =>
     (...args: unknown[]) => {
@@ -54,6 +54,7 @@ export function countingStore(inner: SnapshotStore): SnapshotStore & { calls: St
     readSmall: wrap('readSmall') as SnapshotStore['readSmall'],
     writeSmall: wrap('writeSmall') as SnapshotStore['writeSmall'],
     uploadFile: wrap('uploadFile') as SnapshotStore['uploadFile'],
+    download: wrap('download') as SnapshotStore['download'],
     downloadToFile: wrap('downloadToFile') as SnapshotStore['downloadToFile'],
     delete: wrap('delete') as SnapshotStore['delete'],
     list: wrap('list') as SnapshotStore['list'],

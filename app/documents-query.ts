@@ -1,0 +1,77 @@
+/**
+ * The list query: filters that the indexes in schema/documents.ts can serve, ordered newest first
+ * with keyset pagination (stable under concurrent inserts, no OFFSET scans).
+ */
+import { and, desc, eq, gt, gte, lt, sql, type SQL } from 'drizzle-orm';
+import { documents, type DocumentType } from '../schema/documents.ts';
+import type { AppDatabase } from './database.ts';
+
+export interface ListFilters {
+  type?: DocumentType;
+  namePrefix?: string;
+  updatedAfter?: Date;
+  updatedBefore?: Date;
+  limit: number;
+  cursor?: Cursor;
+}
+
+/** Position after the last row of a page: its (updatedAt, id). */
+export interface Cursor {
+  updatedAt: number;
+  id: string;
+}
+
+/** Opaque to clients on purpose, so the ordering key can change without breaking their code. */
+export function encodeCursor(cursor: Cursor): string {
+  return Buffer.from(JSON.stringify([cursor.updatedAt, cursor.id])).toString('base64url');
+}
+
+/** undefined when the text is not a cursor this server issued. */
+export function decodeCursor(text: string): Cursor | undefined {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
+    if (!Array.isArray(value) || value.length !== 2) return undefined;
+    const [updatedAt, id] = value as unknown[];
+    if (!Number.isSafeInteger(updatedAt) || typeof id !== 'string') return undefined;
+    return { updatedAt: updatedAt as number, id };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The smallest string greater than every string starting with `prefix`, in SQLite's BINARY order
+ * (UTF-8 bytes = code point order): the prefix with its last code point incremented. Appending
+ * '\uffff' instead would miss names continuing with a character above U+FFFF (emoji). undefined when
+ * no such bound exists (the prefix is all U+10FFFF).
+ */
+export function prefixUpperBound(prefix: string): string | undefined {
+  const points = [...prefix].map((c) => c.codePointAt(0)!);
+  while (points.length > 0) {
+    let last = points.pop()! + 1;
+    if (last === 0xd800) last = 0xe000; // surrogates are not characters
+    if (last <= 0x10ffff) return String.fromCodePoint(...points, last);
+  }
+  return undefined;
+}
+
+export function listQuery(db: AppDatabase, f: ListFilters) {
+  const where: SQL[] = [];
+  if (f.type) where.push(eq(documents.type, f.type));
+  if (f.namePrefix) {
+    // A range, not LIKE: LIKE is case-insensitive and cannot use the BINARY indexes on name.
+    where.push(gte(documents.name, f.namePrefix));
+    const upper = prefixUpperBound(f.namePrefix);
+    if (upper !== undefined) where.push(lt(documents.name, upper));
+  }
+  if (f.updatedAfter) where.push(gt(documents.updatedAt, f.updatedAfter));
+  if (f.updatedBefore) where.push(lt(documents.updatedAt, f.updatedBefore));
+  // Row-value comparison: one range SQLite can seek on, unlike the equivalent OR.
+  if (f.cursor) where.push(sql`(${documents.updatedAt}, ${documents.id}) < (${f.cursor.updatedAt}, ${f.cursor.id})`);
+  return db
+    .select()
+    .from(documents)
+    .where(and(...where))
+    .orderBy(desc(documents.updatedAt), desc(documents.id))
+    .limit(f.limit + 1); // one extra row says whether there is a next page
+}
