@@ -27,6 +27,13 @@ export interface DrizzleBlobConfig<TSchema extends Record<string, unknown> = Rec
   retry?: Partial<RetryPolicy>;
   /** Sync logger, pino-compatible; console by default, `false` for silence. drizzle's `logger` still logs queries. */
   log?: SyncLogOption;
+  /**
+   * SQLite `synchronous` for the app's connection. Default 'normal': in WAL mode a commit survives a
+   * process crash but is not fsynced, so it never waits behind a snapshot's disk writes (a 'full' fsync
+   * per commit stalled writes 50 ms+ during a snapshot here). Durability is the store's job: the local
+   * disk is ephemeral, and `flush()` says when a commit is durable.
+   */
+  synchronous?: 'normal' | 'full';
 }
 
 export type BlobDatabase<TSchema extends Record<string, unknown> = Record<string, never>> = LibSQLDatabase<TSchema> & {
@@ -43,7 +50,9 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   config: DrizzleBlobConfig<TSchema>,
 ): Promise<BlobDatabase<TSchema>> {
   if (config === null || typeof config !== 'object') throw new SyncError('CONFIG', 'drizzle() takes one options object: { connection, store, ... }.');
-  const { connection, store: givenStore, snapshot, restore, shutdown, retry, log: logOption, ...drizzleConfig } = config;
+  const { connection, store: givenStore, snapshot, restore, shutdown, retry, log: logOption, synchronous = 'normal', ...drizzleConfig } = config;
+  if (synchronous !== 'normal' && synchronous !== 'full') throw new SyncError('CONFIG', `synchronous must be 'normal' or 'full'; got ${JSON.stringify(synchronous)}.`);
+  const synchronousPragma = `PRAGMA synchronous=${synchronous.toUpperCase()}`;
   const resolved = resolveSyncConfig({ connection, restore, snapshot, shutdown, retry });
   const log = resolveLogger(logOption);
   const store = givenStore ?? storeFromEnv();
@@ -57,6 +66,7 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   try {
     // WAL lets the snapshot's read transaction run beside writers.
     await inner.execute('PRAGMA journal_mode=WAL');
+    await inner.execute(synchronousPragma);
   } catch (error) {
     inner.close();
     throw error;
@@ -79,7 +89,7 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
     hydrated.state,
     hydrated.pending,
   );
-  const client = new CountingClient(inner, controller);
+  const client = new CountingClient(inner, controller, synchronousPragma);
   const db = drizzleLibsql({ ...drizzleConfig, client }) as unknown as BlobDatabase<TSchema>;
   controller.start(
     {

@@ -127,3 +127,19 @@ test('reopening an unchanged database uploads nothing (snapshots are canonical)'
   assert.equal(store.calls.uploadFile, uploads);
   assert.equal(store.calls.writeSmall, 1, 'one manifest write in total');
 });
+
+test("synchronous defaults to NORMAL on the writing connections (no fsync per commit); 'full' is honoured", async () => {
+  const level = async (db: Awaited<ReturnType<typeof open>>) => Number((await db.$client.execute('PRAGMA synchronous')).rows[0]![0]);
+  const normal = await open(join(dir.path, 'sync', 'n.db'), directoryStore({ dir: join(dir.path, 'sync', 's1') }));
+  assert.equal(await level(normal), 1);
+  // A read during a transaction opens a second pooled connection; the transaction's own connection is configured.
+  await normal.transaction(async (tx) => {
+    await normal.select().from(notes);
+    assert.equal(Number((await tx.all<{ synchronous: number }>(sql`PRAGMA synchronous`))[0]!.synchronous), 1);
+    await tx.insert(notes).values({ body: 'x' });
+  });
+  await normal.$sync.close();
+  const full = await open(join(dir.path, 'sync', 'f.db'), directoryStore({ dir: join(dir.path, 'sync', 's2') }), { synchronous: 'full' });
+  assert.equal(await level(full), 2);
+  await full.$sync.close();
+});

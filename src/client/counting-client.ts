@@ -31,9 +31,19 @@ export class CountingClient implements Client {
   readonly #hooks: CommitHooks;
   readonly #lock = new WriteLock();
 
-  constructor(inner: Client, hooks: CommitHooks) {
+  readonly #prepareTransaction: string | undefined;
+
+  /**
+   * @param prepareTransaction SQL run just before each interactive transaction, under the write lock.
+   *   The pool hands the most recently released connection to the next call, so a per-connection
+   *   setting (PRAGMA synchronous) run here applies to the transaction's connection; the only other
+   *   connections are the ones reads open while a transaction holds the first. Plain writes reuse the
+   *   connection configured at open, so they pay nothing.
+   */
+  constructor(inner: Client, hooks: CommitHooks, prepareTransaction?: string) {
     this.#inner = inner;
     this.#hooks = hooks;
+    this.#prepareTransaction = prepareTransaction;
   }
 
   get closed(): boolean {
@@ -80,6 +90,7 @@ export class CountingClient implements Client {
     // The transaction holds the write lock from BEGIN until commit, rollback or close.
     const release = await this.#lock.acquire();
     try {
+      if (this.#prepareTransaction) await this.#inner.execute(this.#prepareTransaction);
       const tx = await this.#inner.transaction(mode);
       return new CountingTransaction(tx, this.#hooks, release);
     } catch (error) {

@@ -14,6 +14,7 @@ export class SnapshotScheduler {
   readonly #policy: SchedulePolicy;
   readonly #trigger: () => void;
   #debounce: NodeJS.Timeout | undefined;
+  #debounceMs = -1;
   #ceiling: NodeJS.Timeout | undefined;
   #ceilingDueAt: number | undefined;
 
@@ -55,12 +56,19 @@ export class SnapshotScheduler {
   }
 
   #setDebounce(ms: number): void {
+    // The common case, a commit restarting the full debounce, just rearms the existing timer (runs per commit).
+    if (this.#debounce !== undefined && ms === this.#policy.debounceMs && this.#debounceMs === ms) {
+      this.#debounce.refresh();
+      return;
+    }
     clearTimeout(this.#debounce);
+    this.#debounceMs = ms;
     this.#debounce = setTimeout(() => this.#fire(), ms);
   }
 
   #fireSoon(): void {
     this.cancel();
+    this.#debounceMs = 0;
     this.#debounce = setTimeout(() => this.#fire(), 0);
   }
 
