@@ -229,12 +229,15 @@ export function azureBlobStore(options: AzureBlobStoreOptions): SnapshotStore {
     },
 
     async downloadToFile(key, filePath) {
+      // The first chunk comes before the file is created, so a missing blob leaves no empty file behind.
+      const chunks = this.download(key)[Symbol.asyncIterator]();
+      let next = await chunks.next();
       const file = await open(filePath, 'w');
       let bytes = 0;
       try {
-        for await (const chunk of this.download(key)) {
-          await file.write(chunk);
-          bytes += chunk.length;
+        for (; !next.done; next = await chunks.next()) {
+          await file.write(next.value);
+          bytes += next.value.length;
         }
       } finally {
         await file.close();
