@@ -6,8 +6,8 @@ import type { WorkerAck, WorkerInput, WorkerReply, WorkerRequest } from './worke
 // do not inherit tsx's loader on Node 20, so a tiny bootstrap registers it first.
 const FROM_SOURCE = import.meta.url.endsWith('.ts');
 const WORKER_URL = new URL(FROM_SOURCE ? './snapshot-worker.ts' : './snapshot-worker.js', import.meta.url);
-/** Chunks sent but not yet decoded: bounds the restore's memory (chunks are store ranges, 8 MiB). */
-const MAX_IN_FLIGHT = 4;
+/** Chunks sent but not yet decoded: bounds the restore's memory (store ranges of 8 MiB: 64 MiB) while letting the download run ahead as the worker boots. */
+const MAX_IN_FLIGHT = 8;
 
 function startWorker(request: WorkerRequest): Worker {
   if (!FROM_SOURCE) return new Worker(WORKER_URL, { workerData: request });
