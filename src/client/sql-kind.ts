@@ -9,43 +9,56 @@ const READ_VERBS = new Set(['SELECT', 'VALUES', 'EXPLAIN', 'BEGIN', 'COMMIT', 'E
 /** Pragmas whose assignment is persisted in the database file (others are per-connection settings). */
 const PERSISTENT_PRAGMAS = new Set(['user_version', 'application_id', 'journal_mode', 'page_size', 'auto_vacuum', 'incremental_vacuum']);
 
+/**
+ * If a comment or a quoted literal/identifier starts at `i`, returns the index just past it; else -1.
+ * The one lexer rule both scanners below share.
+ */
+function skipCommentOrQuoted(sql: string, i: number): number {
+  const c = sql[i];
+  const n = sql.length;
+  if (c === '-' && sql[i + 1] === '-') {
+    const end = sql.indexOf('\n', i);
+    return end === -1 ? n : end + 1;
+  }
+  if (c === '/' && sql[i + 1] === '*') {
+    const end = sql.indexOf('*/', i + 2);
+    return end === -1 ? n : end + 2;
+  }
+  if (c === "'" || c === '"' || c === '`' || c === '[') {
+    const close = c === '[' ? ']' : c;
+    let j = i + 1;
+    while (j < n) {
+      if (sql[j] !== close) j++;
+      else if (close !== ']' && sql[j + 1] === close) j += 2; // a doubled quote escapes itself
+      else break;
+    }
+    return Math.min(j + 1, n);
+  }
+  return -1;
+}
+
 /** Yields the upper-cased keywords/identifiers of `sql` at parenthesis depth 0, skipping comments and literals. */
 function* topLevelWords(sql: string): Generator<string> {
   let depth = 0;
   let i = 0;
   const n = sql.length;
   while (i < n) {
+    const skipped = skipCommentOrQuoted(sql, i);
+    if (skipped !== -1) {
+      i = skipped;
+      continue;
+    }
     const c = sql[i]!;
-    if (c === '-' && sql[i + 1] === '-') {
-      const end = sql.indexOf('\n', i);
-      i = end === -1 ? n : end + 1;
-    } else if (c === '/' && sql[i + 1] === '*') {
-      const end = sql.indexOf('*/', i + 2);
-      i = end === -1 ? n : end + 2;
-    } else if (c === "'" || c === '"' || c === '`' || c === '[') {
-      const close = c === '[' ? ']' : c;
-      let j = i + 1;
-      while (j < n) {
-        if (sql[j] === close) {
-          if (close !== ']' && sql[j + 1] === close) j += 2; // doubled quote escapes itself
-          else break;
-        } else j++;
-      }
-      i = j + 1;
-    } else if (c === '(') {
-      depth++;
-      i++;
-    } else if (c === ')') {
-      depth--;
-      i++;
-    } else if (/[A-Za-z_]/.test(c)) {
+    if (c === '(') depth++;
+    else if (c === ')') depth--;
+    else if (/[A-Za-z_]/.test(c)) {
       let j = i + 1;
       while (j < n && /[A-Za-z0-9_$]/.test(sql[j]!)) j++;
       if (depth === 0) yield sql.slice(i, j).toUpperCase();
       i = j;
-    } else {
-      i++;
+      continue;
     }
+    i++;
   }
 }
 
@@ -85,20 +98,10 @@ export function splitStatements(script: string): string[] {
   const out: string[] = [];
   let start = 0;
   let i = 0;
-  const n = script.length;
-  while (i < n) {
-    const c = script[i]!;
-    if (c === '-' && script[i + 1] === '-') {
-      const end = script.indexOf('\n', i);
-      i = end === -1 ? n : end + 1;
-    } else if (c === '/' && script[i + 1] === '*') {
-      const end = script.indexOf('*/', i + 2);
-      i = end === -1 ? n : end + 2;
-    } else if (c === "'" || c === '"' || c === '`') {
-      let j = i + 1;
-      while (j < n && !(script[j] === c && script[j + 1] !== c)) j += script[j] === c ? 2 : 1;
-      i = j + 1;
-    } else if (c === ';') {
+  while (i < script.length) {
+    const skipped = skipCommentOrQuoted(script, i);
+    if (skipped !== -1) i = skipped;
+    else if (script[i] === ';') {
       out.push(script.slice(start, i));
       start = ++i;
     } else i++;
