@@ -87,3 +87,19 @@ test('commits made during a snapshot schedule the next one', async () => {
   assert.deepEqual((await reopened.select().from(notes)).map((r) => r.body), ['first', 'during']);
   await reopened.$sync.close();
 });
+
+test('the ceiling holds even for a writer in a tight loop that never lets timers run', async () => {
+  const store = storeFor('tight');
+  const db = await open(join(dir.path, 'tight', 'app.db'), store, { snapshot: { debounceMs: 200, maxIntervalMs: 200, maxCommits: 1_000_000 } });
+  await db.$sync.flush();
+  // Local libSQL statements settle at once, so this loop runs on microtasks only: no timer can fire in it.
+  const started = Date.now();
+  let sawSnapshotting = false;
+  while (Date.now() - started < 2_000 && !sawSnapshotting) {
+    await db.insert(notes).values({ body: 'tight' });
+    sawSnapshotting = db.$sync.status().state === 'snapshotting';
+  }
+  assert.ok(sawSnapshotting, 'a snapshot started from the commit path once the ceiling passed');
+  assert.ok(Date.now() - started >= 200, 'not before the ceiling');
+  await db.$sync.close();
+});

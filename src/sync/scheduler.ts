@@ -31,7 +31,9 @@ export class SnapshotScheduler {
    */
   schedule(pending: number, firstPendingAt: number, lastCommitAt: number, now = Date.now()): void {
     if (pending <= 0) return this.cancel();
-    if (pending >= this.#policy.maxCommits) return this.#fireSoon();
+    // Decided here, on the commit itself, not only by timers: an app writing in a tight loop of
+    // already-settled promises starves timers, and the ceiling must hold even then.
+    if (pending >= this.#policy.maxCommits || now >= firstPendingAt + this.#policy.maxIntervalMs) return this.#fire();
     this.#setDebounce(Math.max(0, lastCommitAt + this.#policy.debounceMs - now));
     const dueAt = firstPendingAt + this.#policy.maxIntervalMs;
     if (this.#ceilingDueAt !== dueAt) {
@@ -64,12 +66,6 @@ export class SnapshotScheduler {
     clearTimeout(this.#debounce);
     this.#debounceMs = ms;
     this.#debounce = setTimeout(() => this.#fire(), ms);
-  }
-
-  #fireSoon(): void {
-    this.cancel();
-    this.#debounceMs = 0;
-    this.#debounce = setTimeout(() => this.#fire(), 0);
   }
 
   #fire(): void {

@@ -5,16 +5,22 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { open, unlink } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
-import { createClient } from '@libsql/client';
 import { compressFile, decodeToFile, type CodecResult } from './codec.ts';
 import { SyncError } from '../errors.ts';
 import type { WorkerAck, WorkerInput, WorkerRequest, WorkerReply } from './worker-protocol.ts';
 
+// Only the local-file driver, and loading starts at once without blocking: a restore decodes while it loads.
+const libsql = import('@libsql/client/sqlite3');
+libsql.catch(() => undefined); // a failed load is reported where it is awaited
+
 async function copyConsistently(dbPath: string, rawPath: string): Promise<void> {
-  const client = createClient({ url: pathToFileURL(dbPath).href });
+  const client = (await libsql).createClient({ url: pathToFileURL(dbPath).href });
   try {
     // One statement, one read transaction: a point-in-time copy while writers continue in WAL mode.
     await client.execute({ sql: 'VACUUM INTO ?', args: [rawPath] });
+    // Writers kept appending to the WAL while the copy held its read snapshot; fold it back here, off
+    // the app's thread (otherwise the app's next commit runs that checkpoint and stalls for 100 ms+).
+    await client.execute('PRAGMA wal_checkpoint(PASSIVE)');
   } finally {
     client.close();
   }
@@ -45,7 +51,7 @@ async function canonicalizeHeader(path: string): Promise<void> {
 async function quickCheck(path: string): Promise<void> {
   let client;
   try {
-    client = createClient({ url: pathToFileURL(path).href });
+    client = (await libsql).createClient({ url: pathToFileURL(path).href });
     const result = await client.execute('PRAGMA quick_check');
     const verdicts = result.rows.map((row) => String(row[0]));
     if (verdicts.length !== 1 || verdicts[0] !== 'ok') {

@@ -1,0 +1,178 @@
+/**
+ * Phase 4: snapshot and restore against a real Azurite, next to the raw SDK (BlockBlobClient
+ * uploadFile / downloadToFile of the database file, the "just copy the file" baseline), plus the
+ * commit-to-durable latency after a burst of writes.
+ */
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
+import { eq } from 'drizzle-orm';
+import { azureBlobStore, type SnapshotStore } from './lib.ts';
+import { documents } from '../schema/documents.ts';
+import type { Dataset } from './dataset.ts';
+import { copyDb, NO_AUTO_SNAPSHOT, openOurs, type AnyDb } from './drivers.ts';
+import { median } from './stats.ts';
+import { runUnderSnapshot, writer, type SnapshotLoadResult } from './writes.ts';
+
+export const TRANSFER_RATIO_TARGET = 1.3;
+export const DURABLE_SLACK_MS = 1_000;
+
+export interface Timed { wallMs: number; cpuMs: number }
+
+export interface AzureResult {
+  dbBytes: number;
+  snapshots: (Timed & { workerMs: number; bytes: number; compressedBytes: number })[];
+  /**
+   * Raw SDK transfers (BlockBlobClient.uploadFile / downloadToFile, default options) of the same bytes
+   * ours moves (its lz4 snapshot) and of the plain database file (the "just copy the file" approach).
+   */
+  raw: Record<'snapshotFile' | 'dbFile', { bytes: number; uploads: Timed[]; downloads: Timed[] }>;
+  /** downloadMs / verifyMs: the library's own split (download; worker: decompress, sha256, quick_check). */
+  restores: (Timed & { hydrateMs: number; firstQueryMs: number; downloadMs: number; verifyMs: number })[];
+  /** Sum of the blob sizes under our prefix after the run (retained snapshots + manifest). */
+  storedBytes: number;
+  underLoad?: SnapshotLoadResult;
+  /** Starting a worker thread that imports @libsql/client, as each snapshot and restore does (median of 5). */
+  workerStartupMs: number;
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<[T, Timed]> {
+  const cpu = process.cpuUsage();
+  const t0 = performance.now();
+  const value = await fn();
+  const wallMs = performance.now() - t0;
+  const c = process.cpuUsage(cpu);
+  return [value, { wallMs, cpuMs: (c.user + c.system) / 1000 }];
+}
+
+export function oursStore(connectionString: string, prefix: string): SnapshotStore {
+  return azureBlobStore({ connectionString, container: 'bench', prefix, createContainer: true });
+}
+
+export async function runAzure(
+  connectionString: string,
+  dataset: Dataset,
+  work: string,
+  label: string,
+  ids: readonly string[],
+  o: { reps: number; underLoad: { flushes: number; idleMs: number } | null },
+): Promise<AzureResult> {
+  const prefix = `ours-${label}-${process.pid}`;
+  const store = oursStore(connectionString, prefix);
+  const livePath = join(work, 'azure-live.db');
+  await copyDb(dataset.path, livePath);
+  const db = await openOurs(livePath, store, NO_AUTO_SNAPSHOT);
+  const w = writer(db as unknown as AnyDb, ids, 'azure', 77);
+  const snapshots: AzureResult['snapshots'] = [];
+  for (let r = 0; r < o.reps; r++) {
+    if (r > 0) await w.update(); // something new to snapshot
+    const [info, t] = await timed(() => db.$sync.flush());
+    if (!info) throw new Error('flush() took no snapshot although a commit was pending');
+    snapshots.push({ ...t, workerMs: info.durationMs, bytes: info.bytes, compressedBytes: info.compressedBytes });
+  }
+  const underLoad = o.underLoad ? await runUnderSnapshot(db, 'azurite', ids, o.underLoad.flushes, o.underLoad.idleMs) : undefined;
+  await db.$sync.close();
+
+  const container = BlobServiceClient.fromConnectionString(connectionString).getContainerClient('bench');
+  const manifest = JSON.parse((await container.getBlobClient(`${prefix}/manifest.json`).downloadToBuffer()).toString('utf8')) as { snapshots: { key: string }[] };
+  const snapshotFile = join(work, 'snapshot.lz4');
+  await container.getBlobClient(`${prefix}/${manifest.snapshots[0]!.key}`).downloadToFile(snapshotFile);
+  const files = { snapshotFile, dbFile: dataset.path } as const;
+  const raw: AzureResult['raw'] = {
+    snapshotFile: { bytes: (await stat(snapshotFile)).size, uploads: [], downloads: [] },
+    dbFile: { bytes: (await stat(dataset.path)).size, uploads: [], downloads: [] },
+  };
+  const restores: AzureResult['restores'] = [];
+  for (let r = 0; r < o.reps; r++) {
+    for (const kind of ['snapshotFile', 'dbFile'] as const) {
+      const blob = container.getBlockBlobClient(`raw-${label}-${process.pid}/${kind}`);
+      raw[kind].uploads.push((await timed(() => blob.uploadFile(files[kind])))[1]);
+      const dl = join(work, `raw-download-${kind}`);
+      raw[kind].downloads.push((await timed(() => blob.downloadToFile(dl)))[1]);
+      await rm(dl, { force: true });
+    }
+
+    const dir = join(work, `restore-${r}`);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir);
+    const split = { downloadMs: NaN, verifyMs: NaN };
+    const log = { info: (f: object) => void Object.assign(split, f), warn() {}, error() {} };
+    const cpu = process.cpuUsage();
+    const t0 = performance.now();
+    const restored = await openOurs(join(dir, 'app.db'), store, NO_AUTO_SNAPSHOT, log);
+    const hydrateMs = performance.now() - t0;
+    await restored.select().from(documents).where(eq(documents.id, ids[r % ids.length]!)).limit(1);
+    const firstQueryMs = performance.now() - t0;
+    const c = process.cpuUsage(cpu);
+    restores.push({ wallMs: firstQueryMs, cpuMs: (c.user + c.system) / 1000, hydrateMs, firstQueryMs, downloadMs: split.downloadMs, verifyMs: split.verifyMs });
+    if (restored.$sync.status().restoredFrom === null) throw new Error('restore did not download a snapshot');
+    await restored.$sync.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+  let storedBytes = 0;
+  for await (const blob of container.listBlobsFlat({ prefix: `${prefix}/` })) storedBytes += blob.properties.contentLength ?? 0;
+  await deletePrefix(container, `${prefix}/`); // Azurite keeps blobs in memory
+  await deletePrefix(container, `raw-${label}-${process.pid}/`);
+  return { dbBytes: (await stat(dataset.path)).size, snapshots, raw, restores, storedBytes, underLoad, workerStartupMs: await workerStartupMs() };
+}
+
+export interface DurabilityResult {
+  debounceMs: number;
+  burst: number;
+  /** Last commit of the burst -> the 'snapshot' event (manifest published). */
+  latenciesMs: number[];
+  snapshotMs: number[];
+}
+
+/** A burst of single-row updates, then the time until the snapshot covering them is durable. */
+export async function runDurability(connectionString: string, dataset: Dataset, work: string, label: string, ids: readonly string[], reps: number): Promise<DurabilityResult> {
+  const debounceMs = 1_000;
+  const burst = 1_000;
+  const path = join(work, 'durable.db');
+  await copyDb(dataset.path, path);
+  // maxCommits above the burst, so the debounce (not the commit count) triggers the snapshot.
+  const db = await openOurs(path, oursStore(connectionString, `durable-${label}-${process.pid}`), { debounceMs, maxCommits: 1e9, maxIntervalMs: 300_000 });
+  await db.$sync.flush();
+  const w = writer(db as unknown as AnyDb, ids, 'durable', 55);
+  const latenciesMs: number[] = [];
+  const snapshotMs: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    let lastCommit = 0;
+    const durable = new Promise<number>((resolve) => {
+      const onSnapshot = (info: { durationMs: number }) => {
+        if (db.$sync.status().pendingCommits > 0) return;
+        db.$sync.off('snapshot', onSnapshot);
+        snapshotMs.push(info.durationMs);
+        resolve(performance.now());
+      };
+      db.$sync.on('snapshot', onSnapshot);
+    });
+    for (let i = 0; i < burst; i++) {
+      await w.update();
+      lastCommit = performance.now();
+    }
+    latenciesMs.push((await durable) - lastCommit);
+  }
+  await db.$sync.close();
+  return { debounceMs, burst, latenciesMs, snapshotMs };
+}
+
+async function workerStartupMs(): Promise<number> {
+  const code = `await import(${JSON.stringify(import.meta.resolve('@libsql/client'))})`;
+  const once = () => new Promise<number>((resolve, reject) => {
+    const t0 = performance.now();
+    const worker = new Worker(code, { eval: true });
+    worker.once('error', reject);
+    worker.once('exit', () => resolve(performance.now() - t0));
+  });
+  const xs: number[] = [];
+  for (let i = 0; i < 5; i++) xs.push(await once());
+  return median(xs);
+}
+
+export async function deletePrefix(container: ContainerClient, prefix: string): Promise<void> {
+  for await (const blob of container.listBlobsFlat({ prefix })) await container.deleteBlob(blob.name);
+}
+
+export const med = (xs: Timed[], key: keyof Timed = 'wallMs'): number => median(xs.map((x) => x[key]));
