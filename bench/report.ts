@@ -3,6 +3,7 @@
  */
 import { DURABLE_SLACK_MS, med, TRANSFER_RATIO_TARGET, type AzureResult, type DurabilityResult, type Timed } from './azure.ts';
 import type { LitestreamResult } from './litestream.ts';
+import { API_P99_BUDGET_MS, type ApiResult } from './api.ts';
 import { P99_BUDGET_MS, type QueryResult } from './queries.ts';
 import { fmtBytes, fmtMs, fmtRatio, markdownTable, median, passFail, ratio, svgChart, type ChartGroup } from './stats.ts';
 import { MAX_WRITE_GAP_MS, SNAPSHOT_P99_FACTOR, WRITE_OVERHEAD_TARGET, type LoadStats, type SnapshotLoadResult, type WriteResult } from './writes.ts';
@@ -44,6 +45,7 @@ export interface RunResult {
   };
   sizes: SizeResult[];
   durability?: DurabilityResult & { size: string };
+  api?: ApiResult & { size: string };
   checks: Check[];
 }
 
@@ -86,6 +88,13 @@ export function computeChecks(run: Omit<RunResult, 'checks'>): Check[] {
       }
       if (a.underLoad) checks.push(...loadChecks(s.label, a.underLoad));
     }
+  }
+  for (const r of run.api?.routes ?? []) {
+    checks.push({ name: `API ${r.route} p99 (${r.phase})`, size: run.api!.size, value: `${fmtMs(r.latency.p99)} ms`, target: `≤ ${API_P99_BUDGET_MS} ms`, pass: r.latency.p99 <= API_P99_BUDGET_MS && r.errors === 0, gating: true });
+  }
+  if (run.api) {
+    const w = run.api.writes.latency;
+    checks.push({ name: 'API POST /api/documents p99 (beside reads, snapshots running)', size: run.api.size, value: `${fmtMs(w.p99)} ms`, target: `≤ ${API_P99_BUDGET_MS} ms`, pass: w.p99 <= API_P99_BUDGET_MS && run.api.writes.errors === 0, gating: true });
   }
   const d = run.durability;
   if (d) {
@@ -164,7 +173,7 @@ export function renderMarkdown(run: RunResult): string {
     '',
     `Datasets: ${run.sizes.map((s) => `${s.label} = ${s.rows} rows, ${fmtBytes(s.dataset.bytes)}${s.dataset.cached ? ' (cached)' : `, built in ${(s.dataset.buildMs / 1000).toFixed(1)} s`}`).join('; ')}.`,
     '',
-    `## Gate: every query p99 of ours ≤ ${P99_BUDGET_MS} ms — ${gate.every((c) => c.pass) ? 'PASS' : 'FAIL'}`,
+    `## Gate: every query and API p99 of ours ≤ ${P99_BUDGET_MS} ms — ${gate.every((c) => c.pass) ? 'PASS' : 'FAIL'}`,
     '',
     markdownTable(['check', 'size', 'value', 'target', 'result'], run.checks.map((c) => [c.name + (c.gating ? ' (gate)' : ''), c.size, c.value, c.target, passFail(c.pass)]), ['l', 'l', 'r', 'r', 'l']),
   ];
@@ -182,6 +191,15 @@ export function renderMarkdown(run: RunResult): string {
   if (run.sizes.some((s) => s.azure)) {
     out.push('', '## 4. Snapshot and restore on Azurite', '', `ours snapshot = flush(): VACUUM INTO + lz4 + sha256 in a worker, upload, conditional manifest publish. Restore = drizzle() on an empty path (download, decompress, verify sha256, quick_check). Raw = BlockBlobClient.uploadFile / downloadToFile (SDK defaults) of the same lz4 bytes ours moves, and of the plain database file. Target ≤ ${TRANSFER_RATIO_TARGET}× raw (same bytes).`, '', transferTable(run.sizes));
     for (const s of run.sizes) if (s.litestream && 'error' in s.litestream) out.push('', `Litestream (${s.label}) not measured: ${s.litestream.error}`);
+  }
+  if (run.api) {
+    const a = run.api;
+    const rows = a.routes.map((r) => {
+      const idle = a.routes.find((x) => x.route === r.route && x.phase === 'idle')!;
+      return [r.route, r.phase, String(r.requests), r.rps.toFixed(0), String(r.errors), ...sum(r.latency), fmtRatio(ratio(r.latency.p99, idle.latency.p99))];
+    });
+    rows.push(['POST /api/documents', 'the concurrent writer', String(a.writes.requests), a.writes.rps.toFixed(0), String(a.writes.errors), ...sum(a.writes.latency), '']);
+    out.push('', '## 6. The reference API under load', '', `app/server.ts in its own process on the ${a.size} dataset, autocannon from this process. Each read route runs idle (the baseline), then again while a second autocannon posts documents (commits every few ms; the server snapshots ${a.snapshotsDuringWrites} times during the write phases, debounce 250 ms). Latency is every response's time. Gate: p99 ≤ ${API_P99_BUDGET_MS} ms and no errors.`, '', markdownTable(['route', 'phase', 'requests', 'req/s', 'errors', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'p99 ×idle'], rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r']));
   }
   if (run.durability) {
     const d = run.durability;

@@ -2,7 +2,7 @@
  * Benchmarks that prove sub-200 ms queries (and measure what the sync costs), runnable in CI.
  *
  *   node --conditions=source --import tsx bench/run.ts [--ci] [--sizes 10k,100k,1m] [--iterations N]
- *        [--only queries,writes,snapshot,azure,litestream,durability] [--artificial-delay-ms N] [--out bench/results]
+ *        [--only queries,writes,snapshot,azure,litestream,durability,api] [--artificial-delay-ms N] [--out bench/results]
  *
  * --ci = sizes 10k,100k and fewer iterations (a few minutes on 2 cores, datasets included).
  * Writes latest.json, latest.md and latest.svg to --out and prints the tables. Exits 1 when a query
@@ -26,8 +26,9 @@ import { ensureLitestream, runLitestream } from './litestream.ts';
 import { explainPlans, makeParams, runQueries } from './queries.ts';
 import { computeChecks, renderMarkdown, renderSvg, type RunResult, type SizeResult } from './report.ts';
 import { runUnderSnapshot, runWrites } from './writes.ts';
+import { runApi } from './api.ts';
 
-const PHASES = ['queries', 'writes', 'snapshot', 'azure', 'litestream', 'durability'] as const;
+const PHASES = ['queries', 'writes', 'snapshot', 'azure', 'litestream', 'durability', 'api'] as const;
 type Phase = (typeof PHASES)[number];
 
 const { values } = parseArgs({
@@ -49,8 +50,8 @@ for (const p of phases) if (!PHASES.includes(p)) throw new Error(`--only: unknow
 if (!Number.isInteger(iterations) || iterations < 1) throw new Error('--iterations must be a positive integer');
 if (!Number.isFinite(delayMs) || delayMs < 0) throw new Error('--artificial-delay-ms must be >= 0');
 const cfg = ci
-  ? { writesPerDriver: 300, flushes: 2, idleMs: 1_500, reps: 2, durabilityReps: 2 }
-  : { writesPerDriver: 1_000, flushes: 3, idleMs: 3_000, reps: 3, durabilityReps: 3 };
+  ? { writesPerDriver: 300, flushes: 2, idleMs: 1_500, reps: 2, durabilityReps: 2, apiSeconds: 3 }
+  : { writesPerDriver: 1_000, flushes: 3, idleMs: 3_000, reps: 3, durabilityReps: 3, apiSeconds: 8 };
 const LOAD_MIN_ROWS = 100_000;
 
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
@@ -76,6 +77,7 @@ log(`library: ${LIB_KIND} build of src ${LIB_SRC_HASH} (commit ${library.commit}
 const runDir = join(CACHE_DIR, `run-${process.pid}`);
 const results: SizeResult[] = [];
 let durability: RunResult['durability'];
+let api: RunResult['api'];
 let azurite: Azurite | undefined;
 
 try {
@@ -150,6 +152,15 @@ try {
     log(`[${label}] commit -> durable, ${cfg.durabilityReps} bursts`);
     durability = { size: label, ...(await runDurability(azurite.connectionString, dataset, work, label, sampleIds(dataset.path, 2_000), cfg.durabilityReps)) };
   }
+  if (phases.has('api')) {
+    // The API runs once, on the 100k dataset when the run has it (the largest otherwise).
+    const label = sizes.includes('100k') ? '100k' : sizes.at(-1)!;
+    const dataset = await ensureDataset(parseSize(label));
+    const work = join(runDir, `api-${label}`);
+    await mkdir(work, { recursive: true });
+    log(`[${label}] API under autocannon, ${cfg.apiSeconds} s per phase`);
+    api = { size: label, ...(await runApi(dataset, work, sampleIds(dataset.path, 2_000), { durationS: cfg.apiSeconds, connections: 10 })) };
+  }
 } finally {
   await azurite?.stop();
   await rm(runDir, { recursive: true, force: true });
@@ -160,6 +171,7 @@ const partial: Omit<RunResult, 'checks'> = {
     library, load: { start: loadAtStart, end: { loadavg1m: loadavg()[0]!, cpuPressureAvg60: pressure() } } },
   sizes: results,
   durability,
+  api,
 };
 const run: RunResult = { ...partial, checks: computeChecks(partial) };
 const outDir = resolve(values.out!);
