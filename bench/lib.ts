@@ -37,8 +37,8 @@ function srcHash(): string {
 async function ensureBuild(): Promise<string> {
   const out = join(CACHE_DIR, `dist-${LIB_SRC_HASH}`);
   if (!existsSync(join(out, 'index.js'))) {
+    await mkdir(CACHE_DIR, { recursive: true }); // a fresh clone has no cache yet
     for (const old of readdirSync(CACHE_DIR).filter((n) => /^dist-[0-9a-f]{16}$/.test(n))) await rm(join(CACHE_DIR, old), { recursive: true, force: true });
-    await mkdir(CACHE_DIR, { recursive: true });
     const tmp = `${out}.${process.pid}.tmp`;
     const tsc = join(dirname(createRequire(import.meta.url).resolve('typescript/package.json')), 'bin', 'tsc');
     await promisify(execFile)(process.execPath, [tsc, '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', tmp, '--declaration', 'false', '--sourceMap', 'false'], { cwd: ROOT });
