@@ -36,7 +36,7 @@ test('bench gate: an artificial 250 ms delay fails the p99 budget, no delay pass
 
     const fast = await runBench([], out);
     assert.equal(fast.code, 0, `expected exit 0 without the delay:\n${fast.output}`);
-    assert.match(fast.output, /Gate: every query p99 of ours ≤ 200 ms — PASS/);
+    assert.match(fast.output, /Gate: every query and API p99 of ours ≤ 200 ms — PASS/);
   } finally {
     await rm(out, { recursive: true, force: true });
   }
