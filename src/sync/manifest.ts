@@ -1,5 +1,5 @@
 import { SyncError } from '../errors.ts';
-import { CODECS, type Codec } from './codec.ts';
+import { CODECS, fileExtension, type Codec } from './codec.ts';
 
 /** The one mutable object in the store: a pointer to the latest snapshot plus retained history. */
 export const MANIFEST_KEY = 'manifest.json';
@@ -32,8 +32,7 @@ export function latestSnapshot(manifest: Manifest): SnapshotEntry {
 }
 
 export function snapshotKey(generation: string, seq: number, codec: Codec, nonce: string): string {
-  const ext = codec === 'none' ? 'db' : `db.${codec}`;
-  return `snapshots/${generation}/${String(seq).padStart(12, '0')}-${nonce}.${ext}`;
+  return `snapshots/${generation}/${String(seq).padStart(12, '0')}-${nonce}.${fileExtension(codec)}`;
 }
 
 export function encodeManifest(manifest: Manifest): Buffer {

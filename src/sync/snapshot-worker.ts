@@ -73,7 +73,7 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
     const copiedAt = performance.now();
     try {
       const result = await compressFile(request.rawPath, request.outPath, request.codec);
-      return { ok: true, ...result, copyMs: copiedAt - started, compressMs: performance.now() - copiedAt };
+      return { ok: true, ...result, firstStepMs: copiedAt - started, secondStepMs: performance.now() - copiedAt };
     } finally {
       await unlink(request.rawPath).catch(() => undefined);
     }
@@ -84,7 +84,7 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
   verifyAgainstManifest(request.label, decoded, request.expected);
   const decodedAt = performance.now();
   await quickCheck(request.path);
-  return { ok: true, ...decoded, copyMs: decodedAt - started, compressMs: performance.now() - decodedAt };
+  return { ok: true, ...decoded, firstStepMs: decodedAt - started, secondStepMs: performance.now() - decodedAt };
 }
 
 function verifyAgainstManifest(label: string, got: CodecResult, expected: { compressedBytes: number; bytes: number; sha256: string }): void {

@@ -17,5 +17,6 @@ export type WorkerInput = { chunk: Uint8Array } | { end: true };
 export type WorkerAck = { ack: true };
 
 export type WorkerReply =
-  | ({ ok: true; copyMs: number; compressMs: number } & CodecResult)
+  /** Steps: snapshot = VACUUM INTO, then compress + hash; restore = decode + hash + verify, then quick_check. */
+  | ({ ok: true; firstStepMs: number; secondStepMs: number } & CodecResult)
   | { ok: false; code: SyncErrorCode; message: string };
