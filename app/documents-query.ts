@@ -1,8 +1,10 @@
 /**
- * The list query: filters that the indexes in schema/documents.ts can serve, ordered newest first
- * with keyset pagination (stable under concurrent inserts, no OFFSET scans).
+ * The list query: filters that the indexes in schema/documents.ts can serve, with keyset pagination
+ * (stable under concurrent inserts, no OFFSET scans). Newest first, except name-prefix queries, which
+ * come in name order: the name index then serves both the range and the order, so a prefix matching
+ * many rows never sorts them all.
  */
-import { and, desc, eq, gt, gte, lt, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, gte, lt, sql, type SQL } from 'drizzle-orm';
 import { documents, type DocumentType } from '../schema/documents.ts';
 import type { AppDatabase } from './database.ts';
 
@@ -15,22 +17,36 @@ export interface ListFilters {
   cursor?: Cursor;
 }
 
-/** Position after the last row of a page: its (updatedAt, id). */
-export interface Cursor {
-  updatedAt: number;
-  id: string;
+/** Position after the last row of a page: (updatedAt, id) newest first, or (name, id) in name order. */
+export type Cursor = { updatedAt: number; id: string } | { name: string; id: string };
+
+/** Name-prefix queries are ordered by name (see the module comment). */
+export function ordersByName(f: Pick<ListFilters, 'namePrefix'>): boolean {
+  return f.namePrefix !== undefined && f.namePrefix !== '';
+}
+
+export function cursorAfter(row: { updatedAt: Date; name: string; id: string }, byName: boolean): Cursor {
+  return byName ? { name: row.name, id: row.id } : { updatedAt: row.updatedAt.getTime(), id: row.id };
+}
+
+/** True when the cursor was issued for a query with the same ordering. */
+export function cursorFits(cursor: Cursor, byName: boolean): boolean {
+  return byName === 'name' in cursor;
 }
 
 /** Opaque to clients on purpose, so the ordering key can change without breaking their code. */
 export function encodeCursor(cursor: Cursor): string {
-  return Buffer.from(JSON.stringify([cursor.updatedAt, cursor.id])).toString('base64url');
+  const value = 'name' in cursor ? ['n', cursor.name, cursor.id] : [cursor.updatedAt, cursor.id];
+  return Buffer.from(JSON.stringify(value)).toString('base64url');
 }
 
 /** undefined when the text is not a cursor this server issued. */
 export function decodeCursor(text: string): Cursor | undefined {
   try {
     const value: unknown = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
-    if (!Array.isArray(value) || value.length !== 2) return undefined;
+    if (!Array.isArray(value)) return undefined;
+    if (value.length === 3 && value[0] === 'n' && typeof value[1] === 'string' && typeof value[2] === 'string') return { name: value[1], id: value[2] };
+    if (value.length !== 2) return undefined;
     const [updatedAt, id] = value as unknown[];
     if (!Number.isSafeInteger(updatedAt) || typeof id !== 'string') return undefined;
     return { updatedAt: updatedAt as number, id };
@@ -66,12 +82,14 @@ export function listQuery(db: AppDatabase, f: ListFilters) {
   }
   if (f.updatedAfter) where.push(gt(documents.updatedAt, f.updatedAfter));
   if (f.updatedBefore) where.push(lt(documents.updatedAt, f.updatedBefore));
-  // Row-value comparison: one range SQLite can seek on, unlike the equivalent OR.
-  if (f.cursor) where.push(sql`(${documents.updatedAt}, ${documents.id}) < (${f.cursor.updatedAt}, ${f.cursor.id})`);
+  const byName = ordersByName(f);
+  // Row-value comparisons: one range SQLite can seek on, unlike the equivalent OR.
+  if (f.cursor && 'name' in f.cursor) where.push(sql`(${documents.name}, ${documents.id}) > (${f.cursor.name}, ${f.cursor.id})`);
+  else if (f.cursor) where.push(sql`(${documents.updatedAt}, ${documents.id}) < (${f.cursor.updatedAt}, ${f.cursor.id})`);
   return db
     .select()
     .from(documents)
     .where(and(...where))
-    .orderBy(desc(documents.updatedAt), desc(documents.id))
+    .orderBy(...(byName ? [asc(documents.name), asc(documents.id)] : [desc(documents.updatedAt), desc(documents.id)]))
     .limit(f.limit + 1); // one extra row says whether there is a next page
 }

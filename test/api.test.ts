@@ -123,6 +123,14 @@ describe('documents API', () => {
     for (const name of names) assert.equal((await post(app, { type: 'mood', name, content: {} })).statusCode, 201, name);
     const byPrefix = await listAll(app, `namePrefix=${encodeURIComponent('Pfx')}`, 2);
     assert.deepEqual(byPrefix.map((d) => d.name).sort(), names.filter((n) => n.startsWith('Pfx')).sort());
+    // Name-prefix pages come in SQLite's BINARY (UTF-8 byte) order, so the name index serves the order too.
+    const utf8Order = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+    assert.deepEqual(byPrefix.map((d) => d.name), byPrefix.map((d) => d.name).sort(utf8Order));
+    // A cursor from a name-ordered page is refused for a newest-first query (and the reverse).
+    const page = (await app.inject(`/api/documents?namePrefix=Pfx&limit=1`)).json();
+    const misfit = await app.inject(`/api/documents?cursor=${page.nextCursor}`);
+    assert.equal(misfit.statusCode, 400);
+    assert.equal(misfit.json().problems[0].field, 'cursor');
     const emoji = await listAll(app, `namePrefix=${encodeURIComponent('Pfx\u{1F600}')}`, 10);
     assert.deepEqual(emoji.map((d) => d.name), ['Pfx\u{1F600} grin']);
     const typed = await listAll(app, `type=persona&namePrefix=Pfx`, 10);
@@ -149,6 +157,7 @@ describe('documents API', () => {
         const plan = await plain.execute({ sql: `EXPLAIN QUERY PLAN ${query.sql}`, args: query.params as never });
         const detail = plan.rows.map((r) => String(r.detail)).join(' | ');
         assert.match(detail, /SEARCH documents USING INDEX/, `${JSON.stringify(filters)}: ${detail}`);
+        if ('namePrefix' in filters) assert.doesNotMatch(detail, /USE TEMP B-TREE FOR ORDER BY/, `name-prefix pages need no full sort (ties on name are sorted by id): ${detail}`);
       }
     } finally {
       plain.close();

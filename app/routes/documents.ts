@@ -7,7 +7,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import { DOCUMENT_TYPES, documents, type Document } from '../../schema/documents.ts';
 import { NAME_MAX, documentInputJsonSchema, validateDocumentInput, type DocumentInput } from '../../schema/validation.ts';
 import type { AppDatabase } from '../database.ts';
-import { decodeCursor, encodeCursor, listQuery } from '../documents-query.ts';
+import { cursorAfter, cursorFits, decodeCursor, encodeCursor, listQuery, ordersByName } from '../documents-query.ts';
 import { ApiError, validationError } from '../errors.ts';
 import { newDocumentId } from '../ids.ts';
 
@@ -94,7 +94,10 @@ export function documentRoutes(app: FastifyInstance, { db, onWrite = () => {} }:
     async (request) => {
       const q = request.query;
       const cursor = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
-      if (q.cursor !== undefined && !cursor) throw validationError([{ field: 'cursor', message: 'is not a cursor returned by this API (pass nextCursor unchanged)' }]);
+      const byName = ordersByName(q);
+      if (q.cursor !== undefined && (!cursor || !cursorFits(cursor, byName))) {
+        throw validationError([{ field: 'cursor', message: 'is not a cursor returned by this API for these filters (pass nextCursor unchanged, with the same filters)' }]);
+      }
       const rows = await listQuery(db, {
         type: q.type,
         namePrefix: q.namePrefix,
@@ -105,7 +108,7 @@ export function documentRoutes(app: FastifyInstance, { db, onWrite = () => {} }:
       });
       const items = rows.slice(0, q.limit);
       const last = items.at(-1);
-      const nextCursor = rows.length > q.limit && last ? encodeCursor({ updatedAt: last.updatedAt.getTime(), id: last.id }) : null;
+      const nextCursor = rows.length > q.limit && last ? encodeCursor(cursorAfter(last, byName)) : null;
       return { items, nextCursor };
     },
   );
