@@ -131,10 +131,6 @@ export async function hydrate(options: HydrateOptions): Promise<HydrateResult> {
   return done({ state: restored, head, restoredFrom: latest, pending: false, action: 'downloaded' });
 }
 
-/**
- * Streams a snapshot from the store into a decoding worker (download and decompression overlap), which
- * verifies it (sizes, sha256, quick_check); then atomically moves it into place.
- */
 /** The main thread downloads; a worker (started at once, in parallel) decodes, hashes and quick_checks. */
 async function streamIntoWorker(store: SnapshotStore, entry: SnapshotEntry, path: string): Promise<WorkerSuccess> {
   const expected = { compressedBytes: entry.compressedBytes, bytes: entry.bytes, sha256: entry.sha256 };
@@ -149,6 +145,10 @@ async function streamIntoWorker(store: SnapshotStore, entry: SnapshotEntry, path
   return job.result;
 }
 
+/**
+ * Streams a snapshot from the store into a decoding worker (download and decompression overlap), which
+ * verifies it (sizes, sha256, quick_check); then atomically moves it into place.
+ */
 export async function downloadSnapshot(
   store: SnapshotStore,
   entry: SnapshotEntry,

@@ -59,7 +59,7 @@ export class SnapshotScheduler {
 
   #setDebounce(ms: number): void {
     // The common case, a commit restarting the full debounce, just rearms the existing timer (runs per commit).
-    if (this.#debounce !== undefined && ms === this.#policy.debounceMs && this.#debounceMs === ms) {
+    if (this.#debounce !== undefined && this.#debounceMs === ms) {
       this.#debounce.refresh();
       return;
     }

@@ -82,8 +82,6 @@ export class SyncController implements CommitHooks, SyncHandle {
   #ok = 0;
   #failed = 0;
   #restoredFrom: SyncStatus['restoredFrom'] = null;
-  /** The restore happens before the caller can subscribe, so 'restore' is replayed to late listeners. */
-  #restoreEvent: SyncEvents['restore'][0] | undefined;
   readonly #onSignal = (signal: NodeJS.Signals) => this.#handleSignal(signal);
 
   constructor(options: ControllerOptions, snapshotter: Snapshotter, state: LocalState, dirtyAtStart: boolean) {
@@ -99,7 +97,6 @@ export class SyncController implements CommitHooks, SyncHandle {
     this.#client = client;
     if (restoredFrom) {
       this.#restoredFrom = { seq: restoredFrom.seq, generation: restoredFrom.generation, createdAt: restoredFrom.createdAt, bytes: restoredFrom.bytes, durationMs: restoreMs };
-      this.#restoreEvent = { seq: restoredFrom.seq, generation: restoredFrom.generation, bytes: restoredFrom.bytes, durationMs: restoreMs };
     }
     if (this.#dirtyAtStart) {
       const now = Date.now();
@@ -177,10 +174,13 @@ export class SyncController implements CommitHooks, SyncHandle {
     return this;
   }
 
-  /** A restore happens once, at start: a listener gets it (asynchronously) if there was one. */
+  /**
+   * A restore happens once, at start, before the caller can subscribe: a 'restore' listener is
+   * replayed it (asynchronously) if there was one.
+   */
   #replayRestore(listener: (event: SyncEvents['restore'][0]) => void): this {
-    const event = this.#restoreEvent;
-    if (event) queueMicrotask(() => listener(event));
+    const r = this.#restoredFrom;
+    if (r) queueMicrotask(() => listener({ seq: r.seq, generation: r.generation, bytes: r.bytes, durationMs: r.durationMs }));
     return this;
   }
 
