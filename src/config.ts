@@ -3,6 +3,7 @@ import type { Config as LibsqlConfig } from '@libsql/client';
 import { SyncError } from './errors.ts';
 import type { Codec } from './sync/codec.ts';
 import { CODECS } from './sync/codec.ts';
+import type { RestoreTarget, RetentionPolicy } from './sync/manifest.ts';
 import type { RestoreMode } from './sync/restore.ts';
 import { DEFAULT_RETRY, type RetryPolicy } from './sync/retry.ts';
 
@@ -13,8 +14,11 @@ export interface SnapshotOptions {
   maxCommits?: number;
   /** Ceiling: never later than this after the first unsnapshotted commit. Default 300000 (5 min). */
   maxIntervalMs?: number;
-  /** Snapshots kept in the store; older blobs are deleted. Default 20. */
-  retain?: number;
+  /**
+   * Snapshots kept in the store; older blobs are deleted. A number is a count; `{ count, maxAgeMs }`
+   * also drops snapshots older than `maxAgeMs`. The latest snapshot is always kept. Default 20.
+   */
+  retain?: number | { count?: number; maxAgeMs?: number };
   /** Compression codec. Default 'lz4' (fastest restore; see bench/codecs.ts). */
   codec?: Codec;
   /** First wait after a failed snapshot; doubles per failure up to `retryMaxMs`. Defaults 1000 / 60000. */
@@ -29,12 +33,34 @@ export interface ShutdownOptions {
   timeoutMs?: number;
 }
 
+/**
+ * `writer`: take the writer lease or fail fast with LEASE_HELD. `replica`: never write; serve reads and
+ * follow the store's newest snapshot. `auto` (default): writer if the lease is free, else a replica that
+ * takes over as soon as the lease is released or expires.
+ */
+export type Role = 'auto' | 'writer' | 'replica';
+
+export interface LeaseOptions {
+  /** Lease length in seconds, 15-60 (Azure's bounds); renewed every third of it. Default 30. */
+  durationSec?: number;
+}
+
+export interface ReplicaOptions {
+  /** How often a replica checks the manifest for a newer snapshot (and, as 'auto', for a free lease). Default 5000. */
+  pollMs?: number;
+}
+
 export interface ResolvedSyncConfig {
   dbPath: string;
   libsql: LibsqlConfig;
   restore: RestoreMode;
+  /** Point-in-time restore request, if `restore` was `{ at }` or `{ seq }`. */
+  restoreTarget: RestoreTarget | undefined;
+  role: Role;
+  leaseDurationSec: number;
+  replicaPollMs: number;
   schedule: { debounceMs: number; maxCommits: number; maxIntervalMs: number };
-  retain: number;
+  retention: RetentionPolicy;
   codec: Codec;
   retryBaseMs: number;
   retryMaxMs: number;
@@ -65,7 +91,10 @@ export function databasePath(url: string): string {
 
 export function resolveSyncConfig(input: {
   connection: string | LibsqlConfig;
-  restore?: RestoreMode;
+  restore?: RestoreMode | RestoreTarget;
+  role?: Role;
+  lease?: LeaseOptions;
+  replica?: ReplicaOptions;
   snapshot?: SnapshotOptions;
   shutdown?: ShutdownOptions;
   retry?: Partial<RetryPolicy>;
@@ -79,9 +108,18 @@ export function resolveSyncConfig(input: {
   const dbPath = databasePath(libsql.url);
 
   const envSkip = /^(1|true|yes)$/i.test(process.env.SKIP_RESTORE ?? '');
-  const restore = envSkip ? 'skip' : (input.restore ?? 'if-exists');
+  const requested = envSkip ? 'skip' : (input.restore ?? 'if-exists');
+  const restoreTarget = typeof requested === 'object' && requested !== null ? resolveTarget(requested) : undefined;
+  // A point-in-time restore needs a backup to roll back to.
+  const restore: RestoreMode = restoreTarget ? 'required' : (requested as RestoreMode);
   if (!['required', 'if-exists', 'skip'].includes(restore)) {
-    throw new SyncError('CONFIG', `restore must be 'required', 'if-exists' or 'skip'; got ${JSON.stringify(restore)}.`);
+    throw new SyncError('CONFIG', `restore must be 'required', 'if-exists', 'skip', { at: Date | ISO time } or { seq: number }; got ${JSON.stringify(requested)}.`);
+  }
+  const role = input.role ?? 'auto';
+  if (!['auto', 'writer', 'replica'].includes(role)) throw new SyncError('CONFIG', `role must be 'auto', 'writer' or 'replica'; got ${JSON.stringify(role)}.`);
+  const leaseDurationSec = positive('lease.durationSec', input.lease?.durationSec, 30, 15);
+  if (leaseDurationSec > 60 || !Number.isInteger(leaseDurationSec)) {
+    throw new SyncError('CONFIG', `lease.durationSec must be a whole number of seconds from 15 to 60 (Azure's bounds); got ${leaseDurationSec}.`);
   }
   const s = input.snapshot ?? {};
   const codec = s.codec ?? 'lz4';
@@ -99,12 +137,20 @@ export function resolveSyncConfig(input: {
     minTimeoutMs: positive('retry.minTimeoutMs', input.retry?.minTimeoutMs, DEFAULT_RETRY.minTimeoutMs),
     maxTimeoutMs: positive('retry.maxTimeoutMs', input.retry?.maxTimeoutMs, DEFAULT_RETRY.maxTimeoutMs),
   };
+  const retain = typeof s.retain === 'object' && s.retain !== null ? s.retain : { count: s.retain };
   return {
     dbPath,
     libsql,
     restore,
+    restoreTarget,
+    role,
+    leaseDurationSec,
+    replicaPollMs: positive('replica.pollMs', input.replica?.pollMs, 5_000, 10),
     schedule,
-    retain: Math.floor(positive('snapshot.retain', s.retain, 20, 1)),
+    retention: {
+      count: Math.floor(positive('snapshot.retain.count', retain.count, 20, 1)),
+      maxAgeMs: positive('snapshot.retain.maxAgeMs', retain.maxAgeMs, Infinity, 1),
+    },
     codec,
     retryBaseMs: positive('snapshot.retryBaseMs', s.retryBaseMs, 1_000, 1),
     retryMaxMs: positive('snapshot.retryMaxMs', s.retryMaxMs, 60_000, 1),
@@ -112,4 +158,17 @@ export function resolveSyncConfig(input: {
     signals: input.shutdown?.signals ?? true,
     shutdownTimeoutMs: positive('shutdown.timeoutMs', input.shutdown?.timeoutMs, 25_000, 1),
   };
+}
+
+function resolveTarget(target: RestoreTarget): RestoreTarget {
+  if ('seq' in target) {
+    if (!Number.isSafeInteger(target.seq) || target.seq < 1) throw new SyncError('CONFIG', `restore.seq must be a snapshot sequence number >= 1; got ${JSON.stringify(target.seq)}.`);
+    return { seq: target.seq };
+  }
+  if ('at' in target) {
+    const at = new Date(target.at);
+    if (Number.isNaN(at.getTime())) throw new SyncError('CONFIG', `restore.at must be a Date or an ISO 8601 time such as "2026-11-23T10:00:00Z"; got ${JSON.stringify(target.at)}.`);
+    return { at };
+  }
+  throw new SyncError('CONFIG', `restore as an object must be { at: Date | ISO time } or { seq: number }; got ${JSON.stringify(target)}.`);
 }

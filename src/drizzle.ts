@@ -1,11 +1,13 @@
-import { mkdirSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { createClient, type Client, type Config as LibsqlConfig } from '@libsql/client';
 import type { DrizzleConfig } from 'drizzle-orm';
 import { drizzle as drizzleLibsql, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { CountingClient } from './client/counting-client.ts';
-import { resolveSyncConfig, type ShutdownOptions, type SnapshotOptions } from './config.ts';
-import { SyncError } from './errors.ts';
+import { resolveSyncConfig, type LeaseOptions, type ReplicaOptions, type Role, type ShutdownOptions, type SnapshotOptions } from './config.ts';
+import type { RestoreTarget } from './sync/manifest.ts';
+import { SyncError, isSyncError } from './errors.ts';
 import { resolveLogger, type SyncLogOption } from './log.ts';
 import { storeFromEnv } from './store/from-env.ts';
 import type { SnapshotStore } from './store/store.ts';
@@ -13,6 +15,10 @@ import { hydrate, type RestoreMode } from './sync/restore.ts';
 import type { RetryPolicy } from './sync/retry.ts';
 import { Snapshotter } from './sync/snapshotter.ts';
 import { SyncController, type SyncHandle } from './sync/sync-controller.ts';
+import { WriterLease } from './sync/lease.ts';
+import { readLocalState, writeLocalState } from './sync/local-state.ts';
+import { ReplicaFollower } from './sync/replica.ts';
+import type { RemoteHead } from './sync/restore.ts';
 
 export interface DrizzleBlobConfig<TSchema extends Record<string, unknown> = Record<string, never>> extends DrizzleConfig<TSchema> {
   /** The local libSQL file, e.g. `{ url: 'file:./data/app.db' }`; other @libsql/client options pass through. */
@@ -20,8 +26,16 @@ export interface DrizzleBlobConfig<TSchema extends Record<string, unknown> = Rec
   /** Where snapshots live. Default: `storeFromEnv()`. */
   store?: SnapshotStore;
   snapshot?: SnapshotOptions;
-  /** Default 'if-exists'; env SKIP_RESTORE=true means 'skip'. */
-  restore?: RestoreMode;
+  /**
+   * Default 'if-exists'; env SKIP_RESTORE=true means 'skip'. `{ at: Date | ISO time }` or `{ seq }` rolls the
+   * database back to that snapshot once (the roll-back becomes the new latest snapshot; starting again with
+   * the same target does not roll back a second time).
+   */
+  restore?: RestoreMode | RestoreTarget;
+  /** Default 'auto': the writer if the lease is free, else a read replica that takes over when it frees. */
+  role?: Role;
+  lease?: LeaseOptions;
+  replica?: ReplicaOptions;
   shutdown?: ShutdownOptions;
   /** Retries of one store operation (on top of the Azure SDK's per-request retries). */
   retry?: Partial<RetryPolicy>;
@@ -50,65 +64,153 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   config: DrizzleBlobConfig<TSchema>,
 ): Promise<BlobDatabase<TSchema>> {
   if (config === null || typeof config !== 'object') throw new SyncError('CONFIG', 'drizzle() takes one options object: { connection, store, ... }.');
-  const { connection, store: givenStore, snapshot, restore, shutdown, retry, log: logOption, synchronous = 'normal', ...drizzleConfig } = config;
+  const { connection, store: givenStore, snapshot, restore, role, lease: leaseOptions, replica, shutdown, retry, log: logOption, synchronous = 'normal', ...drizzleConfig } = config;
   if (synchronous !== 'normal' && synchronous !== 'full') throw new SyncError('CONFIG', `synchronous must be 'normal' or 'full'; got ${JSON.stringify(synchronous)}.`);
   const synchronousPragma = `PRAGMA synchronous=${synchronous.toUpperCase()}`;
-  const resolved = resolveSyncConfig({ connection, restore, snapshot, shutdown, retry });
+  const resolved = resolveSyncConfig({ connection, restore, role, lease: leaseOptions, replica, snapshot, shutdown, retry });
   const log = resolveLogger(logOption);
   const store = givenStore ?? storeFromEnv();
-  mkdirSync(dirname(resolved.dbPath), { recursive: true });
+  const { dbPath } = resolved;
+  mkdirSync(dirname(dbPath), { recursive: true });
+  await store.probe();
 
-  if (resolved.restore !== 'skip') await store.probe();
-  const hydrated = await hydrate({ store, dbPath: resolved.dbPath, mode: resolved.restore, retry: resolved.retry, log });
-  if (hydrated.action !== 'downloaded') log.info({ dbPath: resolved.dbPath, action: hydrated.action, pending: hydrated.pending }, 'database opened without download');
+  // The controller exists only after the restore; the lease can be lost before that.
+  let controller: SyncController | undefined;
+  let lostEarly: SyncError | undefined;
+  const lease = resolved.role === 'replica' ? undefined : new WriterLease({
+    store,
+    id: leaseIdFor(dbPath, store),
+    durationSec: resolved.leaseDurationSec,
+    log,
+    onLost: (error) => (controller ? controller.leaseLost(error) : (lostEarly = error)),
+  });
+  const isWriter = lease && resolved.role !== 'replica' ? await takeLease(lease, resolved.role, dbPath, store) : false;
+  if (!isWriter && resolved.restoreTarget) {
+    await lease?.release();
+    throw new SyncError('LEASE_HELD', `A point-in-time restore needs the writer lease, and another instance holds it on ${store.location}: stop the writer first.`);
+  }
 
-  const inner = createClient(resolved.libsql);
+  let hydrated;
   try {
-    // WAL lets the snapshot's read transaction run beside writers.
-    await inner.execute('PRAGMA journal_mode=WAL');
-    await inner.execute(synchronousPragma);
+    // A replica always follows the store, whatever the restore mode says about the local file.
+    const mode = !isWriter && resolved.restore === 'skip' ? 'if-exists' : resolved.restore;
+    hydrated = await hydrate({ store, dbPath, mode, target: resolved.restoreTarget, retry: resolved.retry, log });
   } catch (error) {
-    inner.close();
+    await lease?.release();
     throw error;
   }
-  const snapshotter = new Snapshotter(
-    { store, dbPath: resolved.dbPath, codec: resolved.codec, retain: resolved.retain, retry: resolved.retry, log },
-    hydrated.head,
-  );
-  const controller = new SyncController(
+  if (hydrated.action !== 'downloaded') log.info({ dbPath, action: hydrated.action, pending: hydrated.pending, role: isWriter ? 'writer' : 'replica' }, 'database opened without download');
+  const state = { ...hydrated.state, leaseId: lease?.id };
+  writeLocalState(dbPath, state);
+
+  const openClient = (): Client => createClient(resolved.libsql);
+  const inner = openClient();
+  const snapshotter = (head: RemoteHead | null | undefined) =>
+    new Snapshotter({ store, dbPath, codec: resolved.codec, retention: resolved.retention, retry: resolved.retry, log, lease: lease! }, head);
+  try {
+    if (isWriter) await prepareWriterConnection(inner, synchronousPragma);
+  } catch (error) {
+    inner.close();
+    await lease?.release();
+    throw error;
+  }
+  controller = new SyncController(
     {
-      dbPath: resolved.dbPath,
+      dbPath,
       schedule: resolved.schedule,
       retryBaseMs: resolved.retryBaseMs,
       retryMaxMs: resolved.retryMaxMs,
       shutdownTimeoutMs: resolved.shutdownTimeoutMs,
       signals: resolved.signals,
       log,
+      storeLocation: store.location,
     },
-    snapshotter,
-    hydrated.state,
-    hydrated.pending,
+    state,
+    isWriter && hydrated.pending, // a replica uploads nothing; its file is the store's
   );
+  const sync = controller;
   const client = new CountingClient(inner, controller, synchronousPragma);
   const db = drizzleLibsql({ ...drizzleConfig, client }) as unknown as BlobDatabase<TSchema>;
+  const startAs = isWriter
+    ? { writer: snapshotter(hydrated.head), lease: lease! }
+    : {
+        lease,
+        follower: new ReplicaFollower({
+          store,
+          dbPath,
+          retry: resolved.retry,
+          log,
+          pollMs: resolved.replicaPollMs,
+          client,
+          openClient,
+          lease,
+          local: () => sync.localPosition(),
+          onUpdate: (entry, head, ms) => sync.replicaUpdated(entry, head, ms),
+          onPromote: async (head) => {
+            await prepareWriterConnection(client.inner, synchronousPragma);
+            sync.promote(snapshotter(head), head);
+          },
+        }),
+      };
   controller.start(
     {
       writeLock: client.writeLock,
       async close() {
         try {
           // Folds the WAL into the file so the next start (or another process) sees one file.
-          await inner.execute('PRAGMA wal_checkpoint(TRUNCATE)');
+          await client.inner.execute('PRAGMA wal_checkpoint(TRUNCATE)');
         } catch (error) {
           // Not fatal: the final snapshot is already durable and SQLite replays the WAL on next open.
           log.warn({ error: String(error) }, 'WAL checkpoint at close failed');
         } finally {
-          inner.close();
+          client.inner.close();
         }
       },
     },
-    hydrated.restoredFrom,
-    hydrated.durationMs,
+    { from: hydrated.restoredFrom, durationMs: hydrated.durationMs, skipped: hydrated.skipped, rolledBackTo: hydrated.rolledBackTo },
+    startAs,
   );
+  if (lostEarly) controller.leaseLost(lostEarly);
   db.$sync = controller;
   return db;
+}
+
+/** WAL lets the snapshot's read transaction run beside writers; `synchronous` per the option. */
+async function prepareWriterConnection(client: Client, synchronousPragma: string): Promise<void> {
+  await client.execute('PRAGMA journal_mode=WAL');
+  await client.execute(synchronousPragma);
+}
+
+/** The lease id this local file's writer used before (a restart on the same disk re-takes it at once), else a new one. */
+function leaseIdFor(dbPath: string, store: SnapshotStore): string {
+  const saved = existsSync(dbPath) ? readLocalState(dbPath) : null;
+  return saved?.store === store.location && saved.leaseId ? saved.leaseId : randomUUID();
+}
+
+/** Writer: the lease or LEASE_HELD. Auto: the lease if free, else a replica (unless the local file holds unsaved commits). */
+async function takeLease(lease: WriterLease, role: 'auto' | 'writer', dbPath: string, store: SnapshotStore): Promise<boolean> {
+  try {
+    await lease.acquire();
+    return true;
+  } catch (error) {
+    if (!isSyncError(error, 'LEASE_HELD')) throw error;
+    if (role === 'writer') {
+      throw new SyncError(
+        'LEASE_HELD',
+        `Another instance holds the writer lease on ${store.location} (role: 'writer' fails fast). Stop the other writer, wait for its lease to expire ` +
+          `(at most lease.durationSec after it died), or use role: 'auto' to start as a read replica that takes over when the lease frees.`,
+        { cause: error },
+      );
+    }
+    const saved = existsSync(dbPath) ? readLocalState(dbPath) : null;
+    if (saved?.store === store.location && saved.dirty) {
+      throw new SyncError(
+        'DIVERGED',
+        `${dbPath} holds commits never uploaded, and another instance now holds the writer lease on ${store.location}: starting as a replica would discard them. ` +
+          `Copy the local file away to inspect it, then delete it to start as a replica of the store.`,
+        { cause: error },
+      );
+    }
+    return false;
+  }
 }

@@ -13,6 +13,9 @@ export type SyncErrorCode =
   | 'NO_BACKUP' // restore: 'required' and the store holds no manifest
   | 'DIVERGED' // local file holds unsaved commits and the store moved on independently
   | 'CLOSED' // the database was closed (or is closing)
+  | 'LEASE_HELD' // another instance holds the writer lease (role 'writer' fails fast with it)
+  | 'LEASE_LOST' // this writer's lease expired and was taken, or was broken: it is fenced off
+  | 'READ_ONLY' // a write on a read replica (another instance is the writer)
   | 'SNAPSHOT_FAILED'; // the snapshot could not be taken locally
 
 export class SyncError extends Error {

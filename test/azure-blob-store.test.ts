@@ -123,7 +123,7 @@ describe('azureBlobStore against Azurite', () => {
     assert.equal(error.transient, false);
     assert.ok(error.cause, 'keeps the SDK error as cause');
     const read = await store.readSmall('manifest.json');
-    assert.deepEqual(read, { body: Buffer.from('{"v":1}'), etag });
+    assert.deepEqual(read, { body: Buffer.from('{"v":1}'), etag, leased: false });
   });
 
   test('writeSmall with a stale ifMatch is CONFLICT, with the current etag it succeeds', async () => {
@@ -135,7 +135,7 @@ describe('azureBlobStore against Azurite', () => {
     // ifMatch on a key that does not exist also loses (412), rather than creating it.
     await rejectsWith(store.writeSmall('other.json', Buffer.from('x'), { ifMatch: first.etag }), 'CONFLICT');
     const third = await store.writeSmall('manifest.json', Buffer.from('three'), { ifMatch: second.etag });
-    assert.deepEqual(await store.readSmall('manifest.json'), { body: Buffer.from('three'), etag: third.etag });
+    assert.deepEqual(await store.readSmall('manifest.json'), { body: Buffer.from('three'), etag: third.etag, leased: false });
   });
 
   test('list returns keys relative to the store prefix, with sizes', async () => {
@@ -237,7 +237,7 @@ describe('azureBlobStore against Azurite', () => {
     assert.equal(store.location, `azure://${azurite.accountName}/${container}/p`);
     await store.probe();
     const { etag } = await store.writeSmall('manifest.json', Buffer.from('m'), { ifNoneMatch: '*' });
-    assert.deepEqual(await store.readSmall('manifest.json'), { body: Buffer.from('m'), etag });
+    assert.deepEqual(await store.readSmall('manifest.json'), { body: Buffer.from('m'), etag, leased: false });
     await writeFile(join(dir, 'sas.bin'), 'hello');
     await store.uploadFile('snap.bin', join(dir, 'sas.bin'), { a: 'b' });
     assert.equal((await store.downloadToFile('snap.bin', join(dir, 'sas.out'))).bytes, 5);

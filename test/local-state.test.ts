@@ -76,6 +76,8 @@ test('local unsaved commits plus a store moved on by another writer: DIVERGED, n
   const storeDir = join(dir.path, 'diverged', 'store');
   const dbPath = join(dir.path, 'diverged', 'a', 'app.db');
   await crashWithUnsnapshottedRows(dbPath, storeDir, 3);
+  // The dead writer's lease lapses (as it does lease.durationSec after the kill), so another instance can write.
+  await rm(join(storeDir, 'manifest.json.lease'));
   const store = directoryStore({ dir: storeDir });
   const other = await open(join(dir.path, 'diverged', 'b', 'app.db'), store);
   await other.insert(notes).values({ body: 'from b' });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createClient } from '@libsql/client';
 import { azureBlobStore, directoryStore, drizzle, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
 import { compressFile } from '../src/sync/codec.ts';
-import { MANIFEST_KEY, decodeManifest, encodeManifest } from '../src/sync/manifest.ts';
+import { MANIFEST_KEY, decodeManifest, encodeManifest, type SnapshotEntry } from '../src/sync/manifest.ts';
 import { startAzurite, type Azurite } from './helpers/azurite.ts';
 import { notes, open, tempDir } from './helpers/fixtures.ts';
 
@@ -78,11 +78,55 @@ describe('store failures never start an empty database', () => {
   });
 });
 
-describe('corrupt snapshots are rejected as SNAPSHOT_CORRUPT and never opened', () => {
-  async function corruptLatest(store: SnapshotStore, root: string, mutate: (bytes: Buffer) => Buffer) {
+describe('corrupt snapshots are never opened: restore falls back to the newest one that verifies, loudly', () => {
+  /** Two snapshots: `good 0..rows-1`, then the same plus `newer`. Returns the manifest. */
+  async function twoSnapshots(store: SnapshotStore, name: string, rows: number) {
+    const db = await open(join(dir.path, name, 'seed', 'app.db'), store, { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000 } });
+    for (let i = 0; i < rows; i++) await db.insert(notes).values({ body: `good ${i}` });
+    await db.$sync.flush();
+    await db.insert(notes).values({ body: 'newer' });
+    await db.$sync.close();
     const manifest = decodeManifest((await store.readSmall(MANIFEST_KEY))!.body, store.location);
-    const path = join(root, manifest.snapshots[0]!.key);
-    await writeFile(path, mutate(await readFile(path)));
+    assert.equal(manifest.snapshots.length, 2);
+    return manifest;
+  }
+
+  /** Opens without writing anything (so the store stays as it is), capturing error logs. */
+  async function openQuietly(dbPath: string, store: SnapshotStore) {
+    const errors: string[] = [];
+    const log = { info() {}, warn() {}, error: (_: object, msg: string) => void errors.push(msg), debug() {} };
+    const db = await drizzle({ connection: { url: `file:${dbPath}` }, schema: { notes }, store, log, shutdown: { signals: false } });
+    return { db, errors };
+  }
+
+  async function expectFallback(store: SnapshotStore, name: string, corrupt: (key: string) => Promise<void>) {
+    const manifest = await twoSnapshots(store, name, 200);
+    const [latest, older] = manifest.snapshots as [SnapshotEntry, SnapshotEntry];
+    await corrupt(latest.key);
+    const before = (await store.readSmall(MANIFEST_KEY))!.body;
+    const dbPath = join(dir.path, name, 'app.db');
+    const { db, errors } = await openQuietly(dbPath, store);
+    const restored = db.$sync.status().restoredFrom!;
+    assert.equal(restored.seq, older.seq, 'restored the older snapshot');
+    assert.deepEqual(restored.skipped.map((s) => [s.seq, s.code]), [[latest.seq, 'SNAPSHOT_CORRUPT']]);
+    const bodies = (await db.select().from(notes)).map((r) => r.body);
+    assert.equal(bodies.length, 200, "the older snapshot's rows, not the corrupt one's");
+    assert.ok(!bodies.includes('newer'));
+    assert.ok(errors.some((m) => /FAILED VERIFICATION/.test(m)), 'the skip is logged as an error');
+    assert.ok(errors.some((m) => /RESTORED AN OLDER SNAPSHOT/.test(m)), 'the fallback is logged as an error');
+    await db.$sync.close();
+    await assertStoreUnchanged(store, before);
+
+    // When no snapshot verifies, nothing is restored and nothing starts.
+    await corrupt(older.key);
+    const none = join(dir.path, name, 'none.db');
+    await assert.rejects(openQuietly(none, store), (error: unknown) => {
+      isCode('SNAPSHOT_CORRUPT')(error);
+      assert.match((error as Error).message, new RegExp(`seq ${latest.seq}: SNAPSHOT_CORRUPT; seq ${older.seq}: SNAPSHOT_CORRUPT`));
+      return true;
+    });
+    assert.equal(existsSync(none), false, 'no corrupt file was moved into place');
+    await assertStoreUnchanged(store, before);
   }
 
   for (const [name, mutate] of [
@@ -95,30 +139,31 @@ describe('corrupt snapshots are rejected as SNAPSHOT_CORRUPT and never opened', 
   ] as const) {
     test(`${name} snapshot (directory store)`, async () => {
       const root = join(dir.path, name, 'store');
-      const store = directoryStore({ dir: root });
-      const before = await seedBackup(store, name, 200);
-      await corruptLatest(store, root, mutate);
-      const dbPath = join(dir.path, name, 'app.db');
-      await assert.rejects(open(dbPath, store), isCode('SNAPSHOT_CORRUPT'));
-      assert.equal(existsSync(dbPath), false, 'the corrupt file was never moved into place');
-      await assertStoreUnchanged(store, before);
+      await expectFallback(directoryStore({ dir: root }), name, async (key) => writeFile(join(root, key), mutate(await readFile(join(root, key)))));
     });
   }
 
   test('bit-flipped snapshot blob on Azurite', async () => {
     const store = azureBlobStore({ connectionString: azurite.connectionString, container: 'bitflip', createContainer: true });
-    const before = await seedBackup(store, 'bitflip-azure', 200);
-    const manifest = decodeManifest(before, store.location);
-    const key = manifest.snapshots[0]!.key;
     const tmp = join(dir.path, 'bitflip-azure', 'blob');
-    await store.downloadToFile(key, tmp);
-    const bytes = await readFile(tmp);
-    bytes[bytes.length - 100]! ^= 0x01;
-    await writeFile(tmp, bytes);
-    await store.uploadFile(key, tmp); // overwrite in place, same size: only the content check can catch it
-    const dbPath = join(dir.path, 'bitflip-azure', 'app.db');
-    await assert.rejects(open(dbPath, store), isCode('SNAPSHOT_CORRUPT'));
-    assert.equal(existsSync(dbPath), false);
+    await expectFallback(store, 'bitflip-azure', async (key) => {
+      await store.downloadToFile(key, tmp);
+      const bytes = await readFile(tmp);
+      bytes[bytes.length - 100]! ^= 0x01;
+      await writeFile(tmp, bytes);
+      await store.uploadFile(key, tmp); // overwrite in place, same size: only the content check can catch it
+    });
+  });
+
+  test('a snapshot blob missing from the store is skipped the same way', async () => {
+    const root = join(dir.path, 'missing-blob', 'store');
+    const store = directoryStore({ dir: root });
+    const manifest = await twoSnapshots(store, 'missing-blob', 5);
+    await rm(join(root, manifest.snapshots[0]!.key));
+    const { db } = await openQuietly(join(dir.path, 'missing-blob', 'app.db'), store);
+    assert.deepEqual(db.$sync.status().restoredFrom!.skipped.map((s) => s.code), ['NOT_FOUND']);
+    assert.equal(db.$sync.status().restoredFrom!.seq, manifest.snapshots[1]!.seq);
+    await db.$sync.close();
   });
 
   test('a snapshot whose bytes match the manifest but whose database is damaged fails quick_check', async () => {
@@ -141,12 +186,13 @@ describe('corrupt snapshots are rejected as SNAPSHOT_CORRUPT and never opened', 
     const current = (await store.readSmall(MANIFEST_KEY))!;
     await store.writeSmall(MANIFEST_KEY, encodeManifest({ ...manifest, seq: entry.seq, snapshots: [entry, ...manifest.snapshots] }), { ifMatch: current.etag });
     const dbPath = join(dir.path, 'quickcheck', 'app.db');
-    await assert.rejects(open(dbPath, store), (error: unknown) => {
-      isCode('SNAPSHOT_CORRUPT')(error);
-      assert.match((error as Error).message, /quick_check|cannot be opened/);
-      return true;
-    });
-    assert.equal(existsSync(dbPath), false);
+    const { db } = await openQuietly(dbPath, store);
+    const [skipped] = db.$sync.status().restoredFrom!.skipped;
+    assert.equal(skipped?.seq, entry.seq);
+    assert.equal(skipped?.code, 'SNAPSHOT_CORRUPT');
+    assert.match(skipped!.message, /quick_check|cannot be opened/);
+    assert.equal((await db.select().from(notes)).length, 2_000, 'the good snapshot before it was restored');
+    await db.$sync.close();
   });
 
   test('an unreadable manifest is an error, never "no backup"', async () => {

@@ -145,8 +145,11 @@ async function runCase(storeCase: StoreCase, signal: 'SIGTERM' | 'SIGINT', mode:
     assert.equal(Number(ready[1]), K);
 
     // The long debounce held: nothing has reached the store yet.
-    assert.equal(await store.readSmall('manifest.json'), null, 'a manifest exists before the signal');
-    assert.deepEqual(await store.list(''), [], 'the store holds objects before the signal');
+    // Only the empty manifest the writer leases exists; no snapshot yet.
+    const head = await store.readSmall('manifest.json');
+    assert.deepEqual(JSON.parse(head!.body.toString()).snapshots, [], 'a snapshot exists before the signal');
+    assert.equal(head!.leased, true, 'the writer holds the lease');
+    assert.deepEqual((await store.list('')).map((o) => o.key), ['manifest.json'], 'the store holds snapshots before the signal');
 
     assert.ok(child.proc.kill(signal), `could not send ${signal}`);
     const exit = await waitForExit(child, EXIT_TIMEOUT_MS);

@@ -5,9 +5,12 @@ import { WriteLock } from './write-lock.ts';
 export type CommitSource = 'execute' | 'batch' | 'migrate' | 'executeMultiple' | 'transaction';
 
 export interface CommitHooks {
-  /** Runs before a write joins the queue; throws to refuse it (e.g. the database is closing). */
-  admitWrite(): void;
-  /** Runs synchronously before a write reaches SQLite (marks the local file dirty before it can be). */
+  /**
+   * Runs before a write (or a transaction that may write) joins the queue; throws to refuse it (e.g. the
+   * database is closing). A read replica admits transactions, refusing the first write inside instead.
+   */
+  admitWrite(kind: 'statement' | 'transaction'): void;
+  /** Runs synchronously before a write reaches SQLite (marks the local file dirty before it can be); throws to refuse it. */
   beforeWrite(): void;
   /** Runs after a write has committed. */
   committed(source: CommitSource): void;
@@ -27,7 +30,7 @@ function sqlOf(stmt: InStatement | [string, InArgs?] | string): string {
  * (its logger fires before execution and misses batches).
  */
 export class CountingClient implements Client {
-  readonly #inner: Client;
+  #inner: Client;
   readonly #hooks: CommitHooks;
   readonly #lock = new WriteLock();
 
@@ -48,6 +51,24 @@ export class CountingClient implements Client {
 
   get closed(): boolean {
     return this.#inner.closed;
+  }
+
+  /** The real client underneath (a replica swaps it when it reopens on a newer snapshot). */
+  get inner(): Client {
+    return this.#inner;
+  }
+
+  /**
+   * A read replica sets this: read transactions then take the write lock too (there are no writes), so
+   * whoever holds the lock knows no transaction is open and may swap the underlying client.
+   */
+  lockReadTransactions = false;
+
+  /** Swaps the underlying client; call with the write lock held. Returns the old one for the caller to close. */
+  replaceInner(next: Client): Client {
+    const old = this.#inner;
+    this.#inner = next;
+    return old;
   }
 
   get protocol(): string {
@@ -85,12 +106,13 @@ export class CountingClient implements Client {
 
   transaction(mode?: TransactionMode): Promise<Transaction>;
   async transaction(mode?: TransactionMode): Promise<Transaction> {
-    if (mode === 'read') return this.#inner.transaction(mode);
-    this.#hooks.admitWrite();
+    const readOnly = mode === 'read';
+    if (readOnly && !this.lockReadTransactions) return this.#inner.transaction(mode);
+    if (!readOnly) this.#hooks.admitWrite('transaction');
     // The transaction holds the write lock from BEGIN until commit, rollback or close.
     const release = await this.#lock.acquire();
     try {
-      if (this.#prepareTransaction) await this.#inner.execute(this.#prepareTransaction);
+      if (this.#prepareTransaction && !readOnly) await this.#inner.execute(this.#prepareTransaction);
       const tx = await this.#inner.transaction(mode);
       return new CountingTransaction(tx, this.#hooks, release);
     } catch (error) {
@@ -113,7 +135,7 @@ export class CountingClient implements Client {
   }
 
   async #write<T>(source: CommitSource, run: () => Promise<T>): Promise<T> {
-    this.#hooks.admitWrite();
+    this.#hooks.admitWrite('statement');
     return this.#lock.run(async () => {
       this.#hooks.beforeWrite();
       const result = await run();
@@ -138,6 +160,7 @@ class CountingTransaction implements Transaction {
   get closed(): boolean {
     return this.#inner.closed;
   }
+
 
   async execute(stmt: InStatement): Promise<ResultSet> {
     this.#noteWrite(isWriteStatement(sqlOf(stmt)));
@@ -181,8 +204,8 @@ class CountingTransaction implements Transaction {
 
   #noteWrite(writes: boolean): void {
     if (writes && !this.#wrote) {
+      this.#hooks.beforeWrite(); // may refuse (read replica, fenced writer): then nothing was written
       this.#wrote = true;
-      this.#hooks.beforeWrite();
     }
   }
 

@@ -141,7 +141,7 @@ export function azureBlobStore(options: AzureBlobStoreOptions): SnapshotStore {
             chunks.push(chunk as Buffer);
             dog.touch();
           }
-          return { body: Buffer.concat(chunks), etag: requireEtag(response.etag, key) };
+          return { body: Buffer.concat(chunks), etag: requireEtag(response.etag, key), leased: response.leaseState === 'leased' };
         });
       } catch (error) {
         if (error instanceof SyncError && error.code === 'NOT_FOUND') return null;
@@ -151,13 +151,33 @@ export function azureBlobStore(options: AzureBlobStoreOptions): SnapshotStore {
 
     async writeSmall(key, body, condition: WriteCondition) {
       const name = blobName(key);
-      const conditions = 'ifMatch' in condition ? { ifMatch: condition.ifMatch } : { ifNoneMatch: '*' as const };
+      const conditions = {
+        ...('ifMatch' in condition ? { ifMatch: condition.ifMatch } : { ifNoneMatch: '*' as const }),
+        ...(condition.leaseId ? { leaseId: condition.leaseId } : {}),
+      };
       // Caveat: if a response is lost and the SDK retries, the retry itself can see 412/409 and report a
       // CONFLICT although our write landed; the core re-reads the manifest after a CONFLICT anyway.
       return run('write', key, async (dog) => {
         const response = await container.getBlockBlobClient(name).upload(body, body.length, { conditions, abortSignal: dog.signal });
         return { etag: requireEtag(response.etag, key) };
       });
+    },
+
+    async acquireLease(key, leaseId, durationSec) {
+      await run('acquire lease on', key, (dog) => container.getBlobClient(blobName(key)).getBlobLeaseClient(leaseId).acquireLease(durationSec, { abortSignal: dog.signal }));
+    },
+
+    async renewLease(key, leaseId) {
+      await run('renew lease on', key, (dog) => container.getBlobClient(blobName(key)).getBlobLeaseClient(leaseId).renewLease({ abortSignal: dog.signal }));
+    },
+
+    async releaseLease(key, leaseId) {
+      try {
+        await run('release lease on', key, (dog) => container.getBlobClient(blobName(key)).getBlobLeaseClient(leaseId).releaseLease({ abortSignal: dog.signal }));
+      } catch (error) {
+        // Already expired and taken, or broken: nothing of ours left to release.
+        if (!(error instanceof SyncError && (error.code === 'LEASE_LOST' || error.code === 'NOT_FOUND'))) throw error;
+      }
     },
 
     async uploadFile(key, filePath, metadata) {
@@ -480,7 +500,15 @@ function toSyncError(error: unknown, ctx: Context): Error {
   if (status === 409 && code === 'ContainerBeingDeleted') {
     return new SyncError('STORE_NOT_FOUND', `Container "${ctx.containerName}" is being deleted; wait for the deletion to finish before recreating it.`, { cause: error, transient: true });
   }
-  if (status === 412 || (status === 409 && (code === 'BlobAlreadyExists' || code?.startsWith('Lease')))) {
+  if ((status === 409 || status === 412) && code?.startsWith('Lease')) {
+    // LeaseAlreadyPresent: acquiring while another holds it. LeaseIdMissing: writing a blob another holds.
+    // Every other Lease* code (IdMismatch, NotPresent, Lost, IsBroken...) means ours is gone.
+    if (code === 'LeaseAlreadyPresent' || code === 'LeaseIdMissing') {
+      return new SyncError('LEASE_HELD', `Cannot ${what}: another instance holds the writer lease (${detail}).`, { cause: error });
+    }
+    return new SyncError('LEASE_LOST', `Cannot ${what}: this instance no longer holds the writer lease (${detail}); another instance took over or the lease was broken.`, { cause: error });
+  }
+  if (status === 412 || (status === 409 && code === 'BlobAlreadyExists')) {
     return new SyncError('CONFLICT', `Cannot ${what}: it changed since it was read (${detail}); another writer got there first.`, { cause: error, transient: ctx.op === 'download' });
   }
   if (status === 408 || status === 429 || status >= 500) {

@@ -74,10 +74,37 @@ export function directoryStore(options: DirectoryStoreOptions): SnapshotStore {
     }
   }
 
+  // Leases are emulated with a `<key>.lease` file ({ leaseId, expiresAt }) read and written under the
+  // key's lock, with Azure's rules: an expired lease may be re-taken by anyone, renewed by its holder
+  // only while nobody else took it.
+  interface LeaseFile {
+    leaseId: string;
+    expiresAt: number;
+    durationMs: number;
+  }
+  const leasePath = (key: string) => `${pathOf(key)}.lease`;
+  async function readLease(key: string): Promise<LeaseFile | null> {
+    try {
+      return JSON.parse(await readFile(leasePath(key), 'utf8')) as LeaseFile;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw fsError(error, `read lease ${leasePath(key)}`);
+    }
+  }
+  const activeLease = (lease: LeaseFile | null) => (lease && lease.expiresAt > Date.now() ? lease : null);
+  async function writeLease(key: string, lease: LeaseFile): Promise<void> {
+    await atomicWrite(leasePath(key), (tmp) => writeFile(tmp, JSON.stringify(lease)));
+  }
+  function checkWriteLease(key: string, lease: LeaseFile | null, leaseId: string | undefined): void {
+    const active = activeLease(lease);
+    if (active && leaseId === undefined) throw new SyncError('LEASE_HELD', `${key} in ${root} is leased by another writer.`);
+    if (leaseId !== undefined && active?.leaseId !== leaseId) throw new SyncError('LEASE_LOST', `The lease on ${key} in ${root} is no longer held by this writer.`);
+  }
+
   async function readSmall(key: string): Promise<SmallObject | null> {
     try {
       const body = await readFile(pathOf(key));
-      return { body, etag: etagOf(body) };
+      return { body, etag: etagOf(body), leased: activeLease(await readLease(key)) !== null };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw fsError(error, `read ${pathOf(key)}`);
@@ -103,11 +130,35 @@ export function directoryStore(options: DirectoryStoreOptions): SnapshotStore {
     async writeSmall(key: string, body: Buffer, condition: WriteCondition) {
       return withLock(key, async () => {
         const current = await readSmall(key);
+        checkWriteLease(key, await readLease(key), condition.leaseId);
         if ('ifMatch' in condition ? current?.etag !== condition.ifMatch : current !== null) {
           throw new SyncError('CONFLICT', `${key} in ${root} changed since it was read (another writer published).`);
         }
         await atomicWrite(pathOf(key), (tmp) => writeFile(tmp, body, { flush: true }));
         return { etag: etagOf(body) };
+      });
+    },
+
+    async acquireLease(key: string, leaseId: string, durationSec: number) {
+      return withLock(key, async () => {
+        if ((await readSmall(key)) === null) throw new SyncError('NOT_FOUND', `${key} does not exist in ${root}; nothing to lease.`);
+        const active = activeLease(await readLease(key));
+        if (active && active.leaseId !== leaseId) throw new SyncError('LEASE_HELD', `${key} in ${root} is leased by another writer.`);
+        await writeLease(key, { leaseId, expiresAt: Date.now() + durationSec * 1000, durationMs: durationSec * 1000 });
+      });
+    },
+
+    async renewLease(key: string, leaseId: string) {
+      return withLock(key, async () => {
+        const lease = await readLease(key);
+        if (lease?.leaseId !== leaseId) throw new SyncError('LEASE_LOST', `The lease on ${key} in ${root} is no longer held by this writer.`);
+        await writeLease(key, { ...lease, expiresAt: Date.now() + lease.durationMs });
+      });
+    },
+
+    async releaseLease(key: string, leaseId: string) {
+      return withLock(key, async () => {
+        if ((await readLease(key))?.leaseId === leaseId) await rm(leasePath(key), { force: true });
       });
     },
 
@@ -155,7 +206,7 @@ export function directoryStore(options: DirectoryStoreOptions): SnapshotStore {
         for (const entry of entries) {
           const full = join(dir, entry.name);
           if (entry.isDirectory()) await walk(full);
-          else if (!entry.name.endsWith('.tmp') && !entry.name.endsWith('.lock')) {
+          else if (!entry.name.endsWith('.tmp') && !entry.name.endsWith('.lock') && !entry.name.endsWith('.lease')) {
             const key = relative(root, full).split(sep).join('/');
             if (key.startsWith(prefix)) {
               const s = await stat(full);

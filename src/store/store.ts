@@ -13,10 +13,16 @@ export interface StoredObject {
 export interface SmallObject {
   body: Buffer;
   etag: string;
+  /** True while someone holds an unexpired lease on the object (the writer lease on the manifest). */
+  leased: boolean;
 }
 
-/** `ifMatch`: replace only if the current ETag is this one. `ifNoneMatch: '*'`: create only if absent. */
-export type WriteCondition = { ifMatch: string } | { ifNoneMatch: '*' };
+/**
+ * `ifMatch`: replace only if the current ETag is this one. `ifNoneMatch: '*'`: create only if absent.
+ * `leaseId`: the write must carry the object's active lease (storage-enforced fencing); a write to a
+ * leased object without it fails `LEASE_HELD`, with a lease that is no longer current `LEASE_LOST`.
+ */
+export type WriteCondition = ({ ifMatch: string } | { ifNoneMatch: '*' }) & { leaseId?: string };
 
 export interface SnapshotStore {
   /** Human-readable location for logs and error messages (never contains secrets). */
@@ -30,6 +36,18 @@ export interface SnapshotStore {
 
   /** Conditionally writes a small object; throws `CONFLICT` when the condition does not hold. */
   writeSmall(key: string, body: Buffer, condition: WriteCondition): Promise<{ etag: string }>;
+
+  /**
+   * Takes (or, with the same id, re-takes) an exclusive lease on an existing object for `durationSec`
+   * (15-60). Throws `LEASE_HELD` while another id holds an unexpired lease, `NOT_FOUND` if absent.
+   */
+  acquireLease(key: string, leaseId: string, durationSec: number): Promise<void>;
+
+  /** Extends our lease; throws `LEASE_LOST` when it is no longer ours (broken, or expired and taken). */
+  renewLease(key: string, leaseId: string): Promise<void>;
+
+  /** Gives the lease up so another instance can take it at once; releasing a lease we lost is not an error. */
+  releaseLease(key: string, leaseId: string): Promise<void>;
 
   /** Uploads a local file as an immutable object; metadata values are plain ASCII strings. */
   uploadFile(key: string, filePath: string, metadata?: Record<string, string>): Promise<void>;

@@ -22,6 +22,8 @@ export interface LocalState {
   dirty: boolean;
   /** Taken after a clean close; a mismatch at start means another process changed the file. */
   fingerprint: FileFingerprint | null;
+  /** The writer lease id this file's writer used: a restart on the same disk re-takes its own lease at once. */
+  leaseId?: string | undefined;
 }
 
 export function statePath(dbPath: string): string {

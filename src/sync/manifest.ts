@@ -17,18 +17,52 @@ export interface SnapshotEntry {
   sha256: string;
   compressedBytes: number;
   createdAt: string;
+  /** Set on the first snapshot after a point-in-time restore: which snapshot it rolled back to, and the request. */
+  rolledBackTo?: { seq: number; target: string };
 }
 
 export interface Manifest {
   format: 1;
+  /** Empty (with `seq` 0 and no snapshots) until the first snapshot: the manifest exists before any
+   * snapshot because it is also the blob the writer's lease is taken on. */
   generation: string;
   seq: number;
   /** Newest first; `snapshots[0]` is the latest. */
   snapshots: SnapshotEntry[];
 }
 
-export function latestSnapshot(manifest: Manifest): SnapshotEntry {
-  return manifest.snapshots[0]!;
+export const EMPTY_MANIFEST: Manifest = { format: 1, generation: '', seq: 0, snapshots: [] };
+
+/** The latest snapshot, or undefined for an empty manifest (no backup yet). */
+export function latestSnapshot(manifest: Manifest): SnapshotEntry | undefined {
+  return manifest.snapshots[0];
+}
+
+/** Point-in-time target: the newest snapshot taken at or before `at`, or the one with sequence `seq`. */
+export type RestoreTarget = { at: Date | string } | { seq: number };
+
+/** A stable text for a target, recorded in the manifest so the same request is not replayed on every start. */
+export function describeTarget(target: RestoreTarget): string {
+  return 'seq' in target ? `seq:${target.seq}` : `at:${new Date(target.at).toISOString()}`;
+}
+
+/** Resolves a target against a manifest's history (newest first). Undefined if nothing matches. */
+export function selectSnapshot(manifest: Manifest, target: RestoreTarget): SnapshotEntry | undefined {
+  if ('seq' in target) return manifest.snapshots.find((s) => s.seq === target.seq);
+  const at = new Date(target.at).getTime();
+  return manifest.snapshots.find((s) => Date.parse(s.createdAt) <= at);
+}
+
+export interface RetentionPolicy {
+  /** Keep at most this many snapshots. */
+  count: number;
+  /** Drop snapshots older than this (ms); Infinity keeps any age. */
+  maxAgeMs: number;
+}
+
+/** Newest first in, newest first out. The latest snapshot is always kept, whatever its age. */
+export function applyRetention(snapshots: SnapshotEntry[], policy: RetentionPolicy, now = Date.now()): SnapshotEntry[] {
+  return snapshots.filter((s, i) => i === 0 || (i < policy.count && now - Date.parse(s.createdAt) <= policy.maxAgeMs));
 }
 
 export function snapshotKey(generation: string, seq: number, codec: Codec, nonce: string): string {
@@ -52,7 +86,8 @@ export function decodeManifest(body: Buffer, location: string): Manifest {
   const m = value as Partial<Manifest>;
   if (m === null || typeof m !== 'object' || m.format !== 1) throw bad('unknown format');
   if (typeof m.generation !== 'string' || !Number.isSafeInteger(m.seq)) throw bad('missing generation or seq');
-  if (!Array.isArray(m.snapshots) || m.snapshots.length === 0) throw bad('no snapshots listed');
+  if (!Array.isArray(m.snapshots)) throw bad('no snapshot list');
+  if (m.snapshots.length === 0 && m.seq !== 0) throw bad(`seq ${m.seq} but no snapshots listed`);
   for (const s of m.snapshots) {
     const ok =
       s &&
@@ -66,6 +101,6 @@ export function decodeManifest(body: Buffer, location: string): Manifest {
       /^[0-9a-f]{64}$/.test(s.sha256);
     if (!ok) throw bad(`invalid snapshot entry ${JSON.stringify(s)}`);
   }
-  if (m.snapshots[0]!.seq !== m.seq) throw bad('seq does not match the latest snapshot');
+  if (m.snapshots.length > 0 && m.snapshots[0]!.seq !== m.seq) throw bad('seq does not match the latest snapshot');
   return m as Manifest;
 }

@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, rmSync } from 'node:fs';
-import { rename, rm, stat } from 'node:fs/promises';
+import { existsSync, renameSync, rmSync } from 'node:fs';
+import { rm, stat } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { createClient } from '@libsql/client';
 import { SyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
 import type { SnapshotStore } from '../store/store.ts';
-import { MANIFEST_KEY, decodeManifest, latestSnapshot, type Manifest, type SnapshotEntry } from './manifest.ts';
+import { MANIFEST_KEY, decodeManifest, describeTarget, latestSnapshot, selectSnapshot, type Manifest, type RestoreTarget, type SnapshotEntry } from './manifest.ts';
 import { fingerprint, newGeneration, readLocalState, sameFingerprint, writeLocalState, type LocalState } from './local-state.ts';
 import { withRetry, type RetryPolicy } from './retry.ts';
 import { startWorkerJob, type WorkerSuccess } from './run-in-worker.ts';
@@ -19,10 +19,20 @@ export interface RemoteHead {
   manifest: Manifest;
 }
 
+export interface SkippedSnapshot {
+  seq: number;
+  code: string;
+  message: string;
+}
+
 export interface HydrateResult {
   state: LocalState;
   head: RemoteHead | null | undefined;
   restoredFrom: SnapshotEntry | null;
+  /** Newer snapshots that failed verification and were skipped to reach `restoredFrom`. */
+  skipped: SkippedSnapshot[];
+  /** Set after a point-in-time restore: the first snapshot records it in the manifest. */
+  rolledBackTo?: { seq: number; target: string };
   /** The local file holds commits the store has not seen: snapshot it soon. */
   pending: boolean;
   action: 'downloaded' | 'kept-local' | 'fresh' | 'skipped';
@@ -33,6 +43,8 @@ interface HydrateOptions {
   store: SnapshotStore;
   dbPath: string;
   mode: RestoreMode;
+  /** Roll back to this snapshot (once: not again if the manifest records this very roll-back). */
+  target?: RestoreTarget;
   retry: RetryPolicy;
   log: SyncLogger;
 }
@@ -69,9 +81,9 @@ export async function hydrate(options: HydrateOptions): Promise<HydrateResult> {
   const localExists = existsSync(dbPath);
   const saved = localExists ? readLocalState(dbPath) : null;
   const state = saved && saved.store === store.location ? saved : null;
-  const done = (partial: Omit<HydrateResult, 'durationMs'>): HydrateResult => {
+  const done = (partial: Omit<HydrateResult, 'durationMs' | 'skipped'> & { skipped?: SkippedSnapshot[] }): HydrateResult => {
     writeLocalState(dbPath, partial.state);
-    return { ...partial, durationMs: performance.now() - started };
+    return { skipped: [], ...partial, durationMs: performance.now() - started };
   };
 
   if (!localExists) rmSync(`${dbPath}.sync.json`, { force: true }); // a sidecar without its file means nothing
@@ -83,21 +95,32 @@ export async function hydrate(options: HydrateOptions): Promise<HydrateResult> {
   }
 
   const head = await readHead(store, options.retry, log);
+  const latest = head && latestSnapshot(head.manifest);
 
-  if (head === null) {
+  if (!latest) {
     if (mode === 'required') {
-      throw new SyncError('NO_BACKUP', `restore: 'required' but ${store.location} holds no ${MANIFEST_KEY}; check the container and prefix, or use restore: 'if-exists' for a first deploy.`);
+      throw new SyncError('NO_BACKUP', `restore: 'required' but ${store.location} holds no snapshot; check the container and prefix, or use restore: 'if-exists' for a first deploy.`);
     }
     const pending = localExists && (await hasContent(dbPath));
-    const fresh: LocalState = { format: 1, store: store.location, generation: newGeneration(), seq: 0, dirty: pending, fingerprint: null };
+    const fresh: LocalState = { format: 1, store: store.location, generation: newGeneration(), seq: 0, dirty: pending, fingerprint: null, leaseId: state?.leaseId };
     return done({ state: fresh, head, restoredFrom: null, pending, action: localExists ? 'kept-local' : 'fresh' });
   }
 
-  const latest = latestSnapshot(head.manifest);
+  const rollback = options.target && !alreadyRolledBack(head.manifest, options.target) ? options.target : undefined;
+  if (options.target && !rollback) log.info({ target: describeTarget(options.target) }, 'point-in-time restore already done (the manifest records it); continuing from the latest snapshot');
+
   if (localExists) {
     const changedOutside = state !== null && !state.dirty && state.fingerprint !== null && !sameFingerprint(state.fingerprint, fingerprint(dbPath));
     const dirty = state !== null && (state.dirty || changedOutside);
-    if (state === null) {
+    if (rollback && (dirty || (state === null && (await hasContent(dbPath))))) {
+      throw new SyncError(
+        'DIVERGED',
+        `A point-in-time restore (${describeTarget(rollback)}) would discard ${dbPath}, which holds commits the store has not seen. Move the file away first if that is what you want.`,
+      );
+    }
+    if (rollback) {
+      // Replaced below by the requested snapshot.
+    } else if (state === null) {
       if (await hasContent(dbPath)) {
         throw new SyncError(
           'DIVERGED',
@@ -125,10 +148,82 @@ export async function hydrate(options: HydrateOptions): Promise<HydrateResult> {
     }
   }
 
-  const info = await downloadSnapshot(store, latest, dbPath, options.retry, log);
-  const restored: LocalState = { format: 1, store: store.location, generation: head.manifest.generation, seq: head.manifest.seq, dirty: false, fingerprint: null };
-  log.info({ store: store.location, seq: latest.seq, bytes: latest.bytes, compressedBytes: latest.compressedBytes, ...info }, 'restored database from snapshot');
-  return done({ state: restored, head, restoredFrom: latest, pending: false, action: 'downloaded' });
+  const candidates = rollback ? olderFrom(head.manifest, rollback, store.location) : head.manifest.snapshots;
+  const { entry, skipped, info } = await downloadFirstVerifying(store, candidates, dbPath, options.retry, log);
+  // The local file continues from the store's head (seq), whichever snapshot it came from: the next
+  // publish goes on top of the head, so a fallback or roll-back becomes the new latest.
+  const restored: LocalState = {
+    format: 1,
+    store: store.location,
+    generation: rollback ? newGeneration() : head.manifest.generation,
+    seq: head.manifest.seq,
+    dirty: rollback !== undefined,
+    fingerprint: null,
+    leaseId: state?.leaseId,
+  };
+  log.info({ store: store.location, seq: entry.seq, bytes: entry.bytes, compressedBytes: entry.compressedBytes, skipped: skipped.length, ...info }, 'restored database from snapshot');
+  return done({
+    state: restored,
+    head,
+    restoredFrom: entry,
+    skipped,
+    pending: rollback !== undefined,
+    action: 'downloaded',
+    ...(rollback ? { rolledBackTo: { seq: entry.seq, target: describeTarget(rollback) } } : {}),
+  });
+}
+
+/** True when a snapshot in the history records this very roll-back (so a restart does not repeat it). */
+function alreadyRolledBack(manifest: Manifest, target: RestoreTarget): boolean {
+  const wanted = describeTarget(target);
+  return manifest.snapshots.some((s) => s.rolledBackTo?.target === wanted);
+}
+
+/** The target snapshot and everything older (fallback candidates), newest first. */
+function olderFrom(manifest: Manifest, target: RestoreTarget, location: string): SnapshotEntry[] {
+  const chosen = selectSnapshot(manifest, target);
+  if (!chosen) {
+    const oldest = manifest.snapshots.at(-1)!;
+    throw new SyncError(
+      'NOT_FOUND',
+      `No retained snapshot in ${location} matches ${describeTarget(target)}: the store keeps seq ${oldest.seq} (${oldest.createdAt}) to seq ${manifest.seq}. List them with \`npx drizzle-libsql-blob list\`.`,
+    );
+  }
+  return manifest.snapshots.slice(manifest.snapshots.indexOf(chosen));
+}
+
+/**
+ * Restores the newest candidate that verifies. A corrupt or missing snapshot is skipped loudly; any
+ * other failure (unreachable, auth) stops the restore: the app must not start on a guess.
+ */
+export async function downloadFirstVerifying(
+  store: SnapshotStore,
+  candidates: SnapshotEntry[],
+  dbPath: string,
+  retry: RetryPolicy,
+  log: SyncLogger,
+  install?: (verifiedPath: string) => void | Promise<void>,
+): Promise<{ entry: SnapshotEntry; skipped: SkippedSnapshot[]; info: { downloadMs: number; verifyMs: number } }> {
+  const skipped: SkippedSnapshot[] = [];
+  for (const entry of candidates) {
+    try {
+      const info = await downloadSnapshot(store, entry, dbPath, retry, log, install);
+      if (skipped.length > 0) {
+        log.error({ restoredSeq: entry.seq, skipped }, `RESTORED AN OLDER SNAPSHOT (seq ${entry.seq}): ${skipped.length} newer snapshot(s) failed verification`);
+      }
+      return { entry, skipped, info };
+    } catch (error) {
+      const corrupt = error instanceof SyncError && (error.code === 'SNAPSHOT_CORRUPT' || error.code === 'NOT_FOUND');
+      if (!corrupt) throw error;
+      log.error({ seq: entry.seq, key: entry.key, code: error.code }, `SNAPSHOT seq ${entry.seq} FAILED VERIFICATION, trying the next older one: ${error.message}`);
+      skipped.push({ seq: entry.seq, code: error.code, message: error.message });
+    }
+  }
+  throw new SyncError(
+    'SNAPSHOT_CORRUPT',
+    `No snapshot in ${store.location} verifies (${skipped.map((s) => `seq ${s.seq}: ${s.code}`).join('; ')}). Nothing was restored; the store was not changed. ` +
+      `Inspect them with \`npx drizzle-libsql-blob verify --all\`.`,
+  );
 }
 
 /** The main thread downloads; a worker (started at once, in parallel) decodes, hashes and quick_checks. */
@@ -155,17 +250,23 @@ export async function downloadSnapshot(
   dbPath: string,
   retry: RetryPolicy,
   log: SyncLogger,
+  install: (verifiedPath: string) => void | Promise<void> = (verifiedPath) => installFile(verifiedPath, dbPath),
 ): Promise<{ downloadMs: number; verifyMs: number }> {
   const restoredPath = `${dbPath}.restore-${randomBytes(4).toString('hex')}.db`;
   try {
     const t0 = performance.now();
     const decoded = await withRetry(`download ${entry.key}`, () => streamIntoWorker(store, entry, restoredPath), retry, (m) => log.warn({ key: entry.key }, m));
-    // Stale -wal/-shm belong to the file being replaced; SQLite would replay them onto the new one.
-    await rm(`${dbPath}-wal`, { force: true });
-    await rm(`${dbPath}-shm`, { force: true });
-    await rename(restoredPath, dbPath);
+    await install(restoredPath);
     return { downloadMs: performance.now() - t0 - decoded.secondStepMs, verifyMs: decoded.secondStepMs };
   } finally {
     await rm(restoredPath, { force: true });
   }
+}
+
+/** Moves a verified file into place. Synchronous, so a replica can swap files between two queries. */
+export function installFile(verifiedPath: string, dbPath: string): void {
+  // Stale -wal/-shm belong to the file being replaced; SQLite would replay them onto the new one.
+  rmSync(`${dbPath}-wal`, { force: true });
+  rmSync(`${dbPath}-shm`, { force: true });
+  renameSync(verifiedPath, dbPath);
 }

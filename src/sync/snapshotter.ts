@@ -5,7 +5,8 @@ import type { SyncLogger } from '../log.ts';
 import type { SnapshotStore } from '../store/store.ts';
 import type { Codec } from './codec.ts';
 import type { LocalState } from './local-state.ts';
-import { MANIFEST_KEY, encodeManifest, latestSnapshot, snapshotKey, type Manifest, type SnapshotEntry } from './manifest.ts';
+import type { WriterLease } from './lease.ts';
+import { MANIFEST_KEY, applyRetention, encodeManifest, latestSnapshot, snapshotKey, type Manifest, type RetentionPolicy, type SnapshotEntry } from './manifest.ts';
 import { readHead, type RemoteHead } from './restore.ts';
 import { withRetry, type RetryPolicy } from './retry.ts';
 import { runInWorker } from './run-in-worker.ts';
@@ -29,9 +30,11 @@ interface SnapshotterOptions {
   store: SnapshotStore;
   dbPath: string;
   codec: Codec;
-  retain: number;
+  retention: RetentionPolicy;
   retry: RetryPolicy;
   log: SyncLogger;
+  /** Every manifest write carries its id: the store refuses it once another instance holds the lease. */
+  lease: WriterLease;
 }
 
 /**
@@ -49,7 +52,11 @@ export class Snapshotter {
     this.#head = head;
   }
 
-  async snapshot(state: LocalState): Promise<{ info: SnapshotInfo; entry: SnapshotEntry }> {
+  /**
+   * @param rolledBackTo set on the first snapshot after a point-in-time restore, so the manifest records
+   *   that the roll-back happened (and a restart with the same target does not roll back again).
+   */
+  async snapshot(state: LocalState, rolledBackTo?: SnapshotEntry['rolledBackTo']): Promise<{ info: SnapshotInfo; entry: SnapshotEntry }> {
     const { store, dbPath, codec, log } = this.#o;
     const started = performance.now();
     const tag = randomBytes(6).toString('hex');
@@ -61,8 +68,8 @@ export class Snapshotter {
       const head = await this.#resolveHead(state);
       const at = new Date().toISOString();
 
-      if (head && latestSnapshot(head.manifest).sha256 === copy.sha256) {
-        const latest = latestSnapshot(head.manifest);
+      const latest = head && latestSnapshot(head.manifest);
+      if (latest && latest.sha256 === copy.sha256 && !rolledBackTo) {
         // Unchanged since the latest snapshot: no upload, no manifest write, no storage request.
         return {
           entry: latest,
@@ -73,12 +80,22 @@ export class Snapshotter {
       const seq = Math.max(head?.manifest.seq ?? 0, state.seq) + 1;
       const generation = state.generation;
       const key = snapshotKey(generation, seq, codec, randomBytes(4).toString('hex'));
-      const entry: SnapshotEntry = { seq, generation, key, codec, bytes: copy.rawBytes, sha256: copy.sha256, compressedBytes: copy.compressedBytes, createdAt: at };
+      const entry: SnapshotEntry = {
+        seq,
+        generation,
+        key,
+        codec,
+        bytes: copy.rawBytes,
+        sha256: copy.sha256,
+        compressedBytes: copy.compressedBytes,
+        createdAt: at,
+        ...(rolledBackTo ? { rolledBackTo } : {}),
+      };
       const metadata = { sha256: copy.sha256, bytes: String(copy.rawBytes), seq: String(seq), generation, codec };
       await withRetry(`upload ${key}`, () => store.uploadFile(key, outPath, metadata), this.#o.retry, (m) => log.warn({ key }, m));
       uploadedKey = key;
 
-      const manifest: Manifest = { format: 1, generation, seq, snapshots: [entry, ...(head?.manifest.snapshots ?? [])].slice(0, this.#o.retain) };
+      const manifest: Manifest = { format: 1, generation, seq, snapshots: applyRetention([entry, ...(head?.manifest.snapshots ?? [])], this.#o.retention) };
       const etag = await this.#publish(manifest, head);
       uploadedKey = undefined; // published: no longer ours to clean up
       const previous = head?.manifest.snapshots ?? [];
@@ -99,7 +116,7 @@ export class Snapshotter {
   async #resolveHead(state: LocalState): Promise<RemoteHead | null> {
     if (this.#head !== undefined) return this.#head;
     const head = await readHead(this.#o.store, this.#o.retry, this.#o.log);
-    if (head && !(head.manifest.seq === state.seq && head.manifest.generation === state.generation)) {
+    if (head && head.manifest.seq > 0 && !(head.manifest.seq === state.seq && head.manifest.generation === state.generation)) {
       throw new SyncError(
         'CONFLICT',
         `${this.#o.store.location} already holds snapshot seq ${head.manifest.seq}, which this local database (started with restore: 'skip') does not descend from; ` +
@@ -111,23 +128,30 @@ export class Snapshotter {
   }
 
   async #publish(manifest: Manifest, head: RemoteHead | null): Promise<string> {
-    const { store, retry, log } = this.#o;
-    const condition = head ? { ifMatch: head.etag } : ({ ifNoneMatch: '*' } as const);
+    const { store, retry, log, lease } = this.#o;
+    const condition = head ? { ifMatch: head.etag, leaseId: lease.id } : { ifNoneMatch: '*' as const, leaseId: lease.id };
     try {
       const { etag } = await withRetry('publish manifest', () => store.writeSmall(MANIFEST_KEY, encodeManifest(manifest), condition), retry, (m) =>
         log.warn({}, m),
       );
       return etag;
     } catch (error) {
+      if (isSyncError(error, 'LEASE_LOST') || isSyncError(error, 'LEASE_HELD')) {
+        // Fenced by the store itself: another instance holds the lease now.
+        lease.lost(error);
+        throw new SyncError('LEASE_LOST', `The store refused this instance's manifest write: another instance holds the writer lease on ${store.location}. This instance stopped snapshotting and refuses writes.`, { cause: error });
+      }
       if (!isSyncError(error, 'CONFLICT')) throw error;
       // A retried write (ours or the SDK's) whose first attempt landed with its response lost sees its
       // own manifest as a conflict: the blob key is unique to this attempt, so it tells us apart.
       const current = await readHead(store, retry, log).catch(() => null);
-      if (current && latestSnapshot(current.manifest).key === latestSnapshot(manifest).key) return current.etag;
+      if (current && latestSnapshot(current.manifest)?.key === latestSnapshot(manifest)?.key) return current.etag;
+      // The manifest is leased by us: only a writer holding the lease since could have changed it.
+      lease.lost(error);
       throw new SyncError(
-        'CONFLICT',
-        `Another writer published to ${store.location} since this instance last read it; this instance stopped snapshotting so it cannot overwrite newer data. ` +
-          `Only one writer per store: restart this instance to continue from the newer snapshot.`,
+        'LEASE_LOST',
+        `Another writer published to ${store.location} since this instance last read it (its writer lease was lost); this instance stopped snapshotting and refuses writes so it cannot overwrite newer data. ` +
+          `Restart it to continue from the newer snapshot.`,
         { cause: error },
       );
     }

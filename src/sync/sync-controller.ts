@@ -4,7 +4,10 @@ import type { SyncLogger } from '../log.ts';
 import type { CommitHooks } from '../client/counting-client.ts';
 import type { WriteLock } from '../client/write-lock.ts';
 import { fingerprint, writeLocalState, type LocalState } from './local-state.ts';
+import type { WriterLease } from './lease.ts';
 import type { SnapshotEntry } from './manifest.ts';
+import type { ReplicaFollower } from './replica.ts';
+import type { RemoteHead } from './restore.ts';
 import { SnapshotScheduler, type SchedulePolicy } from './scheduler.ts';
 import type { SnapshotInfo, Snapshotter } from './snapshotter.ts';
 
@@ -17,15 +20,45 @@ export interface SyncStatus {
   lastError: { code: string; message: string; at: string } | null;
   snapshotsOk: number;
   snapshotsFailed: number;
-  restoredFrom: { seq: number; generation: string; createdAt: string; bytes: number; durationMs: number } | null;
-  /** `stopped`: a conflict showed another writer owns the store; no more snapshots from this instance. */
+  restoredFrom: RestoredFrom | null;
+  /** `stopped`: this instance lost the store to another writer (lease lost or conflict); no more snapshots or writes. */
   state: 'idle' | 'pending' | 'snapshotting' | 'stopped' | 'closing' | 'closed';
+  /** `writer` holds the lease and snapshots; `replica` serves reads and follows the store. */
+  role: 'writer' | 'replica';
+  /** The writer lease: `held` (renewed at `renewedAt`), `lost` (fenced), `none` (replica, or closed). */
+  lease: { state: 'held' | 'lost' | 'none'; renewedAt: string | null };
+  /** The store sequence the local file holds (a replica's view of how far it has followed). */
+  localSeq: number;
+}
+
+export interface RestoredFrom {
+  seq: number;
+  generation: string;
+  createdAt: string;
+  bytes: number;
+  durationMs: number;
+  /** Newer snapshots that failed verification and were skipped (restore fell back past them). */
+  skipped: Array<{ seq: number; code: string; message: string }>;
+}
+
+export interface RestoreEvent {
+  seq: number;
+  generation: string;
+  bytes: number;
+  durationMs: number;
+  skipped: RestoredFrom['skipped'];
 }
 
 export interface SyncEvents {
   snapshot: [SnapshotInfo];
   'snapshot-error': [SyncError];
-  restore: [{ seq: number; generation: string; bytes: number; durationMs: number }];
+  restore: [RestoreEvent];
+  /** The writer lost its lease: it refuses writes and takes no more snapshots from now on. */
+  'lease-lost': [SyncError];
+  /** A replica became the writer (it took the lease, caught up with the store, and now accepts writes). */
+  promoted: [{ seq: number }];
+  /** A replica reopened its database on a newer snapshot from the store. */
+  'replica-update': [{ seq: number; generation: string; bytes: number; durationMs: number }];
 }
 
 export interface SyncHandle {
@@ -46,6 +79,8 @@ export interface ControllerOptions {
   shutdownTimeoutMs: number;
   signals: boolean;
   log: SyncLogger;
+  /** For messages only. */
+  storeLocation: string;
 }
 
 interface ClientHandle {
@@ -60,7 +95,14 @@ interface ClientHandle {
  */
 export class SyncController implements CommitHooks, SyncHandle {
   readonly #o: ControllerOptions;
-  readonly #snapshotter: Snapshotter;
+  /** Present while this instance is the writer. */
+  #snapshotter: Snapshotter | undefined;
+  /** The writer lease (held by a writer; a role-'auto' replica tries to take it). */
+  #lease: WriterLease | undefined;
+  /** Present while this instance is a read replica. */
+  #follower: ReplicaFollower | undefined;
+  /** Recorded in the first snapshot after a point-in-time restore. */
+  #rolledBackTo: SnapshotEntry['rolledBackTo'];
   readonly #events = new EventEmitter();
   readonly #scheduler: SnapshotScheduler;
   #client: ClientHandle | undefined;
@@ -84,37 +126,89 @@ export class SyncController implements CommitHooks, SyncHandle {
   #restoredFrom: SyncStatus['restoredFrom'] = null;
   readonly #onSignal = (signal: NodeJS.Signals) => this.#handleSignal(signal);
 
-  constructor(options: ControllerOptions, snapshotter: Snapshotter, state: LocalState, dirtyAtStart: boolean) {
+  constructor(options: ControllerOptions, state: LocalState, dirtyAtStart: boolean) {
     this.#o = options;
-    this.#snapshotter = snapshotter;
     this.#state = state;
     this.#dirtyAtStart = dirtyAtStart;
     this.#scheduler = new SnapshotScheduler(options.schedule, () => void this.#runSnapshot().catch(() => undefined));
   }
 
-  /** Called once the client exists; starts the clock for a dirty-at-start file and installs signal handlers. */
-  start(client: ClientHandle, restoredFrom: SnapshotEntry | null, restoreMs: number): void {
+  /**
+   * Called once the client exists, as the writer (`writer`) or as a read replica (`follower`); starts the
+   * clock for a dirty-at-start file and installs signal handlers.
+   */
+  start(
+    client: ClientHandle,
+    restore: { from: SnapshotEntry | null; durationMs: number; skipped: RestoredFrom['skipped']; rolledBackTo?: SnapshotEntry['rolledBackTo'] },
+    role: { writer: Snapshotter; lease: WriterLease } | { follower: ReplicaFollower; lease: WriterLease | undefined },
+  ): void {
     this.#client = client;
-    if (restoredFrom) {
-      this.#restoredFrom = { seq: restoredFrom.seq, generation: restoredFrom.generation, createdAt: restoredFrom.createdAt, bytes: restoredFrom.bytes, durationMs: restoreMs };
+    const from = restore.from;
+    if (from) {
+      this.#restoredFrom = { seq: from.seq, generation: from.generation, createdAt: from.createdAt, bytes: from.bytes, durationMs: restore.durationMs, skipped: restore.skipped };
     }
+    this.#rolledBackTo = restore.rolledBackTo;
+    this.#lease = role.lease;
+    if ('writer' in role) this.#becomeWriter(role.writer);
+    else {
+      this.#follower = role.follower;
+      role.follower.start();
+    }
+    if (this.#o.signals) for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, this.#onSignal);
+  }
+
+  /** A replica took the lease and caught up: from now on it snapshots and accepts writes. */
+  promote(snapshotter: Snapshotter, head: RemoteHead): void {
+    if (this.#closing) return;
+    this.#follower = undefined;
+    this.#o.log.info({ seq: head.manifest.seq }, 'promoted: this instance is now the writer');
+    this.#becomeWriter(snapshotter);
+    this.#events.emit('promoted', { seq: head.manifest.seq });
+  }
+
+  #becomeWriter(snapshotter: Snapshotter): void {
+    this.#snapshotter = snapshotter;
     if (this.#dirtyAtStart) {
       const now = Date.now();
       this.#firstPendingAt = now;
       this.#lastCommitAt = now;
       this.#scheduler.schedule(1, now, now);
     }
-    if (this.#o.signals) for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, this.#onSignal);
+  }
+
+  /** A replica reopened on a newer snapshot. */
+  replicaUpdated(entry: SnapshotEntry, head: RemoteHead, durationMs: number): void {
+    this.#state = { ...this.#state, seq: head.manifest.seq, generation: head.manifest.generation, dirty: false, fingerprint: null };
+    writeLocalState(this.#o.dbPath, this.#state);
+    this.#o.log.info({ seq: entry.seq, durationMs: Math.round(durationMs) }, 'replica reopened on a newer snapshot');
+    this.#events.emit('replica-update', { seq: entry.seq, generation: entry.generation, bytes: entry.bytes, durationMs });
+  }
+
+  /** The store position the local file holds. */
+  localPosition(): { seq: number; generation: string } {
+    return { seq: this.#state.seq, generation: this.#state.generation };
+  }
+
+  /** The lease is gone (renewal refused, or the store fenced a publish): stop snapshotting, refuse writes. */
+  leaseLost(error: SyncError): void {
+    if (this.#stoppedBy?.code === 'LEASE_LOST') return;
+    this.#stoppedBy = error;
+    this.#scheduler.cancel();
+    this.#lastError = { code: error.code, message: error.message, at: new Date().toISOString() };
+    this.#o.log.error({ code: error.code, pendingCommits: this.#pending() }, error.message);
+    this.#events.emit('lease-lost', error);
   }
 
   // ---- CommitHooks ----
 
-  admitWrite(): void {
+  admitWrite(kind: 'statement' | 'transaction'): void {
     // Writes already queued when close() began still run (close waits for them); new ones are refused.
     if (this.#closing) throw new SyncError('CLOSED', 'The database is closing (final snapshot in progress); writes are no longer accepted.');
+    this.#refuseIfNotWriter(kind);
   }
 
   beforeWrite(): void {
+    this.#refuseIfNotWriter('statement');
     if (!this.#state.dirty) {
       // On disk before the write can commit: a crash after it must not look like a clean file.
       this.#state = { ...this.#state, dirty: true, fingerprint: null };
@@ -131,6 +225,18 @@ export class SyncController implements CommitHooks, SyncHandle {
     this.#scheduler.schedule(this.#pending(), this.#firstPendingAt, this.#lastCommitAt, now);
   }
 
+  /** A replica reads only (a transaction is admitted, its first write is not); a fenced writer writes nothing more. */
+  #refuseIfNotWriter(kind: 'statement' | 'transaction'): void {
+    if (this.#stoppedBy) throw this.#stoppedBy;
+    if (!this.#snapshotter && kind === 'statement') {
+      throw new SyncError(
+        'READ_ONLY',
+        `This instance is a read replica: another instance holds the writer lease on ${this.#o.storeLocation}. Send writes to the writer; ` +
+          `this one takes over by itself when the lease frees (role 'auto').`,
+      );
+    }
+  }
+
   // ---- SyncHandle ----
 
   status(): SyncStatus {
@@ -143,6 +249,9 @@ export class SyncController implements CommitHooks, SyncHandle {
       snapshotsOk: this.#ok,
       snapshotsFailed: this.#failed,
       restoredFrom: this.#restoredFrom,
+      role: this.#snapshotter ? 'writer' : 'replica',
+      lease: { state: this.#lease?.state === 'held' ? 'held' : this.#lease?.state === 'lost' ? 'lost' : 'none', renewedAt: this.#lease?.renewedAt?.toISOString() ?? null },
+      localSeq: this.#state.seq,
       state: this.#closed
         ? 'closed'
         : this.#closing
@@ -180,7 +289,7 @@ export class SyncController implements CommitHooks, SyncHandle {
    */
   #replayRestore(listener: (event: SyncEvents['restore'][0]) => void): this {
     const r = this.#restoredFrom;
-    if (r) queueMicrotask(() => listener({ seq: r.seq, generation: r.generation, bytes: r.bytes, durationMs: r.durationMs }));
+    if (r) queueMicrotask(() => listener({ seq: r.seq, generation: r.generation, bytes: r.bytes, durationMs: r.durationMs, skipped: r.skipped }));
     return this;
   }
 
@@ -215,12 +324,15 @@ export class SyncController implements CommitHooks, SyncHandle {
   #runSnapshot(): Promise<SnapshotInfo> {
     if (this.#running) return this.#running;
     if (this.#stoppedBy) return Promise.reject(this.#stoppedBy);
+    const snapshotter = this.#snapshotter;
+    if (!snapshotter) return Promise.reject(new SyncError('READ_ONLY', 'A read replica takes no snapshots.'));
     this.#scheduler.cancel();
     const commitsAtStart = this.#commits;
     const coversStartup = this.#dirtyAtStart;
     const startedAt = Date.now();
-    const run = this.#snapshotter.snapshot(this.#state).then(
+    const run = snapshotter.snapshot(this.#state, this.#rolledBackTo).then(
       ({ info, entry }) => {
+        if (info.uploaded) this.#rolledBackTo = undefined; // recorded in the manifest now
         const covered = commitsAtStart - this.#covered + (coversStartup ? 1 : 0);
         this.#covered = commitsAtStart;
         if (coversStartup) this.#dirtyAtStart = false;
@@ -250,7 +362,9 @@ export class SyncController implements CommitHooks, SyncHandle {
         this.#failuresInARow++;
         this.#lastError = { code: err.code, message: err.message, at: new Date().toISOString() };
         this.#running = undefined;
-        if (err.code === 'CONFLICT') {
+        if (err.code === 'LEASE_LOST') {
+          this.leaseLost(err);
+        } else if (err.code === 'CONFLICT') {
           this.#stoppedBy = err;
           this.#scheduler.cancel();
           this.#o.log.error({ code: err.code, pendingCommits: this.#pending() }, err.message);
@@ -270,6 +384,7 @@ export class SyncController implements CommitHooks, SyncHandle {
   async #shutdown(): Promise<void> {
     this.#scheduler.cancel();
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.off(signal, this.#onSignal);
+    await this.#follower?.stop();
     const client = this.#client;
     let finalError: unknown;
     const deadline = new Promise<never>((_, reject) => {
@@ -291,6 +406,13 @@ export class SyncController implements CommitHooks, SyncHandle {
     await client?.close();
     this.#closed = true;
     const pending = this.#pending();
+    if (pending === 0) {
+      await this.#lease?.release(); // the next instance takes over at once
+    } else {
+      // Keep it until it expires: a restart on this disk re-takes it (same id) and uploads these commits,
+      // where a new writer taking over now would publish past them.
+      this.#lease?.stopRenewing();
+    }
     this.#state = { ...this.#state, dirty: this.#state.dirty && pending > 0, fingerprint: fingerprint(this.#o.dbPath) };
     writeLocalState(this.#o.dbPath, this.#state);
     if (pending > 0) {

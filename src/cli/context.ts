@@ -1,0 +1,70 @@
+/**
+ * Where the CLI looks: the store (the library's own `storeFromEnv()`, with --backup-dir and --prefix
+ * on top) and the local database file (--db, else DATABASE_URL as the app reads it, else ./data/app.db).
+ */
+import { resolve } from 'node:path';
+import { databasePath } from '../config.ts';
+import { SyncError } from '../errors.ts';
+import { directoryStore } from '../store/directory-store.ts';
+import { storeFromEnv } from '../store/from-env.ts';
+import type { SnapshotStore } from '../store/store.ts';
+import type { GlobalOptions } from './args.ts';
+import type { Output } from './output.ts';
+
+type Env = Record<string, string | undefined>;
+
+const AZURE_ACCOUNT_VARS = ['AZURE_STORAGE_CONNECTION_STRING', 'AZURE_STORAGE_CONTAINER_URL', 'AZURE_STORAGE_ACCOUNT_URL', 'AZURE_STORAGE_ACCOUNT_NAME'];
+
+/** Empty counts as unset, as in the reference app's config. */
+function read(env: Env, name: string): string | undefined {
+  const value = env[name]?.trim();
+  return value === undefined || value === '' ? undefined : value;
+}
+
+export interface StoreChoice {
+  store: SnapshotStore;
+  /** Which setting chose it, for error messages: `--backup-dir`, `AZURE_STORAGE_CONNECTION_STRING`, ... */
+  source: string;
+}
+
+export function selectStore(options: Pick<GlobalOptions, 'backupDir' | 'prefix'>, env: Env = process.env): StoreChoice {
+  const prefix = options.prefix || undefined;
+  if (options.backupDir !== undefined) return { store: directoryStore({ dir: options.backupDir, prefix }), source: '--backup-dir' };
+  const azure = AZURE_ACCOUNT_VARS.find((name) => read(env, name) !== undefined);
+  if (azure !== undefined) {
+    // --prefix replaces AZURE_STORAGE_PREFIX ('' is the container root).
+    const store = storeFromEnv(options.prefix === undefined ? env : { ...env, AZURE_STORAGE_PREFIX: options.prefix });
+    return { store, source: azure };
+  }
+  if (options.prefix === undefined) {
+    return { store: storeFromEnv(env), source: read(env, 'BACKUP_DIR') ? 'BACKUP_DIR' : 'the default ./.data/backups (no AZURE_STORAGE_* or BACKUP_DIR set)' };
+  }
+  // The local directory store takes --prefix as a sub-folder.
+  const dir = read(env, 'BACKUP_DIR');
+  return { store: directoryStore({ dir: dir ?? './.data/backups', prefix }), source: dir ? 'BACKUP_DIR' : 'the default ./.data/backups' };
+}
+
+/** --db takes a path (or a file: URL); DATABASE_URL must be a file: URL, as drizzle-kit and the app read it. */
+export function selectDatabase(options: Pick<GlobalOptions, 'db'>, env: Env = process.env): string {
+  if (options.db !== undefined) return options.db.startsWith('file:') ? databasePath(options.db) : resolve(options.db);
+  const url = read(env, 'DATABASE_URL');
+  if (url === undefined) return resolve('./data/app.db');
+  if (!url.startsWith('file:')) {
+    throw new SyncError('CONFIG', `DATABASE_URL must be a local file URL such as "file:./data/app.db"; got ${JSON.stringify(url)}. Pass --db FILE to name the file directly.`);
+  }
+  return databasePath(url);
+}
+
+export interface CliContext {
+  store: SnapshotStore;
+  storeSource: string;
+  /** Resolved on first use, so commands that do not need the file never fail on a bad DATABASE_URL. */
+  dbPath(): string;
+  out: Output;
+}
+
+export function createContext(options: GlobalOptions, out: Output, env: Env = process.env): CliContext {
+  const { store, source } = selectStore(options, env);
+  let dbPath: string | undefined;
+  return { store, storeSource: source, out, dbPath: () => (dbPath ??= selectDatabase(options, env)) };
+}

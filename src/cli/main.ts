@@ -1,0 +1,66 @@
+/**
+ * `npx drizzle-libsql-blob <status|list|restore|snapshot|verify>`: the entry point. Parses the command
+ * line, runs one command and sets the exit status: 0 success, 1 failure (`error [CODE]: message` on
+ * stderr), 2 usage error (with the usage text).
+ */
+import { errorMessage, findSyncError } from '../errors.ts';
+import { UsageError, parseCommandLine, type ParsedArgs } from './args.ts';
+import { createContext } from './context.ts';
+import { list } from './list.ts';
+import { createOutput } from './output.ts';
+import { restore } from './restore.ts';
+import { snapshot } from './snapshot.ts';
+import { status } from './status.ts';
+import { USAGE } from './usage.ts';
+import { verify } from './verify.ts';
+
+async function dispatch(args: Exclude<ParsedArgs, { command: 'help' }>): Promise<number> {
+  const out = createOutput(args);
+  const ctx = createContext(args, out);
+  switch (args.command) {
+    case 'status':
+      return status(ctx);
+    case 'list':
+      return list(ctx);
+    case 'restore':
+      return restore(ctx, args);
+    case 'snapshot':
+      return snapshot(ctx);
+    case 'verify':
+      return verify(ctx, args);
+  }
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  let args: ParsedArgs;
+  try {
+    args = parseCommandLine(argv);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`error: ${error.message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (args.command === 'help') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  try {
+    return await dispatch(args);
+  } catch (error) {
+    const sync = findSyncError(error);
+    const code = sync?.code ?? 'ERROR';
+    const message = sync?.message ?? errorMessage(error);
+    process.stderr.write(`error [${code}]: ${message}\n`);
+    if (!sync && process.env.DEBUG && error instanceof Error) process.stderr.write(`${error.stack}\n`);
+    if (args.json) process.stdout.write(JSON.stringify({ error: { code, message } }, null, 2) + '\n');
+    return 1;
+  }
+}
+
+// `drizzle-libsql-blob list | head`: the reader went away; that is not an error worth a stack trace.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw error;
+});
+
+process.exitCode = await main(process.argv.slice(2));

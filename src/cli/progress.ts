@@ -1,0 +1,110 @@
+/**
+ * Transfer progress for long downloads and uploads: a thin wrapper over a `SnapshotStore` that counts
+ * the bytes flowing through `download()`, printing throttled lines such as
+ * `seq 12: 45.0/120.3 MB (37%) 80.1 MB/s` and a final line per transfer. `uploadFile()` reads the file
+ * itself, so an upload gets a start and an end line only.
+ */
+import { stat } from 'node:fs/promises';
+import type { SnapshotStore } from '../store/store.ts';
+import type { SnapshotEntry } from '../sync/manifest.ts';
+import { formatDuration, formatMB } from './format.ts';
+
+export interface TransferLabel {
+  /** e.g. `seq 12` */
+  label: string;
+  /** Expected bytes of the object (the snapshot's compressed size). */
+  total: number;
+}
+
+/** Transfers smaller than this finish too fast for progress lines to mean anything: they print none. */
+export const MIN_BYTES = 1_000_000;
+
+/** Throttled byte counter for one transfer: at most one line per `intervalMs`, plus the first and the last. */
+export class ProgressMeter {
+  #done = 0;
+  #lastPrint = -Infinity;
+  readonly #started: number;
+
+  constructor(
+    private readonly what: TransferLabel,
+    private readonly print: (line: string) => void,
+    private readonly intervalMs = 500,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.#started = now();
+  }
+
+  add(bytes: number): void {
+    this.#done += bytes;
+    const t = this.now();
+    if (t - this.#lastPrint < this.intervalMs) return;
+    this.#lastPrint = t;
+    const { label, total } = this.what;
+    const pct = total > 0 ? ` (${Math.min(100, Math.floor((this.#done / total) * 100))}%)` : '';
+    const elapsed = t - this.#started;
+    // A rate from the first few milliseconds means nothing.
+    const rate = elapsed >= 200 ? ` ${formatMB(this.#done / (elapsed / 1000))} MB/s` : '';
+    this.print(`${label}: ${formatMB(this.#done)}/${formatMB(total)} MB${pct}${rate}`);
+  }
+
+  finish(): void {
+    const elapsed = this.now() - this.#started;
+    const rate = elapsed > 0 ? `, ${formatMB(this.#done / (elapsed / 1000))} MB/s` : '';
+    this.print(`${this.what.label}: downloaded ${formatMB(this.#done)} MB in ${formatDuration(elapsed)}${rate}`);
+  }
+}
+
+/** Snapshot keys carry their zero-padded sequence: `snapshots/<generation>/000000000012-<nonce>.db.lz4`. */
+function uploadLabel(key: string): string {
+  const seq = /(?:^|\/)(\d{12})-[^/]*$/.exec(key)?.[1];
+  return seq === undefined ? key : `seq ${Number(seq)}`;
+}
+
+/**
+ * `describe(key)` names the object being downloaded (undefined: count silently). A retried download
+ * calls `download()` again and starts a fresh meter.
+ */
+export function withProgress(
+  store: SnapshotStore,
+  describe: (key: string) => TransferLabel | undefined,
+  print: (line: string) => void,
+  intervalMs = 500,
+): SnapshotStore {
+  async function* download(key: string): AsyncIterable<Buffer> {
+    const what = describe(key);
+    const meter = what && what.total >= MIN_BYTES ? new ProgressMeter(what, print, intervalMs) : undefined;
+    for await (const chunk of store.download(key)) {
+      meter?.add(chunk.length);
+      yield chunk;
+    }
+    meter?.finish();
+  }
+
+  async function uploadFile(key: string, filePath: string, metadata?: Record<string, string>): Promise<void> {
+    const { size } = await stat(filePath);
+    if (size < MIN_BYTES) return store.uploadFile(key, filePath, metadata);
+    const label = uploadLabel(key);
+    const started = performance.now();
+    print(`${label}: uploading ${formatMB(size)} MB`);
+    await store.uploadFile(key, filePath, metadata);
+    const elapsed = performance.now() - started;
+    print(`${label}: uploaded ${formatMB(size)} MB in ${formatDuration(elapsed)}, ${formatMB(size / (Math.max(elapsed, 1) / 1000))} MB/s`);
+  }
+
+  // Everything else goes to the wrapped store untouched (bound, so class-based stores work too).
+  return new Proxy(store, {
+    get(target, property) {
+      if (property === 'download') return download;
+      if (property === 'uploadFile') return uploadFile;
+      const value = Reflect.get(target, property, target) as unknown;
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+/** The context's store, with progress lines for these snapshots' downloads (none with --quiet). */
+export function progressStore(ctx: { store: SnapshotStore; out: { quiet: boolean; progress(line: string): void } }, entries: readonly SnapshotEntry[] = []): SnapshotStore {
+  if (ctx.out.quiet) return ctx.store;
+  const byKey = new Map(entries.map((e) => [e.key, { label: `seq ${e.seq}`, total: e.compressedBytes }]));
+  return withProgress(ctx.store, (key) => byKey.get(key), (line) => ctx.out.progress(line));
+}

@@ -1,0 +1,50 @@
+/**
+ * Reads the store's manifest for the CLI: the library's own decoding and retries, plus whether the
+ * writer lease on it is held. Read-only: nothing here writes to the store.
+ */
+import { SyncError } from '../errors.ts';
+import type { SyncLogger } from '../log.ts';
+import type { SnapshotStore } from '../store/store.ts';
+import { MANIFEST_KEY, decodeManifest, selectSnapshot, type Manifest, type SnapshotEntry } from '../sync/manifest.ts';
+import { DEFAULT_RETRY, withRetry, type RetryPolicy } from '../sync/retry.ts';
+import type { SnapshotSelector } from './args.ts';
+import type { CliContext } from './context.ts';
+
+export const CLI_RETRY: RetryPolicy = DEFAULT_RETRY;
+
+export interface RemoteState {
+  manifest: Manifest;
+  etag: string;
+  /** A writer holds the lease on the manifest (an instance is running as the writer). */
+  leased: boolean;
+}
+
+/** null: the store has no manifest at all (nothing was ever published there). */
+export async function readRemote(store: SnapshotStore, log: SyncLogger): Promise<RemoteState | null> {
+  const object = await withRetry('read manifest', () => store.readSmall(MANIFEST_KEY), CLI_RETRY, (m) => log.warn({ store: store.location }, m));
+  if (object === null) return null;
+  return { manifest: decodeManifest(object.body, store.location), etag: object.etag, leased: object.leased };
+}
+
+/** The manifest, which must list at least one snapshot: otherwise `NO_BACKUP`, naming where we looked. */
+export async function readBackups(ctx: CliContext): Promise<RemoteState> {
+  const { store, storeSource, out } = ctx;
+  const remote = await readRemote(store, out.log);
+  const where = `${store.location} (chosen by ${storeSource})`;
+  if (remote === null) throw new SyncError('NO_BACKUP', `No backup at ${where}: it holds no ${MANIFEST_KEY}. Check the store settings, or pass --backup-dir / --prefix.`);
+  if (remote.manifest.snapshots.length === 0) throw new SyncError('NO_BACKUP', `No snapshot at ${where} yet: its ${MANIFEST_KEY} lists none (a writer started but never published).`);
+  return remote;
+}
+
+/** The snapshots a selector names, newest first; a selector that matches nothing is `NOT_FOUND`. */
+export function pick(manifest: Manifest, select: SnapshotSelector): SnapshotEntry[] {
+  if ('all' in select) return [...manifest.snapshots];
+  if ('latest' in select) return manifest.snapshots.slice(0, 1);
+  const found = selectSnapshot(manifest, select);
+  if (found) return [found];
+  const oldest = manifest.snapshots.at(-1)!;
+  const newest = manifest.snapshots[0]!;
+  const retained = `the store retains seq ${oldest.seq}..${newest.seq} (${oldest.createdAt} .. ${newest.createdAt}); run "list" to see them`;
+  if ('seq' in select) throw new SyncError('NOT_FOUND', `No retained snapshot has seq ${select.seq}: ${retained}.`);
+  throw new SyncError('NOT_FOUND', `No retained snapshot was taken at or before ${select.at.toISOString()}: ${retained}.`);
+}

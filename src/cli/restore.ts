@@ -1,0 +1,66 @@
+/**
+ * `restore`: downloads one snapshot (latest, `--seq N` or `--at TIME`) with the library's own
+ * `downloadSnapshot` (size, sha256 and quick_check verified in a worker, then an atomic rename) into the
+ * database file or `--to FILE`. Only reads the store.
+ *
+ * The sidecar (`<file>.sync.json`): written only when the target is the database file and the snapshot
+ * is the store's latest, so the library starts on it without downloading it again. Otherwise any old
+ * sidecar beside the target is removed: a `--to` copy is for inspection, and an older snapshot in the
+ * database file must not pass for the store's head (the library then refuses to start on it with
+ * DIVERGED, instead of silently downloading the latest over it).
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { SyncError } from '../errors.ts';
+import { fingerprint, removeLocalState, writeLocalState } from '../sync/local-state.ts';
+import { downloadSnapshot } from '../sync/restore.ts';
+import type { SnapshotSelector } from './args.ts';
+import type { CliContext } from './context.ts';
+import { formatBytes, formatDuration } from './format.ts';
+import { progressStore } from './progress.ts';
+import { CLI_RETRY, pick, readBackups } from './remote.ts';
+
+export interface RestoreOptions {
+  select: SnapshotSelector;
+  to?: string;
+  force: boolean;
+}
+
+export async function restore(ctx: CliContext, options: RestoreOptions): Promise<number> {
+  const { out } = ctx;
+  const dbPath = ctx.dbPath();
+  const target = options.to === undefined ? dbPath : resolve(options.to);
+  const isDatabase = target === dbPath;
+  if (existsSync(target) && !options.force) {
+    throw new SyncError('CONFIG', `${target} already exists; pass --force to replace it${options.to === undefined ? ', or --to FILE to restore somewhere else' : ''}.`);
+  }
+
+  const { manifest, leased } = await readBackups(ctx);
+  const [entry] = pick(manifest, options.select);
+  const isLatest = entry!.seq === manifest.seq;
+  if (isDatabase && leased && existsSync(target)) {
+    out.warn(`a writer holds the lease on ${ctx.store.location}; if it runs on ${target}, stop it first (this replaces the file under it).`);
+  }
+
+  mkdirSync(dirname(target), { recursive: true });
+  const started = performance.now();
+  const timing = await downloadSnapshot(progressStore(ctx, [entry!]), entry!, target, CLI_RETRY, out.log);
+  removeLocalState(target);
+  if (isDatabase && isLatest) {
+    writeLocalState(target, { format: 1, store: ctx.store.location, generation: manifest.generation, seq: manifest.seq, dirty: false, fingerprint: fingerprint(target) });
+  }
+  const ms = performance.now() - started;
+
+  out.result({ path: target, snapshot: entry, latest: isLatest, sidecar: isDatabase && isLatest, durationMs: ms, downloadMs: timing.downloadMs, verifyMs: timing.verifyMs });
+  out.line(
+    `restored seq ${entry!.seq} (taken ${entry!.createdAt}, ${formatBytes(entry!.bytes)}) to ${target} in ${formatDuration(ms)}` +
+      ` (download ${formatDuration(timing.downloadMs)}, verify ${formatDuration(timing.verifyMs)})`,
+  );
+  if (isDatabase && !isLatest) {
+    out.line(
+      `note: seq ${entry!.seq} is older than the store's latest (seq ${manifest.seq}): the library refuses to start on this file while ` +
+        `the store holds newer snapshots (DIVERGED). To roll the store itself back, use the library's restore: { seq: ${entry!.seq} } option.`,
+    );
+  }
+  return 0;
+}

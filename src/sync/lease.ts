@@ -1,0 +1,122 @@
+import { SyncError, errorMessage, isSyncError } from '../errors.ts';
+import type { SyncLogger } from '../log.ts';
+import type { SnapshotStore } from '../store/store.ts';
+import { EMPTY_MANIFEST, MANIFEST_KEY, encodeManifest } from './manifest.ts';
+
+/**
+ * The single-writer lease, taken on the manifest blob itself: the store then refuses a manifest write
+ * that does not carry the current lease id, so a writer that lost its lease is fenced by the storage
+ * service, not only by its own bookkeeping.
+ */
+export class WriterLease {
+  readonly id: string;
+  readonly #store: SnapshotStore;
+  readonly #durationSec: number;
+  readonly #log: SyncLogger;
+  readonly #onLost: (error: SyncError) => void;
+  #timer: NodeJS.Timeout | undefined;
+  #renewedAt = 0;
+  #state: 'held' | 'lost' | 'released' = 'released';
+
+  constructor(options: { store: SnapshotStore; id: string; durationSec: number; log: SyncLogger; onLost: (error: SyncError) => void }) {
+    this.#store = options.store;
+    this.id = options.id;
+    this.#durationSec = options.durationSec;
+    this.#log = options.log;
+    this.#onLost = options.onLost;
+  }
+
+  get state(): 'held' | 'lost' | 'released' {
+    return this.#state;
+  }
+
+  get renewedAt(): Date | null {
+    return this.#renewedAt ? new Date(this.#renewedAt) : null;
+  }
+
+  /**
+   * Takes the lease (creating an empty manifest first on a new store, since only an existing blob can be
+   * leased). Throws `LEASE_HELD` while another instance holds it. Re-taking our own unexpired lease
+   * (same id, e.g. after a crash and restart on the same disk) succeeds at once.
+   */
+  async acquire(): Promise<void> {
+    try {
+      await this.#store.acquireLease(MANIFEST_KEY, this.id, this.#durationSec);
+    } catch (error) {
+      if (!isSyncError(error, 'NOT_FOUND')) throw error;
+      await this.#store.writeSmall(MANIFEST_KEY, encodeManifest(EMPTY_MANIFEST), { ifNoneMatch: '*' }).catch((e: unknown) => {
+        if (!isSyncError(e, 'CONFLICT')) throw e; // another instance created it first: fine, now race for the lease
+      });
+      await this.#store.acquireLease(MANIFEST_KEY, this.id, this.#durationSec);
+    }
+    this.#state = 'held';
+    this.#renewedAt = Date.now();
+    this.#schedule();
+  }
+
+  /** Renews now; used before a publish too, so a long snapshot never publishes on a lapsed lease. */
+  async renew(): Promise<void> {
+    if (this.#state !== 'held') throw this.#lostError();
+    try {
+      await this.#store.renewLease(MANIFEST_KEY, this.id);
+      this.#renewedAt = Date.now();
+    } catch (error) {
+      if (isSyncError(error, 'LEASE_LOST') || isSyncError(error, 'NOT_FOUND')) this.lost(error);
+      throw error;
+    }
+  }
+
+  /** Marks the lease lost (a renewal or a fenced publish said so) and tells the owner once. */
+  lost(cause?: unknown): void {
+    if (this.#state !== 'held') return;
+    this.#state = 'lost';
+    clearTimeout(this.#timer);
+    this.#onLost(this.#lostError(cause));
+  }
+
+  /** Gives the lease up (clean shutdown) so the next instance takes over at once. */
+  async release(): Promise<void> {
+    clearTimeout(this.#timer);
+    if (this.#state !== 'held') return;
+    this.#state = 'released';
+    await this.#store.releaseLease(MANIFEST_KEY, this.id).catch((error: unknown) => {
+      // It expires by itself within durationSec; the next writer waits at most that long.
+      this.#log.warn({ error: errorMessage(error) }, 'could not release the writer lease');
+    });
+  }
+
+  /** Stops renewing without releasing: the lease lapses after its duration unless this id re-takes it. */
+  stopRenewing(): void {
+    clearTimeout(this.#timer);
+    if (this.#state === 'held') this.#state = 'released';
+  }
+
+  #lostError(cause?: unknown): SyncError {
+    return new SyncError(
+      'LEASE_LOST',
+      `This instance lost the writer lease on ${this.#store.location}/${MANIFEST_KEY} (another instance took over, or it could not be renewed in time); ` +
+        `it takes no more snapshots and refuses writes. Restart it to continue as a replica or from the newer snapshot.`,
+      cause === undefined ? {} : { cause },
+    );
+  }
+
+  /** Renews every third of the duration: two more tries fit before it would expire. */
+  #schedule(): void {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => void this.#tick(), (this.#durationSec * 1000) / 3);
+    this.#timer.unref();
+  }
+
+  async #tick(): Promise<void> {
+    if (this.#state !== 'held') return;
+    try {
+      await this.renew();
+    } catch (error) {
+      if (this.#state !== 'held') return; // lost: already reported
+      // Transient (network): Azure lets the holder renew even after expiry as long as nobody else took it.
+      const overdueMs = Date.now() - this.#renewedAt - this.#durationSec * 1000;
+      this.#log.warn({ error: errorMessage(error), overdueMs: Math.max(overdueMs, 0) }, 'writer lease renewal failed; retrying');
+    }
+    this.#schedule();
+  }
+}
