@@ -7,7 +7,9 @@ import { drizzle as drizzleLibsql, type LibSQLDatabase } from 'drizzle-orm/libsq
 import { CountingClient } from './client/counting-client.ts';
 import { resolveSyncConfig, type LeaseOptions, type ReplicaOptions, type Role, type ShutdownOptions, type SnapshotOptions } from './config.ts';
 import type { RestoreTarget } from './sync/manifest.ts';
-import { SyncError, isSyncError } from './errors.ts';
+import type { Meter } from '@opentelemetry/api';
+import { SyncError, findSyncError, isSyncError } from './errors.ts';
+import { SyncMetrics, metricAttributes } from './telemetry/metrics.ts';
 import { resolveLogger, type SyncLogOption } from './log.ts';
 import { storeFromEnv } from './store/from-env.ts';
 import type { SnapshotStore } from './store/store.ts';
@@ -48,6 +50,11 @@ export interface DrizzleBlobConfig<TSchema extends Record<string, unknown> = Rec
    * disk is ephemeral, and `flush()` says when a commit is durable.
    */
   synchronous?: 'normal' | 'full';
+  /**
+   * OpenTelemetry metrics through @opentelemetry/api: no-op unless the app installs an SDK (before calling
+   * drizzle()). `{ meter }` uses that meter; `false` turns them off.
+   */
+  metrics?: false | { meter?: Meter };
 }
 
 export type BlobDatabase<TSchema extends Record<string, unknown> = Record<string, never>> = LibSQLDatabase<TSchema> & {
@@ -64,7 +71,7 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   config: DrizzleBlobConfig<TSchema>,
 ): Promise<BlobDatabase<TSchema>> {
   if (config === null || typeof config !== 'object') throw new SyncError('CONFIG', 'drizzle() takes one options object: { connection, store, ... }.');
-  const { connection, store: givenStore, snapshot, restore, role, lease: leaseOptions, replica, shutdown, retry, log: logOption, synchronous = 'normal', ...drizzleConfig } = config;
+  const { connection, store: givenStore, snapshot, restore, role, lease: leaseOptions, replica, shutdown, retry, log: logOption, synchronous = 'normal', metrics, ...drizzleConfig } = config;
   if (synchronous !== 'normal' && synchronous !== 'full') throw new SyncError('CONFIG', `synchronous must be 'normal' or 'full'; got ${JSON.stringify(synchronous)}.`);
   const synchronousPragma = `PRAGMA synchronous=${synchronous.toUpperCase()}`;
   const resolved = resolveSyncConfig({ connection, restore, role, lease: leaseOptions, replica, snapshot, shutdown, retry });
@@ -72,7 +79,13 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   const store = givenStore ?? storeFromEnv();
   const { dbPath } = resolved;
   mkdirSync(dirname(dbPath), { recursive: true });
-  await store.probe();
+  const telemetry = metrics === false ? undefined : new SyncMetrics({ meter: metrics?.meter, attributes: metricAttributes(store.location, dbPath) });
+  const restoreStarted = performance.now();
+  const restoreFailed = (error: unknown) => telemetry?.restoreFailed({ durationMs: performance.now() - restoreStarted, code: findSyncError(error)?.code ?? 'UNKNOWN' });
+  await store.probe().catch((error: unknown) => {
+    restoreFailed(error);
+    throw error;
+  });
 
   // The controller exists only after the restore; the lease can be lost before that.
   let controller: SyncController | undefined;
@@ -96,8 +109,13 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
     const mode = !isWriter && resolved.restore === 'skip' ? 'if-exists' : resolved.restore;
     hydrated = await hydrate({ store, dbPath, mode, target: resolved.restoreTarget, retry: resolved.retry, log });
   } catch (error) {
+    restoreFailed(error);
     await lease?.release();
     throw error;
+  }
+  if (hydrated.restoredFrom) {
+    const from = hydrated.restoredFrom;
+    telemetry?.restoreSucceeded({ durationMs: hydrated.durationMs, bytes: from.bytes, compressedBytes: from.compressedBytes, skipped: hydrated.skipped.length });
   }
   if (hydrated.action !== 'downloaded') log.info({ dbPath, action: hydrated.action, pending: hydrated.pending, role: isWriter ? 'writer' : 'replica' }, 'database opened without download');
   const state = { ...hydrated.state, leaseId: lease?.id };
@@ -164,12 +182,14 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
           log.warn({ error: String(error) }, 'WAL checkpoint at close failed');
         } finally {
           client.inner.close();
+          unbindMetrics?.(); // a closed database leaves no listener or gauge callback behind
         }
       },
     },
     { from: hydrated.restoredFrom, durationMs: hydrated.durationMs, skipped: hydrated.skipped, rolledBackTo: hydrated.rolledBackTo },
     startAs,
   );
+  const unbindMetrics = telemetry?.bind(controller);
   if (lostEarly) controller.leaseLost(lostEarly);
   db.$sync = controller;
   return db;

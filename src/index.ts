@@ -10,3 +10,7 @@ export type { SnapshotOptions, ShutdownOptions } from './config.ts';
 export type { RestoreMode } from './sync/restore.ts';
 export type { Codec } from './sync/codec.ts';
 export type { SyncLogger } from './log.ts';
+export { SyncMetrics, metricAttributes, METRIC, type SyncMetricsOptions } from './telemetry/metrics.ts';
+export type { RestoreTarget } from './sync/manifest.ts';
+export type { Role, LeaseOptions, ReplicaOptions } from './config.ts';
+export type { RestoredFrom, RestoreEvent } from './sync/sync-controller.ts';

@@ -5,29 +5,24 @@
  */
 import { errorMessage, findSyncError } from '../errors.ts';
 import { UsageError, parseCommandLine, type ParsedArgs } from './args.ts';
-import { createContext } from './context.ts';
-import { list } from './list.ts';
-import { createOutput } from './output.ts';
-import { restore } from './restore.ts';
-import { snapshot } from './snapshot.ts';
-import { status } from './status.ts';
 import { USAGE } from './usage.ts';
-import { verify } from './verify.ts';
 
+/** Commands (and the store SDKs behind them) load only once the command line is valid: --help and usage errors stay instant. */
 async function dispatch(args: Exclude<ParsedArgs, { command: 'help' }>): Promise<number> {
+  const [{ createOutput }, { createContext }] = await Promise.all([import('./output.ts'), import('./context.ts')]);
   const out = createOutput(args);
   const ctx = createContext(args, out);
   switch (args.command) {
     case 'status':
-      return status(ctx);
+      return (await import('./status.ts')).status(ctx);
     case 'list':
-      return list(ctx);
+      return (await import('./list.ts')).list(ctx);
     case 'restore':
-      return restore(ctx, args);
+      return (await import('./restore.ts')).restore(ctx, args);
     case 'snapshot':
-      return snapshot(ctx);
+      return (await import('./snapshot.ts')).snapshot(ctx);
     case 'verify':
-      return verify(ctx, args);
+      return (await import('./verify.ts')).verify(ctx, args);
   }
 }
 
