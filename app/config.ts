@@ -2,7 +2,7 @@
  * The reference API's settings, all from the environment so `npm start` runs with none set. The
  * snapshot store itself is chosen by the library's `storeFromEnv()` (Azure variables or BACKUP_DIR).
  */
-import type { SnapshotOptions } from 'drizzle-libsql-blob';
+import type { Role, SnapshotOptions } from 'drizzle-libsql-blob';
 
 export interface AppConfig {
   port: number;
@@ -17,6 +17,8 @@ export interface AppConfig {
   drainTimeoutMs: number;
   /** Fastify (pino) log level, or `silent`. */
   logLevel: string;
+  /** DB_ROLE: auto (default), writer or replica; see the library's `role`. */
+  role: Role;
 }
 
 /** The library's default ceiling, made explicit here so /health and the scheduler agree on it. */
@@ -60,5 +62,11 @@ export function loadConfig(env: Env = process.env): AppConfig {
     shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 25_000, 1),
     drainTimeoutMs: integer(env, 'SHUTDOWN_DRAIN_MS', 10_000, 0),
     logLevel: read(env, 'LOG_LEVEL') ?? 'info',
+    role: role(read(env, 'DB_ROLE') ?? 'auto'),
   };
+}
+
+function role(value: string): Role {
+  if (value !== 'auto' && value !== 'writer' && value !== 'replica') throw new Error(`DB_ROLE must be auto, writer or replica; got ${JSON.stringify(value)}.`);
+  return value;
 }

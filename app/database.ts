@@ -5,7 +5,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { migrate } from 'drizzle-orm/libsql/migrator';
-import { drizzle, storeFromEnv, type BlobDatabase, type DrizzleBlobConfig, type RestoreMode, type SnapshotOptions, type SnapshotStore, type SyncLogger } from 'drizzle-libsql-blob';
+import { drizzle, storeFromEnv, type BlobDatabase, type DrizzleBlobConfig, type RestoreMode, type Role, type SnapshotOptions, type SnapshotStore, type SyncLogger } from 'drizzle-libsql-blob';
 import { documents } from '../schema/documents.ts';
 import { runSeeds, type SeedReport } from '../seeds/runner.ts';
 
@@ -22,6 +22,8 @@ export interface OpenOptions {
   /** Default: `storeFromEnv()`. */
   store?: SnapshotStore;
   restore?: RestoreMode;
+  /** Default 'auto': the writer if free, else a read replica that takes over later. */
+  role?: Role;
   /** Retries of one store operation; the library's default when omitted. */
   retry?: DrizzleBlobConfig['retry'];
   /** Seed directory; default the runner's own (seeds/data). */
@@ -30,18 +32,26 @@ export interface OpenOptions {
   log?: SyncLogger | false;
 }
 
-export async function openDatabase(options: OpenOptions): Promise<{ db: AppDatabase; seeds: SeedReport }> {
+/** `seeds` is null on a read replica: the writer migrates and seeds the store, a replica follows it. */
+export async function openDatabase(options: OpenOptions): Promise<{ db: AppDatabase; seeds: SeedReport | null }> {
   const db = await drizzle({
     connection: { url: options.databaseUrl },
     schema: appSchema,
     store: options.store ?? storeFromEnv(),
     snapshot: options.snapshot,
     restore: options.restore,
+    role: options.role,
     retry: options.retry,
     // The server owns SIGTERM/SIGINT: it must stop HTTP before the final snapshot, then exit 0.
     shutdown: { signals: false, timeoutMs: options.shutdownTimeoutMs },
     log: options.log,
   });
+  if (db.$sync.status().role === 'replica') {
+    const message = 'started as a read replica (another instance holds the writer lease): no migrations or seeds here; writes answer 503 until this instance takes over';
+    if (options.log) options.log.info({}, message);
+    else if (options.log !== false) console.info(message);
+    return { db, seeds: null };
+  }
   try {
     await migrate(db, { migrationsFolder: MIGRATIONS_DIR });
     const seeds = await runSeeds(db, options.seedDir === undefined ? {} : { dir: options.seedDir });

@@ -101,6 +101,12 @@ export function installErrorHandling(app: FastifyInstance): void {
     if (causes(error).some((e) => isSyncError(e, 'CLOSED'))) {
       return send(reply.header('retry-after', '5'), 503, { error: 'UNAVAILABLE', message: 'The server is shutting down and accepts no more writes; retry shortly.' });
     }
+    if (causes(error).some((e) => isSyncError(e, 'READ_ONLY'))) {
+      return send(reply.header('retry-after', '5'), 503, { error: 'UNAVAILABLE', message: 'This instance is a read replica while another instance is the writer; it takes over when the writer stops. Retry shortly.' });
+    }
+    if (causes(error).some((e) => isSyncError(e, 'LEASE_LOST'))) {
+      return send(reply, 503, { error: 'UNAVAILABLE', message: 'This instance lost the writer role to another instance and accepts no more writes.' });
+    }
     const status = error.statusCode ?? 500;
     if (status === 400 && error.code?.startsWith('FST_ERR_CTP')) {
       // Unparsable or empty JSON body.

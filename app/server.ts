@@ -81,7 +81,7 @@ function handleSignals(app: FastifyInstance, db: AppDatabase, drainTimeoutMs: nu
 async function main(): Promise<void> {
   const startedAt = Date.now();
   const config = loadConfig();
-  const { db } = await openDatabase({ databaseUrl: config.databaseUrl, snapshot: config.snapshot, shutdownTimeoutMs: config.shutdownTimeoutMs });
+  const { db } = await openDatabase({ databaseUrl: config.databaseUrl, snapshot: config.snapshot, shutdownTimeoutMs: config.shutdownTimeoutMs, role: config.role });
   const app = buildApp(db, { maxIntervalMs: config.snapshot.maxIntervalMs, startedAt, logger: { level: config.logLevel } });
   handleSignals(app, db, config.drainTimeoutMs);
   try {

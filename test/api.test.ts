@@ -7,6 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createClient } from '@libsql/client';
 import { count, eq } from 'drizzle-orm';
@@ -82,7 +83,7 @@ describe('documents API', () => {
   before(async () => {
     const opened = await openApp('crud', directoryStore({ dir: join(dir.path, 'crud-store') }));
     db = opened.db;
-    assert.ok(opened.seeds.changed, 'a fresh database is seeded');
+    assert.ok(opened.seeds?.changed, 'a fresh database is seeded');
     app = buildApp(db);
     await app.ready();
   });
@@ -398,29 +399,58 @@ describe('health rules', () => {
     }
   });
 
-  test('unhealthy once another writer took over the store (state stopped)', async () => {
-    const store = directoryStore({ dir: join(dir.path, 'conflict-store') });
+  test('unhealthy once another writer took over the store (state stopped); its writes are then 503', async () => {
+    const storeDir = join(dir.path, 'conflict-store');
+    const store = directoryStore({ dir: storeDir });
     const { db } = await openApp('conflict-a', store);
     await db.$sync.flush();
     const app = buildApp(db, { maxIntervalMs: MAX_INTERVAL_MS });
     try {
       assert.equal((await app.inject('/health')).statusCode, 200);
-      // A second instance restores the same snapshot and publishes first, as an overlapping deploy would.
+      // This instance's lease lapses (as in a long network partition) and another instance takes over and publishes.
+      await rm(join(storeDir, 'manifest.json.lease'));
       const other = await openApp('conflict-b', store);
       await other.db.insert(documents).values({ id: 'mood:other-writer', type: 'mood', name: 'other writer', content: {}, createdAt: new Date(), updatedAt: new Date() });
       await other.db.$sync.close();
 
       assert.equal((await post(app, { type: 'mood', name: 'loses the race', content: {} })).statusCode, 201);
       const error = nextEvent(db.$sync, 'snapshot-error');
-      await assert.rejects(db.$sync.flush(), (e: unknown) => e instanceof SyncError && e.code === 'CONFLICT');
-      assert.equal((await error).code, 'CONFLICT');
+      await assert.rejects(db.$sync.flush(), (e: unknown) => e instanceof SyncError && e.code === 'LEASE_LOST');
+      assert.equal((await error).code, 'LEASE_LOST');
       const res = await app.inject('/health');
       assert.equal(res.statusCode, 503, res.body);
       assert.equal(res.json().status, 'unhealthy');
       assert.equal(res.json().sync.state, 'stopped');
+      const refused = await post(app, { type: 'mood', name: 'fenced', content: {} });
+      assert.equal(refused.statusCode, 503, refused.body);
+      assert.equal(refused.json().error, 'UNAVAILABLE');
     } finally {
       await app.close();
       await db.$sync.close().catch(() => undefined);
+    }
+  });
+
+  test('a second instance during a deploy overlap serves reads as a replica; its writes are 503 with retry-after', async () => {
+    const store = directoryStore({ dir: join(dir.path, 'overlap-store') });
+    const writer = await openApp('overlap-a', store);
+    await writer.db.$sync.flush();
+    const { db, seeds } = await openDatabase({ databaseUrl: `file:${join(dir.path, 'overlap-b', 'app.db')}`, store, snapshot: MANUAL, log: false });
+    const app = buildApp(db);
+    try {
+      assert.equal(seeds, null, 'a replica neither migrates nor seeds');
+      assert.equal(db.$sync.status().role, 'replica');
+      const list = await app.inject('/api/documents?limit=5');
+      assert.equal(list.statusCode, 200, list.body);
+      assert.equal(list.json().items.length, 5, "reads are served from the writer's snapshot");
+      const refused = await post(app, { type: 'mood', name: 'on a replica', content: {} });
+      assert.equal(refused.statusCode, 503, refused.body);
+      assert.equal(refused.json().error, 'UNAVAILABLE');
+      assert.match(refused.json().message, /read replica/);
+      assert.equal(refused.headers['retry-after'], '5');
+    } finally {
+      await app.close();
+      await db.$sync.close();
+      await writer.db.$sync.close();
     }
   });
 

@@ -89,11 +89,14 @@ async function expectedCounts(): Promise<Record<string, number>> {
   return out;
 }
 
-test('db:restore on an empty store creates nothing in the store', async () => {
+test('db:restore on an empty store publishes nothing and leaves the lease free', async () => {
   const d = deployment('restore-only');
   const output = await setup(d, 'db:restore');
   assert.match(output, /holds no snapshot yet/);
-  assert.equal(existsSync(join(d.backupDir, 'manifest.json')), false, output);
+  // The only object is the empty manifest a writer creates to take its lease on, released at close.
+  const manifest = JSON.parse(await readFile(join(d.backupDir, 'manifest.json'), 'utf8'));
+  assert.deepEqual({ seq: manifest.seq, snapshots: manifest.snapshots }, { seq: 0, snapshots: [] }, output);
+  assert.equal(existsSync(join(d.backupDir, 'manifest.json.lease')), false, 'lease released');
   assert.deepEqual(await snapshotBlobs(d.backupDir), []);
 });
 
