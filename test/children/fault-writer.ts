@@ -1,0 +1,119 @@
+/**
+ * Child process for test/faults-kill.test.ts: a writer that never stops until it is SIGKILLed.
+ *
+ * It opens the library on an Azure store (Azurite) through a pass-through wrapper that prints the
+ * snapshot's phases, then inserts rows with increasing ids and calls flush() forever, printing
+ * `ACK <maxId>` each time flush() resolved (every id <= maxId is then durable in the store).
+ *
+ * Usage: fault-writer.ts <dbPath>
+ * Env: FAULT_CONNECTION_STRING, FAULT_CONTAINER, FAULT_PREFIX, FAULT_DEBOUNCE_MS (default 10),
+ * FAULT_GATE=1 (print LOADED once the modules are loaded, then open the database only after a GO line
+ * on stdin; EOF instead exits 0). `GO die-after=upload-done|manifest-done` makes the child SIGKILL
+ * itself the moment the snapshot upload (or the manifest write) has completed, before it does anything
+ * else: an exact kill point between upload and manifest write, or between the manifest write and the
+ * writer recording it.
+ *
+ * stdout (one line each, written synchronously: stdout is a pipe):
+ *   LOADED                                 (FAULT_GATE=1 only)
+ *   OPEN maxId=<n> restoredSeq=<seq|none> role=<writer|replica|n/a> ms=<drizzle() time>
+ *   PHASE upload-start | upload-done | manifest-start | manifest-done
+ *   DYING after <phase>              (die-after only; then SIGKILL)
+ *   WROTE <maxId>                    (committed locally, not yet known to be in the store)
+ *   ACK <maxId>
+ *   ERROR <code> <message>          (then exit 1)
+ * stderr: the library's sync log as JSON lines.
+ */
+import { azureBlobStore, findSyncError, type SnapshotStore, type SyncLogger } from 'drizzle-libsql-blob';
+import { createInterface } from 'node:readline';
+import { sql } from 'drizzle-orm';
+import { notes, open } from '../helpers/fixtures.ts';
+
+const [dbPath] = process.argv.slice(2);
+const { FAULT_CONNECTION_STRING: connectionString, FAULT_CONTAINER: container, FAULT_PREFIX: prefix } = process.env;
+if (!dbPath || !connectionString || !container) {
+  console.error('usage: FAULT_CONNECTION_STRING=... FAULT_CONTAINER=... fault-writer.ts <dbPath>');
+  process.exit(2);
+}
+const debounceMs = Number(process.env.FAULT_DEBOUNCE_MS ?? 10);
+
+const say = (line: string) => process.stdout.write(`${line}\n`);
+
+/** `GO die-after=<phase>`: SIGKILL ourselves the moment that phase completes (an exact kill point). */
+let dieAfter: string | undefined;
+function dieIf(phase: string): void {
+  if (dieAfter !== phase) return;
+  say(`DYING after ${phase}`);
+  process.kill(process.pid, 'SIGKILL');
+}
+
+/** Forwards every store method unchanged (whatever the interface holds), printing the snapshot's phases. */
+function phased(inner: SnapshotStore): SnapshotStore {
+  const out: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(inner)) {
+    out[name] = typeof value === 'function' ? (...args: unknown[]) => (value as (...a: unknown[]) => unknown).apply(inner, args) : value;
+  }
+  const store = out as unknown as SnapshotStore;
+  store.uploadFile = async (key, filePath, metadata) => {
+    say('PHASE upload-start');
+    await inner.uploadFile(key, filePath, metadata);
+    say('PHASE upload-done');
+    dieIf('upload-done');
+  };
+  store.writeSmall = async (key, body, condition) => {
+    if (key !== 'manifest.json') return inner.writeSmall(key, body, condition);
+    say('PHASE manifest-start');
+    const result = await inner.writeSmall(key, body, condition);
+    say('PHASE manifest-done');
+    dieIf('manifest-done');
+    return result;
+  };
+  return store;
+}
+
+const line = (level: string) => (fields: object, message?: string) => process.stderr.write(JSON.stringify({ level, message, ...fields }) + '\n');
+const log: SyncLogger = { info: line('info'), warn: line('warn'), error: line('error') };
+
+function fail(error: unknown): never {
+  const found = findSyncError(error);
+  say(`ERROR ${found?.code ?? 'OTHER'} ${String((found ?? (error as Error))?.message ?? error).replaceAll('\n', ' ')}`);
+  process.exit(1);
+}
+
+if (process.env.FAULT_GATE === '1') {
+  // Pre-spawned by the parent so module loading (~1.5 s here) overlaps the previous run: wait for GO.
+  say('LOADED');
+  const go = await new Promise<string | undefined>((resolve) => {
+    const input = createInterface({ input: process.stdin });
+    input.once('line', (l) => resolve(l.trim()));
+    input.once('close', () => resolve(undefined));
+  });
+  const match = go === undefined ? null : /^GO(?: die-after=(upload-done|manifest-done))?$/.exec(go);
+  if (!match) process.exit(0);
+  dieAfter = match[1];
+}
+const openStarted = performance.now();
+
+try {
+  const db = await open(dbPath, phased(azureBlobStore({ connectionString, container, prefix, requestTimeoutMs: 5_000 })), {
+    log,
+    // 'writer' fails fast (LEASE_HELD) instead of becoming a replica: a restart on its own local
+    // directory must re-take its own lease at once.
+    role: 'writer',
+    snapshot: { debounceMs, maxIntervalMs: 1_000, retryBaseMs: 20, retryMaxMs: 200 },
+    retry: { retries: 2, minTimeoutMs: 10, maxTimeoutMs: 50 },
+  });
+  const [row] = await db.select({ max: sql<number | null>`max(${notes.id})` }).from(notes);
+  let maxId = Number(row?.max ?? 0);
+  const status = db.$sync.status() as { restoredFrom: { seq: number } | null; role?: string };
+  say(`OPEN maxId=${maxId} restoredSeq=${status.restoredFrom?.seq ?? 'none'} role=${status.role ?? 'n/a'} ms=${Math.round(performance.now() - openStarted)}`);
+
+  for (;;) {
+    const batch = 1 + Math.floor(Math.random() * 4);
+    for (let i = 0; i < batch; i++) await db.insert(notes).values({ id: ++maxId, body: `row ${maxId}` });
+    say(`WROTE ${maxId}`);
+    await db.$sync.flush();
+    say(`ACK ${maxId}`);
+  }
+} catch (error) {
+  fail(error);
+}
