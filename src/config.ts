@@ -7,6 +7,9 @@ import type { RestoreTarget, RetentionPolicy } from './sync/manifest.ts';
 import type { RestoreMode } from './sync/restore.ts';
 import { DEFAULT_RETRY, type RetryPolicy } from './sync/retry.ts';
 
+/** Picked by the benchmark (bench/incremental.ts): see the README's numbers. */
+export const DEFAULT_MODE: 'full' | 'incremental' = 'full';
+
 export interface SnapshotOptions {
   /** Quiet time after the last commit before a snapshot starts. Default 2000. */
   debounceMs?: number;
@@ -19,8 +22,17 @@ export interface SnapshotOptions {
    * also drops snapshots older than `maxAgeMs`. The latest snapshot is always kept. Default 20.
    */
   retain?: number | { count?: number; maxAgeMs?: number };
-  /** Compression codec. Default 'lz4' (fastest restore; see bench/codecs.ts). */
+  /** Compression codec of full snapshots. Default 'lz4' (fastest restore; see bench/codecs.ts). */
   codec?: Codec;
+  /**
+   * 'incremental': the page image in content-addressed chunks, uploading only chunks the store does not
+   * have (cost follows the change, not the database size). 'full': one compressed copy per snapshot.
+   */
+  mode?: 'full' | 'incremental';
+  /** Incremental: chunk size in bytes, a power of two from 64 KiB to 16 MiB. Default 1 MiB. */
+  chunkSize?: number;
+  /** Incremental: how long an unreferenced chunk is kept before it is deleted (readers may still fetch it). Default 600000. */
+  gcGraceMs?: number;
   /** First wait after a failed snapshot; doubles per failure up to `retryMaxMs`. Defaults 1000 / 60000. */
   retryBaseMs?: number;
   retryMaxMs?: number;
@@ -62,6 +74,9 @@ export interface ResolvedSyncConfig {
   schedule: { debounceMs: number; maxCommits: number; maxIntervalMs: number };
   retention: RetentionPolicy;
   codec: Codec;
+  mode: 'full' | 'incremental';
+  chunkSize: number;
+  gcGraceMs: number;
   retryBaseMs: number;
   retryMaxMs: number;
   retry: RetryPolicy;
@@ -137,6 +152,10 @@ export function resolveSyncConfig(input: {
     minTimeoutMs: positive('retry.minTimeoutMs', input.retry?.minTimeoutMs, DEFAULT_RETRY.minTimeoutMs),
     maxTimeoutMs: positive('retry.maxTimeoutMs', input.retry?.maxTimeoutMs, DEFAULT_RETRY.maxTimeoutMs),
   };
+  const mode = s.mode ?? DEFAULT_MODE;
+  if (mode !== 'full' && mode !== 'incremental') throw new SyncError('CONFIG', `snapshot.mode must be 'full' or 'incremental'; got ${JSON.stringify(mode)}.`);
+  const chunkSize = positive('snapshot.chunkSize', s.chunkSize, 1 << 20, 1 << 16);
+  if (chunkSize > 1 << 24 || (chunkSize & (chunkSize - 1)) !== 0) throw new SyncError('CONFIG', `snapshot.chunkSize must be a power of two from 65536 to 16777216 bytes; got ${chunkSize}.`);
   const retain = typeof s.retain === 'object' && s.retain !== null ? s.retain : { count: s.retain };
   return {
     dbPath,
@@ -147,6 +166,9 @@ export function resolveSyncConfig(input: {
     leaseDurationSec,
     replicaPollMs: positive('replica.pollMs', input.replica?.pollMs, 5_000, 10),
     schedule,
+    mode,
+    chunkSize,
+    gcGraceMs: positive('snapshot.gcGraceMs', s.gcGraceMs, 600_000),
     retention: {
       count: Math.floor(positive('snapshot.retain.count', retain.count, 20, 1)),
       maxAgeMs: positive('snapshot.retain.maxAgeMs', retain.maxAgeMs, Infinity, 1),

@@ -18,6 +18,7 @@ import type { RetryPolicy } from './sync/retry.ts';
 import { Snapshotter } from './sync/snapshotter.ts';
 import { SyncController, type SyncHandle } from './sync/sync-controller.ts';
 import { WriterLease } from './sync/lease.ts';
+import { resolveChunkKeys, type EncryptionOptions } from './sync/chunks/encryption.ts';
 import { readLocalState, writeLocalState } from './sync/local-state.ts';
 import { ReplicaFollower } from './sync/replica.ts';
 import type { RemoteHead } from './sync/restore.ts';
@@ -55,6 +56,11 @@ export interface DrizzleBlobConfig<TSchema extends Record<string, unknown> = Rec
    * drizzle()). `{ meter }` uses that meter; `false` turns them off.
    */
   metrics?: false | { meter?: Meter };
+  /**
+   * Client-side encryption of incremental snapshots (AES-256-GCM per chunk; the store holds ciphertext
+   * only). Default: the key in env SNAPSHOT_ENCRYPTION_KEY, if set.
+   */
+  encryption?: EncryptionOptions;
 }
 
 export type BlobDatabase<TSchema extends Record<string, unknown> = Record<string, never>> = LibSQLDatabase<TSchema> & {
@@ -71,11 +77,15 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   config: DrizzleBlobConfig<TSchema>,
 ): Promise<BlobDatabase<TSchema>> {
   if (config === null || typeof config !== 'object') throw new SyncError('CONFIG', 'drizzle() takes one options object: { connection, store, ... }.');
-  const { connection, store: givenStore, snapshot, restore, role, lease: leaseOptions, replica, shutdown, retry, log: logOption, synchronous = 'normal', metrics, ...drizzleConfig } = config;
+  const { connection, store: givenStore, snapshot, restore, role, lease: leaseOptions, replica, shutdown, retry, log: logOption, synchronous = 'normal', metrics, encryption, ...drizzleConfig } = config;
   if (synchronous !== 'normal' && synchronous !== 'full') throw new SyncError('CONFIG', `synchronous must be 'normal' or 'full'; got ${JSON.stringify(synchronous)}.`);
   const synchronousPragma = `PRAGMA synchronous=${synchronous.toUpperCase()}`;
   const resolved = resolveSyncConfig({ connection, restore, role, lease: leaseOptions, replica, snapshot, shutdown, retry });
   const log = resolveLogger(logOption);
+  const keys = await resolveChunkKeys(encryption);
+  if (keys && resolved.mode !== 'incremental') {
+    throw new SyncError('CONFIG', "Encryption applies to incremental snapshots: set snapshot.mode: 'incremental' (or remove the key).");
+  }
   const store = givenStore ?? storeFromEnv();
   const { dbPath } = resolved;
   mkdirSync(dirname(dbPath), { recursive: true });
@@ -107,7 +117,7 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   try {
     // A replica always follows the store, whatever the restore mode says about the local file.
     const mode = !isWriter && resolved.restore === 'skip' ? 'if-exists' : resolved.restore;
-    hydrated = await hydrate({ store, dbPath, mode, target: resolved.restoreTarget, retry: resolved.retry, log });
+    hydrated = await hydrate({ store, dbPath, mode, target: resolved.restoreTarget, retry: resolved.retry, log, keys });
   } catch (error) {
     restoreFailed(error);
     await lease?.release();
@@ -124,7 +134,22 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   const openClient = (): Client => createClient(resolved.libsql);
   const inner = openClient();
   const snapshotter = (head: RemoteHead | null | undefined) =>
-    new Snapshotter({ store, dbPath, codec: resolved.codec, retention: resolved.retention, retry: resolved.retry, log, lease: lease! }, head);
+    new Snapshotter(
+      {
+        store,
+        dbPath,
+        codec: resolved.codec,
+        retention: resolved.retention,
+        retry: resolved.retry,
+        log,
+        lease: lease!,
+        mode: resolved.mode,
+        chunkSize: resolved.chunkSize,
+        keys,
+        gcGraceMs: resolved.gcGraceMs,
+      },
+      head,
+    );
   try {
     if (isWriter) await prepareWriterConnection(inner, synchronousPragma);
   } catch (error) {
@@ -162,6 +187,7 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
           client,
           openClient,
           lease,
+          keys,
           local: () => sync.localPosition(),
           onUpdate: (entry, head, ms) => sync.replicaUpdated(entry, head, ms),
           onPromote: async (head) => {

@@ -14,3 +14,4 @@ export { SyncMetrics, metricAttributes, METRIC, type SyncMetricsOptions } from '
 export type { RestoreTarget } from './sync/manifest.ts';
 export type { Role, LeaseOptions, ReplicaOptions } from './config.ts';
 export type { RestoredFrom, RestoreEvent } from './sync/sync-controller.ts';
+export type { EncryptionOptions, KeyProvider } from './sync/chunks/encryption.ts';

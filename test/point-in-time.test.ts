@@ -84,7 +84,7 @@ test('restore: { at } picks the newest snapshot taken at or before that time', a
     return true;
   });
   assert.equal(existsSync(dbPath), false);
-  assert.ok((await store.readSmall(MANIFEST_KEY))!.body.equals(before));
+  assert.ok((await store.readSmall(MANIFEST_KEY))!.body.equals(before), 'manifest unchanged');
 });
 
 test('a roll-back never discards local commits the store has not seen, and bad targets are CONFIG errors', async () => {

@@ -27,7 +27,7 @@ async function seedBackup(store: SnapshotStore, name: string, rows = 5): Promise
   for (let i = 0; i < rows; i++) await db.insert(notes).values({ body: `good ${i}` });
   await db.$sync.close();
   const manifest = await store.readSmall(MANIFEST_KEY);
-  assert.ok(manifest);
+  assert.ok(manifest, 'a manifest was published');
   return manifest.body;
 }
 
@@ -111,7 +111,7 @@ describe('corrupt snapshots are never opened: restore falls back to the newest o
     assert.deepEqual(restored.skipped.map((s) => [s.seq, s.code]), [[latest.seq, 'SNAPSHOT_CORRUPT']]);
     const bodies = (await db.select().from(notes)).map((r) => r.body);
     assert.equal(bodies.length, 200, "the older snapshot's rows, not the corrupt one's");
-    assert.ok(!bodies.includes('newer'));
+    assert.ok(!bodies.includes('newer'), 'the newer rows are not there');
     assert.ok(errors.some((m) => /FAILED VERIFICATION/.test(m)), 'the skip is logged as an error');
     assert.ok(errors.some((m) => /RESTORED AN OLDER SNAPSHOT/.test(m)), 'the fallback is logged as an error');
     await db.$sync.close();

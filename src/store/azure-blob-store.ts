@@ -180,6 +180,11 @@ export function azureBlobStore(options: AzureBlobStoreOptions): SnapshotStore {
       }
     },
 
+    async uploadBuffer(key, body) {
+      const name = blobName(key);
+      await run('upload', key, (dog) => container.getBlockBlobClient(name).upload(body, body.length, { abortSignal: dog.signal }));
+    },
+
     async uploadFile(key, filePath, metadata) {
       const name = blobName(key);
       if (metadata) validateMetadata(metadata);
@@ -265,9 +270,10 @@ export function azureBlobStore(options: AzureBlobStoreOptions): SnapshotStore {
       return { bytes };
     },
 
-    async delete(key) {
+    async delete(key, condition) {
       const name = blobName(key);
-      await run('delete', key, (dog) => container.getBlobClient(name).deleteIfExists({ deleteSnapshots: 'include', abortSignal: dog.signal }));
+      const conditions = condition ? { ifUnmodifiedSince: condition.ifUnmodifiedSince } : undefined;
+      await run('delete', key, (dog) => container.getBlobClient(name).deleteIfExists({ deleteSnapshots: 'include', conditions, abortSignal: dog.signal }));
     },
 
     async list(listPrefix) {

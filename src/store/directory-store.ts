@@ -113,6 +113,7 @@ export function directoryStore(options: DirectoryStoreOptions): SnapshotStore {
 
   return {
     location: `file://${root}`,
+    timeResolutionMs: 1,
 
     async probe() {
       try {
@@ -162,6 +163,14 @@ export function directoryStore(options: DirectoryStoreOptions): SnapshotStore {
       });
     },
 
+    async uploadBuffer(key: string, body: Buffer) {
+      try {
+        await atomicWrite(pathOf(key), (tmp) => writeFile(tmp, body));
+      } catch (error) {
+        throw fsError(error, `write ${key} into ${root}`);
+      }
+    },
+
     async uploadFile(key: string, filePath: string) {
       try {
         await atomicWrite(pathOf(key), (tmp) => copyFile(filePath, tmp));
@@ -189,7 +198,13 @@ export function directoryStore(options: DirectoryStoreOptions): SnapshotStore {
       }
     },
 
-    async delete(key: string) {
+    async delete(key: string, condition?: { ifUnmodifiedSince: Date }) {
+      if (condition) {
+        const modified = await stat(pathOf(key)).then((st) => st.mtimeMs, () => undefined);
+        if (modified !== undefined && modified > condition.ifUnmodifiedSince.getTime()) {
+          throw new SyncError('CONFLICT', `${key} in ${root} was written again after ${condition.ifUnmodifiedSince.toISOString()}; not deleted.`);
+        }
+      }
       await rm(pathOf(key), { force: true });
     },
 

@@ -28,6 +28,9 @@ export interface SnapshotStore {
   /** Human-readable location for logs and error messages (never contains secrets). */
   readonly location: string;
 
+  /** Resolution of the store's last-modified times in ms (Azure: 1000). Conditional deletes allow for it. Default 1000. */
+  readonly timeResolutionMs?: number;
+
   /** Checks that the store exists and that we may read and write it. Throws a typed error naming the fix. */
   probe(): Promise<void>;
 
@@ -49,6 +52,9 @@ export interface SnapshotStore {
   /** Gives the lease up so another instance can take it at once; releasing a lease we lost is not an error. */
   releaseLease(key: string, leaseId: string): Promise<void>;
 
+  /** Uploads a small in-memory object (a chunk, an index) unconditionally. */
+  uploadBuffer(key: string, body: Buffer): Promise<void>;
+
   /** Uploads a local file as an immutable object; metadata values are plain ASCII strings. */
   uploadFile(key: string, filePath: string, metadata?: Record<string, string>): Promise<void>;
 
@@ -61,8 +67,11 @@ export interface SnapshotStore {
   /** Downloads an object to a local file (created or truncated). Throws `NOT_FOUND` when absent. */
   downloadToFile(key: string, filePath: string): Promise<{ bytes: number }>;
 
-  /** Deletes an object; deleting a missing object is not an error. */
-  delete(key: string): Promise<void>;
+  /**
+   * Deletes an object; deleting a missing object is not an error. With `ifUnmodifiedSince`, an object
+   * written after that time is kept and the call throws `CONFLICT` (a chunk uploaded again meanwhile).
+   */
+  delete(key: string, condition?: { ifUnmodifiedSince: Date }): Promise<void>;
 
   /** Lists objects whose key starts with `prefix`. */
   list(prefix: string): Promise<StoredObject[]>;

@@ -9,8 +9,12 @@ export interface SnapshotEntry {
   seq: number;
   /** Lineage id: a new one starts when a database starts without a backup to continue from. */
   generation: string;
-  /** Object key of the immutable snapshot blob, relative to the store prefix. */
+  /** Object key of the immutable snapshot blob (a chunked snapshot: its chunk index), relative to the store prefix. */
   key: string;
+  /** 'full': one compressed file. 'chunks': content-addressed chunks listed by the index at `key`. Default 'full'. */
+  kind?: 'full' | 'chunks';
+  /** Chunked snapshots under encryption: the key's public id (a different key is named as such on restore). */
+  keyId?: string;
   codec: Codec;
   /** Uncompressed database size and sha256: what restore verifies. */
   bytes: number;
@@ -29,6 +33,11 @@ export interface Manifest {
   seq: number;
   /** Newest first; `snapshots[0]` is the latest. */
   snapshots: SnapshotEntry[];
+  /**
+   * Chunks no retained snapshot references any more, with when that became so: deleted once older than
+   * the grace period (a reader that started from an older manifest may still be fetching them).
+   */
+  garbage?: Array<{ address: string; since: string }>;
 }
 
 export const EMPTY_MANIFEST: Manifest = { format: 1, generation: '', seq: 0, snapshots: [] };
@@ -65,8 +74,9 @@ export function applyRetention(snapshots: SnapshotEntry[], policy: RetentionPoli
   return snapshots.filter((s, i) => i === 0 || (i < policy.count && now - Date.parse(s.createdAt) <= policy.maxAgeMs));
 }
 
-export function snapshotKey(generation: string, seq: number, codec: Codec, nonce: string): string {
-  return `snapshots/${generation}/${String(seq).padStart(12, '0')}-${nonce}.${fileExtension(codec)}`;
+export function snapshotKey(generation: string, seq: number, codec: Codec | 'chunks', nonce: string): string {
+  const extension = codec === 'chunks' ? 'chunks.json' : fileExtension(codec);
+  return `snapshots/${generation}/${String(seq).padStart(12, '0')}-${nonce}.${extension}`;
 }
 
 export function encodeManifest(manifest: Manifest): Buffer {
@@ -102,5 +112,6 @@ export function decodeManifest(body: Buffer, location: string): Manifest {
     if (!ok) throw bad(`invalid snapshot entry ${JSON.stringify(s)}`);
   }
   if (m.snapshots.length > 0 && m.snapshots[0]!.seq !== m.seq) throw bad('seq does not match the latest snapshot');
+  if (m.garbage !== undefined && !(Array.isArray(m.garbage) && m.garbage.every((g) => typeof g?.address === 'string' && typeof g.since === 'string'))) throw bad('bad garbage list');
   return m as Manifest;
 }

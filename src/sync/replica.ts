@@ -3,6 +3,7 @@ import type { CountingClient } from '../client/counting-client.ts';
 import { errorMessage, isSyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
 import type { SnapshotStore } from '../store/store.ts';
+import type { ChunkKeys } from './chunks/encryption.ts';
 import type { WriterLease } from './lease.ts';
 import { latestSnapshot, type SnapshotEntry } from './manifest.ts';
 import { downloadFirstVerifying, installFile, readHead, type RemoteHead } from './restore.ts';
@@ -15,6 +16,7 @@ export interface FollowerOptions {
   log: SyncLogger;
   pollMs: number;
   client: CountingClient;
+  keys: ChunkKeys | undefined;
   /** Opens a fresh client on `dbPath` (same options as the first one). */
   openClient: () => Client;
   /** Role 'auto': try to take the writer lease on every poll. Absent for role 'replica'. */
@@ -102,7 +104,10 @@ export class ReplicaFollower {
     const local = this.#o.local();
     if (!latest || (local.seq === head.manifest.seq && local.generation === head.manifest.generation)) return;
     const started = performance.now();
-    const { entry } = await downloadFirstVerifying(this.#o.store, head.manifest.snapshots, this.#o.dbPath, this.#o.retry, this.#o.log, (path) => this.#swap(path));
+    const { entry } = await downloadFirstVerifying(this.#o.store, head.manifest.snapshots, this.#o.dbPath, this.#o.retry, this.#o.log, {
+      install: (path) => this.#swap(path),
+      keys: this.#o.keys,
+    });
     this.#o.onUpdate(entry, head, performance.now() - started);
   }
 

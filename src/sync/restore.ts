@@ -10,6 +10,9 @@ import { MANIFEST_KEY, decodeManifest, describeTarget, latestSnapshot, selectSna
 import { fingerprint, newGeneration, readLocalState, sameFingerprint, writeLocalState, type LocalState } from './local-state.ts';
 import { withRetry, type RetryPolicy } from './retry.ts';
 import { startWorkerJob, type WorkerSuccess } from './run-in-worker.ts';
+import { rootHash } from './chunks/chunk-codec.ts';
+import { chunkKey, decodeChunkIndex } from './chunks/chunk-index.ts';
+import { KEY_ENV, type ChunkKeys } from './chunks/encryption.ts';
 
 export type RestoreMode = 'required' | 'if-exists' | 'skip';
 
@@ -47,6 +50,7 @@ interface HydrateOptions {
   target?: RestoreTarget;
   retry: RetryPolicy;
   log: SyncLogger;
+  keys?: ChunkKeys | undefined;
 }
 
 export async function readHead(store: SnapshotStore, retry: RetryPolicy, log: SyncLogger): Promise<RemoteHead | null> {
@@ -149,7 +153,7 @@ export async function hydrate(options: HydrateOptions): Promise<HydrateResult> {
   }
 
   const candidates = rollback ? olderFrom(head.manifest, rollback, store.location) : head.manifest.snapshots;
-  const { entry, skipped, info } = await downloadFirstVerifying(store, candidates, dbPath, options.retry, log);
+  const { entry, skipped, info } = await downloadFirstVerifying(store, candidates, dbPath, options.retry, log, { keys: options.keys });
   // The local file continues from the store's head (seq), whichever snapshot it came from: the next
   // publish goes on top of the head, so a fallback or roll-back becomes the new latest.
   const restored: LocalState = {
@@ -202,12 +206,12 @@ export async function downloadFirstVerifying(
   dbPath: string,
   retry: RetryPolicy,
   log: SyncLogger,
-  install?: (verifiedPath: string) => void | Promise<void>,
+  options: DownloadOptions = {},
 ): Promise<{ entry: SnapshotEntry; skipped: SkippedSnapshot[]; info: { downloadMs: number; verifyMs: number } }> {
   const skipped: SkippedSnapshot[] = [];
   for (const entry of candidates) {
     try {
-      const info = await downloadSnapshot(store, entry, dbPath, retry, log, install);
+      const info = await downloadSnapshot(store, entry, dbPath, retry, log, options);
       if (skipped.length > 0) {
         log.error({ restoredSeq: entry.seq, skipped }, `RESTORED AN OLDER SNAPSHOT (seq ${entry.seq}): ${skipped.length} newer snapshot(s) failed verification`);
       }
@@ -224,6 +228,60 @@ export async function downloadFirstVerifying(
     `No snapshot in ${store.location} verifies (${skipped.map((s) => `seq ${s.seq}: ${s.code}`).join('; ')}). Nothing was restored; the store was not changed. ` +
       `Inspect them with \`npx drizzle-libsql-blob verify --all\`.`,
   );
+}
+
+export interface DownloadOptions {
+  /** Moves the verified file into place (default: rename over `dbPath`). */
+  install?: (verifiedPath: string) => void | Promise<void>;
+  /** Keys for encrypted chunked snapshots. */
+  keys?: ChunkKeys | undefined;
+}
+
+/** Chunks fetched at once: bounds memory (chunk size x this, plus the worker's queue) while keeping the pipe full. */
+const CHUNK_CONCURRENCY = 8;
+
+/**
+ * A chunked snapshot: the index, then every distinct chunk fetched in parallel and handed to a worker
+ * that verifies each against its address and writes it at its offsets, then runs quick_check.
+ */
+async function assembleInWorker(store: SnapshotStore, entry: SnapshotEntry, path: string, keys: ChunkKeys | undefined): Promise<WorkerSuccess> {
+  checkKey(entry, keys, store.location);
+  const body = await store.readSmall(entry.key);
+  if (!body) throw new SyncError('NOT_FOUND', `The chunk index ${entry.key} of snapshot seq ${entry.seq} is missing from ${store.location}.`);
+  const index = decodeChunkIndex(body.body, entry.key);
+  if (index.bytes !== entry.bytes || rootHash(index.bytes, index.chunkSize, index.chunks) !== entry.sha256) {
+    throw new SyncError('SNAPSHOT_CORRUPT', `The chunk index ${entry.key} does not match snapshot seq ${entry.seq} in the manifest (size or root hash).`);
+  }
+  const positions = new Map<string, number[]>();
+  index.chunks.forEach((address, i) => positions.set(address, [...(positions.get(address) ?? []), i]));
+  const job = startWorkerJob({ op: 'assemble', path, chunkSize: index.chunkSize, bytes: index.bytes, chunks: index.chunks, keys, label: entry.key, quickCheck: true });
+  try {
+    const queue = [...positions.entries()];
+    const fetchNext = async (): Promise<void> => {
+      for (let next = queue.shift(); next; next = queue.shift()) {
+        const [address, indexes] = next;
+        const chunk = await store.readSmall(chunkKey(address));
+        if (!chunk) throw new SyncError('NOT_FOUND', `Chunk ${address.slice(0, 16)}… of snapshot seq ${entry.seq} is missing from ${store.location}.`);
+        await job.send(chunk.body, indexes);
+      }
+    };
+    await Promise.all(Array.from({ length: CHUNK_CONCURRENCY }, fetchNext));
+    job.end();
+  } catch (error) {
+    await job.terminate();
+    throw error;
+  }
+  return job.result;
+}
+
+/** A wrong or missing key is a configuration problem, not corruption: never fall back past it. */
+function checkKey(entry: SnapshotEntry, keys: ChunkKeys | undefined, location: string): void {
+  if (entry.keyId && !keys) {
+    throw new SyncError('CONFIG', `Snapshot seq ${entry.seq} in ${location} is encrypted; configure its key (encryption.key or ${KEY_ENV}).`);
+  }
+  if (entry.keyId && keys && entry.keyId !== keys.keyId) {
+    throw new SyncError('CONFIG', `Wrong encryption key: snapshot seq ${entry.seq} in ${location} was encrypted with key id ${entry.keyId}, the configured key has id ${keys.keyId}.`);
+  }
 }
 
 /** The main thread downloads; a worker (started at once, in parallel) decodes, hashes and quick_checks. */
@@ -250,12 +308,14 @@ export async function downloadSnapshot(
   dbPath: string,
   retry: RetryPolicy,
   log: SyncLogger,
-  install: (verifiedPath: string) => void | Promise<void> = (verifiedPath) => installFile(verifiedPath, dbPath),
+  options: DownloadOptions = {},
 ): Promise<{ downloadMs: number; verifyMs: number }> {
   const restoredPath = `${dbPath}.restore-${randomBytes(4).toString('hex')}.db`;
+  const install = options.install ?? ((verifiedPath: string) => installFile(verifiedPath, dbPath));
   try {
     const t0 = performance.now();
-    const decoded = await withRetry(`download ${entry.key}`, () => streamIntoWorker(store, entry, restoredPath), retry, (m) => log.warn({ key: entry.key }, m));
+    const fetch = () => (entry.kind === 'chunks' ? assembleInWorker(store, entry, restoredPath, options.keys) : streamIntoWorker(store, entry, restoredPath));
+    const decoded = await withRetry(`download ${entry.key}`, fetch, retry, (m) => log.warn({ key: entry.key }, m));
     await install(restoredPath);
     return { downloadMs: performance.now() - t0 - decoded.secondStepMs, verifyMs: decoded.secondStepMs };
   } finally {

@@ -20,7 +20,7 @@ export type WorkerSuccess = Extract<WorkerReply, { ok: true }>;
 
 export interface WorkerJob {
   /** Resolves once the worker has room for more (at most MAX_IN_FLIGHT chunks queued). */
-  send(chunk: Buffer): Promise<void>;
+  send(chunk: Buffer, indexes?: number[]): Promise<void>;
   end(): void;
   /** Stops the worker (e.g. the download failed); `result` then rejects. */
   terminate(): Promise<void>;
@@ -31,19 +31,25 @@ export interface WorkerJob {
 export function startWorkerJob(request: WorkerRequest): WorkerJob {
   const worker = startWorker(request);
   let inFlight = 0;
-  let wake: (() => void) | undefined;
+  // Several senders may wait at once (parallel chunk downloads): wake them all, each re-checks.
+  let waiters: Array<() => void> = [];
+  const wake = () => {
+    const woken = waiters;
+    waiters = [];
+    for (const w of woken) w();
+  };
   let settled = false;
   const result = new Promise<WorkerSuccess>((resolve, reject) => {
     const settle = (fn: () => void) => {
       if (settled) return;
       settled = true;
-      wake?.();
+      wake();
       fn();
     };
     worker.on('message', (message: WorkerReply | WorkerAck) => {
       if ('ack' in message) {
         inFlight--;
-        wake?.();
+        wake();
         return;
       }
       settle(() => (message.ok ? resolve(message) : reject(new SyncError(message.code, message.message))));
@@ -53,14 +59,14 @@ export function startWorkerJob(request: WorkerRequest): WorkerJob {
   });
   result.catch(() => undefined); // the caller observes it; never an unhandled rejection meanwhile
   return {
-    async send(chunk: Buffer) {
-      while (inFlight >= MAX_IN_FLIGHT && !settled) await new Promise<void>((r) => (wake = r));
+    async send(chunk: Buffer, indexes?: number[]) {
+      while (inFlight >= MAX_IN_FLIGHT && !settled) await new Promise<void>((r) => waiters.push(r));
       if (settled) return; // the worker already failed or finished: `result` says why
       inFlight++;
       // Copy into a transferable buffer (store chunks may be views into shared pools).
       const copy = new Uint8Array(chunk.length);
       copy.set(chunk);
-      worker.postMessage({ chunk: copy } satisfies WorkerInput, [copy.buffer]);
+      worker.postMessage((indexes ? { chunk: copy, indexes } : { chunk: copy }) satisfies WorkerInput, [copy.buffer]);
     },
     end() {
       if (!settled) worker.postMessage({ end: true } satisfies WorkerInput);

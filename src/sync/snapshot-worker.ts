@@ -4,6 +4,8 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { open, unlink } from 'node:fs/promises';
+import { chunkAddress, decodeChunk, encodeChunk, rootHash } from './chunks/chunk-codec.ts';
+import { openPageImage } from './chunks/page-image.ts';
 import { pathToFileURL } from 'node:url';
 import { compressFile, decodeToFile, type CodecResult } from './codec.ts';
 import { SyncError } from '../errors.ts';
@@ -78,9 +80,11 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
       await unlink(request.rawPath).catch(() => undefined);
     }
   }
+  if (request.op === 'chunks') return snapshotChunks(request);
+  if (request.op === 'assemble') return assembleChunks(request);
   // 'restore': decode what the main thread downloads, as it arrives.
   const started = performance.now();
-  const decoded = await decodeToFile(inputChunks(), request.path, request.codec, request.label);
+  const decoded = await decodeToFile(inputBuffers(), request.path, request.codec, request.label);
   verifyAgainstManifest(request.label, decoded, request.expected);
   const decodedAt = performance.now();
   await quickCheck(request.path);
@@ -99,8 +103,95 @@ function verifyAgainstManifest(label: string, got: CodecResult, expected: { comp
   }
 }
 
+type ChunksRequest = Extract<WorkerRequest, { op: 'chunks' }>;
+type AssembleRequest = Extract<WorkerRequest, { op: 'assemble' }>;
+
+/** The page image in chunks: address each, and encode the ones the store does not have into the spool file. */
+async function snapshotChunks(request: ChunksRequest): Promise<WorkerReply> {
+  const started = performance.now();
+  const image = await openPageImage(libsql, request.dbPath, request.chunkSize);
+  const known = new Set(request.known);
+  const spool = await open(request.spoolPath, 'w');
+  const chunks: string[] = [];
+  const fresh: Array<{ address: string; offset: number; length: number }> = [];
+  let offset = 0;
+  let encodeMs = 0;
+  try {
+    for await (const { data } of image.chunks()) {
+      const address = chunkAddress(data, request.keys);
+      chunks.push(address);
+      if (known.has(address)) continue;
+      known.add(address); // the same content twice in one image is stored once
+      const t0 = performance.now();
+      const stored = encodeChunk(data, request.keys);
+      encodeMs += performance.now() - t0;
+      await spool.write(stored, 0, stored.length, offset);
+      fresh.push({ address, offset, length: stored.length });
+      offset += stored.length;
+    }
+  } finally {
+    await spool.close();
+    await image.close();
+  }
+  return {
+    ok: true,
+    pageSize: image.pageSize,
+    chunks,
+    fresh,
+    rawBytes: image.bytes,
+    compressedBytes: offset,
+    sha256: rootHash(image.bytes, request.chunkSize, chunks),
+    firstStepMs: performance.now() - started - encodeMs,
+    secondStepMs: encodeMs,
+  };
+}
+
+/** Chunks arrive in any order with the indexes they fill; each is verified before it is written. */
+async function assembleChunks(request: AssembleRequest): Promise<WorkerReply> {
+  const started = performance.now();
+  const { chunks, chunkSize, bytes, keys, label } = request;
+  const corrupt = (why: string) => new SyncError('SNAPSHOT_CORRUPT', `Snapshot ${label}: ${why}.`);
+  const file = await open(request.path, 'w');
+  const filled = new Set<number>();
+  let stored = 0;
+  try {
+    for await (const { data, indexes } of inputMessages()) {
+      if (!indexes || indexes.length === 0) throw corrupt('a chunk arrived without its position');
+      const address = chunks[indexes[0]!];
+      if (address === undefined) throw corrupt(`chunk index ${indexes[0]} is out of range`);
+      const plain = decodeChunk(data, address, keys, label);
+      stored += data.length;
+      for (const index of indexes) {
+        if (chunks[index] !== address) throw corrupt(`chunk index ${index} does not hold ${address.slice(0, 16)}…`);
+        const expected = Math.min(chunkSize, bytes - index * chunkSize);
+        if (plain.length !== expected) throw corrupt(`chunk ${index} is ${plain.length} bytes, expected ${expected}`);
+        await file.write(plain, 0, plain.length, index * chunkSize);
+        filled.add(index);
+      }
+    }
+    if (filled.size !== chunks.length) throw corrupt(`${chunks.length - filled.size} of ${chunks.length} chunks never arrived`);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  const assembledAt = performance.now();
+  if (request.quickCheck) await quickCheck(request.path);
+  return {
+    ok: true,
+    rawBytes: bytes,
+    compressedBytes: stored,
+    sha256: rootHash(bytes, chunkSize, chunks),
+    firstStepMs: assembledAt - started,
+    secondStepMs: performance.now() - assembledAt,
+  };
+}
+
+async function* inputBuffers(): AsyncGenerator<Buffer> {
+  for await (const { data } of inputMessages()) yield data;
+}
+
 /** Chunks posted by the main thread, acknowledged once consumed (the main thread bounds what is in flight). */
-async function* inputChunks(): AsyncGenerator<Buffer> {
+async function* inputMessages(): AsyncGenerator<{ data: Buffer; indexes: number[] | undefined }> {
   const queue: WorkerInput[] = [];
   let wake: (() => void) | undefined;
   parentPort!.on('message', (message: WorkerInput) => {
@@ -111,7 +202,7 @@ async function* inputChunks(): AsyncGenerator<Buffer> {
     while (queue.length === 0) await new Promise<void>((r) => (wake = r));
     const message = queue.shift()!;
     if ('end' in message) return;
-    yield Buffer.from(message.chunk.buffer, message.chunk.byteOffset, message.chunk.byteLength);
+    yield { data: Buffer.from(message.chunk.buffer, message.chunk.byteOffset, message.chunk.byteLength), indexes: message.indexes };
     parentPort!.postMessage({ ack: true } satisfies WorkerAck);
   }
 }

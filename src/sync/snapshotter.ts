@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import { SyncError, isSyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
 import type { SnapshotStore } from '../store/store.ts';
@@ -9,7 +9,13 @@ import type { WriterLease } from './lease.ts';
 import { MANIFEST_KEY, applyRetention, encodeManifest, latestSnapshot, snapshotKey, type Manifest, type RetentionPolicy, type SnapshotEntry } from './manifest.ts';
 import { readHead, type RemoteHead } from './restore.ts';
 import { withRetry, type RetryPolicy } from './retry.ts';
-import { runInWorker } from './run-in-worker.ts';
+import { runInWorker, type WorkerSuccess } from './run-in-worker.ts';
+import { CHUNK_PREFIX, chunkKey, decodeChunkIndex, encodeChunkIndex, type ChunkIndex } from './chunks/chunk-index.ts';
+import type { ChunkKeys } from './chunks/encryption.ts';
+import type { ChunksResult } from './worker-protocol.ts';
+
+/** Chunks uploaded at once: memory is chunk size x this. */
+const UPLOAD_CONCURRENCY = 4;
 
 export interface SnapshotInfo {
   seq: number;
@@ -35,6 +41,14 @@ interface SnapshotterOptions {
   log: SyncLogger;
   /** Every manifest write carries its id: the store refuses it once another instance holds the lease. */
   lease: WriterLease;
+  /** 'full': one compressed copy per snapshot. 'incremental': content-addressed chunks, only new ones uploaded. */
+  mode: 'full' | 'incremental';
+  /** Incremental: bytes per chunk (whole pages). */
+  chunkSize: number;
+  /** Incremental: encrypt chunks (AES-256-GCM) with these keys. */
+  keys: ChunkKeys | undefined;
+  /** Incremental: unreferenced chunks are deleted this long after they became unreferenced. */
+  gcGraceMs: number;
 }
 
 /**
@@ -46,6 +60,14 @@ export class Snapshotter {
   readonly #o: SnapshotterOptions;
   /** The store's head as we last saw or wrote it; undefined until read (restore: 'skip'). */
   #head: RemoteHead | null | undefined;
+  /** Chunk indexes read or written by this process (immutable, so cached by key). */
+  readonly #indexes = new Map<string, ChunkIndex>();
+  /** Garbage chunks deleted since the last publish (dropped from the next manifest's list). */
+  readonly #deletedGarbage = new Set<string>();
+  /** Garbage chunks found written again: their grace period starts over. */
+  readonly #remarked = new Map<string, string>();
+  /** Whether this process has listed the store's chunks for orphans yet. */
+  #swept = false;
 
   constructor(options: SnapshotterOptions, head: RemoteHead | null | undefined) {
     this.#o = options;
@@ -57,6 +79,7 @@ export class Snapshotter {
    *   that the roll-back happened (and a restart with the same target does not roll back again).
    */
   async snapshot(state: LocalState, rolledBackTo?: SnapshotEntry['rolledBackTo']): Promise<{ info: SnapshotInfo; entry: SnapshotEntry }> {
+    if (this.#o.mode === 'incremental') return this.#snapshotChunks(state, rolledBackTo);
     const { store, dbPath, codec, log } = this.#o;
     const started = performance.now();
     const tag = randomBytes(6).toString('hex');
@@ -95,7 +118,13 @@ export class Snapshotter {
       await withRetry(`upload ${key}`, () => store.uploadFile(key, outPath, metadata), this.#o.retry, (m) => log.warn({ key }, m));
       uploadedKey = key;
 
-      const manifest: Manifest = { format: 1, generation, seq, snapshots: applyRetention([entry, ...(head?.manifest.snapshots ?? [])], this.#o.retention) };
+      const manifest: Manifest = {
+        format: 1,
+        generation,
+        seq,
+        snapshots: applyRetention([entry, ...(head?.manifest.snapshots ?? [])], this.#o.retention),
+        ...(head?.manifest.garbage ? { garbage: head.manifest.garbage } : {}),
+      };
       const etag = await this.#publish(manifest, head);
       uploadedKey = undefined; // published: no longer ours to clean up
       const previous = head?.manifest.snapshots ?? [];
@@ -109,6 +138,162 @@ export class Snapshotter {
       await rm(rawPath, { force: true });
       await rm(outPath, { force: true });
       if (uploadedKey) await store.delete(uploadedKey).catch(() => undefined); // never referenced by a manifest
+    }
+  }
+
+  /**
+   * Incremental: the worker reads the live page image in one read transaction, addresses every chunk
+   * and encodes only those no retained snapshot has; they are uploaded, then the chunk index, then the
+   * manifest. Chunks that no retained snapshot references any more go on the manifest's garbage list
+   * and are deleted once older than the grace period.
+   */
+  async #snapshotChunks(state: LocalState, rolledBackTo: SnapshotEntry['rolledBackTo']): Promise<{ info: SnapshotInfo; entry: SnapshotEntry }> {
+    const { store, dbPath, log, retry, chunkSize, keys } = this.#o;
+    const started = performance.now();
+    const spoolPath = `${dbPath}.snap-${randomBytes(6).toString('hex')}.spool`;
+    let indexKey: string | undefined;
+    try {
+      const head = await this.#resolveHead(state);
+      const previous = head?.manifest.snapshots ?? [];
+      const sizes = await this.#knownChunks(previous);
+      const result = (await runInWorker({ op: 'chunks', dbPath, chunkSize, known: [...sizes.keys()], keys, spoolPath })) as WorkerSuccess & ChunksResult;
+      const at = new Date().toISOString();
+      const latest = head && latestSnapshot(head.manifest);
+      if (latest && latest.kind === 'chunks' && latest.sha256 === result.sha256 && !rolledBackTo) {
+        return {
+          entry: latest,
+          info: { seq: latest.seq, generation: latest.generation, key: latest.key, at, bytes: result.rawBytes, compressedBytes: 0, sha256: result.sha256, durationMs: performance.now() - started, uploaded: false, commits: 0 },
+        };
+      }
+
+      await this.#uploadFresh(spoolPath, result.fresh);
+      const fresh = new Map(result.fresh.map((f) => [f.address, f.length]));
+      const stored = result.chunks.map((a) => fresh.get(a) ?? sizes.get(a)!);
+      const seq = Math.max(head?.manifest.seq ?? 0, state.seq) + 1;
+      const generation = state.generation;
+      indexKey = snapshotKey(generation, seq, 'chunks', randomBytes(4).toString('hex'));
+      const index: ChunkIndex = { format: 1, bytes: result.rawBytes, pageSize: result.pageSize, chunkSize, chunks: result.chunks, stored, ...(keys ? { keyId: keys.keyId } : {}) };
+      await withRetry(`upload ${indexKey}`, () => store.uploadBuffer(indexKey!, encodeChunkIndex(index)), retry, (m) => log.warn({ key: indexKey }, m));
+      this.#indexes.set(indexKey, index);
+      const entry: SnapshotEntry = {
+        seq,
+        generation,
+        key: indexKey,
+        kind: 'chunks',
+        codec: 'lz4',
+        bytes: result.rawBytes,
+        sha256: result.sha256,
+        compressedBytes: stored.reduce((a, b) => a + b, 0),
+        createdAt: at,
+        ...(keys ? { keyId: keys.keyId } : {}),
+        ...(rolledBackTo ? { rolledBackTo } : {}),
+      };
+      const snapshots = applyRetention([entry, ...previous], this.#o.retention);
+      const garbage = await this.#garbage(head?.manifest, previous, snapshots, at);
+      const manifest: Manifest = { format: 1, generation, seq, snapshots, ...(garbage.length > 0 ? { garbage } : {}) };
+      const etag = await this.#publish(manifest, head);
+      indexKey = undefined; // published
+      this.#head = { etag, manifest };
+      this.#deletedGarbage.clear();
+      await this.#evict(previous, manifest);
+      await this.#collectGarbage(garbage);
+      return {
+        entry,
+        info: { seq, generation, key: entry.key, at, bytes: result.rawBytes, compressedBytes: result.compressedBytes, sha256: result.sha256, durationMs: performance.now() - started, uploaded: true, commits: 0 },
+      };
+    } finally {
+      await rm(spoolPath, { force: true });
+      if (indexKey) await store.delete(indexKey).catch(() => undefined); // never published
+    }
+  }
+
+  /** Address -> stored size of every chunk the retained chunked snapshots reference (what need not be uploaded again). */
+  async #knownChunks(entries: SnapshotEntry[]): Promise<Map<string, number>> {
+    const sizes = new Map<string, number>();
+    for (const entry of entries) {
+      const index = await this.#indexOf(entry).catch(() => undefined); // unreadable: its chunks are simply uploaded again
+      index?.chunks.forEach((address, i) => sizes.set(address, index.stored[i]!));
+    }
+    return sizes;
+  }
+
+  async #indexOf(entry: SnapshotEntry): Promise<ChunkIndex | undefined> {
+    if (entry.kind !== 'chunks') return undefined;
+    const cached = this.#indexes.get(entry.key);
+    if (cached) return cached;
+    const object = await withRetry(`read ${entry.key}`, () => this.#o.store.readSmall(entry.key), this.#o.retry, (m) => this.#o.log.warn({ key: entry.key }, m));
+    if (!object) return undefined;
+    const index = decodeChunkIndex(object.body, entry.key);
+    this.#indexes.set(entry.key, index);
+    return index;
+  }
+
+  /** New chunks, read back from the spool a few at a time (memory: chunk size x concurrency). */
+  async #uploadFresh(spoolPath: string, fresh: ChunksResult['fresh']): Promise<void> {
+    const { store, retry, log } = this.#o;
+    const file = await open(spoolPath, 'r');
+    try {
+      const queue = [...fresh];
+      const next = async (): Promise<void> => {
+        for (let item = queue.shift(); item; item = queue.shift()) {
+          const body = Buffer.alloc(item.length);
+          await file.read(body, 0, item.length, item.offset);
+          const key = chunkKey(item.address);
+          await withRetry(`upload ${key}`, () => store.uploadBuffer(key, body), retry, (m) => log.warn({ key }, m));
+        }
+      };
+      await Promise.all(Array.from({ length: UPLOAD_CONCURRENCY }, next));
+    } finally {
+      await file.close();
+    }
+  }
+
+  /**
+   * The next garbage list: what it was (minus chunks referenced again or already deleted), plus chunks
+   * only the dropped snapshots referenced, plus (once per process) chunks no manifest references at all
+   * (left by a snapshot that died before publishing).
+   */
+  async #garbage(manifest: Manifest | undefined, previous: SnapshotEntry[], retained: SnapshotEntry[], now: string): Promise<NonNullable<Manifest['garbage']>> {
+    const referenced = new Set<string>();
+    for (const entry of retained) for (const address of (await this.#indexOf(entry).catch(() => undefined))?.chunks ?? []) referenced.add(address);
+    const next = new Map<string, string>();
+    for (const g of manifest?.garbage ?? []) {
+      if (!referenced.has(g.address) && !this.#deletedGarbage.has(g.address)) next.set(g.address, this.#remarked.get(g.address) ?? g.since);
+    }
+    const kept = new Set(retained.map((e) => e.key));
+    for (const dropped of previous) {
+      if (kept.has(dropped.key)) continue;
+      for (const address of (await this.#indexOf(dropped).catch(() => undefined))?.chunks ?? []) if (!referenced.has(address) && !next.has(address)) next.set(address, now);
+    }
+    if (!this.#swept) {
+      this.#swept = true;
+      const listed = await this.#o.store.list(CHUNK_PREFIX).catch(() => []);
+      for (const object of listed) {
+        const address = object.key.slice(CHUNK_PREFIX.length);
+        if (!referenced.has(address) && !next.has(address)) next.set(address, now);
+      }
+    }
+    this.#remarked.clear();
+    return [...next].map(([address, since]) => ({ address, since }));
+  }
+
+  /**
+   * Deletes garbage past the grace period. Conditional on the chunk not having been written since it
+   * became garbage, so a chunk uploaded again meanwhile (by anyone) survives. Best effort.
+   */
+  async #collectGarbage(garbage: NonNullable<Manifest['garbage']>): Promise<void> {
+    const due = garbage.filter((g) => Date.now() - Date.parse(g.since) >= this.#o.gcGraceMs);
+    for (const g of due) {
+      // Last-Modified is coarse (Azure: seconds): a chunk written in the same tick it became garbage is kept (and re-marked).
+      const resolution = this.#o.store.timeResolutionMs ?? 1000;
+      const ifUnmodifiedSince = new Date(Math.floor(Date.parse(g.since) / resolution) * resolution - resolution);
+      try {
+        await this.#o.store.delete(chunkKey(g.address), { ifUnmodifiedSince });
+        this.#deletedGarbage.add(g.address);
+      } catch (error) {
+        if (isSyncError(error, 'CONFLICT')) this.#remarked.set(g.address, new Date().toISOString());
+        else this.#o.log.warn({ address: g.address, error: String(error) }, 'could not delete an unreferenced chunk');
+      }
     }
   }
 

@@ -1,5 +1,6 @@
 import type { Codec, CodecResult } from './codec.ts';
 import type { SyncErrorCode } from '../errors.ts';
+import type { ChunkKeys } from './chunks/encryption.ts';
 
 export type WorkerRequest =
   /** VACUUM INTO, then compress and hash. */
@@ -8,10 +9,25 @@ export type WorkerRequest =
    * Decode compressed chunks streamed in as `WorkerInput` messages into `path`, hashing as it goes,
    * then verify sizes and sha256 against the manifest and run PRAGMA quick_check. The main thread only downloads, so network and decoding overlap.
    */
-  | { op: 'restore'; path: string; codec: Codec; label: string; expected: { compressedBytes: number; bytes: number; sha256: string } };
+  | { op: 'restore'; path: string; codec: Codec; label: string; expected: { compressedBytes: number; bytes: number; sha256: string } }
+  /**
+   * Read the live database's page image in one read transaction, split it into chunks, address each,
+   * and encode (compress, seal) into `spoolPath` those whose address is not in `known`.
+   */
+  | { op: 'chunks'; dbPath: string; chunkSize: number; known: string[]; keys: ChunkKeys | undefined; spoolPath: string }
+  /** Write chunks streamed in (any order, each with its indexes) into `path`, verifying each, then quick_check. */
+  | { op: 'assemble'; path: string; chunkSize: number; bytes: number; chunks: string[]; keys: ChunkKeys | undefined; label: string; quickCheck: boolean };
 
-/** Messages to a 'restore' worker: chunks in order, then the end. */
-export type WorkerInput = { chunk: Uint8Array } | { end: true };
+/** Messages to a 'restore' worker: chunks in order (an 'assemble' worker: with the indexes they fill), then the end. */
+export type WorkerInput = { chunk: Uint8Array; indexes?: number[] } | { end: true };
+
+/** What a 'chunks' snapshot found: every chunk's address and stored size, and where the new ones are in the spool. */
+export interface ChunksResult extends CodecResult {
+  pageSize: number;
+  chunks: string[];
+  /** Stored (encoded) size of each new chunk, by address. */
+  fresh: Array<{ address: string; offset: number; length: number }>;
+}
 
 /** The worker acknowledges every chunk so the main thread can bound what is in flight. */
 export type WorkerAck = { ack: true };
@@ -19,4 +35,5 @@ export type WorkerAck = { ack: true };
 export type WorkerReply =
   /** Steps: snapshot = VACUUM INTO, then compress + hash; restore = decode + hash + verify, then quick_check. */
   | ({ ok: true; firstStepMs: number; secondStepMs: number } & CodecResult)
+  | ({ ok: true; firstStepMs: number; secondStepMs: number } & ChunksResult)
   | { ok: false; code: SyncErrorCode; message: string };

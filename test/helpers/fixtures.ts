@@ -35,7 +35,7 @@ export async function open(dbPath: string, store: SnapshotStore, overrides: Part
   return db;
 }
 
-type DataCall = 'probe' | 'readSmall' | 'writeSmall' | 'uploadFile' | 'download' | 'downloadToFile' | 'delete' | 'list';
+type DataCall = 'probe' | 'readSmall' | 'writeSmall' | 'uploadBuffer' | 'uploadFile' | 'download' | 'downloadToFile' | 'delete' | 'list';
 type LeaseCall = 'acquireLease' | 'renewLease' | 'releaseLease';
 export type StoreCalls = Record<DataCall | LeaseCall, number>;
 const LEASE_CALLS: readonly string[] = ['acquireLease', 'renewLease', 'releaseLease'] satisfies LeaseCall[];
@@ -45,7 +45,7 @@ const LEASE_CALLS: readonly string[] = ['acquireLease', 'renewLease', 'releaseLe
  * writer lease's acquire/renew/release are counted in `calls` but not in `total()`.
  */
 export function countingStore(inner: SnapshotStore): SnapshotStore & { calls: StoreCalls; total(): number } {
-  const calls: StoreCalls = { probe: 0, readSmall: 0, writeSmall: 0, uploadFile: 0, download: 0, downloadToFile: 0, delete: 0, list: 0, acquireLease: 0, renewLease: 0, releaseLease: 0 };
+  const calls: StoreCalls = { probe: 0, readSmall: 0, writeSmall: 0, uploadBuffer: 0, uploadFile: 0, download: 0, downloadToFile: 0, delete: 0, list: 0, acquireLease: 0, renewLease: 0, releaseLease: 0 };
   const wrap =
     <K extends keyof StoreCalls>(name: K) =>
     (...args: unknown[]) => {
@@ -54,11 +54,13 @@ export function countingStore(inner: SnapshotStore): SnapshotStore & { calls: St
     };
   return {
     location: inner.location,
+    ...(inner.timeResolutionMs === undefined ? {} : { timeResolutionMs: inner.timeResolutionMs }),
     calls,
     total: () => Object.entries(calls).reduce((sum, [name, n]) => (LEASE_CALLS.includes(name) ? sum : sum + n), 0),
     probe: wrap('probe') as SnapshotStore['probe'],
     readSmall: wrap('readSmall') as SnapshotStore['readSmall'],
     writeSmall: wrap('writeSmall') as SnapshotStore['writeSmall'],
+    uploadBuffer: wrap('uploadBuffer') as SnapshotStore['uploadBuffer'],
     uploadFile: wrap('uploadFile') as SnapshotStore['uploadFile'],
     download: wrap('download') as SnapshotStore['download'],
     downloadToFile: wrap('downloadToFile') as SnapshotStore['downloadToFile'],
