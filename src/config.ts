@@ -132,8 +132,8 @@ export function resolveSyncConfig(input: {
   }
   const role = input.role ?? 'auto';
   if (!['auto', 'writer', 'replica'].includes(role)) throw new SyncError('CONFIG', `role must be 'auto', 'writer' or 'replica'; got ${JSON.stringify(role)}.`);
-  const leaseDurationSec = positive('lease.durationSec', input.lease?.durationSec, 30, 15);
-  if (leaseDurationSec > 60 || !Number.isInteger(leaseDurationSec)) {
+  const leaseDurationSec = input.lease?.durationSec ?? 30;
+  if (typeof leaseDurationSec !== 'number' || !Number.isInteger(leaseDurationSec) || leaseDurationSec < 15 || leaseDurationSec > 60) {
     throw new SyncError('CONFIG', `lease.durationSec must be a whole number of seconds from 15 to 60 (Azure's bounds); got ${leaseDurationSec}.`);
   }
   const s = input.snapshot ?? {};

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { createClient, type Client, type Config as LibsqlConfig } from '@libsql/client';
 import type { DrizzleConfig } from 'drizzle-orm';
 import { drizzle as drizzleLibsql, type LibSQLDatabase } from 'drizzle-orm/libsql';
@@ -107,7 +107,10 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
     log,
     onLost: (error) => (controller ? controller.leaseLost(error) : (lostEarly = error)),
   });
-  const isWriter = lease && resolved.role !== 'replica' ? await takeLease(lease, resolved.role, dbPath, store) : false;
+  removeLeftovers(dbPath);
+  // 'required' must not write anything to a store that holds no backup (a wrong prefix would get an empty manifest).
+  const createManifest = resolved.restore !== 'required';
+  const isWriter = lease && resolved.role !== 'replica' ? await takeLease(lease, resolved.role, dbPath, store, createManifest) : false;
   if (!isWriter && resolved.restoreTarget) {
     await lease?.release();
     throw new SyncError('LEASE_HELD', `A point-in-time restore needs the writer lease, and another instance holds it on ${store.location}: stop the writer first.`);
@@ -147,6 +150,7 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
         chunkSize: resolved.chunkSize,
         keys,
         gcGraceMs: resolved.gcGraceMs,
+        beforePublish: (entry) => sync.notePublishing(entry),
       },
       head,
     );
@@ -234,9 +238,9 @@ function leaseIdFor(dbPath: string, store: SnapshotStore): string {
 }
 
 /** Writer: the lease or LEASE_HELD. Auto: the lease if free, else a replica (unless the local file holds unsaved commits). */
-async function takeLease(lease: WriterLease, role: 'auto' | 'writer', dbPath: string, store: SnapshotStore): Promise<boolean> {
+async function takeLease(lease: WriterLease, role: 'auto' | 'writer', dbPath: string, store: SnapshotStore, createManifest: boolean): Promise<boolean> {
   try {
-    await lease.acquire();
+    await lease.acquire({ createManifest });
     return true;
   } catch (error) {
     if (!isSyncError(error, 'LEASE_HELD')) throw error;
@@ -258,5 +262,13 @@ async function takeLease(lease: WriterLease, role: 'auto' | 'writer', dbPath: st
       );
     }
     return false;
+  }
+}
+
+/** Temp files a killed process left beside the database (snapshot copies, spools, half-restored files). */
+function removeLeftovers(dbPath: string): void {
+  const prefix = basename(dbPath);
+  for (const name of readdirSync(dirname(dbPath))) {
+    if (name.startsWith(`${prefix}.snap-`) || name.startsWith(`${prefix}.restore-`)) rmSync(join(dirname(dbPath), name), { force: true });
   }
 }

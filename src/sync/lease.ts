@@ -39,11 +39,17 @@ export class WriterLease {
    * leased). Throws `LEASE_HELD` while another instance holds it. Re-taking our own unexpired lease
    * (same id, e.g. after a crash and restart on the same disk) succeeds at once.
    */
-  async acquire(): Promise<void> {
+  async acquire(options: { createManifest?: boolean } = {}): Promise<void> {
     try {
       await this.#store.acquireLease(MANIFEST_KEY, this.id, this.#durationSec);
     } catch (error) {
       if (!isSyncError(error, 'NOT_FOUND')) throw error;
+      if (options.createManifest === false) {
+        throw new SyncError(
+          'NO_BACKUP',
+          `restore: 'required' but ${this.#store.location} holds no ${MANIFEST_KEY} (nothing was written there); check the container and prefix, or use restore: 'if-exists' for a first deploy.`,
+        );
+      }
       await this.#store.writeSmall(MANIFEST_KEY, encodeManifest(EMPTY_MANIFEST), { ifNoneMatch: '*' }).catch((e: unknown) => {
         if (!isSyncError(e, 'CONFLICT')) throw e; // another instance created it first: fine, now race for the lease
       });

@@ -24,6 +24,11 @@ export interface LocalState {
   fingerprint: FileFingerprint | null;
   /** The writer lease id this file's writer used: a restart on the same disk re-takes its own lease at once. */
   leaseId?: string | undefined;
+  /**
+   * Written just before a manifest publish: if the process dies after the manifest landed but before
+   * `seq` was updated here, the next start recognizes the store's latest snapshot as this file's own.
+   */
+  publishing?: { seq: number; key: string } | undefined;
 }
 
 export function statePath(dbPath: string): string {

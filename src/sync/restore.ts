@@ -110,6 +110,17 @@ export async function hydrate(options: HydrateOptions): Promise<HydrateResult> {
     return done({ state: fresh, head, restoredFrom: null, pending, action: localExists ? 'kept-local' : 'fresh' });
   }
 
+  // Died between publishing and recording it: the store's latest snapshot is this very file's.
+  const ownPublish = state?.publishing && state.publishing.seq === head.manifest.seq && state.publishing.key === latest.key;
+  if (state && ownPublish) {
+    log.info({ dbPath, seq: head.manifest.seq }, 'the last run published this snapshot but stopped before recording it; continuing from it');
+    state.seq = head.manifest.seq;
+    state.generation = head.manifest.generation;
+    state.dirty = true; // commits may have followed the snapshot; an unchanged file uploads nothing
+    state.fingerprint = null;
+  }
+  if (state) state.publishing = undefined;
+
   const rollback = options.target && !alreadyRolledBack(head.manifest, options.target) ? options.target : undefined;
   if (options.target && !rollback) log.info({ target: describeTarget(options.target) }, 'point-in-time restore already done (the manifest records it); continuing from the latest snapshot');
 

@@ -14,6 +14,9 @@ import { CHUNK_PREFIX, chunkKey, decodeChunkIndex, encodeChunkIndex, type ChunkI
 import type { ChunkKeys } from './chunks/encryption.ts';
 import type { ChunksResult } from './worker-protocol.ts';
 
+/** Unpublished snapshot objects younger than this may belong to an upload in flight. */
+const ORPHAN_MIN_AGE_MS = 3_600_000;
+
 /** Chunks uploaded at once: memory is chunk size x this. */
 const UPLOAD_CONCURRENCY = 4;
 
@@ -49,6 +52,8 @@ interface SnapshotterOptions {
   keys: ChunkKeys | undefined;
   /** Incremental: unreferenced chunks are deleted this long after they became unreferenced. */
   gcGraceMs: number;
+  /** Called just before the manifest write, so a crash right after it can be recognized at the next start. */
+  beforePublish: (entry: SnapshotEntry) => void;
 }
 
 /**
@@ -68,6 +73,8 @@ export class Snapshotter {
   readonly #remarked = new Map<string, string>();
   /** Whether this process has listed the store's chunks for orphans yet. */
   #swept = false;
+  /** Whether this process has swept unpublished snapshot objects yet. */
+  #sweptSnapshots = false;
 
   constructor(options: SnapshotterOptions, head: RemoteHead | null | undefined) {
     this.#o = options;
@@ -125,11 +132,13 @@ export class Snapshotter {
         snapshots: applyRetention([entry, ...(head?.manifest.snapshots ?? [])], this.#o.retention),
         ...(head?.manifest.garbage ? { garbage: head.manifest.garbage } : {}),
       };
+      this.#o.beforePublish(entry);
       const etag = await this.#publish(manifest, head);
       uploadedKey = undefined; // published: no longer ours to clean up
       const previous = head?.manifest.snapshots ?? [];
       this.#head = { etag, manifest };
       await this.#evict(previous, manifest);
+      await this.#sweepOrphans(manifest);
       return {
         entry,
         info: { seq, generation, key, at, bytes: copy.rawBytes, compressedBytes: copy.compressedBytes, sha256: copy.sha256, durationMs: performance.now() - started, uploaded: true, commits: 0 },
@@ -191,11 +200,13 @@ export class Snapshotter {
       const snapshots = applyRetention([entry, ...previous], this.#o.retention);
       const garbage = await this.#garbage(head?.manifest, previous, snapshots, at);
       const manifest: Manifest = { format: 1, generation, seq, snapshots, ...(garbage.length > 0 ? { garbage } : {}) };
+      this.#o.beforePublish(entry);
       const etag = await this.#publish(manifest, head);
       indexKey = undefined; // published
       this.#head = { etag, manifest };
       this.#deletedGarbage.clear();
       await this.#evict(previous, manifest);
+      await this.#sweepOrphans(manifest);
       await this.#collectGarbage(garbage);
       return {
         entry,
@@ -339,6 +350,24 @@ export class Snapshotter {
           `Restart it to continue from the newer snapshot.`,
         { cause: error },
       );
+    }
+  }
+
+  /**
+   * Once per process: snapshot objects no manifest entry references (uploaded by a run that died
+   * before publishing) are deleted, if older than an hour so an upload still in flight elsewhere is
+   * never touched. Best effort.
+   */
+  async #sweepOrphans(manifest: Manifest): Promise<void> {
+    if (this.#sweptSnapshots) return;
+    this.#sweptSnapshots = true;
+    const referenced = new Set(manifest.snapshots.map((s) => s.key));
+    try {
+      for (const object of await this.#o.store.list('snapshots/')) {
+        if (!referenced.has(object.key) && Date.now() - object.lastModified.getTime() > ORPHAN_MIN_AGE_MS) await this.#o.store.delete(object.key);
+      }
+    } catch (error) {
+      this.#o.log.warn({ error: String(error) }, 'could not sweep unpublished snapshot objects');
     }
   }
 

@@ -184,6 +184,12 @@ export class SyncController implements CommitHooks, SyncHandle {
     this.#events.emit('replica-update', { seq: entry.seq, generation: entry.generation, bytes: entry.bytes, durationMs });
   }
 
+  /** Recorded before the manifest write (see LocalState.publishing). */
+  notePublishing(entry: SnapshotEntry): void {
+    this.#state = { ...this.#state, publishing: { seq: entry.seq, key: entry.key } };
+    writeLocalState(this.#o.dbPath, this.#state);
+  }
+
   /** The store position the local file holds. */
   localPosition(): { seq: number; generation: string } {
     return { seq: this.#state.seq, generation: this.#state.generation };
@@ -337,7 +343,7 @@ export class SyncController implements CommitHooks, SyncHandle {
         this.#covered = commitsAtStart;
         if (coversStartup) this.#dirtyAtStart = false;
         const stillDirty = this.#commits > commitsAtStart;
-        this.#state = { ...this.#state, seq: entry.seq, generation: entry.generation, dirty: stillDirty, fingerprint: null };
+        this.#state = { ...this.#state, seq: entry.seq, generation: entry.generation, dirty: stillDirty, fingerprint: null, publishing: undefined };
         writeLocalState(this.#o.dbPath, this.#state);
         const result = { ...info, commits: covered };
         this.#lastSnapshot = result;
