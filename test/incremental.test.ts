@@ -158,7 +158,7 @@ test('encryption: the store holds ciphertext only; the right key restores, a wro
   }
 });
 
-test('garbage collection: unreferenced chunks are deleted after the grace period, referenced ones never, even with reads racing the writer', async () => {
+test('garbage collection: unreferenced chunks are deleted once past the grace period (0 here), referenced ones never, with concurrent snapshots and reads racing the writer', async () => {
   const store = directoryStore({ dir: join(dir.path, 'gc', 'store') });
   const db = await open(join(dir.path, 'gc', 'a.db'), store, incremental({ retain: 2, gcGraceMs: 0 }));
   await fill(db, 3_000, 'base');
@@ -178,7 +178,14 @@ test('garbage collection: unreferenced chunks are deleted after the grace period
 
   for (let round = 0; round < 12; round++) {
     await db.run(sql`UPDATE notes SET body = 'round ${sql.raw(String(round))} ' || hex(randomblob(60)) WHERE id % 7 = ${round % 7}`);
-    await db.$sync.flush();
+    // Snapshots asked for concurrently, with a commit between them: they queue, none collects what another needs.
+    await Promise.all([
+      db.$sync.flush(),
+      (async () => {
+        await db.run(sql`UPDATE notes SET body = 'again ' || hex(randomblob(60)) WHERE id % 11 = ${round % 11}`);
+        await db.$sync.flush();
+      })(),
+    ]);
     const manifest = await manifestOf(store);
     const needed = await referenced(store, manifest);
     const present = await storedChunks(store);

@@ -14,6 +14,7 @@ import { dirname, resolve } from 'node:path';
 import { SyncError } from '../errors.ts';
 import { fingerprint, removeLocalState, writeLocalState } from '../sync/local-state.ts';
 import { downloadSnapshot } from '../sync/restore.ts';
+import { resolveChunkKeys } from '../sync/chunks/encryption.ts';
 import type { SnapshotSelector } from './args.ts';
 import type { CliContext } from './context.ts';
 import { formatBytes, formatDuration } from './format.ts';
@@ -44,7 +45,8 @@ export async function restore(ctx: CliContext, options: RestoreOptions): Promise
 
   mkdirSync(dirname(target), { recursive: true });
   const started = performance.now();
-  const timing = await downloadSnapshot(progressStore(ctx, [entry!]), entry!, target, CLI_RETRY, out.log);
+  // Encrypted incremental snapshots: the key comes from SNAPSHOT_ENCRYPTION_KEY, as for the app.
+  const timing = await downloadSnapshot(progressStore(ctx, [entry!]), entry!, target, CLI_RETRY, out.log, { keys: await resolveChunkKeys(undefined) });
   removeLocalState(target);
   if (isDatabase && isLatest) {
     writeLocalState(target, { format: 1, store: ctx.store.location, generation: manifest.generation, seq: manifest.seq, dirty: false, fingerprint: fingerprint(target) });

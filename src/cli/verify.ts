@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { errorMessage, findSyncError } from '../errors.ts';
 import type { SnapshotEntry } from '../sync/manifest.ts';
 import { downloadSnapshot } from '../sync/restore.ts';
+import { resolveChunkKeys } from '../sync/chunks/encryption.ts';
 import type { SnapshotSelector } from './args.ts';
 import type { CliContext } from './context.ts';
 import { formatBytes, formatDuration, table } from './format.ts';
@@ -78,7 +79,7 @@ async function drill(ctx: CliContext, store: CliContext['store'], entry: Snapsho
   const started = performance.now();
   const base = { seq: entry.seq, createdAt: entry.createdAt, key: entry.key, bytes: entry.bytes };
   try {
-    await downloadSnapshot(store, entry, path, CLI_RETRY, ctx.out.log);
+    await downloadSnapshot(store, entry, path, CLI_RETRY, ctx.out.log, { keys: await resolveChunkKeys(undefined) });
     return { ...base, ok: true, durationMs: performance.now() - started, error: null };
   } catch (error) {
     const code = findSyncError(error)?.code ?? 'ERROR';
