@@ -110,7 +110,13 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   removeLeftovers(dbPath);
   // 'required' must not write anything to a store that holds no backup (a wrong prefix would get an empty manifest).
   const createManifest = resolved.restore !== 'required';
-  const isWriter = lease && resolved.role !== 'replica' ? await takeLease(lease, resolved.role, dbPath, store, createManifest) : false;
+  const isWriter =
+    lease && resolved.role !== 'replica'
+      ? await takeLease(lease, resolved.role, dbPath, store, createManifest).catch((error: unknown) => {
+          restoreFailed(error); // the start failed before any restore could run
+          throw error;
+        })
+      : false;
   if (!isWriter && resolved.restoreTarget) {
     await lease?.release();
     throw new SyncError('LEASE_HELD', `A point-in-time restore needs the writer lease, and another instance holds it on ${store.location}: stop the writer first.`);
