@@ -227,3 +227,32 @@ test('within the grace period unreferenced chunks are listed as garbage but kept
   for (const address of firstChunks) assert.ok(present.has(address), 'the first snapshot is still fully restorable from its chunks');
   for (const address of present) assert.ok(needed.has(address) || garbage.has(address), 'nothing stored is unaccounted for');
 });
+
+test('a replica catching up downloads only the chunks that changed', async () => {
+  const inner = directoryStore({ dir: join(dir.path, 'delta', 'store') });
+  const chunkReads: string[] = [];
+  const store: SnapshotStore = {
+    ...inner,
+    readSmall: (key) => {
+      if (key.startsWith(CHUNK_PREFIX)) chunkReads.push(key);
+      return inner.readSmall(key);
+    },
+  };
+  const writer = await open(join(dir.path, 'delta', 'w.db'), inner, incremental());
+  await fill(writer, 20_000, 'row');
+  await writer.$sync.flush();
+  const replica = await drizzle({ connection: { url: `file:${join(dir.path, 'delta', 'r.db')}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica', replica: { pollMs: 50 }, snapshot: { mode: 'incremental' } });
+  const full = chunkReads.length;
+  assert.ok(full > 20, `the first restore fetched every chunk (${full})`);
+
+  await writer.update(notes).set({ body: 'changed on the writer' }).where(sql`id = 15000`);
+  const updated = new Promise<void>((resolve) => replica.$sync.once('replica-update', () => resolve()));
+  const info = await writer.$sync.flush();
+  await updated;
+  const delta = chunkReads.length - full;
+  assert.ok(delta >= 1 && delta <= 4, `catch-up fetched ${delta} chunks of ${full}`);
+  assert.equal((await replica.select().from(notes)).find((r) => r.id === 15_000)?.body, 'changed on the writer');
+  assert.equal(replica.$sync.status().localSeq, info!.seq);
+  await replica.$sync.close();
+  await writer.$sync.close();
+});

@@ -107,6 +107,7 @@ export class ReplicaFollower {
     const { entry } = await downloadFirstVerifying(this.#o.store, head.manifest.snapshots, this.#o.dbPath, this.#o.retry, this.#o.log, {
       install: (path) => this.#swap(path),
       keys: this.#o.keys,
+      base: this.#o.dbPath, // the replica's file holds the previous snapshot: fetch only what changed
     });
     this.#o.onUpdate(entry, head, performance.now() - started);
   }

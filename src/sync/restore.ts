@@ -164,7 +164,9 @@ export async function hydrate(options: HydrateOptions): Promise<HydrateResult> {
   }
 
   const candidates = rollback ? olderFrom(head.manifest, rollback, store.location) : head.manifest.snapshots;
-  const { entry, skipped, info } = await downloadFirstVerifying(store, candidates, dbPath, options.retry, log, { keys: options.keys });
+  // A local file being replaced may hold most chunks of the snapshot already (a restart on the same disk).
+  const base = localExists ? dbPath : undefined;
+  const { entry, skipped, info } = await downloadFirstVerifying(store, candidates, dbPath, options.retry, log, { keys: options.keys, ...(base ? { base } : {}) });
   // The local file continues from the store's head (seq), whichever snapshot it came from: the next
   // publish goes on top of the head, so a fallback or roll-back becomes the new latest.
   const restored: LocalState = {
@@ -246,6 +248,11 @@ export interface DownloadOptions {
   install?: (verifiedPath: string) => void | Promise<void>;
   /** Keys for encrypted chunked snapshots. */
   keys?: ChunkKeys | undefined;
+  /**
+   * A local file that may already hold most of a chunked snapshot (a replica's current database): its
+   * chunks that verify against the snapshot's addresses are kept, only the others are downloaded.
+   */
+  base?: string;
 }
 
 /** Chunks fetched at once: bounds memory (chunk size x this, plus the worker's queue) while keeping the pipe full. */
@@ -255,7 +262,7 @@ const CHUNK_CONCURRENCY = 8;
  * A chunked snapshot: the index, then every distinct chunk fetched in parallel and handed to a worker
  * that verifies each against its address and writes it at its offsets, then runs quick_check.
  */
-async function assembleInWorker(store: SnapshotStore, entry: SnapshotEntry, path: string, keys: ChunkKeys | undefined): Promise<WorkerSuccess> {
+async function assembleInWorker(store: SnapshotStore, entry: SnapshotEntry, path: string, keys: ChunkKeys | undefined, base: string | undefined): Promise<WorkerSuccess> {
   checkKey(entry, keys, store.location);
   const body = await store.readSmall(entry.key);
   if (!body) throw new SyncError('NOT_FOUND', `The chunk index ${entry.key} of snapshot seq ${entry.seq} is missing from ${store.location}.`);
@@ -263,10 +270,12 @@ async function assembleInWorker(store: SnapshotStore, entry: SnapshotEntry, path
   if (index.bytes !== entry.bytes || rootHash(index.bytes, index.chunkSize, index.chunks) !== entry.sha256) {
     throw new SyncError('SNAPSHOT_CORRUPT', `The chunk index ${entry.key} does not match snapshot seq ${entry.seq} in the manifest (size or root hash).`);
   }
-  const positions = new Map<string, number[]>();
-  index.chunks.forEach((address, i) => positions.set(address, [...(positions.get(address) ?? []), i]));
-  const job = startWorkerJob({ op: 'assemble', path, chunkSize: index.chunkSize, bytes: index.bytes, chunks: index.chunks, keys, label: entry.key, quickCheck: true });
+  const useBase = base !== undefined && existsSync(base);
+  const job = startWorkerJob({ op: 'assemble', path, chunkSize: index.chunkSize, bytes: index.bytes, chunks: index.chunks, keys, label: entry.key, quickCheck: true, ...(useBase ? { base } : {}) });
   try {
+    const need = useBase ? await job.needed : index.chunks.map((_, i) => i);
+    const positions = new Map<string, number[]>();
+    for (const i of need) positions.set(index.chunks[i]!, [...(positions.get(index.chunks[i]!) ?? []), i]);
     const queue = [...positions.entries()];
     const fetchNext = async (): Promise<void> => {
       for (let next = queue.shift(); next; next = queue.shift()) {
@@ -325,7 +334,7 @@ export async function downloadSnapshot(
   const install = options.install ?? ((verifiedPath: string) => installFile(verifiedPath, dbPath));
   try {
     const t0 = performance.now();
-    const fetch = () => (entry.kind === 'chunks' ? assembleInWorker(store, entry, restoredPath, options.keys) : streamIntoWorker(store, entry, restoredPath));
+    const fetch = () => (entry.kind === 'chunks' ? assembleInWorker(store, entry, restoredPath, options.keys, options.base) : streamIntoWorker(store, entry, restoredPath));
     const decoded = await withRetry(`download ${entry.key}`, fetch, retry, (m) => log.warn({ key: entry.key }, m));
     await install(restoredPath);
     return { downloadMs: performance.now() - t0 - decoded.secondStepMs, verifyMs: decoded.secondStepMs };

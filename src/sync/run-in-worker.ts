@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { SyncError } from '../errors.ts';
-import type { WorkerAck, WorkerInput, WorkerReply, WorkerRequest } from './worker-protocol.ts';
+import type { WorkerAck, WorkerInput, WorkerNeed, WorkerReply, WorkerRequest } from './worker-protocol.ts';
 
 // From dist/ the worker is the compiled .js beside this file. From .ts sources (tsx), worker threads
 // do not inherit tsx's loader on Node 20, so a tiny bootstrap registers it first.
@@ -25,6 +25,8 @@ export interface WorkerJob {
   /** Stops the worker (e.g. the download failed); `result` then rejects. */
   terminate(): Promise<void>;
   readonly result: Promise<WorkerSuccess>;
+  /** 'assemble' with a base: the chunk indexes the worker still needs (rejects if it fails first). */
+  readonly needed: Promise<number[]>;
 }
 
 /** Starts a worker thread for one request; for 'restore' the caller streams input into it. */
@@ -39,6 +41,8 @@ export function startWorkerJob(request: WorkerRequest): WorkerJob {
     for (const w of woken) w();
   };
   let settled = false;
+  let gotNeed: (need: number[]) => void = () => {};
+  const needed = new Promise<number[]>((resolve) => (gotNeed = resolve));
   const result = new Promise<WorkerSuccess>((resolve, reject) => {
     const settle = (fn: () => void) => {
       if (settled) return;
@@ -46,7 +50,11 @@ export function startWorkerJob(request: WorkerRequest): WorkerJob {
       wake();
       fn();
     };
-    worker.on('message', (message: WorkerReply | WorkerAck) => {
+    worker.on('message', (message: WorkerReply | WorkerAck | WorkerNeed) => {
+      if ('need' in message) {
+        gotNeed(message.need);
+        return;
+      }
       if ('ack' in message) {
         inFlight--;
         wake();
@@ -58,6 +66,8 @@ export function startWorkerJob(request: WorkerRequest): WorkerJob {
     worker.once('exit', (code) => settle(() => reject(new SyncError('SNAPSHOT_FAILED', `Snapshot worker exited with code ${code} before replying.`))));
   });
   result.catch(() => undefined); // the caller observes it; never an unhandled rejection meanwhile
+  const neededOrDone = Promise.race([needed, result.then(() => [])]);
+  neededOrDone.catch(() => undefined); // only awaited by 'assemble' jobs with a base
   return {
     async send(chunk: Buffer, indexes?: number[]) {
       while (inFlight >= MAX_IN_FLIGHT && !settled) await new Promise<void>((r) => waiters.push(r));
@@ -75,6 +85,7 @@ export function startWorkerJob(request: WorkerRequest): WorkerJob {
       await worker.terminate();
     },
     result,
+    needed: neededOrDone,
   };
 }
 

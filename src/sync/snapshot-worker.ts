@@ -3,13 +3,13 @@
  * on the app's event loop (VACUUM INTO on the main thread froze writes for 2.7 s on a 450 MB file).
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { open, unlink } from 'node:fs/promises';
+import { copyFile, open, unlink, writeFile } from 'node:fs/promises';
 import { chunkAddress, decodeChunk, encodeChunk, rootHash } from './chunks/chunk-codec.ts';
-import { openPageImage } from './chunks/page-image.ts';
+import { canonicalizeHeaderBytes, openPageImage } from './chunks/page-image.ts';
 import { pathToFileURL } from 'node:url';
 import { compressFile, decodeToFile, type CodecResult } from './codec.ts';
 import { SyncError } from '../errors.ts';
-import type { WorkerAck, WorkerInput, WorkerRequest, WorkerReply } from './worker-protocol.ts';
+import type { WorkerAck, WorkerInput, WorkerNeed, WorkerRequest, WorkerReply } from './worker-protocol.ts';
 
 // Only the local-file driver, and loading starts at once without blocking: a restore decodes while it loads.
 const libsql = import('@libsql/client/sqlite3');
@@ -151,8 +151,9 @@ async function assembleChunks(request: AssembleRequest): Promise<WorkerReply> {
   const started = performance.now();
   const { chunks, chunkSize, bytes, keys, label } = request;
   const corrupt = (why: string) => new SyncError('SNAPSHOT_CORRUPT', `Snapshot ${label}: ${why}.`);
-  const file = await open(request.path, 'w');
-  const filled = new Set<number>();
+  const filled = request.base ? await keepFromBase(request) : new Set<number>();
+  if (request.base) parentPort!.postMessage({ need: chunks.map((_, i) => i).filter((i) => !filled.has(i)) } satisfies WorkerNeed);
+  const file = await open(request.path, request.base ? 'r+' : 'w');
   let stored = 0;
   try {
     for await (const { data, indexes } of inputMessages()) {
@@ -184,6 +185,39 @@ async function assembleChunks(request: AssembleRequest): Promise<WorkerReply> {
     firstStepMs: assembledAt - started,
     secondStepMs: performance.now() - assembledAt,
   };
+}
+
+/**
+ * Copies the base file to the target and returns the chunk indexes whose bytes there already have the
+ * snapshot's address (each one hashed: nothing is trusted unverified). The file is cut to size.
+ */
+async function keepFromBase(request: AssembleRequest): Promise<Set<number>> {
+  const { chunks, chunkSize, bytes, keys } = request;
+  const kept = new Set<number>();
+  try {
+    await copyFile(request.base!, request.path);
+  } catch {
+    await writeFile(request.path, ''); // no usable base: everything is downloaded
+    return kept;
+  }
+  const file = await open(request.path, 'r+');
+  try {
+    const buffer = Buffer.alloc(chunkSize);
+    for (let i = 0; i < chunks.length; i++) {
+      const length = Math.min(chunkSize, bytes - i * chunkSize);
+      const { bytesRead } = await file.read(buffer, 0, length, i * chunkSize);
+      const data = buffer.subarray(0, length);
+      if (i === 0 && bytesRead >= 100) canonicalizeHeaderBytes(data);
+      if (bytesRead === length && chunkAddress(data, keys) === chunks[i]) {
+        kept.add(i);
+        if (i === 0) await file.write(data, 0, length, 0); // keep the canonical header that matched
+      }
+    }
+    await file.truncate(bytes);
+  } finally {
+    await file.close();
+  }
+  return kept;
 }
 
 async function* inputBuffers(): AsyncGenerator<Buffer> {

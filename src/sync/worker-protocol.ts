@@ -16,7 +16,15 @@ export type WorkerRequest =
    */
   | { op: 'chunks'; dbPath: string; chunkSize: number; known: string[]; keys: ChunkKeys | undefined; spoolPath: string }
   /** Write chunks streamed in (any order, each with its indexes) into `path`, verifying each, then quick_check. */
-  | { op: 'assemble'; path: string; chunkSize: number; bytes: number; chunks: string[]; keys: ChunkKeys | undefined; label: string; quickCheck: boolean };
+  /**
+   * With `base` (a local file, e.g. the replica's current database), the worker first copies it and
+   * keeps every chunk whose content already has the right address, then says which indexes it still
+   * needs (`WorkerNeed`): a catch-up downloads only what changed.
+   */
+  | { op: 'assemble'; path: string; chunkSize: number; bytes: number; chunks: string[]; keys: ChunkKeys | undefined; label: string; quickCheck: boolean; base?: string };
+
+/** An 'assemble' worker with a base: the chunk indexes it still needs. */
+export type WorkerNeed = { need: number[] };
 
 /** Messages to a 'restore' worker: chunks in order (an 'assemble' worker: with the indexes they fill), then the end. */
 export type WorkerInput = { chunk: Uint8Array; indexes?: number[] } | { end: true };

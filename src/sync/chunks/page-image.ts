@@ -55,7 +55,7 @@ export async function openPageImage(libsql: Promise<LibsqlModule>, dbPath: strin
           const { bytesRead } = await file.read(data, 0, data.length, offset);
           if (bytesRead !== data.length) throw new Error(`short read at page ${first} of ${dbPath}`);
         }
-        if (index === 0) canonicalizeHeader(data);
+        if (index === 0) canonicalizeHeaderBytes(data);
         yield { index, data };
       }
     }
@@ -95,7 +95,7 @@ async function walPages(walPath: string): Promise<Set<number>> {
  * Bookkeeping bytes that change without a change of content (see the full snapshot's header fix):
  * constant values make an unchanged database's first chunk hash the same.
  */
-function canonicalizeHeader(page1: Buffer): void {
+export function canonicalizeHeaderBytes(page1: Buffer): void {
   page1.writeUInt8(1, 18);
   page1.writeUInt8(1, 19);
   page1.writeUInt32BE(1, 24);
