@@ -51,6 +51,12 @@ async function ensureBuild(): Promise<string> {
 
 export const LIB_KIND: 'dist' | 'source' = process.env.BENCH_LIB === 'source' ? 'source' : 'dist';
 /** Identifies the library code measured (src/ may hold uncommitted changes). */
-export const LIB_SRC_HASH = srcHash();
-const lib = (LIB_KIND === 'source' ? await import('../src/index.ts') : await import(await ensureBuild())) as typeof Lib;
+export const LIB_SRC_HASH = process.env.BENCH_LIB_SRC_HASH ?? srcHash();
+/**
+ * The module the library is imported from. Child processes of a benchmark (bench/incremental.ts) get
+ * their parent's in BENCH_LIB_URL (and BENCH_LIB_SRC_HASH), so they measure the very same build even
+ * when src/ changes while the run goes on.
+ */
+export const LIB_URL = process.env.BENCH_LIB_URL ?? (LIB_KIND === 'source' ? new URL('../src/index.ts', import.meta.url).href : await ensureBuild());
+const lib = (await import(LIB_URL)) as typeof Lib;
 export const { drizzle, directoryStore, azureBlobStore } = lib;

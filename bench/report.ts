@@ -6,6 +6,7 @@ import type { LitestreamResult } from './litestream.ts';
 import { API_P99_BUDGET_MS, type ApiResult } from './api.ts';
 import { P99_BUDGET_MS, type QueryResult } from './queries.ts';
 import { fmtBytes, fmtMs, fmtRatio, markdownTable, median, passFail, ratio, svgChart, type ChartGroup } from './stats.ts';
+import { incrementalChecks, renderIncremental, type IncrementalResult } from './incremental.ts';
 import { MAX_WRITE_GAP_MS, SNAPSHOT_P99_FACTOR, WRITE_OVERHEAD_TARGET, type LoadStats, type SnapshotLoadResult, type WriteResult } from './writes.ts';
 
 export interface SizeResult {
@@ -20,6 +21,8 @@ export interface SizeResult {
   snapshot?: SnapshotLoadResult;
   azure?: AzureResult;
   litestream?: LitestreamResult | { error: string };
+  /** Full vs incremental snapshots vs Litestream after a 1% update (bench/incremental.ts). */
+  incremental?: IncrementalResult | { error: string };
 }
 
 export interface Check {
@@ -88,6 +91,7 @@ export function computeChecks(run: Omit<RunResult, 'checks'>): Check[] {
       }
       if (a.underLoad) checks.push(...loadChecks(s.label, a.underLoad));
     }
+    if (s.incremental && !('error' in s.incremental)) checks.push(...incrementalChecks(s.label, s.incremental));
   }
   for (const r of run.api?.routes ?? []) {
     checks.push({ name: `API ${r.route} p99 (${r.phase})`, size: run.api!.size, value: `${fmtMs(r.latency.p99)} ms`, target: `≤ ${API_P99_BUDGET_MS} ms`, pass: r.latency.p99 <= API_P99_BUDGET_MS && r.errors === 0, gating: true });
@@ -205,6 +209,7 @@ export function renderMarkdown(run: RunResult): string {
     const d = run.durability;
     out.push('', '## 5. Commit to durable', '', `${d.burst} single-row updates, then the time from the last commit to the 'snapshot' event (manifest published on Azurite), debounceMs ${d.debounceMs} (maxCommits raised above the burst, so the debounce path is what is measured), ${d.size}: ${d.latenciesMs.map(fmtMs).join(', ')} ms (snapshot itself ${d.snapshotMs.map(fmtMs).join(', ')} ms).`);
   }
+  if (run.sizes.some((s) => s.incremental)) out.push(renderIncremental(run.sizes));
   return out.join('\n') + '\n';
 }
 

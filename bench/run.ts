@@ -2,7 +2,7 @@
  * Benchmarks that prove sub-200 ms queries (and measure what the sync costs), runnable in CI.
  *
  *   node --conditions=source --import tsx bench/run.ts [--ci] [--sizes 10k,100k,1m] [--iterations N]
- *        [--only queries,writes,snapshot,azure,litestream,durability,api] [--artificial-delay-ms N] [--out bench/results]
+ *        [--only queries,writes,snapshot,azure,litestream,durability,api,incremental] [--artificial-delay-ms N] [--out bench/results]
  *
  * --ci = sizes 10k,100k and fewer iterations (a few minutes on 2 cores, datasets included).
  * Writes latest.json, latest.md and latest.svg to --out and prints the tables. Exits 1 when a query
@@ -27,8 +27,9 @@ import { explainPlans, makeParams, runQueries } from './queries.ts';
 import { computeChecks, renderMarkdown, renderSvg, type RunResult, type SizeResult } from './report.ts';
 import { runUnderSnapshot, runWrites } from './writes.ts';
 import { runApi } from './api.ts';
+import { DEFAULT_CHUNK_SIZE, runIncremental } from './incremental.ts';
 
-const PHASES = ['queries', 'writes', 'snapshot', 'azure', 'litestream', 'durability', 'api'] as const;
+const PHASES = ['queries', 'writes', 'snapshot', 'azure', 'litestream', 'durability', 'api', 'incremental'] as const;
 type Phase = (typeof PHASES)[number];
 
 const { values } = parseArgs({
@@ -39,19 +40,30 @@ const { values } = parseArgs({
     only: { type: 'string' },
     'artificial-delay-ms': { type: 'string', default: '0' },
     out: { type: 'string', default: fileURLToPath(new URL('./results/', import.meta.url)) },
+    /** Phase 'incremental': chunk sizes measured end to end on Azurite (the default one gets all reps, the others 1). */
+    'incr-chunk-sizes': { type: 'string' },
   },
 });
 const ci = values.ci!;
 const sizes = (values.sizes ?? (ci ? '10k,100k' : '10k,100k,1m')).split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
 const iterations = Number(values.iterations ?? (ci ? 200 : 500));
 const delayMs = Number(values['artificial-delay-ms']);
-const phases = new Set<Phase>(values.only ? (values.only.split(',').map((p) => p.trim()) as Phase[]) : PHASES);
+// 'incremental' (full vs incremental snapshots vs Litestream, issue 6) is part of the full run only: see CI_PHASES.
+const CI_PHASES = PHASES.filter((p) => p !== 'incremental');
+const phases = new Set<Phase>(values.only ? (values.only.split(',').map((p) => p.trim()) as Phase[]) : ci ? CI_PHASES : PHASES);
 for (const p of phases) if (!PHASES.includes(p)) throw new Error(`--only: unknown phase ${JSON.stringify(p)} (use ${PHASES.join(', ')})`);
 if (!Number.isInteger(iterations) || iterations < 1) throw new Error('--iterations must be a positive integer');
 if (!Number.isFinite(delayMs) || delayMs < 0) throw new Error('--artificial-delay-ms must be >= 0');
 const cfg = ci
-  ? { writesPerDriver: 300, flushes: 2, idleMs: 1_500, reps: 2, durabilityReps: 2, apiSeconds: 3 }
-  : { writesPerDriver: 1_000, flushes: 3, idleMs: 3_000, reps: 3, durabilityReps: 3, apiSeconds: 8 };
+  ? { writesPerDriver: 300, flushes: 2, idleMs: 1_500, reps: 2, durabilityReps: 2, apiSeconds: 3, incrReps: 1, incrChunkSizes: [DEFAULT_CHUNK_SIZE], incrProfileChunkSizes: [DEFAULT_CHUNK_SIZE] }
+  : { writesPerDriver: 1_000, flushes: 3, idleMs: 3_000, reps: 3, durabilityReps: 3, apiSeconds: 8, incrReps: 3, incrChunkSizes: [DEFAULT_CHUNK_SIZE, 256 << 10], incrProfileChunkSizes: [64 << 10, 256 << 10, DEFAULT_CHUNK_SIZE, 4 << 20] };
+// 64 KiB end to end costs minutes at 1M on Azurite (~10k blob requests per whole-database upload): profiled by default, measured on request.
+const parseChunk = (s: string): number => {
+  const m = /^(\d+)\s*(k|kib|m|mib)?$/i.exec(s.trim());
+  if (!m) throw new Error(`--incr-chunk-sizes: cannot parse ${JSON.stringify(s)} (use e.g. 64k,256k,1m)`);
+  return Number(m[1]) * (m[2]?.toLowerCase().startsWith('m') ? 1 << 20 : m[2] ? 1 << 10 : 1);
+};
+if (values['incr-chunk-sizes']) cfg.incrChunkSizes = values['incr-chunk-sizes'].split(',').map(parseChunk);
 const LOAD_MIN_ROWS = 100_000;
 
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
@@ -81,7 +93,7 @@ let api: RunResult['api'];
 let azurite: Azurite | undefined;
 
 try {
-  const needAzure = phases.has('azure') || phases.has('litestream') || phases.has('durability');
+  const needAzure = phases.has('azure') || phases.has('litestream') || phases.has('durability') || phases.has('incremental');
   if (needAzure) azurite = await startAzurite();
   const litestream = phases.has('litestream') ? await ensureLitestream().catch((e: unknown) => ({ error: `cannot install or run @flydotio/litestream-linux-x64: ${(e as Error).message}` })) : undefined;
 
@@ -140,6 +152,10 @@ try {
     if (litestream && azurite) {
       log(`[${label}] litestream`);
       s.litestream = 'error' in litestream ? litestream : await runLitestream(litestream.bin, litestream.version, azurite, dataset, work, label, ids[0]!).catch((e: unknown) => ({ error: (e as Error).message }));
+    }
+    if (phases.has('incremental') && azurite) {
+      log(`[${label}] incremental vs full snapshots vs Litestream, ${cfg.incrReps} reps`);
+      s.incremental = await runIncremental(azurite, dataset, work, label, { reps: cfg.incrReps, restoreReps: cfg.incrReps, chunkSizes: cfg.incrChunkSizes, profileChunkSizes: cfg.incrProfileChunkSizes, litestream: process.platform === 'linux' && process.arch === 'x64' }, log).catch((e: unknown) => ({ error: (e as Error).stack ?? String(e) }));
     }
     await rm(work, { recursive: true, force: true });
   }

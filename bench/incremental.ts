@@ -1,0 +1,919 @@
+/**
+ * Phase 'incremental' (issue 6): full vs incremental snapshots vs Litestream v0.3.13, side by side in
+ * one run, on Azurite, after 1% of the documents are updated through our drizzle().
+ *
+ * For every configuration (full, and incremental at each chunk size) a base snapshot of the dataset is
+ * taken once; the local file, its sidecar and the store are then rolled back to that base before every
+ * repetition, so each repetition measures the same change from the same starting point:
+ *   1. a child process opens the base copy with our drizzle() (snapshots only on flush()),
+ *   2. incremental only: updates one of the rows and flushes (the process's first snapshot also lists the
+ *      store for orphans and reads the base index: a once-per-process cost kept out of the measurement,
+ *      reported as "first snapshot in a process"); full mode applies the same update without a flush,
+ *   3. updates the rest of the 1% in batches of 500:
+ *        UPDATE documents SET updated_at = ?, content = json_set(content, '$.rev', ?) WHERE id IN (...)
+ *   4. measures `db.$sync.flush()`: wall and CPU time, SnapshotInfo, the objects it wrote (listing the
+ *      container before and after) and the peak RSS above the idle process (VmHWM after resetting it
+ *      through /proc/self/clear_refs, and a 20 ms rss sampler as a cross-check).
+ * Two workloads: (a) 'recent' = the 1% most recently created documents (contiguous rowids; the realistic
+ * "recent rows change" pattern, the one judged), (b) 'random' = 1% chosen uniformly (informational).
+ * Restores run in child processes too (drizzle() on an empty path), next to the raw baseline: every
+ * distinct chunk blob of the same snapshot downloaded with the SDK at concurrency 8 into memory, no
+ * decoding. Litestream replicates a copy of the same file to the same Azurite; the same two updates are
+ * applied to it and the WAL segments it uploads for them are counted, then its restore is timed.
+ *
+ * The module is also the child's entry point (BENCH_INCR_CHILD=1, one job over IPC).
+ */
+import { fork, spawn } from 'node:child_process';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
+import { createClient } from '@libsql/client';
+import Database from 'better-sqlite3';
+import { eq, sql } from 'drizzle-orm';
+import { azureBlobStore, LIB_SRC_HASH, LIB_URL, type BlobDatabase, type SnapshotOptions } from './lib.ts';
+import { documents } from '../schema/documents.ts';
+import { TRANSFER_RATIO_TARGET } from './azure.ts';
+import { EPOCH_MS, mulberry32, type Dataset } from './dataset.ts';
+import { copyDb, NO_AUTO_SNAPSHOT, openOurs, sleep, type Schema } from './drivers.ts';
+import { ensureLitestream } from './litestream.ts';
+import type { Check } from './report.ts';
+import { fmtBytes, fmtMs, fmtRatio, markdownTable, median, passFail, ratio } from './stats.ts';
+
+/** Targets of issue 6. */
+export const INCR_BYTES_TARGET = 0.05;
+export const INCR_WALL_TARGET = 0.25;
+export const RESTORE_RAW_TARGET = TRANSFER_RATIO_TARGET;
+export const MEMORY_TARGET_BYTES = 128 * 2 ** 20;
+/** The library's default chunk size (src/config.ts); the checks are judged on it. */
+export const DEFAULT_CHUNK_SIZE = 1 << 20;
+export const UPDATE_FRACTION = 0.01;
+const BATCH = 500;
+const RAW_CONCURRENCY = 8;
+/** Deterministic new values, later than every row of the dataset, so every repetition writes the same bytes. */
+const UPDATED_AT = EPOCH_MS + 400 * 86_400_000;
+const REV = 1;
+const CONTAINER = 'incr';
+const LS_CONTAINER = 'litestream-incr';
+
+export type Workload = 'recent' | 'random';
+export const WORKLOADS: readonly Workload[] = ['recent', 'random'];
+
+export interface Memory {
+  /** RSS of the child process right before the operation (after gc). */
+  idleRss: number;
+  /** Peak RSS during the operation: VmHWM after a reset through /proc/self/clear_refs, else the sampled peak. */
+  peakRss: number;
+  /** Highest process.memoryUsage.rss() seen by a 20 ms sampler (a cross-check). */
+  sampledPeakRss: number;
+  method: 'VmHWM' | 'sampled';
+}
+
+export interface Upload {
+  /** Everything written to the store by the measured snapshot (chunks + index or snapshot file + manifest). */
+  total: number;
+  chunks: number;
+  chunkBytes: number;
+  /** The chunk index (incremental) or the compressed snapshot file (full). */
+  snapshotObjectBytes: number;
+  manifestBytes: number;
+}
+
+export interface SnapshotRun extends Memory {
+  workload: Workload | 'base';
+  wallMs: number;
+  cpuMs: number;
+  /** SnapshotInfo of the measured flush(). */
+  durationMs: number;
+  bytes: number;
+  compressedBytes: number;
+  uploaded: boolean;
+  upload: Upload;
+  /** Applying the update through our drizzle() (all batches but the first row). */
+  updateMs: number;
+  /** Incremental: the process's first snapshot (one row changed), not part of the measurement. */
+  firstSnapshotMs: number;
+}
+
+export interface RestoreRun extends Memory {
+  /** drizzle() on an empty path: probe, lease, download + verify + assemble, quick_check, open. */
+  hydrateMs: number;
+  firstQueryMs: number;
+  /** From the 'restored database from snapshot' log line: download (incl. verify and assembly) and quick_check. */
+  downloadMs: number;
+  verifyMs: number;
+  cpuMs: number;
+}
+
+export interface RawRun extends Memory {
+  wallMs: number;
+  cpuMs: number;
+  bytes: number;
+  blobs: number;
+}
+
+export interface ConfigResult {
+  name: string;
+  mode: 'full' | 'incremental';
+  chunkSize?: number;
+  base: SnapshotRun;
+  runs: SnapshotRun[];
+  restores: RestoreRun[];
+  raws: RawRun[];
+  /** Objects of the base snapshot: chunks (incremental) or 1 file. */
+  baseObjects: number;
+  /** Listing the base's chunk blobs once (what the first snapshot of a process adds for its orphan sweep). */
+  listChunksMs?: number;
+}
+
+export interface LitestreamIncr {
+  version: string;
+  /** Snapshot + WAL segments after the initial sync (before the update). */
+  baseBytes: number;
+  /** Per workload, applied one after the other (random on top of recent): new WAL segment bytes. */
+  updates: { workload: Workload; bytes: number; segments: number; commitToUploadedMs: number; updateMs: number }[];
+  restoreMs: number;
+  restoreCpuMs: number;
+  restoreMaxRss: number;
+  restoredBytes: number;
+}
+
+/**
+ * Where the time of an incremental snapshot goes: the library's own page reader (openPageImage) and chunk
+ * codec, imported from the build under test and run step by step in one thread over the same update, with
+ * the known chunks computed from the base file (no store needed, so any chunk size is cheap to try).
+ */
+export interface ProfileRun {
+  chunkSize: number;
+  workload: Workload;
+  chunks: number;
+  freshChunks: number;
+  /** Encoded (lz4) bytes of the new chunks: what the snapshot uploads besides its index and the manifest. */
+  freshBytes: number;
+  /** JSON chunk index of this snapshot (uploaded with every snapshot). */
+  indexBytes: number;
+  walPages: number;
+  /** Chunks read through sqlite_dbpage (a page of theirs has a WAL frame, or lies beyond the file). */
+  dbpageChunks: number;
+  fileReadMs: number;
+  dbpageReadMs: number;
+  hashMs: number;
+  encodeMs: number;
+  /** openPageImage's close (PRAGMA wal_checkpoint(PASSIVE)). */
+  closeMs: number;
+  /** Uploading the new chunks at concurrency 4 (the library's), measured on up to `uploadedChunks` and scaled. */
+  uploadMs: number;
+  uploadedChunks: number;
+  /** The same WAL pages read one by one (`WHERE pgno = ?`, which the vtab serves by seek) instead of by chunk ranges. */
+  dbpageEqMs: number;
+}
+
+export interface IncrementalResult {
+  rows: number;
+  dbBytes: number;
+  updatedRows: number;
+  reps: number;
+  restoreReps: number;
+  configs: ConfigResult[];
+  litestream?: LitestreamIncr | { error: string };
+  profiles: ProfileRun[];
+  elapsedMs: number;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Child side
+
+type Job =
+  | { kind: 'snapshot'; dbPath: string; conn: string; prefix: string; snapshot: SnapshotOptions; idsFile?: string; warmup: boolean; workload: Workload | 'base' }
+  | { kind: 'restore'; dbPath: string; conn: string; prefix: string; probeId: string }
+  | { kind: 'raw'; conn: string; names: string[]; concurrency: number; blockSize?: number }
+  | { kind: 'profile'; dbPath: string; basePath: string; chunkSize: number; idsFile: string; workload: Workload; conn: string; prefix: string; maxUploads: number };
+
+type JobResult = SnapshotRun | RestoreRun | RawRun | ProfileRun;
+
+const statusBytes = (field: string): number => {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+};
+
+/** Measures peak RSS over `fn` relative to the process right before it. */
+async function measured<T>(fn: () => Promise<T>): Promise<[T, Memory & { wallMs: number; cpuMs: number }]> {
+  (globalThis as { gc?: () => void }).gc?.();
+  await sleep(50);
+  const idleRss = process.memoryUsage.rss();
+  let method: Memory['method'] = 'VmHWM';
+  try {
+    writeFileSync('/proc/self/clear_refs', '5'); // resets VmHWM to the current RSS (Linux >= 4.0)
+  } catch {
+    method = 'sampled';
+  }
+  let sampledPeakRss = idleRss;
+  const sampler = setInterval(() => (sampledPeakRss = Math.max(sampledPeakRss, process.memoryUsage.rss())), 20);
+  const cpu = process.cpuUsage();
+  const t0 = performance.now();
+  try {
+    const value = await fn();
+    const wallMs = performance.now() - t0;
+    const c = process.cpuUsage(cpu);
+    sampledPeakRss = Math.max(sampledPeakRss, process.memoryUsage.rss());
+    const hwm = method === 'VmHWM' ? statusBytes('VmHWM') : NaN;
+    const peakRss = Number.isFinite(hwm) ? hwm : sampledPeakRss;
+    return [value, { wallMs, cpuMs: (c.user + c.system) / 1000, idleRss, peakRss, sampledPeakRss, method: Number.isFinite(hwm) ? 'VmHWM' : 'sampled' }];
+  } finally {
+    clearInterval(sampler);
+  }
+}
+
+async function applyUpdate(db: BlobDatabase<Schema>, ids: readonly string[]): Promise<void> {
+  for (let i = 0; i < ids.length; i += BATCH) {
+    const batch = ids.slice(i, i + BATCH);
+    await db.run(sql`UPDATE documents SET updated_at = ${UPDATED_AT}, content = json_set(content, '$.rev', ${REV}) WHERE id IN (${sql.join(batch.map((id) => sql`${id}`), sql`, `)})`);
+  }
+}
+
+async function listBlobs(container: ContainerClient, prefix: string): Promise<Map<string, { size: number; etag: string }>> {
+  const out = new Map<string, { size: number; etag: string }>();
+  for await (const b of container.listBlobsFlat({ prefix: `${prefix}/` })) out.set(b.name, { size: b.properties.contentLength ?? 0, etag: b.properties.etag ?? '' });
+  return out;
+}
+
+function uploadDiff(before: Map<string, { size: number; etag: string }>, after: Map<string, { size: number; etag: string }>): Upload {
+  const u: Upload = { total: 0, chunks: 0, chunkBytes: 0, snapshotObjectBytes: 0, manifestBytes: 0 };
+  for (const [name, b] of after) {
+    if (before.get(name)?.etag === b.etag) continue;
+    u.total += b.size;
+    if (name.endsWith('/manifest.json')) u.manifestBytes += b.size;
+    else if (name.includes('/chunks/')) {
+      u.chunks++;
+      u.chunkBytes += b.size;
+    } else u.snapshotObjectBytes += b.size;
+  }
+  return u;
+}
+
+/** Same canonical header as the library's page reader (an unchanged database hashes the same). */
+function canonicalizeHeader(page1: Buffer): void {
+  page1.writeUInt8(1, 18);
+  page1.writeUInt8(1, 19);
+  page1.writeUInt32BE(1, 24);
+  page1.writeUInt32BE(1, 92);
+  page1.writeUInt32BE(1, 40);
+}
+
+/** Page numbers of every frame header in a WAL file (as the library's reader collects them). */
+function walPageSet(walPath: string): Set<number> {
+  const pages = new Set<number>();
+  let buf: Buffer;
+  try {
+    buf = readFileSync(walPath);
+  } catch {
+    return pages;
+  }
+  if (buf.length < 32) return pages;
+  const frameBytes = 24 + (buf.readUInt32BE(8) || 65536);
+  for (let at = 32; at + 24 <= buf.length; at += frameBytes) pages.add(buf.readUInt32BE(at));
+  return pages;
+}
+
+async function runProfile(job: Extract<Job, { kind: 'profile' }>): Promise<ProfileRun> {
+  type PageImageModule = typeof import('../src/sync/chunks/page-image.ts');
+  type CodecModule = typeof import('../src/sync/chunks/chunk-codec.ts');
+  const ext = LIB_URL.endsWith('.ts') ? '.ts' : '.js';
+  const { openPageImage } = (await import(new URL(`sync/chunks/page-image${ext}`, LIB_URL).href)) as PageImageModule;
+  const { chunkAddress, encodeChunk } = (await import(new URL(`sync/chunks/chunk-codec${ext}`, LIB_URL).href)) as CodecModule;
+  const { chunkSize } = job;
+  // The base's chunk addresses (what the store already has).
+  const known = new Set<string>();
+  const base = readFileSync(job.basePath);
+  for (let off = 0; off < base.length; off += chunkSize) {
+    const data = Buffer.from(base.subarray(off, Math.min(base.length, off + chunkSize)));
+    if (off === 0) canonicalizeHeader(data);
+    known.add(chunkAddress(data, undefined));
+  }
+  // The app's connection, as ours opens it, applies the same update.
+  const app = createClient({ url: `file:${job.dbPath}` });
+  try {
+    await app.execute('PRAGMA journal_mode=WAL');
+    await app.execute('PRAGMA synchronous=NORMAL');
+    const ids = JSON.parse(await readFile(job.idsFile, 'utf8')) as string[];
+    for (const batch of [ids.slice(0, 1), ...Array.from({ length: Math.ceil((ids.length - 1) / BATCH) }, (_, i) => ids.slice(1 + i * BATCH, 1 + (i + 1) * BATCH))]) {
+      if (batch.length) await app.execute({ sql: `UPDATE documents SET updated_at = ?, content = json_set(content, '$.rev', ?) WHERE id IN (${batch.map(() => '?').join(',')})`, args: [UPDATED_AT, REV, ...batch] });
+    }
+    const inWal = walPageSet(`${job.dbPath}-wal`);
+    const fileBytes = statSync(job.dbPath).size;
+    const r: ProfileRun = { chunkSize, workload: job.workload, chunks: 0, freshChunks: 0, freshBytes: 0, indexBytes: 0, walPages: inWal.size, dbpageChunks: 0, fileReadMs: 0, dbpageReadMs: 0, hashMs: 0, encodeMs: 0, closeMs: 0, uploadMs: 0, uploadedChunks: 0, dbpageEqMs: 0 };
+    const image = await openPageImage(import('@libsql/client/sqlite3'), job.dbPath, chunkSize);
+    const pagesPerChunk = Math.max(1, Math.floor(chunkSize / image.pageSize));
+    const toUpload: { address: string; body: Buffer }[] = [];
+    const stored: number[] = [];
+    const addresses: string[] = [];
+    const it = image.chunks();
+    for (let i = 0; ; i++) {
+      const first = 1 + i * pagesPerChunk;
+      let viaDbpage = first + pagesPerChunk - 1 > fileBytes / image.pageSize;
+      for (let p = first; p < first + pagesPerChunk && !viaDbpage; p++) viaDbpage = inWal.has(p);
+      let t = performance.now();
+      const next = await it.next();
+      if (next.done) break;
+      if (viaDbpage) {
+        r.dbpageReadMs += performance.now() - t;
+        r.dbpageChunks++;
+      } else r.fileReadMs += performance.now() - t;
+      t = performance.now();
+      const address = chunkAddress(next.value.data, undefined);
+      r.hashMs += performance.now() - t;
+      r.chunks++;
+      addresses.push(address);
+      if (known.has(address)) {
+        stored.push(0);
+        continue;
+      }
+      known.add(address);
+      t = performance.now();
+      const body = encodeChunk(next.value.data, undefined);
+      r.encodeMs += performance.now() - t;
+      r.freshChunks++;
+      r.freshBytes += body.length;
+      stored.push(body.length);
+      if (toUpload.length < job.maxUploads) toUpload.push({ address, body });
+    }
+    let t = performance.now();
+    await image.close();
+    r.closeMs = performance.now() - t;
+    r.indexBytes = Buffer.byteLength(JSON.stringify({ format: 1, bytes: image.bytes, pageSize: image.pageSize, chunkSize, chunks: addresses, stored: stored.map((x) => x || 262_144) }));
+    // The WAL pages again, one `pgno = ?` query each, in one read transaction.
+    const reader = createClient({ url: `file:${job.dbPath}` });
+    try {
+      const tx = await reader.transaction('read');
+      t = performance.now();
+      for (const p of inWal) await tx.execute({ sql: 'SELECT data FROM sqlite_dbpage WHERE pgno = ?', args: [p] });
+      r.dbpageEqMs = performance.now() - t;
+      tx.close();
+    } finally {
+      reader.close();
+    }
+    // Upload the first new chunks as the library does (uploadBuffer, 4 at a time), scaled to all of them.
+    const container = BlobServiceClient.fromConnectionString(job.conn).getContainerClient(CONTAINER);
+    const queue = [...toUpload];
+    t = performance.now();
+    await Promise.all(Array.from({ length: 4 }, async () => {
+      for (let c = queue.shift(); c; c = queue.shift()) await container.getBlockBlobClient(`${job.prefix}/chunks/${c.address}`).upload(c.body, c.body.length);
+    }));
+    r.uploadedChunks = toUpload.length;
+    r.uploadMs = toUpload.length ? ((performance.now() - t) * r.freshChunks) / toUpload.length : 0;
+    await deletePrefixFast(container, job.prefix);
+    return r;
+  } finally {
+    app.close();
+  }
+}
+
+async function runJob(job: Job): Promise<JobResult> {
+  if (job.kind === 'profile') return runProfile(job);
+  const containerOf = (conn: string) => BlobServiceClient.fromConnectionString(conn).getContainerClient(CONTAINER);
+  if (job.kind === 'snapshot') {
+    const container = containerOf(job.conn);
+    const store = azureBlobStore({ connectionString: job.conn, container: CONTAINER, prefix: job.prefix, createContainer: true });
+    const db = await openOurs(job.dbPath, store, job.snapshot);
+    try {
+      const ids = job.idsFile ? (JSON.parse(await readFile(job.idsFile, 'utf8')) as string[]) : [];
+      let firstSnapshotMs = NaN;
+      if (ids.length > 0) {
+        await applyUpdate(db, ids.slice(0, 1));
+        if (job.warmup) {
+          const t0 = performance.now();
+          if (!(await db.$sync.flush())?.uploaded) throw new Error('the warm-up snapshot uploaded nothing');
+          firstSnapshotMs = performance.now() - t0;
+        }
+      }
+      const u0 = performance.now();
+      await applyUpdate(db, ids.slice(1));
+      const updateMs = performance.now() - u0;
+      const before = await listBlobs(container, job.prefix);
+      const [info, m] = await measured(() => db.$sync.flush());
+      if (!info?.uploaded) throw new Error(`flush() uploaded nothing (${JSON.stringify(info)})`);
+      const upload = uploadDiff(before, await listBlobs(container, job.prefix));
+      return { workload: job.workload, ...m, durationMs: info.durationMs, bytes: info.bytes, compressedBytes: info.compressedBytes, uploaded: info.uploaded, upload, updateMs, firstSnapshotMs };
+    } finally {
+      await db.$sync.close();
+    }
+  }
+  if (job.kind === 'restore') {
+    const store = azureBlobStore({ connectionString: job.conn, container: CONTAINER, prefix: job.prefix });
+    const split = { downloadMs: NaN, verifyMs: NaN };
+    const errors: string[] = [];
+    const log = {
+      info: (f: object, msg?: string) => void (msg === 'restored database from snapshot' && Object.assign(split, f)),
+      warn: (f: object, msg?: string) => void errors.push(`${msg} ${JSON.stringify(f)}`),
+      error: (f: object, msg?: string) => void errors.push(`${msg} ${JSON.stringify(f)}`),
+    };
+    let hydrateMs = NaN;
+    let db: BlobDatabase<Schema> | undefined;
+    const [, m] = await measured(async () => {
+      const t0 = performance.now();
+      db = await openOurs(job.dbPath, store, NO_AUTO_SNAPSHOT, log);
+      hydrateMs = performance.now() - t0;
+      const row = await db.select({ id: documents.id }).from(documents).where(eq(documents.id, job.probeId)).limit(1);
+      if (row.length !== 1) throw new Error('the restored database lacks a known row');
+    });
+    try {
+      if (db!.$sync.status().restoredFrom === null) throw new Error(`restore did not download a snapshot (${errors.join('; ')})`);
+    } finally {
+      await db!.$sync.close();
+    }
+    return { ...m, hydrateMs, firstQueryMs: m.wallMs, downloadMs: split.downloadMs, verifyMs: split.verifyMs };
+  }
+  // raw: every object downloaded into memory with the SDK, `concurrency` at a time, nothing decoded.
+  const container = containerOf(job.conn);
+  let bytes = 0;
+  const [, m] = await measured(async () => {
+    if (job.blockSize) {
+      // One large object (a full snapshot): the SDK's parallel ranged download.
+      for (const name of job.names) bytes += (await container.getBlockBlobClient(name).downloadToBuffer(undefined, undefined, { concurrency: job.concurrency, blockSize: job.blockSize })).length;
+      return;
+    }
+    const queue = [...job.names];
+    const next = async (): Promise<void> => {
+      for (let name = queue.shift(); name; name = queue.shift()) {
+        const response = await container.getBlobClient(name).download(0);
+        const parts: Buffer[] = [];
+        for await (const part of response.readableStreamBody ?? []) parts.push(part as Buffer);
+        bytes += Buffer.concat(parts).length;
+      }
+    };
+    await Promise.all(Array.from({ length: job.concurrency }, next));
+  });
+  return { ...m, bytes, blobs: job.names.length };
+}
+
+if (process.env.BENCH_INCR_CHILD === '1' && process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  process.once('message', (job: Job) => {
+    runJob(job).then(
+      (result) => process.send!({ ok: true, result }, () => process.exit(0)),
+      (error: unknown) => process.send!({ ok: false, error: (error as Error)?.stack ?? String(error) }, () => process.exit(1)),
+    );
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Parent side
+
+function child<T extends JobResult>(job: Job, timeoutMs = 900_000): Promise<T> {
+  return new Promise<T>((resolvePromise, reject) => {
+    const proc = fork(fileURLToPath(import.meta.url), [], {
+      execArgv: [...process.execArgv, '--expose-gc'],
+      env: { ...process.env, BENCH_INCR_CHILD: '1', BENCH_LIB_URL: LIB_URL, BENCH_LIB_SRC_HASH: LIB_SRC_HASH },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    let reply: { ok: true; result: T } | { ok: false; error: string } | undefined;
+    const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+    proc.on('message', (m: typeof reply) => (reply = m));
+    proc.once('error', reject);
+    proc.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (reply?.ok) resolvePromise(reply.result);
+      else reject(new Error(`${job.kind} child failed (exit ${code ?? signal}): ${reply && !reply.ok ? reply.error : 'no reply'}`));
+    });
+    proc.send(job);
+  });
+}
+
+/** Ids of the workloads: (a) the most recently created rows (rowid order is creation order), (b) uniform. */
+function workloadIds(dbPath: string, count: number): Record<Workload, string[]> {
+  const sqlite = new Database(dbPath, { readonly: true });
+  try {
+    const recent = sqlite.prepare('SELECT id FROM documents ORDER BY rowid DESC LIMIT ?').pluck().all(count) as string[];
+    const max = (sqlite.prepare('SELECT max(rowid) AS m FROM documents').get() as { m: number }).m;
+    const rand = mulberry32(0x1d);
+    const rowids = new Set<number>();
+    while (rowids.size < count) rowids.add(1 + Math.floor(rand() * max));
+    const pick = sqlite.prepare('SELECT id FROM documents WHERE rowid = ?').pluck();
+    const random = [...rowids].map((r) => pick.get(r) as string | undefined).filter((x): x is string => x !== undefined);
+    return { recent, random };
+  } finally {
+    sqlite.close();
+  }
+}
+
+interface Cfg {
+  name: string;
+  /** Repetitions: all for full and the default chunk size, one for the other chunk sizes (each costs minutes at 1M). */
+  reps: number;
+  snapshot: SnapshotOptions;
+  prefix: string;
+  base?: { db: string; state: string; manifest: Buffer; blobs: Map<string, { size: number; etag: string }> };
+}
+
+export const chunkLabel = (bytes: number): string => (bytes >= 1 << 20 ? `${bytes / (1 << 20)} MiB` : `${bytes / 1024} KiB`);
+
+async function deletePrefixFast(container: ContainerClient, prefix: string, keep?: Map<string, unknown>): Promise<void> {
+  const names: string[] = [];
+  for await (const b of container.listBlobsFlat({ prefix: `${prefix}/` })) if (!keep?.has(b.name)) names.push(b.name);
+  const next = async (): Promise<void> => {
+    for (let n = names.pop(); n; n = names.pop()) await container.deleteBlob(n).catch(() => undefined);
+  };
+  await Promise.all(Array.from({ length: 16 }, next));
+}
+
+export async function runIncremental(
+  az: { connectionString: string; blobEndpoint: string; accountName: string; accountKey: string },
+  dataset: Dataset,
+  work: string,
+  label: string,
+  o: { reps: number; restoreReps: number; chunkSizes: number[]; profileChunkSizes: number[]; litestream: boolean },
+  print: (line: string) => void,
+): Promise<IncrementalResult> {
+  const started = performance.now();
+  const log = (line: string) => print(`${line} (+${((performance.now() - started) / 1000).toFixed(0)} s)`);
+  const conn = az.connectionString;
+  const container = BlobServiceClient.fromConnectionString(conn).getContainerClient(CONTAINER);
+  await container.createIfNotExists();
+  const updatedRows = Math.max(1, Math.round(dataset.rows * UPDATE_FRACTION));
+  const ids = workloadIds(dataset.path, updatedRows);
+  const idsFile = { recent: join(work, 'ids-recent.json'), random: join(work, 'ids-random.json') };
+  for (const w of WORKLOADS) await writeFile(idsFile[w], JSON.stringify(ids[w]));
+  const probeId = ids.recent[0]!;
+  const live = join(work, 'incr-live.db');
+  const cfgs: Cfg[] = [
+    { name: 'full', reps: o.reps, snapshot: { ...NO_AUTO_SNAPSHOT, mode: 'full' }, prefix: `full-${label}-${process.pid}` },
+    ...o.chunkSizes.map((c) => ({ name: `incremental ${chunkLabel(c)}`, reps: c === DEFAULT_CHUNK_SIZE ? o.reps : 1, snapshot: { ...NO_AUTO_SNAPSHOT, mode: 'incremental' as const, chunkSize: c }, prefix: `incr${c}-${label}-${process.pid}` })),
+  ];
+  const results = new Map<string, ConfigResult>();
+  const profiles: ProfileRun[] = [];
+  try {
+    // 1. The base snapshot of every configuration, and what to roll back to.
+    for (const [i, cfg] of cfgs.entries()) {
+      log(`[${label}] incremental: base snapshot, ${cfg.name}`);
+      await copyDb(dataset.path, live);
+      const base = await child<SnapshotRun>({ kind: 'snapshot', dbPath: live, conn, prefix: cfg.prefix, snapshot: cfg.snapshot, warmup: false, workload: 'base' });
+      const db = join(work, `incr-base-${i}.db`);
+      const state = `${db}.sync.json`;
+      await copyDb(live, db);
+      await copyFile(`${live}.sync.json`, state);
+      const manifest = await container.getBlobClient(`${cfg.prefix}/manifest.json`).downloadToBuffer();
+      const blobs = await listBlobs(container, cfg.prefix);
+      cfg.base = { db, state, manifest, blobs };
+      let listChunksMs: number | undefined;
+      if (cfg.snapshot.mode === 'incremental') {
+        const t0 = performance.now();
+        await listBlobs(container, `${cfg.prefix}/chunks`);
+        listChunksMs = performance.now() - t0;
+      }
+      results.set(cfg.name, { name: cfg.name, mode: cfg.snapshot.mode!, ...(cfg.snapshot.chunkSize ? { chunkSize: cfg.snapshot.chunkSize } : {}), base, runs: [], restores: [], raws: [], baseObjects: [...blobs.keys()].filter((n) => !n.endsWith('/manifest.json')).length, ...(listChunksMs !== undefined ? { listChunksMs } : {}) });
+    }
+
+    const rollback = async (cfg: Cfg): Promise<void> => {
+      const b = cfg.base!;
+      const manifest = container.getBlockBlobClient(`${cfg.prefix}/manifest.json`);
+      await manifest.getBlobLeaseClient().breakLease(0).catch(() => undefined); // normally released at close already
+      await manifest.upload(b.manifest, b.manifest.length);
+      await deletePrefixFast(container, cfg.prefix, b.blobs);
+      await copyDb(b.db, live);
+      await copyFile(b.state, `${live}.sync.json`);
+    };
+
+    // 2. The measured snapshots, configurations and workloads interleaved (the machine drifts).
+    for (let rep = 0; rep < o.reps; rep++) {
+      const order = (rep % 2 === 0 ? cfgs : [...cfgs].reverse()).filter((c) => rep < c.reps);
+      for (const cfg of order) {
+        for (const w of rep % 2 === 0 ? WORKLOADS : [...WORKLOADS].reverse()) {
+          await rollback(cfg);
+          const run = await child<SnapshotRun>({ kind: 'snapshot', dbPath: live, conn, prefix: cfg.prefix, snapshot: cfg.snapshot, idsFile: idsFile[w], warmup: cfg.snapshot.mode === 'incremental', workload: w });
+          results.get(cfg.name)!.runs.push(run);
+          log(`[${label}] incremental: rep ${rep + 1}/${o.reps} ${cfg.name} ${w}: flush ${fmtMs(run.wallMs)} ms, uploaded ${fmtBytes(run.upload.total)}, peak +${fmtBytes(run.peakRss - run.idleRss)}`);
+        }
+      }
+    }
+    for (const cfg of cfgs) await rollback(cfg);
+
+    // 3. Restores of the base snapshot next to the raw download of the same objects.
+    const objects = new Map<string, { names: string[]; blockSize?: number }>();
+    for (const cfg of cfgs) {
+      const m = JSON.parse(cfg.base!.manifest.toString('utf8')) as { snapshots: { key: string; kind?: string }[] };
+      const latest = m.snapshots[0]!;
+      if (latest.kind === 'chunks') {
+        const index = JSON.parse((await container.getBlobClient(`${cfg.prefix}/${latest.key}`).downloadToBuffer()).toString('utf8')) as { chunks: string[] };
+        objects.set(cfg.name, { names: [...new Set(index.chunks)].map((a) => `${cfg.prefix}/chunks/${a}`) });
+      } else {
+        objects.set(cfg.name, { names: [`${cfg.prefix}/${latest.key}`], blockSize: 8 << 20 });
+      }
+    }
+    for (let rep = 0; rep < o.restoreReps; rep++) {
+      for (const cfg of (rep % 2 === 0 ? cfgs : [...cfgs].reverse()).filter((c) => rep < Math.min(c.reps, o.restoreReps))) {
+        const r = results.get(cfg.name)!;
+        const obj = objects.get(cfg.name)!;
+        const raw = await child<RawRun>({ kind: 'raw', conn, names: obj.names, concurrency: RAW_CONCURRENCY, ...(obj.blockSize ? { blockSize: obj.blockSize } : {}) });
+        r.raws.push(raw);
+        const dir = join(work, `incr-restore-${rep}`);
+        await rm(dir, { recursive: true, force: true });
+        await mkdir(dir, { recursive: true });
+        const restore = await child<RestoreRun>({ kind: 'restore', dbPath: join(dir, 'app.db'), conn, prefix: cfg.prefix, probeId });
+        r.restores.push(restore);
+        await rm(dir, { recursive: true, force: true });
+        log(`[${label}] incremental: restore rep ${rep + 1}/${o.restoreReps} ${cfg.name}: raw ${fmtMs(raw.wallMs)} ms, restore ${fmtMs(restore.hydrateMs)} ms (quick_check ${fmtMs(restore.verifyMs)} ms), peak +${fmtBytes(restore.peakRss - restore.idleRss)}`);
+      }
+    }
+
+    // 4. Where the time goes, per chunk size (also sizes not measured end to end above).
+    const basePath = cfgs[0]!.base!.db;
+    for (const chunkSize of o.profileChunkSizes) {
+      for (const w of WORKLOADS) {
+        await copyDb(basePath, live);
+        const p = await child<ProfileRun>({ kind: 'profile', dbPath: live, basePath, chunkSize, idsFile: idsFile[w], workload: w, conn, prefix: `prof-${label}-${process.pid}`, maxUploads: Math.max(8, Math.floor((32 << 20) / chunkSize)) });
+        profiles.push(p);
+        log(`[${label}] incremental: profile ${chunkLabel(chunkSize)} ${w}: ${p.freshChunks}/${p.chunks} new chunks, ${fmtBytes(p.freshBytes)}; read file ${fmtMs(p.fileReadMs)} + dbpage ${fmtMs(p.dbpageReadMs)} (${p.dbpageChunks} chunks; by page ${fmtMs(p.dbpageEqMs)}) + sha256 ${fmtMs(p.hashMs)} + encode ${fmtMs(p.encodeMs)} + upload ${fmtMs(p.uploadMs)} ms`);
+      }
+    }
+  } finally {
+    for (const cfg of cfgs) await deletePrefixFast(container, cfg.prefix).catch(() => undefined); // Azurite keeps blobs in memory
+    for (const cfg of cfgs) if (cfg.base) await rm(cfg.base.db, { force: true });
+    await rm(live, { force: true });
+  }
+
+  let litestream: IncrementalResult['litestream'];
+  if (o.litestream) {
+    log(`[${label}] incremental: litestream`);
+    litestream = await ensureLitestream()
+      .then(({ bin, version }) => runLitestreamIncr(bin, version, az, dataset, work, label, ids, probeId))
+      .catch((e: unknown) => ({ error: (e as Error).message }));
+  }
+  return { rows: dataset.rows, dbBytes: dataset.bytes, updatedRows, reps: o.reps, restoreReps: o.restoreReps, configs: [...results.values()], ...(litestream ? { litestream } : {}), profiles, elapsedMs: performance.now() - started };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Litestream
+
+/** Runs a command under bash so `times` reports its CPU; kill with SIGTERM (forwarded). */
+function spawnTimed(bin: string, args: string[], timesFile: string) {
+  const script = `"$@" & p=$!; trap 'kill -TERM $p 2>/dev/null' TERM INT; wait $p; s=$?; if kill -0 $p 2>/dev/null; then wait $p; s=$?; fi; times > "${timesFile}"; exit $s`;
+  const proc = spawn('bash', ['-c', script, 'bash', bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  proc.stdout.setEncoding('utf8').on('data', (s: string) => (output += s));
+  proc.stderr.setEncoding('utf8').on('data', (s: string) => (output += s));
+  const exited = new Promise<number>((r) => proc.once('exit', (code) => r(code ?? -1)));
+  return { proc, exited, output: () => output };
+}
+
+/** `/usr/bin/time -f` around a command: wall, CPU and max RSS of the command itself. */
+function timeCommand(bin: string, args: string[]): Promise<{ code: number; cpuMs: number; maxRss: number; output: string }> {
+  return new Promise((resolvePromise) => {
+    const proc = spawn('/usr/bin/time', ['-f', 'TIMEV %U %S %M', bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    proc.stdout.setEncoding('utf8').on('data', (s: string) => (output += s));
+    proc.stderr.setEncoding('utf8').on('data', (s: string) => (output += s));
+    proc.once('error', () => resolvePromise({ code: -1, cpuMs: NaN, maxRss: NaN, output }));
+    proc.once('exit', (code) => {
+      const m = /TIMEV ([\d.]+) ([\d.]+) (\d+)/.exec(output);
+      resolvePromise({ code: code ?? -1, cpuMs: m ? (Number(m[1]) + Number(m[2])) * 1000 : NaN, maxRss: m ? Number(m[3]) * 1024 : NaN, output });
+    });
+  });
+}
+
+async function runLitestreamIncr(bin: string, version: string, az: { connectionString: string; blobEndpoint: string; accountName: string; accountKey: string }, dataset: Dataset, work: string, label: string, ids: Record<Workload, string[]>, probeId: string): Promise<LitestreamIncr> {
+  const dbPath = join(work, 'ls-incr.db');
+  await copyDb(dataset.path, dbPath);
+  await rm(`${dbPath}-litestream`, { recursive: true, force: true });
+  const replicaPath = `lsi-${label}-${process.pid}`;
+  const config = join(work, 'litestream-incr.yml');
+  await writeFile(config, ['dbs:', `  - path: ${dbPath}`, '    replicas:', '      - type: abs', `        account-name: ${az.accountName}`, `        account-key: ${az.accountKey}`, `        bucket: ${LS_CONTAINER}`, `        path: ${replicaPath}`, `        endpoint: ${az.blobEndpoint}`, '        sync-interval: 1s', ''].join('\n'));
+  const container = BlobServiceClient.fromConnectionString(az.connectionString).getContainerClient(LS_CONTAINER);
+  await container.createIfNotExists();
+  const list = () => listBlobs(container, replicaPath);
+  const total = (m: Map<string, { size: number }>) => [...m.values()].reduce((a, b) => a + b.size, 0);
+  /** Waits until the listing has not changed for `quietMs` (and, with `after`, differs from it); returns it and when it last changed. */
+  const settle = async (quietMs: number, after?: Map<string, { etag: string }>) => {
+    const t0 = performance.now();
+    let last = await list();
+    let changedAt = performance.now();
+    const same = (a: Map<string, { etag: string }>, b: Map<string, { etag: string }>) => a.size === b.size && [...a].every(([k, v]) => b.get(k)?.etag === v.etag);
+    for (;;) {
+      if (replicate.proc.exitCode !== null) throw new Error(`litestream replicate exited ${replicate.proc.exitCode}:\n${replicate.output()}`);
+      if (performance.now() - t0 > 600_000) throw new Error(`litestream did not settle in 600 s:\n${replicate.output()}`);
+      await sleep(100);
+      const now = await list();
+      if (!same(now, last)) {
+        last = now;
+        changedAt = performance.now();
+      } else if (performance.now() - changedAt >= quietMs && (!after || !same(now, after)) && [...now.keys()].some((k) => /\/snapshots\//.test(k))) return { blobs: now, changedAt };
+    }
+  };
+
+  const replicate = spawnTimed(bin, ['replicate', '-config', config], join(work, 'replicate-incr.times'));
+  const updates: LitestreamIncr['updates'] = [];
+  let baseBytes = NaN;
+  try {
+    let { blobs } = await settle(2_500);
+    baseBytes = total(blobs);
+    const sqlite = new Database(dbPath);
+    try {
+      sqlite.pragma('busy_timeout = 5000');
+      sqlite.pragma('journal_mode = WAL');
+      for (const w of WORKLOADS) {
+        const u0 = performance.now();
+        const stmt = (n: number) => sqlite.prepare(`UPDATE documents SET updated_at = ?, content = json_set(content, '$.rev', ?) WHERE id IN (${Array(n).fill('?').join(',')})`);
+        const rows = [ids[w].slice(0, 1), ...Array.from({ length: Math.ceil((ids[w].length - 1) / BATCH) }, (_, i) => ids[w].slice(1 + i * BATCH, 1 + (i + 1) * BATCH))];
+        for (const batch of rows) if (batch.length) stmt(batch.length).run(UPDATED_AT, REV, ...batch);
+        const committedAt = performance.now();
+        const next = await settle(2_500, blobs);
+        const diff = uploadDiff(blobs, next.blobs);
+        updates.push({ workload: w, bytes: diff.total, segments: [...next.blobs.keys()].filter((k) => !blobs.has(k)).length, commitToUploadedMs: next.changedAt - committedAt, updateMs: committedAt - u0 });
+        blobs = next.blobs;
+      }
+    } finally {
+      sqlite.close();
+    }
+  } finally {
+    replicate.proc.kill('SIGTERM');
+    await replicate.exited;
+  }
+
+  const outPath = join(work, 'ls-incr-restored.db');
+  for (const suffix of ['', '-wal', '-shm']) await rm(`${outPath}${suffix}`, { force: true });
+  const r0 = performance.now();
+  const res = await timeCommand(bin, ['restore', '-config', config, '-o', outPath, dbPath]);
+  const restoreMs = performance.now() - r0;
+  if (res.code !== 0) throw new Error(`litestream restore exited ${res.code}:\n${res.output}`);
+  const sqlite = new Database(outPath, { readonly: true });
+  try {
+    const row = sqlite.prepare("SELECT json_extract(content, '$.rev') AS rev FROM documents WHERE id = ?").get(probeId) as { rev: number } | undefined;
+    if (row?.rev !== REV) throw new Error('the Litestream restore lacks the update');
+  } finally {
+    sqlite.close();
+  }
+  const restoredBytes = statSync(outPath).size;
+  await rm(`${dbPath}-litestream`, { recursive: true, force: true });
+  for (const f of [dbPath, `${dbPath}-wal`, `${dbPath}-shm`, outPath]) await rm(f, { force: true });
+  await deletePrefixFast(container, replicaPath);
+  return { version, baseBytes, updates, restoreMs, restoreCpuMs: res.cpuMs, restoreMaxRss: res.maxRss, restoredBytes };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Report
+
+const runsOf = (c: ConfigResult, w: Workload) => c.runs.filter((r) => r.workload === w);
+const med = <T>(xs: readonly T[], f: (x: T) => number): number => median(xs.map(f));
+const range = <T>(xs: readonly T[], f: (x: T) => number): string => (xs.length > 1 ? ` (${fmtMs(Math.min(...xs.map(f)))}–${fmtMs(Math.max(...xs.map(f)))})` : '');
+const above = (m: Memory) => m.peakRss - m.idleRss;
+const maxAbove = (xs: readonly Memory[]) => Math.max(...xs.map(above));
+const pct = (r: number) => (Number.isFinite(r) ? `${(r * 100).toFixed(r < 0.1 ? 2 : 1)}%` : '–');
+
+function judged(r: IncrementalResult): ConfigResult | undefined {
+  return r.configs.find((c) => c.chunkSize === DEFAULT_CHUNK_SIZE) ?? r.configs.find((c) => c.mode === 'incremental');
+}
+
+export function incrementalChecks(size: string, r: IncrementalResult): Check[] {
+  const full = r.configs.find((c) => c.mode === 'full');
+  const incr = judged(r);
+  const out: Check[] = [];
+  if (full && incr) {
+    const tag = `${incr.name}, ${r.updatedRows} recent rows updated`;
+    const fb = med(runsOf(full, 'recent'), (x) => x.upload.total);
+    const ib = med(runsOf(incr, 'recent'), (x) => x.upload.total);
+    out.push({ name: `bytes uploaded: incremental / full snapshot (${tag})`, size, value: `${fmtBytes(ib)} / ${fmtBytes(fb)} = ${pct(ratio(ib, fb))}`, target: `≤ ${INCR_BYTES_TARGET * 100}%`, pass: ratio(ib, fb) <= INCR_BYTES_TARGET, gating: false });
+    const fw = med(runsOf(full, 'recent'), (x) => x.wallMs);
+    const iw = med(runsOf(incr, 'recent'), (x) => x.wallMs);
+    out.push({ name: `snapshot wall: incremental / full flush() (${tag}, p50 of ${runsOf(incr, 'recent').length})`, size, value: `${fmtMs(iw)} / ${fmtMs(fw)} ms = ${pct(ratio(iw, fw))}`, target: `≤ ${INCR_WALL_TARGET * 100}%`, pass: ratio(iw, fw) <= INCR_WALL_TARGET, gating: false });
+  }
+  if (incr && incr.restores.length && incr.raws.length) {
+    const rest = med(incr.restores, (x) => x.hydrateMs);
+    const raw = med(incr.raws, (x) => x.wallMs);
+    out.push({ name: `restore incl. quick_check / raw SDK download of its ${incr.raws[0]!.blobs} chunk blobs (concurrency ${RAW_CONCURRENCY}, ${incr.name})`, size, value: `${fmtMs(rest)} / ${fmtMs(raw)} ms = ${fmtRatio(ratio(rest, raw))}`, target: `≤ ${RESTORE_RAW_TARGET}×`, pass: ratio(rest, raw) <= RESTORE_RAW_TARGET, gating: false });
+  }
+  for (const c of [full, incr]) {
+    if (!c) continue;
+    const snaps = [c.base, ...c.runs];
+    out.push({ name: `peak RSS above idle during snapshot (${c.name}, worst of ${snaps.length} incl. the whole-database one)`, size, value: fmtBytes(maxAbove(snaps)), target: `< ${fmtBytes(MEMORY_TARGET_BYTES)}`, pass: maxAbove(snaps) < MEMORY_TARGET_BYTES, gating: false });
+    if (c.restores.length) out.push({ name: `peak RSS above idle during restore (${c.name}, worst of ${c.restores.length})`, size, value: fmtBytes(maxAbove(c.restores)), target: `< ${fmtBytes(MEMORY_TARGET_BYTES)}`, pass: maxAbove(c.restores) < MEMORY_TARGET_BYTES, gating: false });
+  }
+  return out;
+}
+
+export function renderIncremental(sizes: readonly { label: string; incremental?: IncrementalResult | { error: string } }[]): string {
+  const out: string[] = [];
+  const snapRows: string[][] = [];
+  const baseRows: string[][] = [];
+  const restRows: string[][] = [];
+  const notes: string[] = [];
+  for (const s of sizes) {
+    const r = s.incremental;
+    if (!r) continue;
+    if ('error' in r) {
+      notes.push(`${s.label}: not measured: ${r.error}`);
+      continue;
+    }
+    const full = r.configs.find((c) => c.mode === 'full');
+    const ls = r.litestream && 'version' in r.litestream ? r.litestream : undefined;
+    for (const w of WORKLOADS) {
+      const fb = full ? med(runsOf(full, w), (x) => x.upload.total) : NaN;
+      const fw = full ? med(runsOf(full, w), (x) => x.wallMs) : NaN;
+      for (const c of r.configs) {
+        const runs = runsOf(c, w);
+        if (!runs.length) continue;
+        const b = med(runs, (x) => x.upload.total);
+        const wall = med(runs, (x) => x.wallMs);
+        snapRows.push([
+          s.label,
+          w === 'recent' ? '(a) recent 1%' : '(b) random 1%',
+          c.name,
+          String(runs.length),
+          c.mode === 'full' ? `${fmtBytes(b)} (file ${fmtBytes(med(runs, (x) => x.upload.snapshotObjectBytes))})` : `${fmtBytes(b)} (${med(runs, (x) => x.upload.chunks)} chunks ${fmtBytes(med(runs, (x) => x.upload.chunkBytes))} + index ${fmtBytes(med(runs, (x) => x.upload.snapshotObjectBytes))})`,
+          pct(ratio(b, fb)),
+          `${fmtMs(wall)}${range(runs, (x) => x.wallMs)}`,
+          pct(ratio(wall, fw)),
+          fmtMs(med(runs, (x) => x.durationMs)),
+          fmtMs(med(runs, (x) => x.cpuMs)),
+          fmtBytes(maxAbove(runs)),
+          c.mode === 'incremental' ? fmtMs(med(runs, (x) => x.firstSnapshotMs)) : '',
+          fmtMs(med(runs, (x) => x.updateMs)),
+        ]);
+      }
+      const u = ls?.updates.find((x) => x.workload === w);
+      if (u) snapRows.push([s.label, w === 'recent' ? '(a) recent 1%' : '(b) random 1%', `litestream ${ls!.version}${w === 'random' ? ' (after (a))' : ''}`, '1', `${fmtBytes(u.bytes)} (${u.segments} WAL segments)`, pct(ratio(u.bytes, fb)), `${fmtMs(u.commitToUploadedMs)} (last commit → segments listed; sync-interval 1 s)`, '', '', '', '', '', fmtMs(u.updateMs)]);
+    }
+    for (const c of r.configs) baseRows.push([s.label, c.name, fmtBytes(c.base.upload.total), String(c.baseObjects), fmtMs(c.base.wallMs), fmtMs(c.base.cpuMs), fmtBytes(above(c.base)), c.listChunksMs !== undefined ? fmtMs(c.listChunksMs) : '']);
+    if (ls) baseRows.push([s.label, `litestream ${ls.version}`, `${fmtBytes(ls.baseBytes)} (snapshot + WAL)`, '', '', '', '', '']);
+    for (const c of r.configs) {
+      if (!c.restores.length) continue;
+      const raw = med(c.raws, (x) => x.wallMs);
+      const h = med(c.restores, (x) => x.hydrateMs);
+      const noQc = med(c.restores, (x) => x.hydrateMs - x.verifyMs);
+      restRows.push([
+        s.label,
+        c.name,
+        `${c.restores.length}`,
+        `${fmtMs(raw)}${range(c.raws, (x) => x.wallMs)} (${c.raws[0]!.blobs} blobs, ${fmtBytes(c.raws[0]!.bytes)})`,
+        `${fmtMs(h)}${range(c.restores, (x) => x.hydrateMs)}`,
+        fmtRatio(ratio(h, raw)),
+        fmtMs(noQc),
+        fmtRatio(ratio(noQc, raw)),
+        `${fmtMs(med(c.restores, (x) => x.downloadMs))} / ${fmtMs(med(c.restores, (x) => x.verifyMs))}`,
+        fmtMs(med(c.restores, (x) => x.firstQueryMs)),
+        fmtMs(med(c.restores, (x) => x.cpuMs)),
+        `${fmtBytes(maxAbove(c.restores))} (raw ${fmtBytes(maxAbove(c.raws))})`,
+      ]);
+    }
+    if (ls) restRows.push([s.label, `litestream ${ls.version} (snapshot + WAL of both updates)`, '1', '', fmtMs(ls.restoreMs), '', '', '', '', '', fmtMs(ls.restoreCpuMs), `${fmtBytes(ls.restoreMaxRss)} (max RSS)`]);
+    if (r.litestream && 'error' in r.litestream) notes.push(`${s.label}: Litestream not measured: ${r.litestream.error}`);
+    const incs = r.configs.filter((c) => c.mode === 'incremental');
+    if (incs.length > 1) {
+      const best = (f: (c: ConfigResult) => number) => incs.reduce((a, b) => (f(b) < f(a) ? b : a)).name;
+      notes.push(`${s.label}, best chunk size by: (a) bytes ${best((c) => med(runsOf(c, 'recent'), (x) => x.upload.total))}, (a) wall ${best((c) => med(runsOf(c, 'recent'), (x) => x.wallMs))}, (b) bytes ${best((c) => med(runsOf(c, 'random'), (x) => x.upload.total))}, (b) wall ${best((c) => med(runsOf(c, 'random'), (x) => x.wallMs))}, restore ${best((c) => (c.restores.length ? med(c.restores, (x) => x.hydrateMs) : Infinity))}, snapshot memory ${best((c) => maxAbove([c.base, ...c.runs]))}.`);
+    }
+    notes.push(`${s.label}: ${r.updatedRows} of ${r.rows} rows updated; ${r.reps} repetition(s) per snapshot configuration and workload, ${r.restoreReps} per restore; phase took ${(r.elapsedMs / 1000).toFixed(0)} s.`);
+  }
+  if (!snapRows.length && !notes.length) return '';
+  out.push(
+    '',
+    '## 7. Full vs incremental snapshots vs Litestream (1% of rows updated)',
+    '',
+    `Each configuration takes a base snapshot of the dataset once; before every repetition the local file, its sidecar and the store are rolled back to it. A child process opens the copy with our drizzle() (snapshots on flush() only), updates 1% of the documents through it (\`UPDATE documents SET updated_at = ?, content = json_set(content, '$.rev', ?) WHERE id IN (...)\`, batches of ${BATCH}) and times \`db.$sync.flush()\`. Incremental runs first update one of those rows and flush once, so the measured snapshot is not the process's first (the first one also lists the store's chunks for orphans and reads the base index; its time is the "first snapshot" column); full mode applies the same one-row update without a flush, so both end with identical files. Uploaded = every object the measured flush wrote (new chunks + chunk index or the snapshot file, + manifest), from listings before and after. Peak RSS = VmHWM of the child (reset through /proc/self/clear_refs right before the operation) minus its RSS then; target < ${fmtBytes(MEMORY_TARGET_BYTES)}. (a) = the 1% most recently created documents (judged), (b) = 1% uniformly at random (informational). Litestream v0.3.13 replicates a copy of the same file to the same Azurite (sync-interval 1 s); the same statements are applied to it (b after a) and the WAL segments it uploads for each are counted.`,
+    '',
+    markdownTable(['size', 'workload', 'config', 'reps', 'uploaded by the snapshot (p50)', '× full bytes', 'flush() wall ms p50 (min–max)', '× full wall', 'SnapshotInfo.durationMs p50', 'CPU ms p50', 'peak RSS above idle (worst)', 'first snapshot in a process ms', 'update through drizzle() ms'], snapRows, ['l', 'l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r']),
+    '',
+    '**Initial snapshot** (the whole database, first flush() of a fresh store):',
+    '',
+    markdownTable(['size', 'config', 'uploaded', 'objects', 'wall ms', 'CPU ms', 'peak RSS above idle', 'listing its chunks once ms'], baseRows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r']),
+    '',
+    `**Restore** of the base snapshot into an empty path (drizzle() in a child process: probe, lease, download + decode + verify + assemble, PRAGMA quick_check, open; then one query). The target (restore ≤ ${RESTORE_RAW_TARGET}× raw) is judged on the full restore including quick_check; "without quick_check" subtracts the worker's quick_check time (verifyMs of the 'restored database from snapshot' log line). Raw = the same distinct objects downloaded with the SDK into memory, ${RAW_CONCURRENCY} at a time, nothing decoded or written (a full snapshot: downloadToBuffer, concurrency ${RAW_CONCURRENCY}, 8 MiB blocks).`,
+    '',
+    markdownTable(['size', 'config', 'reps', 'raw download ms p50', 'restore ms p50 (judged)', '× raw', 'restore without quick_check ms', '× raw', 'log: downloadMs / verifyMs (quick_check)', 'time to first query ms', 'CPU ms', 'peak RSS above idle (worst)'], restRows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r']),
+  );
+  const profRows: string[][] = [];
+  for (const s of sizes) {
+    const r = s.incremental;
+    if (!r || 'error' in r) continue;
+    const full = r.configs.find((c) => c.mode === 'full');
+    for (const p of r.profiles ?? []) {
+      const fb = full ? med(runsOf(full, p.workload), (x) => x.upload.total) : NaN;
+      const sum = p.fileReadMs + p.dbpageReadMs + p.hashMs + p.encodeMs + p.closeMs + p.uploadMs;
+      profRows.push([
+        s.label,
+        p.workload === 'recent' ? '(a) recent 1%' : '(b) random 1%',
+        chunkLabel(p.chunkSize),
+        `${p.freshChunks} / ${p.chunks}`,
+        fmtBytes(p.freshBytes),
+        `≈${fmtBytes(p.indexBytes)}`,
+        pct(ratio(p.freshBytes + p.indexBytes, fb)),
+        `${p.walPages} / ${p.dbpageChunks}`,
+        fmtMs(p.fileReadMs),
+        `${fmtMs(p.dbpageReadMs)} (by page: ${fmtMs(p.dbpageEqMs)})`,
+        fmtMs(p.hashMs),
+        fmtMs(p.encodeMs),
+        fmtMs(p.closeMs),
+        `${fmtMs(p.uploadMs)}${p.uploadedChunks < p.freshChunks ? ` (scaled from ${p.uploadedChunks})` : ''}`,
+        fmtMs(sum),
+      ]);
+    }
+  }
+  if (profRows.length) {
+    out.push(
+      '',
+      `**Where the time of an incremental snapshot goes** (profile): the same update applied by an @libsql/client connection to a copy of the base, then the library's own page reader (openPageImage) and chunk codec (chunkAddress, encodeChunk), imported from the build under test, stepped through in one thread; the known chunks are the base file's at that chunk size, so chunk sizes not measured end to end above cost seconds here. "× full bytes" = (new chunks + index) / the full snapshot's upload measured above. The flush() additionally starts a worker thread (importing @libsql/client, ~150 ms), writes new chunks to a spool file and reads them back, and uploads the index and the manifest. "by page" = the same WAL pages read with one \`SELECT data FROM sqlite_dbpage WHERE pgno = ?\` each: the vtab's xBestIndex uses only an equality on pgno, so the reader's \`pgno >= ? AND pgno <= ?\` scans the whole page list for every chunk that has a WAL page.`,
+      '',
+      markdownTable(['size', 'workload', 'chunk', 'new / all chunks', 'new chunk bytes (lz4)', 'index', '× full bytes', 'WAL pages / chunks read via sqlite_dbpage', 'read from file ms', 'read via sqlite_dbpage ms', 'sha256 ms', 'encode (lz4) ms', 'close (checkpoint) ms', 'upload ms (concurrency 4)', 'sum ms'], profRows, ['l', 'l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r']),
+    );
+  }
+  if (notes.length) out.push('', ...notes.map((n) => `- ${n}`));
+  return out.join('\n');
+}
