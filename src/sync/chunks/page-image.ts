@@ -46,14 +46,15 @@ export async function openPageImage(libsql: Promise<LibsqlModule>, dbPath: strin
         const last = Math.min(first + pagesPerChunk - 1, pageCount);
         const data = Buffer.alloc((last - first + 1) * pageSize);
         const offset = (first - 1) * pageSize;
-        let fromDbpage = offset + data.length > fileBytes;
-        for (let p = first; p <= last && !fromDbpage; p++) fromDbpage = inWal.has(p);
-        if (fromDbpage) {
-          const rows = (await tx.execute({ sql: 'SELECT pgno, data FROM sqlite_dbpage WHERE pgno >= ? AND pgno <= ?', args: [first, last] })).rows;
-          for (const row of rows) data.set(new Uint8Array(row[1] as ArrayBuffer), (Number(row[0]) - first) * pageSize);
-        } else {
-          const { bytesRead } = await file.read(data, 0, data.length, offset);
-          if (bytesRead !== data.length) throw new Error(`short read at page ${first} of ${dbPath}`);
+        const inFile = Math.max(0, Math.min(data.length, fileBytes - offset));
+        const { bytesRead } = inFile > 0 ? await file.read(data, 0, inFile, offset) : { bytesRead: 0 };
+        if (bytesRead !== inFile) throw new Error(`short read at page ${first} of ${dbPath}`);
+        // One query per page: sqlite_dbpage plans only an equality on pgno (a range scans every page).
+        for (let p = first; p <= last; p++) {
+          if (!inWal.has(p) && (p - first + 1) * pageSize <= inFile) continue;
+          const row = (await tx.execute({ sql: 'SELECT data FROM sqlite_dbpage WHERE pgno = ?', args: [p] })).rows[0];
+          if (!row) throw new Error(`page ${p} of ${dbPath} is missing from sqlite_dbpage`);
+          data.set(new Uint8Array(row[0] as ArrayBuffer), (p - first) * pageSize);
         }
         if (index === 0) canonicalizeHeaderBytes(data);
         yield { index, data };
