@@ -329,6 +329,10 @@ function switchableStore(inner: SnapshotStore): SnapshotStore & { failing: boole
       if (store.failing) throw new SyncError('STORE_UNREACHABLE', 'injected outage: uploads refused', { transient: true });
       return inner.uploadFile(key, filePath, metadata);
     },
+    async uploadBuffer(key: string, body: Buffer) {
+      if (store.failing) throw new SyncError('STORE_UNREACHABLE', 'injected outage: uploads refused', { transient: true });
+      return inner.uploadBuffer(key, body);
+    },
   };
   return store;
 }

@@ -67,6 +67,10 @@ function failingStore(inner: SnapshotStore): SnapshotStore & { fail: boolean } {
       if (store.fail) throw new SyncError('STORE_AUTH', 'upload refused by the test store');
       return inner.uploadFile(key, filePath, metadata);
     },
+    async uploadBuffer(key: string, body: Buffer) {
+      if (store.fail) throw new SyncError('STORE_AUTH', 'upload refused by the test store');
+      return inner.uploadBuffer(key, body);
+    },
   };
   return store;
 }
