@@ -233,9 +233,9 @@ test('a replica catching up downloads only the chunks that changed', async () =>
   const chunkReads: string[] = [];
   const store: SnapshotStore = {
     ...inner,
-    readSmall: (key) => {
+    download: (key) => {
       if (key.startsWith(CHUNK_PREFIX)) chunkReads.push(key);
-      return inner.readSmall(key);
+      return inner.download(key);
     },
   };
   const writer = await open(join(dir.path, 'delta', 'w.db'), inner, incremental());

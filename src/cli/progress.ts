@@ -102,6 +102,12 @@ export function withProgress(
   });
 }
 
+/** A meter for a chunked snapshot's downloads (they are many small objects, counted together); undefined when quiet or small. */
+export function chunkProgress(ctx: { out: { quiet: boolean; progress(line: string): void } }, entry: SnapshotEntry): ProgressMeter | undefined {
+  if (ctx.out.quiet || entry.kind !== 'chunks' || entry.compressedBytes < MIN_BYTES) return undefined;
+  return new ProgressMeter({ label: `seq ${entry.seq}`, total: entry.compressedBytes }, (line) => ctx.out.progress(line));
+}
+
 /** The context's store, with progress lines for these snapshots' downloads (none with --quiet). */
 export function progressStore(ctx: { store: SnapshotStore; out: { quiet: boolean; progress(line: string): void } }, entries: readonly SnapshotEntry[] = []): SnapshotStore {
   if (ctx.out.quiet) return ctx.store;

@@ -18,7 +18,7 @@ import { resolveChunkKeys } from '../sync/chunks/encryption.ts';
 import type { SnapshotSelector } from './args.ts';
 import type { CliContext } from './context.ts';
 import { formatBytes, formatDuration } from './format.ts';
-import { progressStore } from './progress.ts';
+import { chunkProgress, progressStore } from './progress.ts';
 import { CLI_RETRY, pick, readBackups } from './remote.ts';
 
 export interface RestoreOptions {
@@ -46,7 +46,12 @@ export async function restore(ctx: CliContext, options: RestoreOptions): Promise
   mkdirSync(dirname(target), { recursive: true });
   const started = performance.now();
   // Encrypted incremental snapshots: the key comes from SNAPSHOT_ENCRYPTION_KEY, as for the app.
-  const timing = await downloadSnapshot(progressStore(ctx, [entry!]), entry!, target, CLI_RETRY, out.log, { keys: await resolveChunkKeys(undefined) });
+  const meter = chunkProgress(ctx, entry!);
+  const timing = await downloadSnapshot(progressStore(ctx, [entry!]), entry!, target, CLI_RETRY, out.log, {
+    keys: await resolveChunkKeys(undefined),
+    ...(meter ? { onProgress: (bytes: number) => meter.add(bytes) } : {}),
+  });
+  meter?.finish();
   removeLocalState(target);
   if (isDatabase && isLatest) {
     writeLocalState(target, { format: 1, store: ctx.store.location, generation: manifest.generation, seq: manifest.seq, dirty: false, fingerprint: fingerprint(target) });

@@ -15,7 +15,7 @@ import { resolveChunkKeys } from '../sync/chunks/encryption.ts';
 import type { SnapshotSelector } from './args.ts';
 import type { CliContext } from './context.ts';
 import { formatBytes, formatDuration, table } from './format.ts';
-import { progressStore } from './progress.ts';
+import { chunkProgress, progressStore } from './progress.ts';
 import { CLI_RETRY, pick, readBackups } from './remote.ts';
 
 export interface VerifyOptions {
@@ -79,7 +79,12 @@ async function drill(ctx: CliContext, store: CliContext['store'], entry: Snapsho
   const started = performance.now();
   const base = { seq: entry.seq, createdAt: entry.createdAt, key: entry.key, bytes: entry.bytes };
   try {
-    await downloadSnapshot(store, entry, path, CLI_RETRY, ctx.out.log, { keys: await resolveChunkKeys(undefined) });
+    const meter = chunkProgress(ctx, entry);
+    await downloadSnapshot(store, entry, path, CLI_RETRY, ctx.out.log, {
+      keys: await resolveChunkKeys(undefined),
+      ...(meter ? { onProgress: (bytes: number) => meter.add(bytes) } : {}),
+    });
+    meter?.finish();
     return { ...base, ok: true, durationMs: performance.now() - started, error: null };
   } catch (error) {
     const code = findSyncError(error)?.code ?? 'ERROR';

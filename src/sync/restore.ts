@@ -3,7 +3,7 @@ import { existsSync, renameSync, rmSync } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { createClient } from '@libsql/client';
-import { SyncError } from '../errors.ts';
+import { SyncError, isSyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
 import type { SnapshotStore } from '../store/store.ts';
 import { MANIFEST_KEY, decodeManifest, describeTarget, latestSnapshot, selectSnapshot, type Manifest, type RestoreTarget, type SnapshotEntry } from './manifest.ts';
@@ -253,6 +253,8 @@ export interface DownloadOptions {
    * chunks that verify against the snapshot's addresses are kept, only the others are downloaded.
    */
   base?: string;
+  /** Chunked snapshots: called with the stored bytes of each chunk downloaded (a full snapshot's download is the store's own stream). */
+  onProgress?: (bytes: number) => void;
 }
 
 /** Chunks fetched at once: bounds memory (chunk size x this, plus the worker's queue) while keeping the pipe full. */
@@ -262,7 +264,12 @@ const CHUNK_CONCURRENCY = 8;
  * A chunked snapshot: the index, then every distinct chunk fetched in parallel and handed to a worker
  * that verifies each against its address and writes it at its offsets, then runs quick_check.
  */
-async function assembleInWorker(store: SnapshotStore, entry: SnapshotEntry, path: string, keys: ChunkKeys | undefined, base: string | undefined): Promise<WorkerSuccess> {
+async function assembleInWorker(
+  store: SnapshotStore,
+  entry: SnapshotEntry,
+  path: string,
+  { keys, base, onProgress }: Pick<DownloadOptions, 'keys' | 'base' | 'onProgress'>,
+): Promise<WorkerSuccess> {
   checkKey(entry, keys, store.location);
   const body = await store.readSmall(entry.key);
   if (!body) throw new SyncError('NOT_FOUND', `The chunk index ${entry.key} of snapshot seq ${entry.seq} is missing from ${store.location}.`);
@@ -280,9 +287,16 @@ async function assembleInWorker(store: SnapshotStore, entry: SnapshotEntry, path
     const fetchNext = async (): Promise<void> => {
       for (let next = queue.shift(); next; next = queue.shift()) {
         const [address, indexes] = next;
-        const chunk = await store.readSmall(chunkKey(address));
-        if (!chunk) throw new SyncError('NOT_FOUND', `Chunk ${address.slice(0, 16)}… of snapshot seq ${entry.seq} is missing from ${store.location}.`);
-        await job.send(chunk.body, indexes);
+        const parts: Buffer[] = [];
+        try {
+          for await (const part of store.download(chunkKey(address))) parts.push(part);
+        } catch (error) {
+          if (!isSyncError(error, 'NOT_FOUND')) throw error;
+          throw new SyncError('NOT_FOUND', `Chunk ${address.slice(0, 16)}… of snapshot seq ${entry.seq} is missing from ${store.location}.`, { cause: error });
+        }
+        const chunk = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+        onProgress?.(chunk.length);
+        await job.send(chunk, indexes);
       }
     };
     await Promise.all(Array.from({ length: CHUNK_CONCURRENCY }, fetchNext));
@@ -334,7 +348,7 @@ export async function downloadSnapshot(
   const install = options.install ?? ((verifiedPath: string) => installFile(verifiedPath, dbPath));
   try {
     const t0 = performance.now();
-    const fetch = () => (entry.kind === 'chunks' ? assembleInWorker(store, entry, restoredPath, options.keys, options.base) : streamIntoWorker(store, entry, restoredPath));
+    const fetch = () => (entry.kind === 'chunks' ? assembleInWorker(store, entry, restoredPath, options) : streamIntoWorker(store, entry, restoredPath));
     const decoded = await withRetry(`download ${entry.key}`, fetch, retry, (m) => log.warn({ key: entry.key }, m));
     await install(restoredPath);
     return { downloadMs: performance.now() - t0 - decoded.secondStepMs, verifyMs: decoded.secondStepMs };

@@ -59,6 +59,20 @@ function phased(inner: SnapshotStore): SnapshotStore {
     say('PHASE upload-done');
     dieIf('upload-done');
   };
+  // Incremental snapshots: new chunks, then the chunk index, are one upload phase.
+  let uploading = false;
+  store.uploadBuffer = async (key, body) => {
+    if (!uploading) {
+      uploading = true;
+      say('PHASE upload-start');
+    }
+    await inner.uploadBuffer(key, body);
+    if (key.endsWith('.chunks.json')) {
+      uploading = false;
+      say('PHASE upload-done');
+      dieIf('upload-done');
+    }
+  };
   store.writeSmall = async (key, body, condition) => {
     if (key !== 'manifest.json') return inner.writeSmall(key, body, condition);
     say('PHASE manifest-start');
