@@ -182,7 +182,8 @@ describe('corrupt snapshots are never opened: restore falls back to the newest o
     const out = join(root, 'snapshots', 'damaged.db.lz4');
     const packed = await compressFile(rawPath, out, 'lz4');
     const manifest = decodeManifest((await store.readSmall(MANIFEST_KEY))!.body, store.location);
-    const entry = { ...manifest.snapshots[0]!, seq: manifest.seq + 1, key: 'snapshots/damaged.db.lz4', bytes: packed.rawBytes, compressedBytes: packed.compressedBytes, sha256: packed.sha256 };
+    const { keyId: _keyId, ...latest } = manifest.snapshots[0]!;
+    const entry = { ...latest, kind: 'full' as const, codec: 'lz4' as const, seq: manifest.seq + 1, key: 'snapshots/damaged.db.lz4', bytes: packed.rawBytes, compressedBytes: packed.compressedBytes, sha256: packed.sha256 };
     const current = (await store.readSmall(MANIFEST_KEY))!;
     await store.writeSmall(MANIFEST_KEY, encodeManifest({ ...manifest, seq: entry.seq, snapshots: [entry, ...manifest.snapshots] }), { ifMatch: current.etag });
     const dbPath = join(dir.path, 'quickcheck', 'app.db');

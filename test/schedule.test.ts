@@ -16,7 +16,7 @@ test('a burst of 500 commits produces one snapshot (debounce), not 500', async (
   const store = storeFor('burst');
   const db = await open(join(dir.path, 'burst', 'app.db'), store, { snapshot: { debounceMs: 1_000, maxCommits: 10_000 } });
   await db.$sync.flush(); // settle the CREATE TABLE from open()
-  const uploadsBefore = store.calls.uploadFile;
+  const publishesBefore = store.calls.writeSmall;
   const okBefore = db.$sync.status().snapshotsOk;
 
   const snapshot = nextEvent(db.$sync, 'snapshot');
@@ -26,7 +26,7 @@ test('a burst of 500 commits produces one snapshot (debounce), not 500', async (
   assert.equal(info.commits, 500, 'the one snapshot covers all 500 commits');
   assert.equal(db.$sync.status().snapshotsOk - okBefore, 1);
   assert.equal(db.$sync.status().pendingCommits, 0);
-  assert.equal(store.calls.uploadFile - uploadsBefore, 1, 'one upload');
+  assert.equal(store.calls.writeSmall - publishesBefore, 1, 'one manifest publish');
   await db.$sync.close();
   assert.equal(db.$sync.status().snapshotsOk - okBefore, 1, 'close found nothing left to snapshot');
 });
