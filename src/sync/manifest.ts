@@ -15,6 +15,8 @@ export interface SnapshotEntry {
   kind?: 'full' | 'chunks';
   /** Chunked snapshots under encryption: the key's public id (a different key is named as such on restore). */
   keyId?: string;
+  /** Chunked snapshots: sha256 of the chunk index object, so any damage to it is caught before it is used. */
+  indexSha256?: string;
   codec: Codec;
   /** Uncompressed database size and sha256: what restore verifies. */
   bytes: number;

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
@@ -273,6 +273,9 @@ async function assembleInWorker(
   checkKey(entry, keys, store.location);
   const body = await store.readSmall(entry.key);
   if (!body) throw new SyncError('NOT_FOUND', `The chunk index ${entry.key} of snapshot seq ${entry.seq} is missing from ${store.location}.`);
+  if (entry.indexSha256 && createHash('sha256').update(body.body).digest('hex') !== entry.indexSha256) {
+    throw new SyncError('SNAPSHOT_CORRUPT', `The chunk index ${entry.key} of snapshot seq ${entry.seq} does not match its sha256 in the manifest (damaged or replaced).`);
+  }
   const index = decodeChunkIndex(body.body, entry.key);
   if (index.bytes !== entry.bytes || rootHash(index.bytes, index.chunkSize, index.chunks) !== entry.sha256) {
     throw new SyncError('SNAPSHOT_CORRUPT', `The chunk index ${entry.key} does not match snapshot seq ${entry.seq} in the manifest (size or root hash).`);

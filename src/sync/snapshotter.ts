@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { open, rm } from 'node:fs/promises';
 import { SyncError, isSyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
@@ -182,13 +182,15 @@ export class Snapshotter {
       const generation = state.generation;
       indexKey = snapshotKey(generation, seq, 'chunks', randomBytes(4).toString('hex'));
       const index: ChunkIndex = { format: 1, bytes: result.rawBytes, pageSize: result.pageSize, chunkSize, chunks: result.chunks, stored, ...(keys ? { keyId: keys.keyId } : {}) };
-      await withRetry(`upload ${indexKey}`, () => store.uploadBuffer(indexKey!, encodeChunkIndex(index)), retry, (m) => log.warn({ key: indexKey }, m));
+      const indexBody = encodeChunkIndex(index);
+      await withRetry(`upload ${indexKey}`, () => store.uploadBuffer(indexKey!, indexBody), retry, (m) => log.warn({ key: indexKey }, m));
       this.#indexes.set(indexKey, index);
       const entry: SnapshotEntry = {
         seq,
         generation,
         key: indexKey,
         kind: 'chunks',
+        indexSha256: createHash('sha256').update(indexBody).digest('hex'),
         codec: 'lz4',
         bytes: result.rawBytes,
         sha256: result.sha256,
