@@ -11,6 +11,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { azureBlobStore, drizzle, SyncError } from 'drizzle-libsql-blob';
 import { MANIFEST_KEY, decodeManifest } from '../src/sync/manifest.ts';
+import { CHUNK_PREFIX, decodeChunkIndex } from '../src/sync/chunks/chunk-index.ts';
 import { startAzurite, type Azurite } from './helpers/azurite.ts';
 import { faultSummary, randomInt } from './helpers/fault-report.ts';
 import { notes, open, schema, tempDir } from './helpers/fixtures.ts';
@@ -57,21 +58,31 @@ test('damaged snapshot blobs: detected, never opened, restore falls back to the 
   await writer.$sync.close();
   const manifestBefore = (await store.readSmall(MANIFEST_KEY))!;
   const [latest, older] = decodeManifest(manifestBefore.body, store.location).snapshots;
-  const pristine = join(dir.path, 'pristine.blob');
-  await store.downloadToFile(latest!.key, pristine);
-  const good = await readFile(pristine);
+  // The damage goes to the latest snapshot's object (a chunked snapshot: its chunk index) and, for a
+  // chunked snapshot, to a chunk only the latest snapshot references.
+  const targets: Array<[string, string]> = [['snapshot', latest!.key]];
+  if (latest!.kind === 'chunks') {
+    const chunksOf = async (key: string) => decodeChunkIndex((await store.readSmall(key))!.body, key).chunks;
+    const olderChunks = new Set(await chunksOf(older!.key));
+    const onlyLatest = (await chunksOf(latest!.key)).find((c) => !olderChunks.has(c))!;
+    targets.push(['chunk', `${CHUNK_PREFIX}${onlyLatest}`]);
+  }
 
   const counts: Record<string, number> = {};
   let detected = 0;
   let opened = 0;
-  const cases = damages();
-  for (const [i, damage] of cases.entries()) {
-    const bytes = damage.apply(good);
-    if (bytes === null) await store.delete(latest!.key);
+  let i = 0;
+  const cases = targets.flatMap(([name, key]) => damages().map((damage) => ({ ...damage, kind: `${name}-${damage.kind}`, key, plainKind: damage.kind })));
+  for (const damage of cases) {
+    i++;
+    const pristine = join(dir.path, `pristine-${i}.blob`);
+    await store.downloadToFile(damage.key, pristine);
+    const bytes = damage.apply(await readFile(pristine));
+    if (bytes === null) await store.delete(damage.key);
     else {
       const path = join(dir.path, `damaged-${i}.blob`);
       await writeFile(path, bytes);
-      await store.uploadFile(latest!.key, path);
+      await store.uploadFile(damage.key, path);
     }
     const dbPath = join(dir.path, `restore-${i}`, 'app.db');
     const db = await drizzle({ connection: { url: `file:${dbPath}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica', restore: 'required' });
@@ -79,7 +90,7 @@ test('damaged snapshot blobs: detected, never opened, restore falls back to the 
       const restored = db.$sync.status().restoredFrom!;
       assert.equal(restored.seq, older!.seq, `${damage.kind}: fell back to the previous snapshot`);
       assert.equal(restored.skipped.length, 1, damage.kind);
-      assert.equal(restored.skipped[0]!.code, damage.kind === 'missing' ? 'NOT_FOUND' : 'SNAPSHOT_CORRUPT', `${damage.kind}: ${restored.skipped[0]!.message}`);
+      assert.equal(restored.skipped[0]!.code, damage.plainKind === 'missing' ? 'NOT_FOUND' : 'SNAPSHOT_CORRUPT', `${damage.kind}: ${restored.skipped[0]!.message}`);
       const bodies = (await db.select().from(notes)).map((r) => r.body);
       assert.equal(bodies.length, 300, damage.kind);
       assert.ok(!bodies.includes('latest only'), `${damage.kind}: the damaged snapshot was never opened`);
@@ -90,7 +101,7 @@ test('damaged snapshot blobs: detected, never opened, restore falls back to the 
     counts[damage.kind] = (counts[damage.kind] ?? 0) + 1;
     const now = (await store.readSmall(MANIFEST_KEY))!;
     assert.ok(now.body.equals(manifestBefore.body), `${damage.kind}: manifest untouched`);
-    await store.uploadFile(latest!.key, pristine); // put the good blob back for the next case
+    await store.uploadFile(damage.key, pristine); // put the good blob back for the next case
   }
 
   // The pristine blob restores the latest again: the fallback was caused by the damage alone.
