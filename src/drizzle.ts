@@ -100,9 +100,12 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   // The controller exists only after the restore; the lease can be lost before that.
   let controller: SyncController | undefined;
   let lostEarly: SyncError | undefined;
+  // This file's sidecar, if it belongs to this store: its lease id (re-taken after a crash) and whether it is dirty.
+  const sidecar = existsSync(dbPath) ? readLocalState(dbPath) : null;
+  const saved = sidecar?.store === store.location ? sidecar : null;
   const lease = resolved.role === 'replica' ? undefined : new WriterLease({
     store,
-    id: leaseIdFor(dbPath, store),
+    id: saved?.leaseId || randomUUID(),
     durationSec: resolved.leaseDurationSec,
     log,
     onLost: (error) => (controller ? controller.leaseLost(error) : (lostEarly = error)),
@@ -110,13 +113,12 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   removeLeftovers(dbPath);
   // 'required' must not write anything to a store that holds no backup (a wrong prefix would get an empty manifest).
   const createManifest = resolved.restore !== 'required';
-  const isWriter =
-    lease && resolved.role !== 'replica'
-      ? await takeLease(lease, resolved.role, dbPath, store, createManifest).catch((error: unknown) => {
-          restoreFailed(error); // the start failed before any restore could run
-          throw error;
-        })
-      : false;
+  const isWriter = lease
+    ? await takeLease(lease, resolved.role === 'writer', saved?.dirty === true, dbPath, store, createManifest).catch((error: unknown) => {
+        restoreFailed(error); // the start failed before any restore could run
+        throw error;
+      })
+    : false;
   if (!isWriter && resolved.restoreTarget) {
     await lease?.release();
     throw new SyncError('LEASE_HELD', `A point-in-time restore needs the writer lease, and another instance holds it on ${store.location}: stop the writer first.`);
@@ -237,20 +239,14 @@ async function prepareWriterConnection(client: Client, synchronousPragma: string
   await client.execute(synchronousPragma);
 }
 
-/** The lease id this local file's writer used before (a restart on the same disk re-takes it at once), else a new one. */
-function leaseIdFor(dbPath: string, store: SnapshotStore): string {
-  const saved = existsSync(dbPath) ? readLocalState(dbPath) : null;
-  return saved?.store === store.location && saved.leaseId ? saved.leaseId : randomUUID();
-}
-
 /** Writer: the lease or LEASE_HELD. Auto: the lease if free, else a replica (unless the local file holds unsaved commits). */
-async function takeLease(lease: WriterLease, role: 'auto' | 'writer', dbPath: string, store: SnapshotStore, createManifest: boolean): Promise<boolean> {
+async function takeLease(lease: WriterLease, failFast: boolean, localDirty: boolean, dbPath: string, store: SnapshotStore, createManifest: boolean): Promise<boolean> {
   try {
     await lease.acquire({ createManifest });
     return true;
   } catch (error) {
     if (!isSyncError(error, 'LEASE_HELD')) throw error;
-    if (role === 'writer') {
+    if (failFast) {
       throw new SyncError(
         'LEASE_HELD',
         `Another instance holds the writer lease on ${store.location} (role: 'writer' fails fast). Stop the other writer, wait for its lease to expire ` +
@@ -258,8 +254,7 @@ async function takeLease(lease: WriterLease, role: 'auto' | 'writer', dbPath: st
         { cause: error },
       );
     }
-    const saved = existsSync(dbPath) ? readLocalState(dbPath) : null;
-    if (saved?.store === store.location && saved.dirty) {
+    if (localDirty) {
       throw new SyncError(
         'DIVERGED',
         `${dbPath} holds commits never uploaded, and another instance now holds the writer lease on ${store.location}: starting as a replica would discard them. ` +
