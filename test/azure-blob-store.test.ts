@@ -104,6 +104,30 @@ describe('azureBlobStore against Azurite', () => {
     }
   });
 
+  test('download: a small blob arrives whole; a blob replaced mid-download fails instead of splicing two versions', async () => {
+    const store = azureBlobStore({ connectionString: azurite.connectionString, container: await newContainer() });
+    const small = randomBytes(300_000);
+    await store.uploadBuffer('chunks/small', small);
+    const parts: Buffer[] = [];
+    for await (const part of store.download('chunks/small')) parts.push(part);
+    assert.equal(parts.length, 1, 'a blob under one block comes as one piece');
+    assert.deepEqual(parts[0], small);
+
+    // 6 blocks of 8 MiB: the first GET plus 4 ranges are in flight at once, the last range is requested
+    // only after the consumer takes the first block, i.e. after the blob below has been replaced.
+    const big = randomBytes(5 * 8 * 1024 * 1024 + 1000);
+    await store.uploadBuffer('snapshots/big', big);
+    const reader = store.download('snapshots/big')[Symbol.asyncIterator]();
+    const first = await reader.next();
+    assert.equal(first.done, false, 'the first block arrives');
+    await store.uploadBuffer('snapshots/big', randomBytes(big.length));
+    const rest = (async () => {
+      for (let next = await reader.next(); !next.done; next = await reader.next());
+    })();
+    const error = await rejectsWith(rest, 'CONFLICT');
+    assert.match(error.message, /changed since it was read/);
+  });
+
   test('downloadToFile of a missing blob is NOT_FOUND and creates no file', async () => {
     const store = azureBlobStore({ connectionString: azurite.connectionString, container: await newContainer() });
     const target = join(dir, 'never.out');

@@ -42,6 +42,12 @@ const BLOCK_SIZE = 8 * 1024 * 1024;
 const CONCURRENCY = 4;
 const DEFAULT_TIMEOUT_MS = 30_000;
 
+/** The blob's full size from a ranged response's `Content-Range: bytes 0-99/1234`. */
+function totalSize(contentRange: string | undefined): number | undefined {
+  const match = contentRange?.match(/\/(\d+)$/);
+  return match ? Number(match[1]) : undefined;
+}
+
 type AuthKind = 'sharedKey' | 'sas' | 'token';
 
 interface Target {
@@ -204,31 +210,44 @@ export function azureBlobStore(options: AzureBlobStoreOptions): SnapshotStore {
       const blob = container.getBlobClient(blobName(key));
       const dog = new Watchdog(timeoutMs);
       let done = false;
+      const readBody = async (response: { readableStreamBody?: NodeJS.ReadableStream }, offset: number, count: number, size: number): Promise<Buffer> => {
+        const parts: Buffer[] = [];
+        for await (const chunk of response.readableStreamBody ?? []) {
+          parts.push(chunk as Buffer);
+          dog.touch();
+        }
+        const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+        if (body.length !== count) {
+          throw new SyncError('STORE_UNREACHABLE', `Download of ${key} from ${endpoint} ended early at byte ${offset + body.length} of ${size}.`, { transient: true });
+        }
+        return body;
+      };
       try {
-        const properties = await blob.getProperties({ abortSignal: dog.signal });
-        const size = properties.contentLength ?? 0;
+        // The first block's GET also tells the size and ETag: a small blob (a chunk) is one request.
+        let first;
+        try {
+          first = await blob.download(0, BLOCK_SIZE, { abortSignal: dog.signal, maxRetryRequests: 3 });
+        } catch (error) {
+          // A range on an empty blob is 416; anything else (404, auth) is reported below.
+          if (!(error instanceof RestError && error.statusCode === 416)) throw error;
+          if (((await blob.getProperties({ abortSignal: dog.signal })).contentLength ?? 0) !== 0) throw error;
+          done = true;
+          return;
+        }
+        const size = totalSize(first.contentRange) ?? first.contentLength ?? 0;
         const ranges: Array<[offset: number, count: number]> = [];
-        for (let offset = 0; offset < size; offset += BLOCK_SIZE) ranges.push([offset, Math.min(BLOCK_SIZE, size - offset)]);
-        // Parallel ranged GETs pinned to the ETag we sized the blob from (a blob replaced mid-way fails
+        for (let offset = BLOCK_SIZE; offset < size; offset += BLOCK_SIZE) ranges.push([offset, Math.min(BLOCK_SIZE, size - offset)]);
+        // The rest in parallel ranged GETs pinned to the first one's ETag (a blob replaced mid-way fails
         // with 412 instead of producing a spliced file), yielded in order. Memory: CONCURRENCY x BLOCK_SIZE.
         const fetchRange = async ([offset, count]: [number, number]): Promise<Buffer> => {
           const response = await blob.download(offset, count, {
             abortSignal: dog.signal,
-            conditions: { ifMatch: properties.etag },
+            conditions: { ifMatch: first.etag },
             maxRetryRequests: 3, // the SDK resumes a broken body stream from where it stopped
           });
-          const parts: Buffer[] = [];
-          for await (const chunk of response.readableStreamBody ?? []) {
-            parts.push(chunk as Buffer);
-            dog.touch();
-          }
-          const body = Buffer.concat(parts);
-          if (body.length !== count) {
-            throw new SyncError('STORE_UNREACHABLE', `Download of ${key} from ${endpoint} ended early at byte ${offset + body.length} of ${size}.`, { transient: true });
-          }
-          return body;
+          return readBody(response, offset, count, size);
         };
-        const inflight: Array<Promise<Buffer>> = [];
+        const inflight: Array<Promise<Buffer>> = [readBody(first, 0, Math.min(BLOCK_SIZE, size), size)];
         let next = 0;
         const fill = () => {
           while (inflight.length < CONCURRENCY && next < ranges.length) {
@@ -237,12 +256,13 @@ export function azureBlobStore(options: AzureBlobStoreOptions): SnapshotStore {
             inflight.push(request);
           }
         };
+        inflight[0]!.catch(() => undefined);
         fill();
         while (inflight.length > 0) {
           const body = await inflight.shift()!;
           fill();
           dog.touch();
-          yield body;
+          if (body.length > 0) yield body;
         }
         done = true;
       } catch (error) {
