@@ -19,7 +19,7 @@ function startWorker(request: WorkerRequest): Worker {
 export type WorkerSuccess = Extract<WorkerReply, { ok: true }>;
 
 export interface WorkerJob {
-  /** Resolves once the worker has room for more (at most MAX_IN_FLIGHT chunks queued). */
+  /** Resolves once the worker has room for more (at most MAX_IN_FLIGHT chunks queued). The chunk is handed over: do not use it afterwards. */
   send(chunk: Buffer, indexes?: number[]): Promise<void>;
   end(): void;
   /** Stops the worker (e.g. the download failed); `result` then rejects. */
@@ -73,10 +73,11 @@ export function startWorkerJob(request: WorkerRequest): WorkerJob {
       while (inFlight >= MAX_IN_FLIGHT && !settled) await new Promise<void>((r) => waiters.push(r));
       if (settled) return; // the worker already failed or finished: `result` says why
       inFlight++;
-      // Copy into a transferable buffer (store chunks may be views into shared pools).
-      const copy = new Uint8Array(chunk.length);
-      copy.set(chunk);
-      worker.postMessage((indexes ? { chunk: copy, indexes } : { chunk: copy }) satisfies WorkerInput, [copy.buffer]);
+      // Hand the memory over when the buffer owns all of it (the caller gives it up); copy a view into
+      // a shared pool or larger read buffer, which must not be detached under its other users.
+      const owned = chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength && chunk.buffer instanceof ArrayBuffer;
+      const message = owned ? new Uint8Array(chunk.buffer) : Uint8Array.from(chunk);
+      worker.postMessage((indexes ? { chunk: message, indexes } : { chunk: message }) satisfies WorkerInput, [message.buffer]);
     },
     end() {
       if (!settled) worker.postMessage({ end: true } satisfies WorkerInput);
