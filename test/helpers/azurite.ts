@@ -17,6 +17,8 @@ export interface Azurite {
   accountName: string;
   accountKey: string;
   port: number;
+  /** The emulator's process id (benchmarks read its CPU time from /proc). */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -90,7 +92,7 @@ export async function startAzurite(): Promise<Azurite> {
     const { accountName, accountKey } = devAccount();
     const blobEndpoint = `http://127.0.0.1:${port}/${accountName}`;
     const connectionString = `DefaultEndpointsProtocol=http;AccountName=${accountName};AccountKey=${accountKey};BlobEndpoint=${blobEndpoint};`;
-    return { connectionString, blobEndpoint, accountName, accountKey, port, stop };
+    return { connectionString, blobEndpoint, accountName, accountKey, port, pid: child.pid!, stop };
   } catch (error) {
     await stop();
     throw new Error(`${(error as Error).message}\n--- azurite stdout ---\n${stdout}\n--- azurite stderr ---\n${stderr}`, { cause: error });
