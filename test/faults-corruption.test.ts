@@ -4,7 +4,7 @@
  * restore must detect it, never open it, and fall back to the previous snapshot, with the store left
  * exactly as it was.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -12,20 +12,11 @@ import { join } from 'node:path';
 import { azureBlobStore, drizzle, SyncError } from 'drizzle-libsql-blob';
 import { MANIFEST_KEY, decodeManifest } from '../src/sync/manifest.ts';
 import { CHUNK_PREFIX, decodeChunkIndex } from '../src/sync/chunks/chunk-index.ts';
-import { startAzurite, type Azurite } from './helpers/azurite.ts';
 import { faultSummary, randomInt } from './helpers/fault-report.ts';
-import { notes, open, schema, tempDir } from './helpers/fixtures.ts';
+import { notes, open, schema } from './helpers/fixtures.ts';
+import { useAzuriteAndTempDir } from './helpers/suite.ts';
 
-let dir: Awaited<ReturnType<typeof tempDir>>;
-let azurite: Azurite;
-before(async () => {
-  dir = await tempDir('corruption');
-  azurite = await startAzurite();
-});
-after(async () => {
-  await azurite?.stop();
-  await dir?.cleanup();
-});
+const fixture = useAzuriteAndTempDir('corruption');
 
 type Damage = { kind: string; apply(bytes: Buffer): Buffer | null };
 
@@ -50,8 +41,8 @@ function damages(): Damage[] {
 
 test('damaged snapshot blobs: detected, never opened, restore falls back to the previous snapshot', async (t) => {
   const startedAt = performance.now();
-  const store = azureBlobStore({ connectionString: azurite.connectionString, container: 'damage', createContainer: true });
-  const writer = await open(join(dir.path, 'writer.db'), store, { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000 } });
+  const store = azureBlobStore({ connectionString: fixture.azurite.connectionString, container: 'damage', createContainer: true });
+  const writer = await open(join(fixture.dir.path, 'writer.db'), store, { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000 } });
   for (let i = 0; i < 300; i++) await writer.insert(notes).values({ body: `older ${i}` });
   await writer.$sync.flush();
   await writer.insert(notes).values({ body: 'latest only' });
@@ -75,16 +66,16 @@ test('damaged snapshot blobs: detected, never opened, restore falls back to the 
   const cases = targets.flatMap(([name, key]) => damages().map((damage) => ({ ...damage, kind: `${name}-${damage.kind}`, key, plainKind: damage.kind })));
   for (const damage of cases) {
     i++;
-    const pristine = join(dir.path, `pristine-${i}.blob`);
+    const pristine = join(fixture.dir.path, `pristine-${i}.blob`);
     await store.downloadToFile(damage.key, pristine);
     const bytes = damage.apply(await readFile(pristine));
     if (bytes === null) await store.delete(damage.key);
     else {
-      const path = join(dir.path, `damaged-${i}.blob`);
+      const path = join(fixture.dir.path, `damaged-${i}.blob`);
       await writeFile(path, bytes);
       await store.uploadFile(damage.key, path);
     }
-    const dbPath = join(dir.path, `restore-${i}`, 'app.db');
+    const dbPath = join(fixture.dir.path, `restore-${i}`, 'app.db');
     const db = await drizzle({ connection: { url: `file:${dbPath}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica', restore: 'required' });
     try {
       const restored = db.$sync.status().restoredFrom!;
@@ -105,18 +96,18 @@ test('damaged snapshot blobs: detected, never opened, restore falls back to the 
   }
 
   // The pristine blob restores the latest again: the fallback was caused by the damage alone.
-  const check = await drizzle({ connection: { url: `file:${join(dir.path, 'pristine', 'app.db')}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica' });
+  const check = await drizzle({ connection: { url: `file:${join(fixture.dir.path, 'pristine', 'app.db')}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica' });
   assert.equal(check.$sync.status().restoredFrom?.seq, latest!.seq);
   assert.deepEqual(check.$sync.status().restoredFrom?.skipped, []);
   await check.$sync.close();
   opened++;
 
   // Every snapshot damaged: nothing restored, nothing created.
-  const bad = join(dir.path, 'bad.blob');
+  const bad = join(fixture.dir.path, 'bad.blob');
   await writeFile(bad, Buffer.from('not a snapshot'));
   await store.uploadFile(latest!.key, bad);
   await store.uploadFile(older!.key, bad);
-  const none = join(dir.path, 'none', 'app.db');
+  const none = join(fixture.dir.path, 'none', 'app.db');
   await assert.rejects(
     drizzle({ connection: { url: `file:${none}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica' }),
     (error: unknown) => error instanceof SyncError && error.code === 'SNAPSHOT_CORRUPT',

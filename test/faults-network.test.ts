@@ -18,7 +18,7 @@
  * Across the whole scenario: no unhandled rejection, and the event loop never stalls 100 ms or more
  * (perf_hooks' delay histogram and a 10 ms interval's drift; the worst stalls are reported by step).
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
@@ -28,9 +28,9 @@ import { BlobServiceClient } from '@azure/storage-blob';
 import { asc, sql } from 'drizzle-orm';
 import { azureBlobStore, drizzle, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
 import { MANIFEST_KEY } from '../src/sync/manifest.ts';
-import { startAzurite, type Azurite } from './helpers/azurite.ts';
 import { startTcpProxy, type ProxyMode, type TcpProxy } from './helpers/tcp-proxy.ts';
 import { nextEvent, notes, open, schema, tempDir } from './helpers/fixtures.ts';
+import { useAzuriteAndTempDir } from './helpers/suite.ts';
 import { faultSummary, startLoopMonitor, trapUnhandledRejections } from './helpers/fault-report.ts';
 
 const MAX_LOOP_STALL_MS = 100;
@@ -40,30 +40,22 @@ const MAX_COMMIT_MS = 200;
 let mark: (label: string) => void = () => {};
 const PREFIX = 'app';
 
-let azurite: Azurite;
-let service: BlobServiceClient;
-let dir: Awaited<ReturnType<typeof tempDir>>;
-before(async () => {
-  azurite = await startAzurite();
-  service = BlobServiceClient.fromConnectionString(azurite.connectionString);
-  dir = await tempDir('fault-net');
-});
-after(async () => {
-  await azurite?.stop();
-  await dir?.cleanup();
-});
+const fixture = useAzuriteAndTempDir('fault-net');
+let serviceClient: BlobServiceClient | undefined;
+/** Made on first use, inside a test: Azurite is up by then. */
+const service = () => (serviceClient ??= BlobServiceClient.fromConnectionString(fixture.azurite.connectionString));
 
-const viaProxy = (proxy: TcpProxy | { port: number }) => azurite.connectionString.replace(`:${azurite.port}/`, `:${proxy.port}/`);
+const viaProxy = (proxy: TcpProxy | { port: number }) => fixture.azurite.connectionString.replace(`:${fixture.azurite.port}/`, `:${proxy.port}/`);
 
 async function newContainer(label: string): Promise<string> {
   const name = `${label}-${randomBytes(4).toString('hex')}`;
-  await service.createContainer(name);
+  await service().createContainer(name);
   return name;
 }
 
 /** The store as Azurite holds it: manifest bytes + ETag and every blob name. */
 async function snapshotOfStore(container: string): Promise<string> {
-  const client = service.getContainerClient(container);
+  const client = service().getContainerClient(container);
   const names: string[] = [];
   for await (const blob of client.listBlobsFlat()) names.push(`${blob.name}:${blob.properties.etag}`);
   const manifest = client.getBlobClient(`${PREFIX}/${MANIFEST_KEY}`);
@@ -78,7 +70,7 @@ async function restoredBodies(container: string): Promise<string[]> {
     const db = await drizzle({
       connection: { url: `file:${join(fresh.path, 'app.db')}` },
       schema,
-      store: azureBlobStore({ connectionString: azurite.connectionString, container, prefix: PREFIX }),
+      store: azureBlobStore({ connectionString: fixture.azurite.connectionString, container, prefix: PREFIX }),
       log: false,
       restore: 'required',
       role: 'replica',
@@ -129,10 +121,10 @@ const OUTAGES: OutageCase[] = [
 ];
 
 async function outage(c: OutageCase, totals: Totals): Promise<string> {
-  const proxy = await startTcpProxy({ targetHost: '127.0.0.1', targetPort: azurite.port });
+  const proxy = await startTcpProxy({ targetHost: '127.0.0.1', targetPort: fixture.azurite.port });
   const container = await newContainer(`net-${c.name.slice(0, 10)}`);
   const store = azureBlobStore({ connectionString: viaProxy(proxy), container, prefix: PREFIX, requestTimeoutMs: c.requestTimeoutMs });
-  const db = await open(join(dir.path, c.name, 'app.db'), store, {
+  const db = await open(join(fixture.dir.path, c.name, 'app.db'), store, {
     snapshot: { debounceMs: 20, retryBaseMs: 50, retryMaxMs: 200 },
     retry: { retries: 1, minTimeoutMs: 10, maxTimeoutMs: 20 },
   });
@@ -195,10 +187,10 @@ async function outage(c: OutageCase, totals: Totals): Promise<string> {
 
 /** A 300 ms delay per chunk under a 2 s request timeout: slow, but snapshots land and flush() resolves. */
 async function slowButWorking(totals: Totals): Promise<string> {
-  const proxy = await startTcpProxy({ targetHost: '127.0.0.1', targetPort: azurite.port });
+  const proxy = await startTcpProxy({ targetHost: '127.0.0.1', targetPort: fixture.azurite.port });
   const container = await newContainer('net-delay');
   const store = azureBlobStore({ connectionString: viaProxy(proxy), container, prefix: PREFIX, requestTimeoutMs: 2_000 });
-  const db = await open(join(dir.path, 'delay', 'app.db'), store, {
+  const db = await open(join(fixture.dir.path, 'delay', 'app.db'), store, {
     snapshot: { debounceMs: 20, retryBaseMs: 50, retryMaxMs: 200 },
     retry: { retries: 1, minTimeoutMs: 10, maxTimeoutMs: 20 },
   });
@@ -247,9 +239,9 @@ async function slowButWorking(totals: Totals): Promise<string> {
 /** A store holding one snapshot of `rows` notes, written straight to Azurite. */
 async function seeded(label: string, rows: number): Promise<{ container: string; bodies: string[] }> {
   const container = await newContainer(label);
-  const store = azureBlobStore({ connectionString: azurite.connectionString, container, prefix: PREFIX });
+  const store = azureBlobStore({ connectionString: fixture.azurite.connectionString, container, prefix: PREFIX });
   mark(`seed ${label}: open`);
-  const db = await open(join(dir.path, `${label}-seed`, 'app.db'), store);
+  const db = await open(join(fixture.dir.path, `${label}-seed`, 'app.db'), store);
   mark(`seed ${label}: insert`);
   const bodies = Array.from({ length: rows }, (_, i) => `seed ${i} ${randomBytes(24).toString('hex')}`);
   for (let i = 0; i < rows; i += 100) {
@@ -266,10 +258,10 @@ async function seeded(label: string, rows: number): Promise<{ container: string;
 
 async function restoreThroughDelay(totals: Totals): Promise<string> {
   const { container, bodies } = await seeded('net-rdelay', 2_000);
-  const proxy = await startTcpProxy({ targetHost: '127.0.0.1', targetPort: azurite.port });
+  const proxy = await startTcpProxy({ targetHost: '127.0.0.1', targetPort: fixture.azurite.port });
   proxy.setMode({ delayMs: 300 });
   totals.faults++;
-  const target = join(dir.path, 'restore-delay', 'app.db');
+  const target = join(fixture.dir.path, 'restore-delay', 'app.db');
   try {
     const started = performance.now();
     mark('restore through delay: drizzle()');
@@ -303,12 +295,12 @@ type DeadHow = 'nothing-listening' | 'blackhole' | 'reset-during-download';
 async function restoreThroughDeadProxy(how: DeadHow, totals: Totals): Promise<string> {
   const { container } = await seeded(`net-dead-${how.slice(0, 5)}`, 2_000);
   const before = await snapshotOfStore(container);
-  const proxy = await startTcpProxy({ targetHost: '127.0.0.1', targetPort: azurite.port });
+  const proxy = await startTcpProxy({ targetHost: '127.0.0.1', targetPort: fixture.azurite.port });
   const port = proxy.port;
   if (how === 'nothing-listening') await proxy.close();
   if (how === 'blackhole') proxy.setMode('blackhole');
   totals.faults++;
-  const local = join(dir.path, `restore-dead-${how}`);
+  const local = join(fixture.dir.path, `restore-dead-${how}`);
   const inner = azureBlobStore({ connectionString: viaProxy({ port }), container, prefix: PREFIX, requestTimeoutMs: 500 });
   let downloads = 0;
   // The real store; only the moment of the fault is chosen: the proxy starts resetting as the snapshot download begins.

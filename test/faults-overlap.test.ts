@@ -5,37 +5,28 @@
  * Throughout, a watcher reads the manifest and checks it never goes backwards; at the end every
  * acknowledged commit (flush() resolved) is in the store.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { azureBlobStore, drizzle } from 'drizzle-libsql-blob';
 import { MANIFEST_KEY, decodeManifest } from '../src/sync/manifest.ts';
-import { startAzurite, type Azurite } from './helpers/azurite.ts';
 import { faultSummary, spawnLineChild, type LineChild } from './helpers/fault-report.ts';
-import { notes, schema, tempDir } from './helpers/fixtures.ts';
+import { notes, schema } from './helpers/fixtures.ts';
+import { useAzuriteAndTempDir } from './helpers/suite.ts';
 
 const CHILD = 'test/children/overlap-instance.ts';
 const ROUNDS = 6;
 /** The round whose writer is killed with -9: its replica waits out the lease (15 s, Azure's minimum). */
 const CRASH_ROUND = 3;
 
-let dir: Awaited<ReturnType<typeof tempDir>>;
-let azurite: Azurite;
-before(async () => {
-  dir = await tempDir('overlap');
-  azurite = await startAzurite();
-});
-after(async () => {
-  await azurite?.stop();
-  await dir?.cleanup();
-});
+const fixture = useAzuriteAndTempDir('overlap');
 
 test('deploy overlap: two instances started together, one writer, takeovers, manifest never backwards, no acknowledged commit lost', async (t) => {
   const startedAt = performance.now();
   const container = 'overlap';
-  const store = azureBlobStore({ connectionString: azurite.connectionString, container, prefix: 'app', createContainer: true });
+  const store = azureBlobStore({ connectionString: fixture.azurite.connectionString, container, prefix: 'app', createContainer: true });
   await store.probe();
-  const env = { FAULT_CONNECTION_STRING: azurite.connectionString, FAULT_CONTAINER: container, FAULT_PREFIX: 'app', FAULT_LEASE_SEC: '15' };
+  const env = { FAULT_CONNECTION_STRING: fixture.azurite.connectionString, FAULT_CONTAINER: container, FAULT_PREFIX: 'app', FAULT_LEASE_SEC: '15' };
 
   // Watches the manifest the whole time.
   const seen: number[] = [];
@@ -62,7 +53,7 @@ test('deploy overlap: two instances started together, one writer, takeovers, man
   const children: LineChild[] = [];
   try {
     for (let round = 1; round <= ROUNDS; round++) {
-      const pair = ['x', 'y'].map((side) => spawnLineChild(CHILD, [join(dir.path, `r${round}${side}`, 'app.db'), `r${round}${side}`], env));
+      const pair = ['x', 'y'].map((side) => spawnLineChild(CHILD, [join(fixture.dir.path, `r${round}${side}`, 'app.db'), `r${round}${side}`], env));
       children.push(...pair);
       await Promise.all(pair.map((c) => c.waitFor(/^LOADED$/, { timeoutMs: 60_000 })));
       for (const c of pair) c.send('GO'); // as close together as two processes can be told
@@ -98,7 +89,7 @@ test('deploy overlap: two instances started together, one writer, takeovers, man
   }
 
   // Everything acknowledged is in the store.
-  const fresh = await drizzle({ connection: { url: `file:${join(dir.path, 'verify', 'app.db')}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica', restore: 'required' });
+  const fresh = await drizzle({ connection: { url: `file:${join(fixture.dir.path, 'verify', 'app.db')}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica', restore: 'required' });
   const bodies = new Set((await fresh.select().from(notes)).map((r) => r.body));
   await fresh.$sync.close();
   const lost = [...acked].filter((b) => !bodies.has(b));

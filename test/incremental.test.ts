@@ -1,4 +1,4 @@
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -7,19 +7,10 @@ import { sql } from 'drizzle-orm';
 import { azureBlobStore, directoryStore, drizzle, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
 import { MANIFEST_KEY, decodeManifest, type Manifest } from '../src/sync/manifest.ts';
 import { CHUNK_PREFIX, decodeChunkIndex } from '../src/sync/chunks/chunk-index.ts';
-import { startAzurite, type Azurite } from './helpers/azurite.ts';
-import { countingStore, notes, open, schema, tempDir } from './helpers/fixtures.ts';
+import { countingStore, notes, open, schema } from './helpers/fixtures.ts';
+import { useAzuriteAndTempDir } from './helpers/suite.ts';
 
-let dir: Awaited<ReturnType<typeof tempDir>>;
-let azurite: Azurite;
-before(async () => {
-  dir = await tempDir('incremental');
-  azurite = await startAzurite();
-});
-after(async () => {
-  await azurite?.stop();
-  await dir?.cleanup();
-});
+const fixture = useAzuriteAndTempDir('incremental');
 
 const MANUAL = { debounceMs: 600_000, maxIntervalMs: 600_000 };
 const incremental = (extra: object = {}) => ({ snapshot: { ...MANUAL, mode: 'incremental' as const, chunkSize: 65_536, ...extra } });
@@ -47,9 +38,9 @@ async function fill(db: Awaited<ReturnType<typeof open>>, rows: number, tag: str
 }
 
 test('incremental snapshots: the first uploads every chunk, a small change uploads a few, restore reassembles and verifies', async () => {
-  const inner = directoryStore({ dir: join(dir.path, 'basic', 'store') });
+  const inner = directoryStore({ dir: join(fixture.dir.path, 'basic', 'store') });
   const store = countingStore(inner);
-  const db = await open(join(dir.path, 'basic', 'a.db'), store, incremental());
+  const db = await open(join(fixture.dir.path, 'basic', 'a.db'), store, incremental());
   await fill(db, 20_000, 'row');
   const first = await db.$sync.flush();
   const firstBytes = first!.compressedBytes;
@@ -75,7 +66,7 @@ test('incremental snapshots: the first uploads every chunk, a small change uploa
   assert.equal(store.calls.uploadBuffer, uploads);
   await db.$sync.close();
 
-  const fresh2 = await drizzle({ connection: { url: `file:${join(dir.path, 'basic', 'b.db')}` }, schema, store: inner, log: false, shutdown: { signals: false }, role: 'replica' });
+  const fresh2 = await drizzle({ connection: { url: `file:${join(fixture.dir.path, 'basic', 'b.db')}` }, schema, store: inner, log: false, shutdown: { signals: false }, role: 'replica' });
   const rows = await fresh2.select().from(notes);
   assert.equal(rows.length, 20_000);
   assert.equal(rows.find((r) => r.id === 10_000)?.body, 'changed');
@@ -83,9 +74,9 @@ test('incremental snapshots: the first uploads every chunk, a small change uploa
 });
 
 test('a damaged chunk is detected on restore, and restore falls back to the previous snapshot', async () => {
-  const root = join(dir.path, 'damaged', 'store');
+  const root = join(fixture.dir.path, 'damaged', 'store');
   const store = directoryStore({ dir: root });
-  const db = await open(join(dir.path, 'damaged', 'a.db'), store, incremental());
+  const db = await open(join(fixture.dir.path, 'damaged', 'a.db'), store, incremental());
   await fill(db, 5_000, 'v1');
   await db.$sync.flush();
   await db.update(notes).set({ body: 'v2' }).where(sql`id = 4000`);
@@ -102,7 +93,7 @@ test('a damaged chunk is detected on restore, and restore falls back to the prev
   bytes[bytes.length - 5]! ^= 0x20;
   await writeFile(path, bytes);
 
-  const db2 = await drizzle({ connection: { url: `file:${join(dir.path, 'damaged', 'b.db')}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica' });
+  const db2 = await drizzle({ connection: { url: `file:${join(fixture.dir.path, 'damaged', 'b.db')}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica' });
   const restored = db2.$sync.status().restoredFrom!;
   assert.equal(restored.seq, older!.seq);
   assert.equal(restored.skipped[0]!.code, 'SNAPSHOT_CORRUPT');
@@ -113,17 +104,17 @@ test('a damaged chunk is detected on restore, and restore falls back to the prev
 
 test('encryption: the store holds ciphertext only; the right key restores, a wrong or missing key is a clear CONFIG error', async () => {
   const container = 'encrypted';
-  const store = azureBlobStore({ connectionString: azurite.connectionString, container, prefix: 'app', createContainer: true });
+  const store = azureBlobStore({ connectionString: fixture.azurite.connectionString, container, prefix: 'app', createContainer: true });
   const key = randomBytes(32);
   const marker = 'PLAINTEXT-MARKER-7f3a';
-  const db = await open(join(dir.path, 'enc', 'a.db'), store, { ...incremental(), encryption: { key: async () => key.toString('base64') } });
+  const db = await open(join(fixture.dir.path, 'enc', 'a.db'), store, { ...incremental(), encryption: { key: async () => key.toString('base64') } });
   await db.run(sql`INSERT INTO notes (body) SELECT ${marker} || ' ' || value FROM generate_series(1, 2000)`);
   await db.$sync.flush();
   await db.$sync.close();
 
   const entry = (await manifestOf(store)).snapshots[0]!;
   assert.match(entry.keyId ?? '', /^[0-9a-f]{16}$/);
-  const blobs = BlobServiceClient.fromConnectionString(azurite.connectionString).getContainerClient(container);
+  const blobs = BlobServiceClient.fromConnectionString(fixture.azurite.connectionString).getContainerClient(container);
   let scanned = 0;
   for await (const blob of blobs.listBlobsFlat({ prefix: 'app/chunks/' })) {
     const body = await blobs.getBlobClient(blob.name).downloadToBuffer();
@@ -133,7 +124,7 @@ test('encryption: the store holds ciphertext only; the right key restores, a wro
   }
   assert.ok(scanned > 0, 'chunks were scanned');
 
-  const ok = await drizzle({ connection: { url: `file:${join(dir.path, 'enc', 'b.db')}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica', encryption: { key }, snapshot: { mode: 'incremental' } });
+  const ok = await drizzle({ connection: { url: `file:${join(fixture.dir.path, 'enc', 'b.db')}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica', encryption: { key }, snapshot: { mode: 'incremental' } });
   assert.equal((await ok.select().from(notes)).length, 2000);
   await ok.$sync.close();
 
@@ -142,7 +133,7 @@ test('encryption: the store holds ciphertext only; the right key restores, a wro
     ['no key', {}, /is encrypted; configure its key/],
   ] as const) {
     await assert.rejects(
-      drizzle({ connection: { url: `file:${join(dir.path, 'enc', `${label}.db`)}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica', ...options }),
+      drizzle({ connection: { url: `file:${join(fixture.dir.path, 'enc', `${label}.db`)}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica', ...options }),
       (error: unknown) => {
         assert.ok(error instanceof SyncError && error.code === 'CONFIG', `${label}: ${String(error)}`);
         assert.match(error.message, pattern);
@@ -152,15 +143,15 @@ test('encryption: the store holds ciphertext only; the right key restores, a wro
   }
   for (const bad of ['short', Buffer.alloc(16)]) {
     await assert.rejects(
-      drizzle({ connection: { url: `file:${join(dir.path, 'enc', 'bad.db')}` }, schema, store, log: false, role: 'replica', encryption: { key: bad }, snapshot: { mode: 'incremental' } }),
+      drizzle({ connection: { url: `file:${join(fixture.dir.path, 'enc', 'bad.db')}` }, schema, store, log: false, role: 'replica', encryption: { key: bad }, snapshot: { mode: 'incremental' } }),
       /256-bit key/,
     );
   }
 });
 
 test('garbage collection: unreferenced chunks are deleted once past the grace period (0 here), referenced ones never, with concurrent snapshots and reads racing the writer', async () => {
-  const store = directoryStore({ dir: join(dir.path, 'gc', 'store') });
-  const db = await open(join(dir.path, 'gc', 'a.db'), store, incremental({ retain: 2, gcGraceMs: 0 }));
+  const store = directoryStore({ dir: join(fixture.dir.path, 'gc', 'store') });
+  const db = await open(join(fixture.dir.path, 'gc', 'a.db'), store, incremental({ retain: 2, gcGraceMs: 0 }));
   await fill(db, 3_000, 'base');
   await db.$sync.flush();
 
@@ -169,7 +160,7 @@ test('garbage collection: unreferenced chunks are deleted once past the grace pe
   let restores = 0;
   const reader = (async () => {
     for (let i = 0; reading; i++) {
-      const r = await drizzle({ connection: { url: `file:${join(dir.path, 'gc', `r${i}.db`)}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica' });
+      const r = await drizzle({ connection: { url: `file:${join(fixture.dir.path, 'gc', `r${i}.db`)}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica' });
       assert.deepEqual(r.$sync.status().restoredFrom?.skipped, [], 'the latest snapshot always restores');
       await r.$sync.close();
       restores++;
@@ -206,8 +197,8 @@ test('garbage collection: unreferenced chunks are deleted once past the grace pe
 });
 
 test('within the grace period unreferenced chunks are listed as garbage but kept (a reader of an older manifest may still need them)', async () => {
-  const store = directoryStore({ dir: join(dir.path, 'grace', 'store') });
-  const db = await open(join(dir.path, 'grace', 'a.db'), store, incremental({ retain: 1, gcGraceMs: 600_000 }));
+  const store = directoryStore({ dir: join(fixture.dir.path, 'grace', 'store') });
+  const db = await open(join(fixture.dir.path, 'grace', 'a.db'), store, incremental({ retain: 1, gcGraceMs: 600_000 }));
   await fill(db, 3_000, 'base');
   await db.$sync.flush();
   const firstManifest = await manifestOf(store);
@@ -229,7 +220,7 @@ test('within the grace period unreferenced chunks are listed as garbage but kept
 });
 
 test('a replica catching up downloads only the chunks that changed', async () => {
-  const inner = directoryStore({ dir: join(dir.path, 'delta', 'store') });
+  const inner = directoryStore({ dir: join(fixture.dir.path, 'delta', 'store') });
   const chunkReads: string[] = [];
   const store: SnapshotStore = {
     ...inner,
@@ -238,10 +229,10 @@ test('a replica catching up downloads only the chunks that changed', async () =>
       return inner.download(key);
     },
   };
-  const writer = await open(join(dir.path, 'delta', 'w.db'), inner, incremental());
+  const writer = await open(join(fixture.dir.path, 'delta', 'w.db'), inner, incremental());
   await fill(writer, 20_000, 'row');
   await writer.$sync.flush();
-  const replica = await drizzle({ connection: { url: `file:${join(dir.path, 'delta', 'r.db')}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica', replica: { pollMs: 50 }, snapshot: { mode: 'incremental' } });
+  const replica = await drizzle({ connection: { url: `file:${join(fixture.dir.path, 'delta', 'r.db')}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica', replica: { pollMs: 50 }, snapshot: { mode: 'incremental' } });
   const full = chunkReads.length;
   assert.ok(full > 20, `the first restore fetched every chunk (${full})`);
 

@@ -1,4 +1,4 @@
-import { test, before, after, describe } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -6,19 +6,10 @@ import { join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { azureBlobStore, directoryStore, drizzle, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
 import { MANIFEST_KEY, decodeManifest } from '../src/sync/manifest.ts';
-import { startAzurite, type Azurite } from './helpers/azurite.ts';
-import { nextEvent, notes, open, schema, tempDir } from './helpers/fixtures.ts';
+import { nextEvent, notes, open, schema } from './helpers/fixtures.ts';
+import { useAzuriteAndTempDir } from './helpers/suite.ts';
 
-let dir: Awaited<ReturnType<typeof tempDir>>;
-let azurite: Azurite;
-before(async () => {
-  dir = await tempDir('lease');
-  azurite = await startAzurite();
-});
-after(async () => {
-  await azurite?.stop();
-  await dir?.cleanup();
-});
+const fixture = useAzuriteAndTempDir('lease');
 
 interface StoreCase {
   name: string;
@@ -30,14 +21,14 @@ interface StoreCase {
 const CASES: StoreCase[] = [
   {
     name: 'directory store',
-    make: (label) => directoryStore({ dir: join(dir.path, label, 'store') }),
-    stealLease: (label) => rm(join(dir.path, label, 'store', `${MANIFEST_KEY}.lease`)),
+    make: (label) => directoryStore({ dir: join(fixture.dir.path, label, 'store') }),
+    stealLease: (label) => rm(join(fixture.dir.path, label, 'store', `${MANIFEST_KEY}.lease`)),
   },
   {
     name: 'Azurite',
-    make: (label) => azureBlobStore({ connectionString: azurite.connectionString, container: label, prefix: 'app', createContainer: true }),
+    make: (label) => azureBlobStore({ connectionString: fixture.azurite.connectionString, container: label, prefix: 'app', createContainer: true }),
     stealLease: async (label) => {
-      const blob = BlobServiceClient.fromConnectionString(azurite.connectionString).getContainerClient(label).getBlobClient(`app/${MANIFEST_KEY}`);
+      const blob = BlobServiceClient.fromConnectionString(fixture.azurite.connectionString).getContainerClient(label).getBlobClient(`app/${MANIFEST_KEY}`);
       await blob.getBlobLeaseClient().breakLease(0);
     },
   },
@@ -66,14 +57,14 @@ for (const c of CASES) {
       const label = `overlap-${c.name.includes('Azur') ? 'az' : 'dir'}`;
       const store = c.make(label);
       const seqs: number[] = [];
-      const a = await open(join(dir.path, label, 'a.db'), store, { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000 } });
+      const a = await open(join(fixture.dir.path, label, 'a.db'), store, { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000 } });
       await a.insert(notes).values({ body: 'a1' });
       await a.$sync.flush();
       seqs.push(await manifestSeq(store));
       assert.equal(a.$sync.status().role, 'writer');
       assert.equal(a.$sync.status().lease.state, 'held');
 
-      const b = await instance(join(dir.path, label, 'b.db'), store);
+      const b = await instance(join(fixture.dir.path, label, 'b.db'), store);
       assert.equal(b.$sync.status().role, 'replica');
       assert.equal(b.$sync.status().lease.state, 'none');
       assert.deepEqual((await b.select().from(notes)).map((r) => r.body), ['a1'], 'the replica was hydrated');
@@ -111,7 +102,7 @@ for (const c of CASES) {
       assert.deepEqual(seqs, [...seqs].sort((x, y) => x - y), 'the manifest never went backwards');
       assert.equal(new Set(seqs).size, seqs.length);
 
-      const fresh = await instance(join(dir.path, label, 'fresh.db'), store, { restore: 'required' });
+      const fresh = await instance(join(fixture.dir.path, label, 'fresh.db'), store, { restore: 'required' });
       assert.deepEqual((await fresh.select().from(notes)).map((r) => r.body), ['a1', 'a2', 'b1'], 'no acknowledged commit lost');
       await fresh.$sync.close();
     });
@@ -119,11 +110,11 @@ for (const c of CASES) {
     test("role 'writer' fails fast with LEASE_HELD while another instance writes; nothing is created or changed", async () => {
       const label = `writer-${c.name.includes('Azur') ? 'az' : 'dir'}`;
       const store = c.make(label);
-      const a = await open(join(dir.path, label, 'a.db'), store);
+      const a = await open(join(fixture.dir.path, label, 'a.db'), store);
       await a.insert(notes).values({ body: 'a1' });
       await a.$sync.flush();
       const before = (await store.readSmall(MANIFEST_KEY))!;
-      const dbPath = join(dir.path, label, 'b.db');
+      const dbPath = join(fixture.dir.path, label, 'b.db');
       await assert.rejects(instance(dbPath, store, { role: 'writer' }), (error: unknown) => {
         isCode('LEASE_HELD')(error);
         assert.match((error as Error).message, /role: 'auto'/);
@@ -133,7 +124,7 @@ for (const c of CASES) {
       const after = (await store.readSmall(MANIFEST_KEY))!;
       assert.ok(after.body.equals(before.body) && after.etag === before.etag, 'manifest untouched');
       // role 'replica' never takes the lease, even once it is free.
-      const r = await instance(join(dir.path, label, 'r.db'), store, { role: 'replica' });
+      const r = await instance(join(fixture.dir.path, label, 'r.db'), store, { role: 'replica' });
       await a.$sync.close();
       await r.$sync.close();
       assert.equal(r.$sync.status().role, 'replica');
@@ -144,13 +135,13 @@ for (const c of CASES) {
       const label = `fence-${c.name.includes('Azur') ? 'az' : 'dir'}`;
       const store = c.make(label);
       const manual = { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000 } };
-      const a = await open(join(dir.path, label, 'a.db'), store, manual);
+      const a = await open(join(fixture.dir.path, label, 'a.db'), store, manual);
       await a.insert(notes).values({ body: 'a1' });
       await a.$sync.flush();
 
       // A's lease lapses (or is broken) and a new writer takes over and publishes.
       await c.stealLease(label);
-      const b = await instance(join(dir.path, label, 'b.db'), store, { role: 'writer', ...manual });
+      const b = await instance(join(fixture.dir.path, label, 'b.db'), store, { role: 'writer', ...manual });
       await b.insert(notes).values({ body: 'b1' });
       await b.$sync.flush();
       const manifestByB = (await store.readSmall(MANIFEST_KEY))!.body;
@@ -171,7 +162,7 @@ for (const c of CASES) {
       await assert.rejects(a.$sync.close(), isCode('LEASE_LOST'));
       await b.$sync.close();
 
-      const fresh = await instance(join(dir.path, label, 'fresh.db'), store, { restore: 'required' });
+      const fresh = await instance(join(fixture.dir.path, label, 'fresh.db'), store, { restore: 'required' });
       assert.deepEqual((await fresh.select().from(notes)).map((r) => r.body), ['a1', 'b1']);
       await fresh.$sync.close();
     });
@@ -180,12 +171,12 @@ for (const c of CASES) {
 
 test('a writer notices a lost lease on its own renewal, before any publish', async () => {
   const label = 'renewal';
-  const store = directoryStore({ dir: join(dir.path, label, 'store') });
-  const a = await open(join(dir.path, label, 'a.db'), store, { lease: { durationSec: 15 } });
+  const store = directoryStore({ dir: join(fixture.dir.path, label, 'store') });
+  const a = await open(join(fixture.dir.path, label, 'a.db'), store, { lease: { durationSec: 15 } });
   await a.$sync.flush();
   const lost = nextEvent(a.$sync, 'lease-lost', () => true, 20_000);
-  await rm(join(dir.path, label, 'store', `${MANIFEST_KEY}.lease`));
-  const b = await instance(join(dir.path, label, 'b.db'), store, { role: 'writer' });
+  await rm(join(fixture.dir.path, label, 'store', `${MANIFEST_KEY}.lease`));
+  const b = await instance(join(fixture.dir.path, label, 'b.db'), store, { role: 'writer' });
   const error = await lost; // renewals run every durationSec / 3 = 5 s
   assert.equal(error.code, 'LEASE_LOST');
   assert.equal(a.$sync.status().state, 'stopped');

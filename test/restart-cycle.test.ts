@@ -1,26 +1,17 @@
-import { test, before, after, describe } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { azureBlobStore, directoryStore, type SnapshotStore } from 'drizzle-libsql-blob';
-import { startAzurite, type Azurite } from './helpers/azurite.ts';
-import { notes, open, tempDir } from './helpers/fixtures.ts';
+import { notes, open } from './helpers/fixtures.ts';
+import { useAzuriteAndTempDir } from './helpers/suite.ts';
 
-let dir: Awaited<ReturnType<typeof tempDir>>;
-let azurite: Azurite;
-before(async () => {
-  dir = await tempDir('restart');
-  azurite = await startAzurite();
-});
-after(async () => {
-  await azurite?.stop();
-  await dir?.cleanup();
-});
+const fixture = useAzuriteAndTempDir('restart');
 
 /** write, close(), delete the local file, drizzle() again: every row is back, 10 times in a row. */
 async function restartCycles(name: string, store: SnapshotStore) {
-  const dataDir = join(dir.path, name, 'data');
+  const dataDir = join(fixture.dir.path, name, 'data');
   const dbPath = join(dataDir, 'app.db');
   const expected: string[] = [];
   for (let cycle = 0; cycle < 10; cycle++) {
@@ -42,7 +33,7 @@ async function restartCycles(name: string, store: SnapshotStore) {
 }
 
 describe('restart cycle', () => {
-  test('directoryStore: 10 cycles lose nothing', () => restartCycles('dir', directoryStore({ dir: join(dir.path, 'dir', 'store') })));
+  test('directoryStore: 10 cycles lose nothing', () => restartCycles('dir', directoryStore({ dir: join(fixture.dir.path, 'dir', 'store') })));
   test('Azure Blob (Azurite): 10 cycles lose nothing', () =>
-    restartCycles('azure', azureBlobStore({ connectionString: azurite.connectionString, container: 'restart-cycle', prefix: 'app', createContainer: true })));
+    restartCycles('azure', azureBlobStore({ connectionString: fixture.azurite.connectionString, container: 'restart-cycle', prefix: 'app', createContainer: true })));
 });

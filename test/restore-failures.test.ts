@@ -1,4 +1,4 @@
-import { test, before, after, describe } from 'node:test';
+import { test, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile, rm } from 'node:fs/promises';
@@ -7,23 +7,14 @@ import { createClient } from '@libsql/client';
 import { azureBlobStore, directoryStore, drizzle, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
 import { compressFile } from '../src/sync/codec.ts';
 import { MANIFEST_KEY, decodeManifest, encodeManifest, type SnapshotEntry } from '../src/sync/manifest.ts';
-import { startAzurite, type Azurite } from './helpers/azurite.ts';
-import { notes, open, tempDir } from './helpers/fixtures.ts';
+import { notes, open } from './helpers/fixtures.ts';
+import { useAzuriteAndTempDir } from './helpers/suite.ts';
 
-let dir: Awaited<ReturnType<typeof tempDir>>;
-let azurite: Azurite;
-before(async () => {
-  dir = await tempDir('failures');
-  azurite = await startAzurite();
-});
-after(async () => {
-  await azurite?.stop();
-  await dir?.cleanup();
-});
+const fixture = useAzuriteAndTempDir('failures');
 
 /** A store holding one good snapshot with `rows` notes; returns its manifest bytes. */
 async function seedBackup(store: SnapshotStore, name: string, rows = 5): Promise<Buffer> {
-  const db = await open(join(dir.path, name, 'seed', 'app.db'), store);
+  const db = await open(join(fixture.dir.path, name, 'seed', 'app.db'), store);
   for (let i = 0; i < rows; i++) await db.insert(notes).values({ body: `good ${i}` });
   await db.$sync.close();
   const manifest = await store.readSmall(MANIFEST_KEY);
@@ -47,9 +38,9 @@ async function assertStoreUnchanged(store: SnapshotStore, manifestBefore: Buffer
 
 describe('store failures never start an empty database', () => {
   test('unreachable store: rejects STORE_UNREACHABLE, no local database created', async () => {
-    const dbPath = join(dir.path, 'unreachable', 'app.db');
+    const dbPath = join(fixture.dir.path, 'unreachable', 'app.db');
     const store = azureBlobStore({
-      connectionString: azurite.connectionString.replace(`:${azurite.port}`, ':9'), // discard port: nothing listens
+      connectionString: fixture.azurite.connectionString.replace(`:${fixture.azurite.port}`, ':9'), // discard port: nothing listens
       container: 'unreachable',
       requestTimeoutMs: 2_000,
     });
@@ -58,11 +49,11 @@ describe('store failures never start an empty database', () => {
   });
 
   test('wrong account key: rejects STORE_AUTH naming the fix; backup untouched', async () => {
-    const good = azureBlobStore({ connectionString: azurite.connectionString, container: 'wrong-key', createContainer: true });
+    const good = azureBlobStore({ connectionString: fixture.azurite.connectionString, container: 'wrong-key', createContainer: true });
     const before = await seedBackup(good, 'wrong-key');
     const badKey = Buffer.alloc(64, 7).toString('base64');
-    const bad = azureBlobStore({ connectionString: azurite.connectionString.replace(azurite.accountKey, badKey), container: 'wrong-key' });
-    const dbPath = join(dir.path, 'wrong-key', 'app.db');
+    const bad = azureBlobStore({ connectionString: fixture.azurite.connectionString.replace(fixture.azurite.accountKey, badKey), container: 'wrong-key' });
+    const dbPath = join(fixture.dir.path, 'wrong-key', 'app.db');
     await assert.rejects(open(dbPath, bad), (error: unknown) => {
       isCode('STORE_AUTH')(error);
       assert.match((error as Error).message, /key|credential|SAS/i);
@@ -73,15 +64,15 @@ describe('store failures never start an empty database', () => {
   });
 
   test("restore: 'required' on an empty store rejects NO_BACKUP", async () => {
-    const store = directoryStore({ dir: join(dir.path, 'required', 'store') });
-    await assert.rejects(open(join(dir.path, 'required', 'app.db'), store, { restore: 'required' }), isCode('NO_BACKUP'));
+    const store = directoryStore({ dir: join(fixture.dir.path, 'required', 'store') });
+    await assert.rejects(open(join(fixture.dir.path, 'required', 'app.db'), store, { restore: 'required' }), isCode('NO_BACKUP'));
   });
 });
 
 describe('corrupt snapshots are never opened: restore falls back to the newest one that verifies, loudly', () => {
   /** Two snapshots: `good 0..rows-1`, then the same plus `newer`. Returns the manifest. */
   async function twoSnapshots(store: SnapshotStore, name: string, rows: number) {
-    const db = await open(join(dir.path, name, 'seed', 'app.db'), store, { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000 } });
+    const db = await open(join(fixture.dir.path, name, 'seed', 'app.db'), store, { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000 } });
     for (let i = 0; i < rows; i++) await db.insert(notes).values({ body: `good ${i}` });
     await db.$sync.flush();
     await db.insert(notes).values({ body: 'newer' });
@@ -104,7 +95,7 @@ describe('corrupt snapshots are never opened: restore falls back to the newest o
     const [latest, older] = manifest.snapshots as [SnapshotEntry, SnapshotEntry];
     await corrupt(latest.key);
     const before = (await store.readSmall(MANIFEST_KEY))!.body;
-    const dbPath = join(dir.path, name, 'app.db');
+    const dbPath = join(fixture.dir.path, name, 'app.db');
     const { db, errors } = await openQuietly(dbPath, store);
     const restored = db.$sync.status().restoredFrom!;
     assert.equal(restored.seq, older.seq, 'restored the older snapshot');
@@ -119,7 +110,7 @@ describe('corrupt snapshots are never opened: restore falls back to the newest o
 
     // When no snapshot verifies, nothing is restored and nothing starts.
     await corrupt(older.key);
-    const none = join(dir.path, name, 'none.db');
+    const none = join(fixture.dir.path, name, 'none.db');
     await assert.rejects(openQuietly(none, store), (error: unknown) => {
       isCode('SNAPSHOT_CORRUPT')(error);
       assert.match((error as Error).message, new RegExp(`seq ${latest.seq}: SNAPSHOT_CORRUPT; seq ${older.seq}: SNAPSHOT_CORRUPT`));
@@ -138,14 +129,14 @@ describe('corrupt snapshots are never opened: restore falls back to the newest o
     }],
   ] as const) {
     test(`${name} snapshot (directory store)`, async () => {
-      const root = join(dir.path, name, 'store');
+      const root = join(fixture.dir.path, name, 'store');
       await expectFallback(directoryStore({ dir: root }), name, async (key) => writeFile(join(root, key), mutate(await readFile(join(root, key)))));
     });
   }
 
   test('bit-flipped snapshot blob on Azurite', async () => {
-    const store = azureBlobStore({ connectionString: azurite.connectionString, container: 'bitflip', createContainer: true });
-    const tmp = join(dir.path, 'bitflip-azure', 'blob');
+    const store = azureBlobStore({ connectionString: fixture.azurite.connectionString, container: 'bitflip', createContainer: true });
+    const tmp = join(fixture.dir.path, 'bitflip-azure', 'blob');
     await expectFallback(store, 'bitflip-azure', async (key) => {
       await store.downloadToFile(key, tmp);
       const bytes = await readFile(tmp);
@@ -156,22 +147,22 @@ describe('corrupt snapshots are never opened: restore falls back to the newest o
   });
 
   test('a snapshot blob missing from the store is skipped the same way', async () => {
-    const root = join(dir.path, 'missing-blob', 'store');
+    const root = join(fixture.dir.path, 'missing-blob', 'store');
     const store = directoryStore({ dir: root });
     const manifest = await twoSnapshots(store, 'missing-blob', 5);
     await rm(join(root, manifest.snapshots[0]!.key));
-    const { db } = await openQuietly(join(dir.path, 'missing-blob', 'app.db'), store);
+    const { db } = await openQuietly(join(fixture.dir.path, 'missing-blob', 'app.db'), store);
     assert.deepEqual(db.$sync.status().restoredFrom!.skipped.map((s) => s.code), ['NOT_FOUND']);
     assert.equal(db.$sync.status().restoredFrom!.seq, manifest.snapshots[1]!.seq);
     await db.$sync.close();
   });
 
   test('a snapshot whose bytes match the manifest but whose database is damaged fails quick_check', async () => {
-    const root = join(dir.path, 'quickcheck', 'store');
+    const root = join(fixture.dir.path, 'quickcheck', 'store');
     const store = directoryStore({ dir: root });
     await seedBackup(store, 'quickcheck', 2_000);
     // Build a damaged database file: a valid header but garbage in the table's pages.
-    const rawPath = join(dir.path, 'quickcheck', 'damaged.db');
+    const rawPath = join(fixture.dir.path, 'quickcheck', 'damaged.db');
     const client = createClient({ url: `file:${rawPath}` });
     await client.execute('CREATE TABLE notes (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)');
     await client.execute("INSERT INTO notes (body) SELECT printf('row %d %s', value, hex(randomblob(40))) FROM generate_series(1, 3000)");
@@ -186,7 +177,7 @@ describe('corrupt snapshots are never opened: restore falls back to the newest o
     const entry = { ...latest, kind: 'full' as const, codec: 'lz4' as const, seq: manifest.seq + 1, key: 'snapshots/damaged.db.lz4', bytes: packed.rawBytes, compressedBytes: packed.compressedBytes, sha256: packed.sha256 };
     const current = (await store.readSmall(MANIFEST_KEY))!;
     await store.writeSmall(MANIFEST_KEY, encodeManifest({ ...manifest, seq: entry.seq, snapshots: [entry, ...manifest.snapshots] }), { ifMatch: current.etag });
-    const dbPath = join(dir.path, 'quickcheck', 'app.db');
+    const dbPath = join(fixture.dir.path, 'quickcheck', 'app.db');
     const { db } = await openQuietly(dbPath, store);
     const [skipped] = db.$sync.status().restoredFrom!.skipped;
     assert.equal(skipped?.seq, entry.seq);
@@ -197,18 +188,18 @@ describe('corrupt snapshots are never opened: restore falls back to the newest o
   });
 
   test('an unreadable manifest is an error, never "no backup"', async () => {
-    const root = join(dir.path, 'bad-manifest', 'store');
+    const root = join(fixture.dir.path, 'bad-manifest', 'store');
     const store = directoryStore({ dir: root });
     await seedBackup(store, 'bad-manifest');
     await writeFile(join(root, MANIFEST_KEY), '{"format":1,"gen');
-    const dbPath = join(dir.path, 'bad-manifest', 'app.db');
+    const dbPath = join(fixture.dir.path, 'bad-manifest', 'app.db');
     await assert.rejects(open(dbPath, store), isCode('SNAPSHOT_CORRUPT'));
     assert.equal(existsSync(dbPath), false);
   });
 });
 
 describe('bad configuration gets CONFIG errors naming the option', () => {
-  const store = () => directoryStore({ dir: join(dir.path, 'config', 'store') });
+  const store = () => directoryStore({ dir: join(fixture.dir.path, 'config', 'store') });
   const cases: Array<[string, () => Promise<unknown>, RegExp]> = [
     ['remote url', () => drizzle({ connection: { url: 'libsql://db.example.com' }, store: store(), log: false }), /connection\.url/],
     ['memory url', () => drizzle({ connection: ':memory:', store: store(), log: false }), /connection\.url/],
@@ -216,7 +207,7 @@ describe('bad configuration gets CONFIG errors naming the option', () => {
     ['ceiling below debounce', () => drizzle({ connection: 'file:/tmp/x.db', store: store(), snapshot: { debounceMs: 10, maxIntervalMs: 5 }, log: false }), /maxIntervalMs/],
     ['bad restore mode', () => drizzle({ connection: 'file:/tmp/x.db', store: store(), restore: 'always' as never, log: false }), /restore/],
     ['bad codec', () => drizzle({ connection: 'file:/tmp/x.db', store: store(), snapshot: { codec: 'zip' as never }, log: false }), /snapshot\.codec/],
-    ['azure without container', async () => azureBlobStore({ connectionString: azurite.connectionString } as never), /container/],
+    ['azure without container', async () => azureBlobStore({ connectionString: fixture.azurite.connectionString } as never), /container/],
     ['directory without dir', async () => directoryStore({} as never), /dir/],
   ];
   for (const [name, run, pattern] of cases) {

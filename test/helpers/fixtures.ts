@@ -15,7 +15,12 @@ export const notes = sqliteTable('notes', {
 export const schema = { notes };
 export const CREATE_NOTES = 'CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)';
 
-export async function tempDir(label: string): Promise<{ path: string; cleanup(): Promise<void> }> {
+export interface TempDir {
+  path: string;
+  cleanup(): Promise<void>;
+}
+
+export async function tempDir(label: string): Promise<TempDir> {
   const path = await mkdtemp(join(tmpdir(), `dlb-${label}-`));
   return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
 }
