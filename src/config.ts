@@ -9,8 +9,8 @@ import { DEFAULT_RETRY, type RetryPolicy } from './sync/retry.ts';
 
 /**
  * Picked by the benchmark (bench/incremental.ts, README section 7): at 1M rows incremental snapshots
- * upload 3.5% of a full one's bytes in 15% of its time for a 1% update of recent rows, restore faster,
- * and stay within 128 MB of memory where a full snapshot peaks at 330 MB.
+ * upload 3.5% of a full one's bytes in 17% of its time for a 1% update of recent rows, restore faster,
+ * and stay within 128 MB of memory, which a full snapshot and its restore exceed.
  */
 export const DEFAULT_MODE: 'full' | 'incremental' = 'incremental';
 

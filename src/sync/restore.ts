@@ -11,7 +11,7 @@ import { fingerprint, newGeneration, readLocalState, sameFingerprint, writeLocal
 import { withRetry, type RetryPolicy } from './retry.ts';
 import { startWorkerJob, type WorkerSuccess } from './run-in-worker.ts';
 import { rootHash } from './chunks/chunk-codec.ts';
-import { chunkKey, decodeChunkIndex } from './chunks/chunk-index.ts';
+import { chunkKey, chunkPositions, decodeChunkIndex } from './chunks/chunk-index.ts';
 import { KEY_ENV, type ChunkKeys } from './chunks/encryption.ts';
 
 export type RestoreMode = 'required' | 'if-exists' | 'skip';
@@ -283,10 +283,7 @@ async function assembleInWorker(
   const useBase = base !== undefined && existsSync(base);
   const job = startWorkerJob({ op: 'assemble', path, chunkSize: index.chunkSize, bytes: index.bytes, chunks: index.chunks, keys, label: entry.key, quickCheck: true, ...(useBase ? { base } : {}) });
   try {
-    const need = useBase ? await job.needed : index.chunks.map((_, i) => i);
-    const positions = new Map<string, number[]>();
-    for (const i of need) positions.set(index.chunks[i]!, [...(positions.get(index.chunks[i]!) ?? []), i]);
-    const queue = [...positions.entries()];
+    const queue = [...chunkPositions(index.chunks, useBase ? await job.needed : undefined).entries()];
     const fetchNext = async (): Promise<void> => {
       for (let next = queue.shift(); next; next = queue.shift()) {
         const [address, indexes] = next;

@@ -29,22 +29,13 @@ async function copyConsistently(dbPath: string, rawPath: string): Promise<void> 
   }
 }
 
-/**
- * VACUUM INTO copies bookkeeping fields that change without any change of content (WAL flags, the
- * file change counter, the schema cookie). Fixing them makes a snapshot a pure function of the
- * database's content, so an unchanged database hashes the same and is never uploaded twice. A fresh
- * file has no connection that cached the old values, so any constant is safe.
- */
+/** VACUUM INTO's copy with the canonical header (see canonicalizeHeaderBytes): an unchanged database hashes the same. */
 async function canonicalizeHeader(path: string): Promise<void> {
   const file = await open(path, 'r+');
   try {
     const header = Buffer.alloc(100);
     await file.read(header, 0, 100, 0);
-    header.writeUInt8(1, 18); // file format write version: legacy (the app's connection switches to WAL)
-    header.writeUInt8(1, 19); // read version
-    header.writeUInt32BE(1, 24); // file change counter ...
-    header.writeUInt32BE(1, 92); // ... equal to version-valid-for, so the in-header page count stays valid
-    header.writeUInt32BE(1, 40); // schema cookie
+    canonicalizeHeaderBytes(header);
     await file.write(header, 0, 100, 0);
   } finally {
     await file.close();

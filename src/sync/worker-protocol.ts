@@ -15,8 +15,8 @@ export type WorkerRequest =
    * and encode (compress, seal) into `spoolPath` those whose address is not in `known`.
    */
   | { op: 'chunks'; dbPath: string; chunkSize: number; known: string[]; keys: ChunkKeys | undefined; spoolPath: string }
-  /** Write chunks streamed in (any order, each with its indexes) into `path`, verifying each, then quick_check. */
   /**
+   * Write chunks streamed in (any order, each with its indexes) into `path`, verifying each, then quick_check.
    * With `base` (a local file, e.g. the replica's current database), the worker first copies it and
    * keeps every chunk whose content already has the right address, then says which indexes it still
    * needs (`WorkerNeed`): a catch-up downloads only what changed.

@@ -20,6 +20,17 @@ export interface ChunkIndex {
 export const CHUNK_PREFIX = 'chunks/';
 export const chunkKey = (address: string) => `${CHUNK_PREFIX}${address}`;
 
+/** Each distinct address of `chunks` (only the positions in `which`, default all) with the positions it fills. */
+export function chunkPositions(chunks: readonly string[], which: Iterable<number> = chunks.keys()): Map<string, number[]> {
+  const positions = new Map<string, number[]>();
+  for (const i of which) {
+    const at = positions.get(chunks[i]!);
+    if (at) at.push(i);
+    else positions.set(chunks[i]!, [i]);
+  }
+  return positions;
+}
+
 export function encodeChunkIndex(index: ChunkIndex): Buffer {
   return Buffer.from(JSON.stringify(index));
 }

@@ -93,13 +93,15 @@ async function walPages(walPath: string): Promise<Set<number>> {
 }
 
 /**
- * Bookkeeping bytes that change without a change of content (see the full snapshot's header fix):
- * constant values make an unchanged database's first chunk hash the same.
+ * A copy of a database carries bookkeeping fields that change without any change of content (WAL
+ * flags, the file change counter, the schema cookie). Fixing them makes a snapshot a pure function of
+ * the database's content, so an unchanged database hashes the same and is never uploaded twice. A
+ * restored file has no connection that cached the old values, so any constant is safe.
  */
 export function canonicalizeHeaderBytes(page1: Buffer): void {
-  page1.writeUInt8(1, 18);
-  page1.writeUInt8(1, 19);
-  page1.writeUInt32BE(1, 24);
-  page1.writeUInt32BE(1, 92);
-  page1.writeUInt32BE(1, 40);
+  page1.writeUInt8(1, 18); // file format write version: legacy (the app's connection switches to WAL)
+  page1.writeUInt8(1, 19); // read version
+  page1.writeUInt32BE(1, 24); // file change counter ...
+  page1.writeUInt32BE(1, 92); // ... equal to version-valid-for, so the in-header page count stays valid
+  page1.writeUInt32BE(1, 40); // schema cookie
 }
