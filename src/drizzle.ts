@@ -19,7 +19,7 @@ import { Snapshotter } from './sync/snapshotter.ts';
 import { SyncController, type SyncHandle } from './sync/sync-controller.ts';
 import { WriterLease } from './sync/lease.ts';
 import { resolveChunkKeys, type EncryptionOptions } from './sync/chunks/encryption.ts';
-import { readLocalState, writeLocalState } from './sync/local-state.ts';
+import { readLocalState } from './sync/local-state.ts';
 import { ReplicaFollower } from './sync/replica.ts';
 import type { RemoteHead } from './sync/restore.ts';
 
@@ -128,7 +128,7 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   try {
     // A replica always follows the store, whatever the restore mode says about the local file.
     const mode = !isWriter && resolved.restore === 'skip' ? 'if-exists' : resolved.restore;
-    hydrated = await hydrate({ store, dbPath, mode, target: resolved.restoreTarget, retry: resolved.retry, log, keys });
+    hydrated = await hydrate({ store, dbPath, mode, target: resolved.restoreTarget, retry: resolved.retry, log, keys, local: saved, leaseId: lease?.id });
   } catch (error) {
     restoreFailed(error);
     await lease?.release();
@@ -139,8 +139,7 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
     telemetry?.restoreSucceeded({ durationMs: hydrated.durationMs, bytes: from.bytes, compressedBytes: from.compressedBytes, skipped: hydrated.skipped.length });
   }
   if (hydrated.action !== 'downloaded') log.info({ dbPath, action: hydrated.action, pending: hydrated.pending, role: isWriter ? 'writer' : 'replica' }, 'database opened without download');
-  const state = { ...hydrated.state, leaseId: lease?.id };
-  writeLocalState(dbPath, state);
+  const { state } = hydrated; // recorded in the sidecar by hydrate, with this lease id
 
   const openClient = (): Client => createClient(resolved.libsql);
   const inner = openClient();

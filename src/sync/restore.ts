@@ -7,7 +7,7 @@ import { SyncError, isSyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
 import type { SnapshotStore } from '../store/store.ts';
 import { MANIFEST_KEY, decodeManifest, describeTarget, latestSnapshot, selectSnapshot, type Manifest, type RestoreTarget, type SnapshotEntry } from './manifest.ts';
-import { fingerprint, newGeneration, readLocalState, sameFingerprint, writeLocalState, type LocalState } from './local-state.ts';
+import { fingerprint, newGeneration, sameFingerprint, writeLocalState, type LocalState } from './local-state.ts';
 import { withRetry, type RetryPolicy } from './retry.ts';
 import { startWorkerJob, type WorkerSuccess } from './run-in-worker.ts';
 import { rootHash } from './chunks/chunk-codec.ts';
@@ -51,6 +51,10 @@ interface HydrateOptions {
   retry: RetryPolicy;
   log: SyncLogger;
   keys?: ChunkKeys | undefined;
+  /** This file's sidecar as the caller read it at start: null if there is none or it belongs to another store. */
+  local: LocalState | null;
+  /** Recorded in the sidecar: the writer lease id this file's writer uses (undefined for a replica). */
+  leaseId: string | undefined;
 }
 
 export async function readHead(store: SnapshotStore, retry: RetryPolicy, log: SyncLogger): Promise<RemoteHead | null> {
@@ -83,11 +87,11 @@ export async function hydrate(options: HydrateOptions): Promise<HydrateResult> {
   const { store, dbPath, mode, log } = options;
   const started = performance.now();
   const localExists = existsSync(dbPath);
-  const saved = localExists ? readLocalState(dbPath) : null;
-  const state = saved && saved.store === store.location ? saved : null;
+  const state = localExists ? options.local : null;
   const done = (partial: Omit<HydrateResult, 'durationMs' | 'skipped'> & { skipped?: SkippedSnapshot[] }): HydrateResult => {
-    writeLocalState(dbPath, partial.state);
-    return { skipped: [], ...partial, durationMs: performance.now() - started };
+    const recorded = { ...partial.state, leaseId: options.leaseId };
+    writeLocalState(dbPath, recorded);
+    return { skipped: [], ...partial, state: recorded, durationMs: performance.now() - started };
   };
 
   if (!localExists) rmSync(`${dbPath}.sync.json`, { force: true }); // a sidecar without its file means nothing
@@ -106,7 +110,7 @@ export async function hydrate(options: HydrateOptions): Promise<HydrateResult> {
       throw new SyncError('NO_BACKUP', `restore: 'required' but ${store.location} holds no snapshot; check the container and prefix, or use restore: 'if-exists' for a first deploy.`);
     }
     const pending = localExists && (await hasContent(dbPath));
-    const fresh: LocalState = { format: 1, store: store.location, generation: newGeneration(), seq: 0, dirty: pending, fingerprint: null, leaseId: state?.leaseId };
+    const fresh: LocalState = { format: 1, store: store.location, generation: newGeneration(), seq: 0, dirty: pending, fingerprint: null };
     return done({ state: fresh, head, restoredFrom: null, pending, action: localExists ? 'kept-local' : 'fresh' });
   }
 
@@ -176,7 +180,6 @@ export async function hydrate(options: HydrateOptions): Promise<HydrateResult> {
     seq: head.manifest.seq,
     dirty: rollback !== undefined,
     fingerprint: null,
-    leaseId: state?.leaseId,
   };
   log.info({ store: store.location, seq: entry.seq, bytes: entry.bytes, compressedBytes: entry.compressedBytes, skipped: skipped.length, ...info }, 'restored database from snapshot');
   return done({
