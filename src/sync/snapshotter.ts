@@ -125,20 +125,9 @@ export class Snapshotter {
       await withRetry(`upload ${key}`, () => store.uploadFile(key, outPath, metadata), this.#o.retry, (m) => log.warn({ key }, m));
       uploadedKey = key;
 
-      const manifest: Manifest = {
-        format: 1,
-        generation,
-        seq,
-        snapshots: applyRetention([entry, ...(head?.manifest.snapshots ?? [])], this.#o.retention),
-        ...(head?.manifest.garbage ? { garbage: head.manifest.garbage } : {}),
-      };
-      this.#o.beforePublish(entry);
-      const etag = await this.#publish(manifest, head);
+      const snapshots = applyRetention([entry, ...(head?.manifest.snapshots ?? [])], this.#o.retention);
+      await this.#publishAndTidy(head, entry, snapshots, head?.manifest.garbage);
       uploadedKey = undefined; // published: no longer ours to clean up
-      const previous = head?.manifest.snapshots ?? [];
-      this.#head = { etag, manifest };
-      await this.#evict(previous, manifest);
-      await this.#sweepOrphans(manifest);
       return {
         entry,
         info: { seq, generation, key, at, bytes: copy.rawBytes, compressedBytes: copy.compressedBytes, sha256: copy.sha256, durationMs: performance.now() - started, uploaded: true, commits: 0 },
@@ -201,14 +190,9 @@ export class Snapshotter {
       };
       const snapshots = applyRetention([entry, ...previous], this.#o.retention);
       const garbage = await this.#garbage(head?.manifest, previous, snapshots, at);
-      const manifest: Manifest = { format: 1, generation, seq, snapshots, ...(garbage.length > 0 ? { garbage } : {}) };
-      this.#o.beforePublish(entry);
-      const etag = await this.#publish(manifest, head);
+      await this.#publishAndTidy(head, entry, snapshots, garbage.length > 0 ? garbage : undefined);
       indexKey = undefined; // published
-      this.#head = { etag, manifest };
       this.#deletedGarbage.clear();
-      await this.#evict(previous, manifest);
-      await this.#sweepOrphans(manifest);
       await this.#collectGarbage(garbage);
       return {
         entry,
@@ -323,6 +307,19 @@ export class Snapshotter {
     }
     this.#head = head;
     return head;
+  }
+
+  /**
+   * Publishes `entry` as the latest with the retained `snapshots` on top of `head`, then (best effort,
+   * never throwing) deletes the snapshots that dropped out and, once per process, unpublished leftovers.
+   */
+  async #publishAndTidy(head: RemoteHead | null, entry: SnapshotEntry, snapshots: SnapshotEntry[], garbage: Manifest['garbage']): Promise<void> {
+    const manifest: Manifest = { format: 1, generation: entry.generation, seq: entry.seq, snapshots, ...(garbage ? { garbage } : {}) };
+    this.#o.beforePublish(entry);
+    const etag = await this.#publish(manifest, head);
+    this.#head = { etag, manifest };
+    await this.#evict(head?.manifest.snapshots ?? [], manifest);
+    await this.#sweepOrphans(manifest);
   }
 
   async #publish(manifest: Manifest, head: RemoteHead | null): Promise<string> {
