@@ -33,12 +33,12 @@ import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import { createClient } from '@libsql/client';
 import Database from 'better-sqlite3';
 import { eq, sql } from 'drizzle-orm';
-import { azureBlobStore, LIB_SRC_HASH, LIB_URL, type BlobDatabase, type SnapshotOptions } from './lib.ts';
+import { azureBlobStore, importLib, LIB_SRC_HASH, LIB_URL, type BlobDatabase, type SnapshotOptions } from './lib.ts';
 import { documents } from '../schema/documents.ts';
 import { TRANSFER_RATIO_TARGET } from './azure.ts';
 import { EPOCH_MS, mulberry32, type Dataset } from './dataset.ts';
 import { copyDb, NO_AUTO_SNAPSHOT, openOurs, sleep, type Schema } from './drivers.ts';
-import { ensureLitestream } from './litestream.ts';
+import { ensureLitestream, spawnTimed } from './litestream.ts';
 import { startShapedLink } from './shaped-link.ts';
 import type { Check } from './report.ts';
 import { fmtBytes, fmtMs, fmtRatio, markdownTable, median, passFail, ratio } from './stats.ts';
@@ -189,8 +189,6 @@ export interface ProfileRun {
   /** Uploading the new chunks at concurrency 4 (the library's), measured on up to `uploadedChunks` and scaled. */
   uploadMs: number;
   uploadedChunks: number;
-  /** The same WAL pages read one by one (`WHERE pgno = ?`, which the vtab serves by seek) instead of by chunk ranges. */
-  dbpageEqMs: number;
 }
 
 export interface IncrementalResult {
@@ -277,14 +275,9 @@ function uploadDiff(before: Map<string, { size: number; etag: string }>, after: 
   return u;
 }
 
-/** Same canonical header as the library's page reader (an unchanged database hashes the same). */
-function canonicalizeHeader(page1: Buffer): void {
-  page1.writeUInt8(1, 18);
-  page1.writeUInt8(1, 19);
-  page1.writeUInt32BE(1, 24);
-  page1.writeUInt32BE(1, 92);
-  page1.writeUInt32BE(1, 40);
-}
+type PageImageModule = typeof import('../src/sync/chunks/page-image.ts');
+type CodecModule = typeof import('../src/sync/chunks/chunk-codec.ts');
+type ChunkIndexModule = typeof import('../src/sync/chunks/chunk-index.ts');
 
 /** Page numbers of every frame header in a WAL file (as the library's reader collects them). */
 function walPageSet(walPath: string): Set<number> {
@@ -302,18 +295,15 @@ function walPageSet(walPath: string): Set<number> {
 }
 
 async function runProfile(job: Extract<Job, { kind: 'profile' }>): Promise<ProfileRun> {
-  type PageImageModule = typeof import('../src/sync/chunks/page-image.ts');
-  type CodecModule = typeof import('../src/sync/chunks/chunk-codec.ts');
-  const ext = LIB_URL.endsWith('.ts') ? '.ts' : '.js';
-  const { openPageImage } = (await import(new URL(`sync/chunks/page-image${ext}`, LIB_URL).href)) as PageImageModule;
-  const { chunkAddress, encodeChunk } = (await import(new URL(`sync/chunks/chunk-codec${ext}`, LIB_URL).href)) as CodecModule;
+  const { openPageImage, canonicalizeHeaderBytes } = await importLib<PageImageModule>('sync/chunks/page-image');
+  const { chunkAddress, encodeChunk } = await importLib<CodecModule>('sync/chunks/chunk-codec');
   const { chunkSize } = job;
   // The base's chunk addresses (what the store already has).
   const known = new Set<string>();
   const base = readFileSync(job.basePath);
   for (let off = 0; off < base.length; off += chunkSize) {
     const data = Buffer.from(base.subarray(off, Math.min(base.length, off + chunkSize)));
-    if (off === 0) canonicalizeHeader(data);
+    if (off === 0) canonicalizeHeaderBytes(data);
     known.add(chunkAddress(data, undefined));
   }
   // The app's connection, as ours opens it, applies the same update.
@@ -327,7 +317,7 @@ async function runProfile(job: Extract<Job, { kind: 'profile' }>): Promise<Profi
     }
     const inWal = walPageSet(`${job.dbPath}-wal`);
     const fileBytes = statSync(job.dbPath).size;
-    const r: ProfileRun = { chunkSize, workload: job.workload, chunks: 0, freshChunks: 0, freshBytes: 0, indexBytes: 0, walPages: inWal.size, dbpageChunks: 0, fileReadMs: 0, dbpageReadMs: 0, hashMs: 0, encodeMs: 0, closeMs: 0, uploadMs: 0, uploadedChunks: 0, dbpageEqMs: 0 };
+    const r: ProfileRun = { chunkSize, workload: job.workload, chunks: 0, freshChunks: 0, freshBytes: 0, indexBytes: 0, walPages: inWal.size, dbpageChunks: 0, fileReadMs: 0, dbpageReadMs: 0, hashMs: 0, encodeMs: 0, closeMs: 0, uploadMs: 0, uploadedChunks: 0 };
     const image = await openPageImage(import('@libsql/client/sqlite3'), job.dbPath, chunkSize);
     const pagesPerChunk = Math.max(1, Math.floor(chunkSize / image.pageSize));
     const toUpload: { address: string; body: Buffer }[] = [];
@@ -367,17 +357,6 @@ async function runProfile(job: Extract<Job, { kind: 'profile' }>): Promise<Profi
     await image.close();
     r.closeMs = performance.now() - t;
     r.indexBytes = Buffer.byteLength(JSON.stringify({ format: 1, bytes: image.bytes, pageSize: image.pageSize, chunkSize, chunks: addresses, stored: stored.map((x) => x || 262_144) }));
-    // The WAL pages again, one `pgno = ?` query each, in one read transaction.
-    const reader = createClient({ url: `file:${job.dbPath}` });
-    try {
-      const tx = await reader.transaction('read');
-      t = performance.now();
-      for (const p of inWal) await tx.execute({ sql: 'SELECT data FROM sqlite_dbpage WHERE pgno = ?', args: [p] });
-      r.dbpageEqMs = performance.now() - t;
-      tx.close();
-    } finally {
-      reader.close();
-    }
     // Upload the first new chunks as the library does (uploadBuffer, 4 at a time), scaled to all of them.
     const container = BlobServiceClient.fromConnectionString(job.conn).getContainerClient(CONTAINER);
     const queue = [...toUpload];
@@ -395,13 +374,11 @@ async function runProfile(job: Extract<Job, { kind: 'profile' }>): Promise<Profi
 }
 
 async function runFloor(job: Extract<Job, { kind: 'floor' }>): Promise<FloorRun> {
-  type CodecModule = typeof import('../src/sync/chunks/chunk-codec.ts');
-  const ext = LIB_URL.endsWith('.ts') ? '.ts' : '.js';
-  const { decodeChunk } = (await import(new URL(`sync/chunks/chunk-codec${ext}`, LIB_URL).href)) as CodecModule;
+  const { decodeChunk } = await importLib<CodecModule>('sync/chunks/chunk-codec');
+  const { chunkPositions } = await importLib<ChunkIndexModule>('sync/chunks/chunk-index');
   const container = BlobServiceClient.fromConnectionString(job.conn).getContainerClient(CONTAINER);
   const index = JSON.parse((await container.getBlobClient(`${job.prefix}/${job.indexKey}`).downloadToBuffer()).toString('utf8')) as { chunks: string[]; chunkSize: number; bytes: number };
-  const positions = new Map<string, number[]>();
-  index.chunks.forEach((address, i) => positions.set(address, [...(positions.get(address) ?? []), i]));
+  const positions = chunkPositions(index.chunks);
   // Untimed: every distinct chunk into memory first.
   const stored = new Map<string, Buffer>();
   const queue = [...positions.keys()];
@@ -732,7 +709,7 @@ export async function runIncremental(
         await copyDb(basePath, live);
         const p = await child<ProfileRun>({ kind: 'profile', dbPath: live, basePath, chunkSize, idsFile: idsFile[w], workload: w, conn, prefix: `prof-${label}-${process.pid}`, maxUploads: Math.max(8, Math.floor((32 << 20) / chunkSize)) });
         profiles.push(p);
-        log(`[${label}] incremental: profile ${chunkLabel(chunkSize)} ${w}: ${p.freshChunks}/${p.chunks} new chunks, ${fmtBytes(p.freshBytes)}; read file ${fmtMs(p.fileReadMs)} + dbpage ${fmtMs(p.dbpageReadMs)} (${p.dbpageChunks} chunks; by page ${fmtMs(p.dbpageEqMs)}) + sha256 ${fmtMs(p.hashMs)} + encode ${fmtMs(p.encodeMs)} + upload ${fmtMs(p.uploadMs)} ms`);
+        log(`[${label}] incremental: profile ${chunkLabel(chunkSize)} ${w}: ${p.freshChunks}/${p.chunks} new chunks, ${fmtBytes(p.freshBytes)}; read file ${fmtMs(p.fileReadMs)} + dbpage ${fmtMs(p.dbpageReadMs)} (${p.dbpageChunks} chunks) + sha256 ${fmtMs(p.hashMs)} + encode ${fmtMs(p.encodeMs)} + upload ${fmtMs(p.uploadMs)} ms`);
       }
     }
   } finally {
@@ -753,17 +730,6 @@ export async function runIncremental(
 
 // ---------------------------------------------------------------------------------------------------
 // Litestream
-
-/** Runs a command under bash so `times` reports its CPU; kill with SIGTERM (forwarded). */
-function spawnTimed(bin: string, args: string[], timesFile: string) {
-  const script = `"$@" & p=$!; trap 'kill -TERM $p 2>/dev/null' TERM INT; wait $p; s=$?; if kill -0 $p 2>/dev/null; then wait $p; s=$?; fi; times > "${timesFile}"; exit $s`;
-  const proc = spawn('bash', ['-c', script, 'bash', bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  proc.stdout.setEncoding('utf8').on('data', (s: string) => (output += s));
-  proc.stderr.setEncoding('utf8').on('data', (s: string) => (output += s));
-  const exited = new Promise<number>((r) => proc.once('exit', (code) => r(code ?? -1)));
-  return { proc, exited, output: () => output };
-}
 
 /** `/usr/bin/time -f` around a command: wall, CPU and max RSS of the command itself. */
 function timeCommand(bin: string, args: string[]): Promise<{ code: number; cpuMs: number; maxRss: number; output: string }> {
@@ -798,7 +764,7 @@ async function runLitestreamIncr(bin: string, version: string, az: { connectionS
     let changedAt = performance.now();
     const same = (a: Map<string, { etag: string }>, b: Map<string, { etag: string }>) => a.size === b.size && [...a].every(([k, v]) => b.get(k)?.etag === v.etag);
     for (;;) {
-      if (replicate.proc.exitCode !== null) throw new Error(`litestream replicate exited ${replicate.proc.exitCode}:\n${replicate.output()}`);
+      if (replicate.child.exitCode !== null) throw new Error(`litestream replicate exited ${replicate.child.exitCode}:\n${replicate.output()}`);
       if (performance.now() - t0 > 600_000) throw new Error(`litestream did not settle in 600 s:\n${replicate.output()}`);
       await sleep(100);
       const now = await list();
@@ -834,8 +800,8 @@ async function runLitestreamIncr(bin: string, version: string, az: { connectionS
       sqlite.close();
     }
   } finally {
-    replicate.proc.kill('SIGTERM');
-    await replicate.exited;
+    replicate.child.kill('SIGTERM');
+    await replicate.result();
   }
 
   const outPath = join(work, 'ls-incr-restored.db');
@@ -927,6 +893,27 @@ export function incrementalChecks(size: string, r: IncrementalResult): Check[] {
   return out;
 }
 
+/** One row of the restore table: restores of a configuration next to the raw download of the same objects. */
+function restoreRow(size: string, name: string, raws: RawRun[], restores: RestoreRun[]): string[] {
+  const raw = med(raws, (x) => x.wallMs);
+  const h = med(restores, (x) => x.hydrateMs);
+  const noQc = med(restores, (x) => x.hydrateMs - x.verifyMs);
+  return [
+    size,
+    name,
+    `${restores.length}`,
+    `${fmtMs(raw)}${range(raws, (x) => x.wallMs)} (${raws[0]!.blobs} blobs, ${fmtBytes(raws[0]!.bytes)})`,
+    `${fmtMs(h)}${range(restores, (x) => x.hydrateMs)}`,
+    fmtRatio(ratio(h, raw)),
+    fmtMs(noQc),
+    fmtRatio(ratio(noQc, raw)),
+    `${fmtMs(med(restores, (x) => x.downloadMs))} / ${fmtMs(med(restores, (x) => x.verifyMs))}`,
+    fmtMs(med(restores, (x) => x.firstQueryMs)),
+    fmtMs(med(restores, (x) => x.cpuMs)),
+    `${fmtBytes(maxAbove(restores))} (raw ${fmtBytes(maxAbove(raws))})`,
+  ];
+}
+
 export function renderIncremental(sizes: readonly { label: string; incremental?: IncrementalResult | { error: string } }[]): string {
   const out: string[] = [];
   const snapRows: string[][] = [];
@@ -972,26 +959,7 @@ export function renderIncremental(sizes: readonly { label: string; incremental?:
     }
     for (const c of r.configs) baseRows.push([s.label, c.name, fmtBytes(c.base.upload.total), String(c.baseObjects), fmtMs(c.base.wallMs), fmtMs(c.base.cpuMs), fmtBytes(above(c.base)), c.listChunksMs !== undefined ? fmtMs(c.listChunksMs) : '']);
     if (ls) baseRows.push([s.label, `litestream ${ls.version}`, `${fmtBytes(ls.baseBytes)} (snapshot + WAL)`, '', '', '', '', '']);
-    for (const c of r.configs) {
-      if (!c.restores.length) continue;
-      const raw = med(c.raws, (x) => x.wallMs);
-      const h = med(c.restores, (x) => x.hydrateMs);
-      const noQc = med(c.restores, (x) => x.hydrateMs - x.verifyMs);
-      restRows.push([
-        s.label,
-        c.name,
-        `${c.restores.length}`,
-        `${fmtMs(raw)}${range(c.raws, (x) => x.wallMs)} (${c.raws[0]!.blobs} blobs, ${fmtBytes(c.raws[0]!.bytes)})`,
-        `${fmtMs(h)}${range(c.restores, (x) => x.hydrateMs)}`,
-        fmtRatio(ratio(h, raw)),
-        fmtMs(noQc),
-        fmtRatio(ratio(noQc, raw)),
-        `${fmtMs(med(c.restores, (x) => x.downloadMs))} / ${fmtMs(med(c.restores, (x) => x.verifyMs))}`,
-        fmtMs(med(c.restores, (x) => x.firstQueryMs)),
-        fmtMs(med(c.restores, (x) => x.cpuMs)),
-        `${fmtBytes(maxAbove(c.restores))} (raw ${fmtBytes(maxAbove(c.raws))})`,
-      ]);
-    }
+    for (const c of r.configs) if (c.restores.length) restRows.push(restoreRow(s.label, c.name, c.raws, c.restores));
     for (const c of r.configs) {
       const floors = floorsOf(c);
       if (!floors.length) continue;
@@ -1010,24 +978,7 @@ export function renderIncremental(sizes: readonly { label: string; incremental?:
       ]);
     }
     for (const c of r.configs) {
-      if (!c.linked?.restores.length) continue;
-      const raw = med(c.linked.raws, (x) => x.wallMs);
-      const h = med(c.linked.restores, (x) => x.hydrateMs);
-      const noQc = med(c.linked.restores, (x) => x.hydrateMs - x.verifyMs);
-      restRows.push([
-        s.label,
-        `${c.name}, over a ${(c.linked.bytesPerSec * 8) / 1e9} Gbit/s link`,
-        `${c.linked.restores.length}`,
-        `${fmtMs(raw)}${range(c.linked.raws, (x) => x.wallMs)} (${c.linked.raws[0]!.blobs} blobs, ${fmtBytes(c.linked.raws[0]!.bytes)})`,
-        `${fmtMs(h)}${range(c.linked.restores, (x) => x.hydrateMs)}`,
-        fmtRatio(ratio(h, raw)),
-        fmtMs(noQc),
-        fmtRatio(ratio(noQc, raw)),
-        `${fmtMs(med(c.linked.restores, (x) => x.downloadMs))} / ${fmtMs(med(c.linked.restores, (x) => x.verifyMs))}`,
-        fmtMs(med(c.linked.restores, (x) => x.firstQueryMs)),
-        fmtMs(med(c.linked.restores, (x) => x.cpuMs)),
-        `${fmtBytes(maxAbove(c.linked.restores))} (raw ${fmtBytes(maxAbove(c.linked.raws))})`,
-      ]);
+      if (c.linked?.restores.length) restRows.push(restoreRow(s.label, `${c.name}, over a ${(c.linked.bytesPerSec * 8) / 1e9} Gbit/s link`, c.linked.raws, c.linked.restores));
     }
     if (ls) restRows.push([s.label, `litestream ${ls.version} (snapshot + WAL of both updates)`, '1', '', fmtMs(ls.restoreMs), '', '', '', '', '', fmtMs(ls.restoreCpuMs), `${fmtBytes(ls.restoreMaxRss)} (max RSS)`]);
     if (r.litestream && 'error' in r.litestream) notes.push(`${s.label}: Litestream not measured: ${r.litestream.error}`);
@@ -1081,7 +1032,7 @@ export function renderIncremental(sizes: readonly { label: string; incremental?:
         pct(ratio(p.freshBytes + p.indexBytes, fb)),
         `${p.walPages} / ${p.dbpageChunks}`,
         fmtMs(p.fileReadMs),
-        `${fmtMs(p.dbpageReadMs)} (by page: ${fmtMs(p.dbpageEqMs)})`,
+        fmtMs(p.dbpageReadMs),
         fmtMs(p.hashMs),
         fmtMs(p.encodeMs),
         fmtMs(p.closeMs),
@@ -1093,7 +1044,7 @@ export function renderIncremental(sizes: readonly { label: string; incremental?:
   if (profRows.length) {
     out.push(
       '',
-      `**Where the time of an incremental snapshot goes** (profile): the same update applied by an @libsql/client connection to a copy of the base, then the library's own page reader (openPageImage) and chunk codec (chunkAddress, encodeChunk), imported from the build under test, stepped through in one thread; the known chunks are the base file's at that chunk size, so chunk sizes not measured end to end above cost seconds here. "× full bytes" = (new chunks + index) / the full snapshot's upload measured above. The flush() additionally starts a worker thread (importing @libsql/client, ~150 ms), writes new chunks to a spool file and reads them back, and uploads the index and the manifest. "by page" = the same WAL pages read with one \`SELECT data FROM sqlite_dbpage WHERE pgno = ?\` each: the vtab's xBestIndex uses only an equality on pgno, so the reader's \`pgno >= ? AND pgno <= ?\` scans the whole page list for every chunk that has a WAL page.`,
+      `**Where the time of an incremental snapshot goes** (profile): the same update applied by an @libsql/client connection to a copy of the base, then the library's own page reader (openPageImage) and chunk codec (chunkAddress, encodeChunk), imported from the build under test, stepped through in one thread; the known chunks are the base file's at that chunk size, so chunk sizes not measured end to end above cost seconds here. "× full bytes" = (new chunks + index) / the full snapshot's upload measured above. The flush() additionally starts a worker thread (importing @libsql/client, ~150 ms), writes new chunks to a spool file and reads them back, and uploads the index and the manifest. The reader fetches each page that has a WAL frame with its own \`SELECT data FROM sqlite_dbpage WHERE pgno = ?\`: the vtab's xBestIndex uses only an equality on pgno (a \`pgno >= ? AND pgno <= ?\` range scanned the whole page list for every chunk that had a WAL page).`,
       '',
       markdownTable(['size', 'workload', 'chunk', 'new / all chunks', 'new chunk bytes (lz4)', 'index', '× full bytes', 'WAL pages / chunks read via sqlite_dbpage', 'read from file ms', 'read via sqlite_dbpage ms', 'sha256 ms', 'encode (lz4) ms', 'close (checkpoint) ms', 'upload ms (concurrency 4)', 'sum ms'], profRows, ['l', 'l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r']),
     );

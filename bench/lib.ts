@@ -60,3 +60,8 @@ export const LIB_SRC_HASH = process.env.BENCH_LIB_SRC_HASH ?? srcHash();
 export const LIB_URL = process.env.BENCH_LIB_URL ?? (LIB_KIND === 'source' ? new URL('../src/index.ts', import.meta.url).href : await ensureBuild());
 const lib = (await import(LIB_URL)) as typeof Lib;
 export const { drizzle, directoryStore, azureBlobStore } = lib;
+
+/** One of the library's internal modules from the same build (`path` below src/, without extension, e.g. 'sync/chunks/chunk-codec'). */
+export function importLib<T>(path: string): Promise<T> {
+  return import(new URL(`${path}${LIB_URL.endsWith('.ts') ? '.ts' : '.js'}`, LIB_URL).href) as Promise<T>;
+}

@@ -50,8 +50,8 @@ export async function ensureLitestream(): Promise<{ bin: string; version: string
   return { bin, version };
 }
 
-/** Runs a command under bash so that `times` reports the CPU the command used (user + sys of children). */
-function spawnTimed(bin: string, args: string[], timesFile: string) {
+/** Runs a command under bash so that `times` reports the CPU the command used (user + sys of children); kill with SIGTERM (forwarded). */
+export function spawnTimed(bin: string, args: string[], timesFile: string) {
   const script = `"$@" & p=$!; trap 'kill -TERM $p 2>/dev/null' TERM INT; wait $p; s=$?; if kill -0 $p 2>/dev/null; then wait $p; s=$?; fi; times > "${timesFile}"; exit $s`;
   const child = spawn('bash', ['-c', script, 'bash', bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
