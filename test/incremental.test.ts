@@ -5,19 +5,15 @@ import { join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { sql } from 'drizzle-orm';
 import { azureBlobStore, directoryStore, drizzle, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
-import { MANIFEST_KEY, decodeManifest, type Manifest } from '../src/sync/manifest.ts';
+import type { Manifest } from '../src/sync/manifest.ts';
 import { CHUNK_PREFIX, decodeChunkIndex } from '../src/sync/chunks/chunk-index.ts';
-import { countingStore, notes, open, schema } from './helpers/fixtures.ts';
+import { countingStore, notes, open, readManifest, schema } from './helpers/fixtures.ts';
 import { useAzuriteAndTempDir } from './helpers/suite.ts';
 
 const fixture = useAzuriteAndTempDir('incremental');
 
 const MANUAL = { debounceMs: 600_000, maxIntervalMs: 600_000 };
 const incremental = (extra: object = {}) => ({ snapshot: { ...MANUAL, mode: 'incremental' as const, chunkSize: 65_536, ...extra } });
-
-async function manifestOf(store: SnapshotStore): Promise<Manifest> {
-  return decodeManifest((await store.readSmall(MANIFEST_KEY))!.body, store.location);
-}
 
 /** Every chunk address the retained snapshots reference. */
 async function referenced(store: SnapshotStore, manifest: Manifest): Promise<Set<string>> {
@@ -44,7 +40,7 @@ test('incremental snapshots: the first uploads every chunk, a small change uploa
   await fill(db, 20_000, 'row');
   const first = await db.$sync.flush();
   const firstBytes = first!.compressedBytes;
-  const manifest1 = await manifestOf(store);
+  const manifest1 = await readManifest(store);
   assert.equal(manifest1.snapshots[0]!.kind, 'chunks');
   const chunks1 = await storedChunks(store);
   assert.ok(chunks1.size > 20, `${chunks1.size} chunks`);
@@ -82,7 +78,7 @@ test('a damaged chunk is detected on restore, and restore falls back to the prev
   await db.update(notes).set({ body: 'v2' }).where(sql`id = 4000`);
   await db.$sync.flush();
   await db.$sync.close();
-  const manifest = await manifestOf(store);
+  const manifest = await readManifest(store);
   const [latest, older] = manifest.snapshots;
   const latestIndex = decodeChunkIndex((await store.readSmall(latest!.key))!.body, latest!.key);
   const olderIndex = new Set(decodeChunkIndex((await store.readSmall(older!.key))!.body, older!.key).chunks);
@@ -112,7 +108,7 @@ test('encryption: the store holds ciphertext only; the right key restores, a wro
   await db.$sync.flush();
   await db.$sync.close();
 
-  const entry = (await manifestOf(store)).snapshots[0]!;
+  const entry = (await readManifest(store)).snapshots[0]!;
   assert.match(entry.keyId ?? '', /^[0-9a-f]{16}$/);
   const blobs = BlobServiceClient.fromConnectionString(fixture.azurite.connectionString).getContainerClient(container);
   let scanned = 0;
@@ -177,7 +173,7 @@ test('garbage collection: unreferenced chunks are deleted once past the grace pe
         await db.$sync.flush();
       })(),
     ]);
-    const manifest = await manifestOf(store);
+    const manifest = await readManifest(store);
     const needed = await referenced(store, manifest);
     const present = await storedChunks(store);
     for (const address of needed) assert.ok(present.has(address), `round ${round}: referenced chunk ${address.slice(0, 12)} is missing`);
@@ -189,7 +185,7 @@ test('garbage collection: unreferenced chunks are deleted once past the grace pe
   assert.ok(restores > 0, 'the reader restored at least once');
 
   await db.$sync.close();
-  const manifest = await manifestOf(store);
+  const manifest = await readManifest(store);
   const present = await storedChunks(store);
   const needed = await referenced(store, manifest);
   assert.ok(present.size <= needed.size + (manifest.garbage?.length ?? 0), 'only referenced chunks and listed garbage remain');
@@ -201,14 +197,14 @@ test('within the grace period unreferenced chunks are listed as garbage but kept
   const db = await open(join(fixture.dir.path, 'grace', 'a.db'), store, incremental({ retain: 1, gcGraceMs: 600_000 }));
   await fill(db, 3_000, 'base');
   await db.$sync.flush();
-  const firstManifest = await manifestOf(store);
+  const firstManifest = await readManifest(store);
   const firstChunks = await referenced(store, firstManifest);
   for (let round = 0; round < 3; round++) {
     await db.run(sql`UPDATE notes SET body = 'round ${sql.raw(String(round))} ' || hex(randomblob(60))`);
     await db.$sync.flush();
   }
   await db.$sync.close();
-  const manifest = await manifestOf(store);
+  const manifest = await readManifest(store);
   assert.equal(manifest.snapshots.length, 1);
   const garbage = new Set((manifest.garbage ?? []).map((g) => g.address));
   const present = await storedChunks(store);

@@ -4,9 +4,9 @@ import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
-import { azureBlobStore, directoryStore, drizzle, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
-import { MANIFEST_KEY, decodeManifest } from '../src/sync/manifest.ts';
-import { nextEvent, notes, open, schema } from './helpers/fixtures.ts';
+import { azureBlobStore, directoryStore, drizzle, type SnapshotStore } from 'drizzle-libsql-blob';
+import { MANIFEST_KEY } from '../src/sync/manifest.ts';
+import { isCode, nextEvent, notes, open, readManifest, schema } from './helpers/fixtures.ts';
 import { useAzuriteAndTempDir } from './helpers/suite.ts';
 
 const fixture = useAzuriteAndTempDir('lease');
@@ -39,18 +39,6 @@ function instance(dbPath: string, store: SnapshotStore, options: Record<string, 
   return drizzle({ connection: { url: `file:${dbPath}` }, schema, store, log: false, shutdown: { signals: false }, replica: { pollMs: 50 }, ...options });
 }
 
-function isCode(code: string) {
-  return (error: unknown) => {
-    assert.ok(error instanceof SyncError, `expected a SyncError, got ${String(error)}`);
-    assert.equal(error.code, code, error.message);
-    return true;
-  };
-}
-
-async function manifestSeq(store: SnapshotStore): Promise<number> {
-  return decodeManifest((await store.readSmall(MANIFEST_KEY))!.body, store.location).seq;
-}
-
 for (const c of CASES) {
   describe(`single writer by lease (${c.name})`, () => {
     test('deploy overlap: the second instance serves reads as a replica, follows the writer, and takes over when it releases the lease', async () => {
@@ -60,7 +48,7 @@ for (const c of CASES) {
       const a = await open(join(fixture.dir.path, label, 'a.db'), store, { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000 } });
       await a.insert(notes).values({ body: 'a1' });
       await a.$sync.flush();
-      seqs.push(await manifestSeq(store));
+      seqs.push((await readManifest(store)).seq);
       assert.equal(a.$sync.status().role, 'writer');
       assert.equal(a.$sync.status().lease.state, 'held');
 
@@ -83,7 +71,7 @@ for (const c of CASES) {
       await a.insert(notes).values({ body: 'a2' });
       const updated = nextEvent(b.$sync, 'replica-update');
       const published = await a.$sync.flush();
-      seqs.push(await manifestSeq(store));
+      seqs.push((await readManifest(store)).seq);
       assert.equal((await updated).seq, published!.seq);
       assert.deepEqual((await b.select().from(notes)).map((r) => r.body), ['a1', 'a2']);
 
@@ -97,7 +85,7 @@ for (const c of CASES) {
       assert.equal(b.$sync.status().lease.state, 'held');
       await b.insert(notes).values({ body: 'b1' });
       await b.$sync.flush();
-      seqs.push(await manifestSeq(store));
+      seqs.push((await readManifest(store)).seq);
       await b.$sync.close();
       assert.deepEqual(seqs, [...seqs].sort((x, y) => x - y), 'the manifest never went backwards');
       assert.equal(new Set(seqs).size, seqs.length);

@@ -4,8 +4,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createClient } from '@libsql/client';
 import { directoryStore, drizzle, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
-import { MANIFEST_KEY, applyRetention, decodeManifest, type SnapshotEntry } from '../src/sync/manifest.ts';
-import { notes, open, schema, tempDir } from './helpers/fixtures.ts';
+import { MANIFEST_KEY, applyRetention, type SnapshotEntry } from '../src/sync/manifest.ts';
+import { notes, open, readManifest, schema, tempDir } from './helpers/fixtures.ts';
 
 let dir: Awaited<ReturnType<typeof tempDir>>;
 before(async () => {
@@ -17,10 +17,6 @@ after(async () => {
 
 const manual = { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000 } };
 
-async function manifestOf(store: SnapshotStore) {
-  return decodeManifest((await store.readSmall(MANIFEST_KEY))!.body, store.location);
-}
-
 /** Three snapshots: rows [r1], [r1, r2], [r1, r2, r3]. Returns their manifest entries, oldest first. */
 async function history(name: string) {
   const store = directoryStore({ dir: join(dir.path, name, 'store') });
@@ -29,7 +25,7 @@ async function history(name: string) {
   for (const body of ['r1', 'r2', 'r3']) {
     await db.insert(notes).values({ body });
     await db.$sync.flush();
-    entries.push((await manifestOf(store)).snapshots[0]!);
+    entries.push((await readManifest(store)).snapshots[0]!);
   }
   await db.$sync.close();
   return { store, entries };
@@ -50,7 +46,7 @@ test('restore: { seq } rolls back to that snapshot once; it becomes the latest, 
   assert.equal(first.db.$sync.status().pendingCommits, 1, 'the roll-back itself is pending until published');
   const published = await first.db.$sync.flush();
   assert.ok(published?.uploaded, 'published even though the bytes equal an older snapshot');
-  const after = await manifestOf(store);
+  const after = await readManifest(store);
   assert.equal(after.seq, s3.seq + 1, 'published on top: the manifest never goes backwards');
   assert.deepEqual(after.snapshots[0]!.rolledBackTo, { seq: s1.seq, target: `seq:${s1.seq}` });
   assert.equal(after.snapshots.length, 4, 'the rolled-back-over history is kept');
@@ -131,7 +127,7 @@ test('retention by count and by age; the latest snapshot is always kept', async 
     await db.$sync.flush();
   }
   await db.$sync.close();
-  const manifest = await manifestOf(store);
+  const manifest = await readManifest(store);
   assert.equal(manifest.snapshots.length, 1);
   assert.deepEqual((await store.list('snapshots/')).map((o) => o.key), [manifest.snapshots[0]!.key]);
 });

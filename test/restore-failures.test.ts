@@ -4,10 +4,10 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createClient } from '@libsql/client';
-import { azureBlobStore, directoryStore, drizzle, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, directoryStore, drizzle, type SnapshotStore } from 'drizzle-libsql-blob';
 import { compressFile } from '../src/sync/codec.ts';
-import { MANIFEST_KEY, decodeManifest, encodeManifest, type SnapshotEntry } from '../src/sync/manifest.ts';
-import { notes, open } from './helpers/fixtures.ts';
+import { MANIFEST_KEY, encodeManifest, type SnapshotEntry } from '../src/sync/manifest.ts';
+import { isCode, notes, open, readManifest } from './helpers/fixtures.ts';
 import { useAzuriteAndTempDir } from './helpers/suite.ts';
 
 const fixture = useAzuriteAndTempDir('failures');
@@ -20,14 +20,6 @@ async function seedBackup(store: SnapshotStore, name: string, rows = 5): Promise
   const manifest = await store.readSmall(MANIFEST_KEY);
   assert.ok(manifest, 'a manifest was published');
   return manifest.body;
-}
-
-function isCode(code: string) {
-  return (error: unknown) => {
-    assert.ok(error instanceof SyncError, `expected a SyncError, got ${String(error)}`);
-    assert.equal(error.code, code, error.message);
-    return true;
-  };
 }
 
 async function assertStoreUnchanged(store: SnapshotStore, manifestBefore: Buffer) {
@@ -77,7 +69,7 @@ describe('corrupt snapshots are never opened: restore falls back to the newest o
     await db.$sync.flush();
     await db.insert(notes).values({ body: 'newer' });
     await db.$sync.close();
-    const manifest = decodeManifest((await store.readSmall(MANIFEST_KEY))!.body, store.location);
+    const manifest = await readManifest(store);
     assert.equal(manifest.snapshots.length, 2);
     return manifest;
   }
@@ -172,7 +164,7 @@ describe('corrupt snapshots are never opened: restore falls back to the newest o
     await writeFile(rawPath, raw);
     const out = join(root, 'snapshots', 'damaged.db.lz4');
     const packed = await compressFile(rawPath, out, 'lz4');
-    const manifest = decodeManifest((await store.readSmall(MANIFEST_KEY))!.body, store.location);
+    const manifest = await readManifest(store);
     const { keyId: _keyId, ...latest } = manifest.snapshots[0]!;
     const entry = { ...latest, kind: 'full' as const, codec: 'lz4' as const, seq: manifest.seq + 1, key: 'snapshots/damaged.db.lz4', bytes: packed.rawBytes, compressedBytes: packed.compressedBytes, sha256: packed.sha256 };
     const current = (await store.readSmall(MANIFEST_KEY))!;

@@ -2,10 +2,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { azureBlobStore, directoryStore, SyncError, type SyncLogger } from 'drizzle-libsql-blob';
-import { MANIFEST_KEY, decodeManifest } from '../src/sync/manifest.ts';
 import { startAzurite, type Azurite } from './helpers/azurite.ts';
 import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.ts';
-import { countingStore, nextEvent, notes, open, tempDir } from './helpers/fixtures.ts';
+import { countingStore, nextEvent, notes, open, readManifest, tempDir } from './helpers/fixtures.ts';
 
 let dir: Awaited<ReturnType<typeof tempDir>>;
 let azurite: Azurite;
@@ -29,7 +28,7 @@ test('retention keeps the newest N snapshots and deletes older blobs', async () 
     assert.ok((await db.$sync.flush())?.uploaded);
   }
   await db.$sync.close();
-  const manifest = decodeManifest((await store.readSmall(MANIFEST_KEY))!.body, store.location);
+  const manifest = await readManifest(store);
   assert.deepEqual(manifest.snapshots.map((s) => s.seq), [6, 5, 4]);
   const blobs = (await store.list('snapshots/')).map((o) => o.key).sort();
   assert.deepEqual(blobs, manifest.snapshots.map((s) => s.key).sort(), 'exactly the retained blobs remain');

@@ -6,7 +6,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { integer, sqliteTable, text } from 'drizzle-orm/sqlite-core';
-import { drizzle, type DrizzleBlobConfig, type SnapshotStore, type SyncHandle, type SyncEvents } from 'drizzle-libsql-blob';
+import assert from 'node:assert/strict';
+import { drizzle, SyncError, type DrizzleBlobConfig, type SnapshotStore, type SyncErrorCode, type SyncHandle, type SyncEvents } from 'drizzle-libsql-blob';
+import { MANIFEST_KEY, decodeManifest, type Manifest } from '../../src/sync/manifest.ts';
 
 export const notes = sqliteTable('notes', {
   id: integer('id').primaryKey({ autoIncrement: true }),
@@ -97,4 +99,20 @@ export function nextEvent<E extends keyof SyncEvents>(
     };
     sync.on(event, listener);
   });
+}
+
+/** For `assert.rejects`: the error is a SyncError with this code (its message shown if not). */
+export function isCode(code: SyncErrorCode) {
+  return (error: unknown) => {
+    assert.ok(error instanceof SyncError, `expected a SyncError, got ${String(error)}`);
+    assert.equal(error.code, code, error.message);
+    return true;
+  };
+}
+
+/** The store's manifest as it is now (the test expects one to exist). */
+export async function readManifest(store: SnapshotStore): Promise<Manifest> {
+  const object = await store.readSmall(MANIFEST_KEY);
+  assert.ok(object, `${store.location} holds no manifest`);
+  return decodeManifest(object.body, store.location);
 }
