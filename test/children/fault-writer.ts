@@ -1,5 +1,5 @@
 /**
- * Child process for test/faults-kill.test.ts: a writer that never stops until it is SIGKILLed.
+ * Child process for test/faults/kill.test.ts: a writer that never stops until it is SIGKILLed.
  *
  * It opens the library on an Azure store (Azurite) through a pass-through wrapper that prints the
  * snapshot's phases, then inserts rows with increasing ids and calls flush() forever, printing

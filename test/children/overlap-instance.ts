@@ -1,5 +1,5 @@
 /**
- * Child process for test/faults-overlap.test.ts: one app instance of a deploy overlap.
+ * Child process for test/faults/overlap.test.ts: one app instance of a deploy overlap.
  *
  * Opens the library with role 'auto' on Azurite after a GO line on stdin (so two instances start
  * together), prints its role, and writes only while it is the writer: rows `<name>-<n>`, each followed

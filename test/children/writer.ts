@@ -1,5 +1,5 @@
 /**
- * Child process for test/shutdown-signal.test.ts. Opens the library with `shutdown: { signals: true }`
+ * Child process for test/sync/shutdown-signal.test.ts. Opens the library with `shutdown: { signals: true }`
  * and a debounce long enough that no snapshot happens on its own, writes K rows, prints `READY <k>`
  * and then waits forever (an interval keeps the event loop alive, so only the library's signal
  * handling can end this process).

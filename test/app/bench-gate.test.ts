@@ -1,0 +1,43 @@
+/**
+ * The benchmark gate can fail and can pass: bench/run.ts exits non-zero and names the failing p99 when
+ * every query of ours is slowed by an artificial 250 ms, and exits 0 on the same run without it.
+ * Queries only, 10k rows (the dataset is cached under bench/results/tmp/ after the first build).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+function runBench(extra: string[], out: string): Promise<{ code: number | null; output: string }> {
+  const args = ['--conditions=source', '--import', 'tsx', 'bench/run.ts', '--ci', '--sizes', '10k', '--iterations', '50', '--only', 'queries', '--out', out, ...extra];
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (output += s));
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (output += s));
+    child.once('error', reject);
+    child.once('exit', (code) => resolve({ code, output }));
+  });
+}
+
+test('bench gate: an artificial 250 ms delay fails the p99 budget, no delay passes', { timeout: 60_000 }, async () => {
+  const out = await mkdtemp(join(tmpdir(), 'bench-gate-'));
+  try {
+    const slow = await runBench(['--artificial-delay-ms', '250'], out);
+    assert.notEqual(slow.code, 0, `expected a failing exit code, got ${slow.code}:\n${slow.output}`);
+    assert.match(slow.output, /GATE FAIL \[10k\] query getById p99 \(ours\): \d+(\.\d+)? ms/);
+    const report = JSON.parse(await readFile(join(out, 'latest.json'), 'utf8')) as { checks: { name: string; pass: boolean; gating: boolean }[] };
+    assert.ok(report.checks.some((c) => c.gating && !c.pass && c.name.includes('p99')), 'latest.json records the failing p99 check');
+
+    const fast = await runBench([], out);
+    assert.equal(fast.code, 0, `expected exit 0 without the delay:\n${fast.output}`);
+    assert.match(fast.output, /Gate: every query and API p99 of ours ≤ 200 ms — PASS/);
+  } finally {
+    await rm(out, { recursive: true, force: true });
+  }
+});
