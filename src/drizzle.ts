@@ -1,5 +1,4 @@
-import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { createClient, type Client, type Config as LibsqlConfig } from '@libsql/client';
 import type { DrizzleConfig } from 'drizzle-orm';
@@ -8,19 +7,19 @@ import { CountingClient } from './client/counting-client.ts';
 import { resolveSyncConfig, type LeaseOptions, type ReplicaOptions, type Role, type ShutdownOptions, type SnapshotOptions } from './config.ts';
 import type { RestoreTarget } from './sync/manifest.ts';
 import type { Meter } from '@opentelemetry/api';
-import { SyncError, findSyncError, isSyncError } from './errors.ts';
+import { SyncError, findSyncError } from './errors.ts';
 import { SyncMetrics, metricAttributes } from './telemetry/metrics.ts';
 import { resolveLogger, type SyncLogOption } from './log.ts';
 import { storeFromEnv } from './store/from-env.ts';
 import type { SnapshotStore } from './store/store.ts';
 import type { RestoreMode } from './sync/restore.ts';
-import { hydrate } from './sync/startup.ts';
+import { startUp, type StartupResult } from './sync/startup.ts';
 import type { RetryPolicy } from './sync/retry.ts';
 import { Snapshotter } from './sync/snapshotter.ts';
-import { SyncController, type SyncHandle } from './sync/sync-controller.ts';
+import { SyncController, syncHandle, type SyncHandle } from './sync/sync-controller.ts';
 import { WriterLease } from './sync/lease.ts';
 import { resolveChunkKeys, type EncryptionOptions } from './sync/chunks/encryption.ts';
-import { readLocalState } from './sync/local-state.ts';
+import { Sidecar } from './local/sidecar.ts';
 import { ReplicaFollower } from './sync/replica.ts';
 import type { RemoteHead } from './sync/restore.ts';
 
@@ -101,46 +100,31 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   // The controller exists only after the restore; the lease can be lost before that.
   let controller: SyncController | undefined;
   let lostEarly: SyncError | undefined;
-  // This file's sidecar, if it belongs to this store: its lease id (re-taken after a crash) and whether it is dirty.
-  const sidecar = existsSync(dbPath) ? readLocalState(dbPath) : null;
-  const saved = sidecar?.store === store.location ? sidecar : null;
+  // The lease id is in the sidecar before the lease is requested: a crash at any later point leaves a
+  // restart on this disk able to re-take it at once.
+  const { sidecar, previous } = Sidecar.open(dbPath, store.location, { writer: resolved.role !== 'replica' });
   const lease = resolved.role === 'replica' ? undefined : new WriterLease({
     store,
-    id: saved?.leaseId || randomUUID(),
+    id: sidecar.leaseId!,
     durationSec: resolved.leaseDurationSec,
     log,
     onLost: (error) => (controller ? controller.leaseLost(error) : (lostEarly = error)),
   });
   removeLeftovers(dbPath);
-  // 'required' must not write anything to a store that holds no backup (a wrong prefix would get an empty manifest).
-  const createManifest = resolved.restore !== 'required';
-  const isWriter = lease
-    ? await takeLease(lease, resolved.role === 'writer', saved?.dirty === true, dbPath, store, createManifest).catch((error: unknown) => {
-        restoreFailed(error); // the start failed before any restore could run
-        throw error;
-      })
-    : false;
-  if (!isWriter && resolved.restoreTarget) {
-    await lease?.release();
-    throw new SyncError('LEASE_HELD', `A point-in-time restore needs the writer lease, and another instance holds it on ${store.location}: stop the writer first.`);
-  }
 
-  let hydrated;
+  let started: StartupResult;
   try {
-    // A replica always follows the store, whatever the restore mode says about the local file.
-    const mode = !isWriter && resolved.restore === 'skip' ? 'if-exists' : resolved.restore;
-    hydrated = await hydrate({ store, dbPath, mode, target: resolved.restoreTarget, retry: resolved.retry, log, keys, local: saved, leaseId: lease?.id });
+    started = await startUp({ store, dbPath, mode: resolved.restore, role: resolved.role, target: resolved.restoreTarget, retry: resolved.retry, log, keys, sidecar, previous, lease });
   } catch (error) {
     restoreFailed(error);
     await lease?.release();
     throw error;
   }
-  if (hydrated.restoredFrom) {
-    const from = hydrated.restoredFrom;
-    telemetry?.restoreSucceeded({ durationMs: hydrated.durationMs, bytes: from.bytes, compressedBytes: from.compressedBytes, skipped: hydrated.skipped.length });
+  if (started.restoredFrom) {
+    const from = started.restoredFrom;
+    telemetry?.restoreSucceeded({ durationMs: started.durationMs, bytes: from.bytes, compressedBytes: from.compressedBytes, skipped: started.skipped.length });
   }
-  if (hydrated.action !== 'downloaded') log.info({ dbPath, action: hydrated.action, pending: hydrated.pending, role: isWriter ? 'writer' : 'replica' }, 'database opened without download');
-  const { state } = hydrated; // recorded in the sidecar by hydrate, with this lease id
+  const isWriter = started.role === 'writer';
 
   const openClient = (): Client => createClient(resolved.libsql);
   const inner = openClient();
@@ -180,14 +164,15 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
       log,
       storeLocation: store.location,
     },
-    state,
-    isWriter && hydrated.pending, // a replica uploads nothing; its file is the store's
+    sidecar,
+    started.role,
+    isWriter && started.pending, // a replica uploads nothing; its file is the store's
   );
   const sync = controller;
   const client = new CountingClient(inner, controller, synchronousPragma);
   const db = drizzleLibsql({ ...drizzleConfig, client }) as unknown as BlobDatabase<TSchema>;
   const startAs = isWriter
-    ? { writer: snapshotter(hydrated.head), lease: lease! }
+    ? { writer: snapshotter(started.head), lease: lease! }
     : {
         lease,
         follower: new ReplicaFollower({
@@ -224,12 +209,12 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
         }
       },
     },
-    { from: hydrated.restoredFrom, durationMs: hydrated.durationMs, skipped: hydrated.skipped, rolledBackTo: hydrated.rolledBackTo },
+    { from: started.restoredFrom, durationMs: started.durationMs, skipped: started.skipped, rolledBackTo: started.rolledBackTo },
     startAs,
   );
   const unbindMetrics = telemetry?.bind(controller);
   if (lostEarly) controller.leaseLost(lostEarly);
-  db.$sync = controller;
+  db.$sync = syncHandle(controller);
   return db;
 }
 
@@ -237,33 +222,6 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
 async function prepareWriterConnection(client: Client, synchronousPragma: string): Promise<void> {
   await client.execute('PRAGMA journal_mode=WAL');
   await client.execute(synchronousPragma);
-}
-
-/** Writer: the lease or LEASE_HELD. Auto: the lease if free, else a replica (unless the local file holds unsaved commits). */
-async function takeLease(lease: WriterLease, failFast: boolean, localDirty: boolean, dbPath: string, store: SnapshotStore, createManifest: boolean): Promise<boolean> {
-  try {
-    await lease.acquire({ createManifest });
-    return true;
-  } catch (error) {
-    if (!isSyncError(error, 'LEASE_HELD')) throw error;
-    if (failFast) {
-      throw new SyncError(
-        'LEASE_HELD',
-        `Another instance holds the writer lease on ${store.location} (role: 'writer' fails fast). Stop the other writer, wait for its lease to expire ` +
-          `(at most lease.durationSec after it died), or use role: 'auto' to start as a read replica that takes over when the lease frees.`,
-        { cause: error },
-      );
-    }
-    if (localDirty) {
-      throw new SyncError(
-        'DIVERGED',
-        `${dbPath} holds commits never uploaded, and another instance now holds the writer lease on ${store.location}: starting as a replica would discard them. ` +
-          `Copy the local file away to inspect it, then delete it to start as a replica of the store.`,
-        { cause: error },
-      );
-    }
-    return false;
-  }
 }
 
 /** Temp files a killed process left beside the database (snapshot copies, spools, half-restored files). */

@@ -11,6 +11,7 @@ export type SyncErrorCode =
   | 'CONFLICT' // a conditional write lost: another writer published first
   | 'SNAPSHOT_CORRUPT' // size, sha256, codec framing or quick_check failed
   | 'NO_BACKUP' // restore: 'required' and the store holds no manifest
+  | 'MANIFEST_MISSING' // the store holds snapshot objects but no manifest: refused, nothing replaced or deleted
   | 'DIVERGED' // local file holds unsaved commits and the store moved on independently
   | 'CLOSED' // the database was closed (or is closing)
   | 'LEASE_HELD' // another instance holds the writer lease (role 'writer' fails fast with it)

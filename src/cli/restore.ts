@@ -12,7 +12,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { SyncError } from '../errors.ts';
-import { fingerprint, removeLocalState, writeLocalState } from '../sync/local-state.ts';
+import { Sidecar, removeSidecar } from '../local/sidecar.ts';
 import { downloadSnapshot } from '../sync/restore.ts';
 import { resolveChunkKeys } from '../sync/chunks/encryption.ts';
 import type { SnapshotSelector } from './args.ts';
@@ -52,10 +52,8 @@ export async function restore(ctx: CliContext, options: RestoreOptions): Promise
     ...(meter ? { onProgress: (bytes: number) => meter.add(bytes) } : {}),
   });
   meter?.finish();
-  removeLocalState(target);
-  if (isDatabase && isLatest) {
-    writeLocalState(target, { format: 1, store: ctx.store.location, generation: manifest.generation, seq: manifest.seq, dirty: false, fingerprint: fingerprint(target) });
-  }
+  removeSidecar(target);
+  if (isDatabase && isLatest) Sidecar.restoredLatest(target, ctx.store.location, { seq: manifest.seq, generation: manifest.generation });
   const ms = performance.now() - started;
 
   out.result({ path: target, snapshot: entry, latest: isLatest, sidecar: isDatabase && isLatest, durationMs: ms, downloadMs: timing.downloadMs, verifyMs: timing.verifyMs });

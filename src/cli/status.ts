@@ -1,7 +1,7 @@
 /** `status`: the store's manifest, latest snapshot, retention and writer lease, and the local file's sidecar. */
 import { existsSync, statSync } from 'node:fs';
 import { MANIFEST_KEY, latestSnapshot } from '../sync/manifest.ts';
-import { readLocalState, statePath, type LocalState } from '../sync/local-state.ts';
+import { readSidecar, sidecarPath, type SidecarState } from '../local/sidecar.ts';
 import type { CliContext } from './context.ts';
 import { formatAge, formatBytes } from './format.ts';
 import { readRemote } from './remote.ts';
@@ -11,14 +11,14 @@ interface LocalReport {
   exists: boolean;
   bytes: number | null;
   /** The sidecar (`<db>.sync.json`), or null when there is none (or it is unreadable). */
-  state: LocalState | null;
+  state: SidecarState | null;
   /** The sidecar names this store (otherwise the library treats the file as of unknown origin). */
   sameStore: boolean | null;
 }
 
 function localReport(dbPath: string, location: string): LocalReport {
   const exists = existsSync(dbPath);
-  const state = exists ? readLocalState(dbPath) : null;
+  const state = exists ? readSidecar(dbPath) : null;
   return { path: dbPath, exists, bytes: exists ? statSync(dbPath).size : null, state, sameStore: state ? state.store === location : null };
 }
 
@@ -64,7 +64,7 @@ export async function status(ctx: CliContext): Promise<number> {
     out.line(`local      ${local.path}: ${formatBytes(local.bytes!)}`);
     const s = local.state;
     if (!s) {
-      out.line(`sidecar    none (${statePath(local.path)}): not restored by this library; it would refuse to start on it while the store holds a backup`);
+      out.line(`sidecar    none (${sidecarPath(local.path)}): not restored by this library; it would refuse to start on it while the store holds a backup`);
     } else {
       const sync = s.dirty ? 'dirty: holds commits not in the store yet' : 'clean';
       const relation = !remote ? '' : s.seq === remote.manifest.seq && s.generation === remote.manifest.generation ? ', same as the store' : s.seq < remote.manifest.seq ? `, behind the store (seq ${remote.manifest.seq})` : `, ahead of the store (seq ${remote.manifest.seq})`;

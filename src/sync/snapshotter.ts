@@ -4,7 +4,7 @@ import { SyncError, isSyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
 import type { SnapshotStore } from '../store/store.ts';
 import type { Codec } from './codec.ts';
-import type { LocalState } from './local-state.ts';
+import type { SidecarState } from '../local/sidecar.ts';
 import type { WriterLease } from './lease.ts';
 import { MANIFEST_KEY, applyRetention, encodeManifest, latestSnapshot, snapshotKey, type Manifest, type RetentionPolicy, type SnapshotEntry } from './manifest.ts';
 import { readHead, type RemoteHead } from './restore.ts';
@@ -85,7 +85,7 @@ export class Snapshotter {
    * @param rolledBackTo set on the first snapshot after a point-in-time restore, so the manifest records
    *   that the roll-back happened (and a restart with the same target does not roll back again).
    */
-  async snapshot(state: LocalState, rolledBackTo?: SnapshotEntry['rolledBackTo']): Promise<{ info: SnapshotInfo; entry: SnapshotEntry }> {
+  async snapshot(state: SidecarState, rolledBackTo?: SnapshotEntry['rolledBackTo']): Promise<{ info: SnapshotInfo; entry: SnapshotEntry }> {
     if (this.#o.mode === 'incremental') return this.#snapshotChunks(state, rolledBackTo);
     const { store, dbPath, codec, log } = this.#o;
     const started = performance.now();
@@ -145,7 +145,7 @@ export class Snapshotter {
    * manifest. Chunks that no retained snapshot references any more go on the manifest's garbage list
    * and are deleted once older than the grace period.
    */
-  async #snapshotChunks(state: LocalState, rolledBackTo: SnapshotEntry['rolledBackTo']): Promise<{ info: SnapshotInfo; entry: SnapshotEntry }> {
+  async #snapshotChunks(state: SidecarState, rolledBackTo: SnapshotEntry['rolledBackTo']): Promise<{ info: SnapshotInfo; entry: SnapshotEntry }> {
     const { store, dbPath, log, retry, chunkSize, keys } = this.#o;
     const started = performance.now();
     const spoolPath = `${dbPath}.snap-${randomBytes(6).toString('hex')}.spool`;
@@ -295,7 +295,7 @@ export class Snapshotter {
   }
 
   /** In skip mode the head is read on the first snapshot, and only a head this file descends from is accepted. */
-  async #resolveHead(state: LocalState): Promise<RemoteHead | null> {
+  async #resolveHead(state: SidecarState): Promise<RemoteHead | null> {
     if (this.#head !== undefined) return this.#head;
     const head = await readHead(this.#o.store, this.#o.retry, this.#o.log);
     if (head && head.manifest.seq > 0 && !(head.manifest.seq === state.seq && head.manifest.generation === state.generation)) {

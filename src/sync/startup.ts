@@ -1,18 +1,28 @@
-import { existsSync, rmSync } from 'node:fs';
+/**
+ * Start-up: gathers the facts (local file, sidecar, store head, lease outcome), asks the pure
+ * `decideStartup()` what to do, and performs only that. Fails closed: if the store cannot be read, the
+ * app does not start (an empty database would later overwrite the good backup).
+ */
+import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { createClient } from '@libsql/client';
-import { SyncError } from '../errors.ts';
+import { SyncError, isSyncError } from '../errors.ts';
+import type { Role } from '../config.ts';
 import type { SyncLogger } from '../log.ts';
 import type { SnapshotStore } from '../store/store.ts';
+import { changedOutside, newGeneration, type Position, type Sidecar, type SidecarState } from '../local/sidecar.ts';
 import { describeTarget, latestSnapshot, selectSnapshot, type Manifest, type RestoreTarget, type SnapshotEntry } from './manifest.ts';
-import { fingerprint, newGeneration, sameFingerprint, writeLocalState, type LocalState } from './local-state.ts';
 import { downloadFirstVerifying, readHead, type RemoteHead, type RestoreMode, type SkippedSnapshot } from './restore.ts';
 import type { RetryPolicy } from './retry.ts';
 import type { ChunkKeys } from './chunks/encryption.ts';
+import type { WriterLease } from './lease.ts';
+import { decideStartup, leaseRequest, type StartupDecision, type StartupFacts } from './startup-decision.ts';
 
-export interface HydrateResult {
-  state: LocalState;
+export interface StartupResult {
+  role: 'writer' | 'replica';
+  decision: Exclude<StartupDecision, { action: 'refuse' }>;
+  /** The store's head as read after the lease: `undefined` = not read (restore: 'skip'). */
   head: RemoteHead | null | undefined;
   restoredFrom: SnapshotEntry | null;
   /** Newer snapshots that failed verification and were skipped to reach `restoredFrom`. */
@@ -21,23 +31,25 @@ export interface HydrateResult {
   rolledBackTo?: { seq: number; target: string };
   /** The local file holds commits the store has not seen: snapshot it soon. */
   pending: boolean;
-  action: 'downloaded' | 'kept-local' | 'fresh' | 'skipped';
   durationMs: number;
 }
 
-interface HydrateOptions {
+export interface StartupOptions {
   store: SnapshotStore;
   dbPath: string;
   mode: RestoreMode;
+  role: Role;
   /** Roll back to this snapshot (once: not again if the manifest records this very roll-back). */
-  target?: RestoreTarget;
+  target: RestoreTarget | undefined;
   retry: RetryPolicy;
   log: SyncLogger;
-  keys?: ChunkKeys | undefined;
-  /** This file's sidecar as the caller read it at start: null if there is none or it belongs to another store. */
-  local: LocalState | null;
-  /** Recorded in the sidecar: the writer lease id this file's writer uses (undefined for a replica). */
-  leaseId: string | undefined;
+  keys: ChunkKeys | undefined;
+  /** Already holds this opener's lease id (recorded before the lease is requested). */
+  sidecar: Sidecar;
+  /** The sidecar as found at start, when it names this store and the file exists. */
+  previous: SidecarState | null;
+  /** Absent for role 'replica'. */
+  lease: WriterLease | undefined;
 }
 
 /** Counts schema objects; zero means the file holds nothing worth keeping. */
@@ -55,118 +67,95 @@ async function hasContent(dbPath: string): Promise<boolean> {
   }
 }
 
-/**
- * Brings the local file up to the store's latest snapshot before the app sees the database, or keeps
- * the local file when it is the newer of the two. Fails closed: if the store cannot be read, the app
- * does not start (an empty database would later overwrite the good backup).
- */
-export async function hydrate(options: HydrateOptions): Promise<HydrateResult> {
-  const { store, dbPath, mode, log } = options;
+/** What the store holds: a manifest, nothing at all, or snapshot objects without a manifest (never "empty"). */
+async function remoteFacts(store: SnapshotStore, head: RemoteHead | null, target: RestoreTarget | undefined): Promise<StartupFacts['remote']> {
+  if (head) {
+    const latest = latestSnapshot(head.manifest);
+    return {
+      kind: 'manifest',
+      position: { seq: head.manifest.seq, generation: head.manifest.generation },
+      latest: latest ? { seq: latest.seq, key: latest.key } : null,
+      targetDone: target !== undefined && alreadyRolledBack(head.manifest, target),
+    };
+  }
+  const objects = [...(await store.list('snapshots/')), ...(await store.list('chunks/'))];
+  return objects.length === 0 ? { kind: 'empty' } : { kind: 'data-without-manifest', objects: objects.length, example: objects[0]!.key };
+}
+
+export async function startUp(options: StartupOptions): Promise<StartupResult> {
+  const { store, dbPath, log, lease, previous } = options;
   const started = performance.now();
   const localExists = existsSync(dbPath);
-  const state = localExists ? options.local : null;
-  const done = (partial: Omit<HydrateResult, 'durationMs' | 'skipped'> & { skipped?: SkippedSnapshot[] }): HydrateResult => {
-    const recorded = { ...partial.state, leaseId: options.leaseId };
-    writeLocalState(dbPath, recorded);
-    return { skipped: [], ...partial, state: recorded, durationMs: performance.now() - started };
-  };
 
-  if (!localExists) rmSync(`${dbPath}.sync.json`, { force: true }); // a sidecar without its file means nothing
+  // 1. The store, before the lease: taking the lease on a store without a manifest creates one.
+  const skip = options.mode === 'skip' && options.role !== 'replica';
+  let head = skip ? undefined : await readHead(store, options.retry, log);
+  let remote: StartupFacts['remote'] = skip ? { kind: 'not-read' } : await remoteFacts(store, head ?? null, options.target);
 
-  if (mode === 'skip') {
-    const pending = localExists && (state ? state.dirty || !sameFingerprint(state.fingerprint, fingerprint(dbPath)) : await hasContent(dbPath));
-    const base = state ?? { format: 1 as const, store: store.location, generation: newGeneration(), seq: 0, dirty: false, fingerprint: null };
-    return done({ state: { ...base, dirty: base.dirty || pending, fingerprint: null }, head: undefined, restoredFrom: null, pending, action: 'skipped' });
-  }
-
-  const head = await readHead(store, options.retry, log);
-  const latest = head && latestSnapshot(head.manifest);
-
-  if (!latest) {
-    if (mode === 'required') {
-      throw new SyncError('NO_BACKUP', `restore: 'required' but ${store.location} holds no snapshot; check the container and prefix, or use restore: 'if-exists' for a first deploy.`);
+  // 2. The lease.
+  let leaseOutcome: StartupFacts['lease'] = 'not-requested';
+  if (lease && leaseRequest(options.role, remote.kind === 'not-read' ? { kind: 'empty' } : remote, options.mode === 'skip' ? 'if-exists' : options.mode)) {
+    try {
+      await lease.acquire({ createManifest: true });
+      leaseOutcome = 'held';
+    } catch (error) {
+      if (!isSyncError(error, 'LEASE_HELD')) throw error;
+      leaseOutcome = 'held-by-other';
     }
-    const pending = localExists && (await hasContent(dbPath));
-    const fresh: LocalState = { format: 1, store: store.location, generation: newGeneration(), seq: 0, dirty: pending, fingerprint: null };
-    return done({ state: fresh, head, restoredFrom: null, pending, action: localExists ? 'kept-local' : 'fresh' });
-  }
-
-  // Died between publishing and recording it: the store's latest snapshot is this very file's.
-  const ownPublish = state?.publishing && state.publishing.seq === head.manifest.seq && state.publishing.key === latest.key;
-  if (state && ownPublish) {
-    log.info({ dbPath, seq: head.manifest.seq }, 'the last run published this snapshot but stopped before recording it; continuing from it');
-    state.seq = head.manifest.seq;
-    state.generation = head.manifest.generation;
-    state.dirty = true; // commits may have followed the snapshot; an unchanged file uploads nothing
-    state.fingerprint = null;
-  }
-  if (state) state.publishing = undefined;
-
-  const rollback = options.target && !alreadyRolledBack(head.manifest, options.target) ? options.target : undefined;
-  if (options.target && !rollback) log.info({ target: describeTarget(options.target) }, 'point-in-time restore already done (the manifest records it); continuing from the latest snapshot');
-
-  if (localExists) {
-    const changedOutside = state !== null && !state.dirty && state.fingerprint !== null && !sameFingerprint(state.fingerprint, fingerprint(dbPath));
-    const dirty = state !== null && (state.dirty || changedOutside);
-    if (rollback && (dirty || (state === null && (await hasContent(dbPath))))) {
-      throw new SyncError(
-        'DIVERGED',
-        `A point-in-time restore (${describeTarget(rollback)}) would discard ${dbPath}, which holds commits the store has not seen. Move the file away first if that is what you want.`,
-      );
+    // Another writer may have published (and released) between the first read and the lease.
+    if (!skip || leaseOutcome !== 'held') {
+      head = await readHead(store, options.retry, log);
+      remote = await remoteFacts(store, head, options.target);
     }
-    if (rollback) {
-      // Replaced below by the requested snapshot.
-    } else if (state === null) {
-      if (await hasContent(dbPath)) {
-        throw new SyncError(
-          'DIVERGED',
-          `${dbPath} exists but was not restored from ${store.location}, which holds snapshot seq ${latest.seq}. ` +
-            `Move the local file away to restore the backup, or start with restore: 'skip' to keep it (its first snapshot will then refuse to replace the backup).`,
-        );
+  }
+
+  // 3. The decision.
+  const sidecarFacts: StartupFacts['sidecar'] = previous
+    ? {
+        position: { seq: previous.seq, generation: previous.generation },
+        dirty: previous.dirty,
+        changedOutside: changedOutside(previous, dbPath),
+        cleanClose: previous.fingerprint !== null,
+        publishing: previous.publishing,
       }
-    } else if (state.seq === head.manifest.seq && state.generation === head.manifest.generation) {
-      // The local file is the store's latest snapshot, plus any commits marked dirty: keep it.
-      if (changedOutside) log.info({ dbPath }, 'local database changed outside this library since it was closed; it will be snapshotted');
-      // No fingerprint means the last run did not close cleanly, so another process (drizzle-kit migrate)
-      // may have changed the file unseen: snapshot it. Canonical snapshots make an unchanged file cost no upload.
-      const unknown = !dirty && state.fingerprint === null;
-      return done({ state: { ...state, dirty, fingerprint: null }, head, restoredFrom: null, pending: dirty || unknown, action: 'kept-local' });
-    } else if (state.seq > head.manifest.seq) {
-      // The store went backwards (restored or rolled back by hand): the local file is newer. Keep it.
-      log.warn({ dbPath, localSeq: state.seq, storeSeq: head.manifest.seq }, 'store is older than the local database; keeping the local file and snapshotting it');
-      return done({ state: { ...state, dirty: true, fingerprint: null }, head, restoredFrom: null, pending: true, action: 'kept-local' });
-    } else if (dirty) {
-      throw new SyncError(
-        'DIVERGED',
-        `${dbPath} holds commits never uploaded (from snapshot seq ${state.seq}), and ${store.location} has since moved on to seq ${head.manifest.seq} from another writer. ` +
-          `Both cannot be kept automatically: copy the local file away to inspect it, then delete it to restore the store's snapshot.`,
-      );
-    }
-  }
+    : null;
+  const needContent = localExists && (previous === null || remote.kind === 'empty' || (remote.kind === 'manifest' && remote.latest === null));
+  const decision = decideStartup({
+    dbPath,
+    location: store.location,
+    options: { mode: options.mode, role: options.role, target: options.target ? describeTarget(options.target) : undefined },
+    local: localExists ? { exists: true, ...(needContent ? { hasContent: await hasContent(dbPath) } : {}) } : { exists: false },
+    sidecar: sidecarFacts,
+    remote,
+    lease: leaseOutcome,
+  });
+  if (decision.action === 'refuse') throw new SyncError(decision.code, decision.message);
 
-  const candidates = rollback ? olderFrom(head.manifest, rollback, store.location) : head.manifest.snapshots;
+  // 4. The action.
+  const position = (p: Position | 'new' | 'store-head'): Position =>
+    p === 'new' ? { seq: 0, generation: newGeneration() } : p === 'store-head' ? { seq: head!.manifest.seq, generation: head!.manifest.generation } : p;
+  const finish = (extra: Partial<StartupResult> = {}): StartupResult => {
+    const pending = decision.action === 'keep-and-upload' || extra.rolledBackTo !== undefined;
+    options.sidecar.started(extra.rolledBackTo ? { seq: head!.manifest.seq, generation: newGeneration() } : position(decision.position), pending);
+    log.info({ dbPath, role: decision.role, action: decision.action, store: store.location }, `started as ${decision.reason}`);
+    return { role: decision.role, decision, head, restoredFrom: null, skipped: [], pending, durationMs: performance.now() - started, ...extra };
+  };
+  if (decision.action !== 'download') return finish();
+
+  const manifest = head!.manifest;
+  const candidates = decision.rollback ? olderFrom(manifest, options.target!, store.location) : manifest.snapshots;
   // A local file being replaced may hold most chunks of the snapshot already (a restart on the same disk).
-  const base = localExists ? dbPath : undefined;
-  const { entry, skipped, info } = await downloadFirstVerifying(store, candidates, dbPath, options.retry, log, { keys: options.keys, ...(base ? { base } : {}) });
+  const { entry, skipped, info } = await downloadFirstVerifying(store, candidates, dbPath, options.retry, log, {
+    keys: options.keys,
+    ...(localExists ? { base: dbPath } : {}),
+  });
+  log.info({ store: store.location, seq: entry.seq, bytes: entry.bytes, compressedBytes: entry.compressedBytes, skipped: skipped.length, ...info }, 'restored database from snapshot');
   // The local file continues from the store's head (seq), whichever snapshot it came from: the next
   // publish goes on top of the head, so a fallback or roll-back becomes the new latest.
-  const restored: LocalState = {
-    format: 1,
-    store: store.location,
-    generation: rollback ? newGeneration() : head.manifest.generation,
-    seq: head.manifest.seq,
-    dirty: rollback !== undefined,
-    fingerprint: null,
-  };
-  log.info({ store: store.location, seq: entry.seq, bytes: entry.bytes, compressedBytes: entry.compressedBytes, skipped: skipped.length, ...info }, 'restored database from snapshot');
-  return done({
-    state: restored,
-    head,
+  return finish({
     restoredFrom: entry,
     skipped,
-    pending: rollback !== undefined,
-    action: 'downloaded',
-    ...(rollback ? { rolledBackTo: { seq: entry.seq, target: describeTarget(rollback) } } : {}),
+    ...(decision.rollback ? { rolledBackTo: { seq: entry.seq, target: describeTarget(options.target!) } } : {}),
   });
 }
 
@@ -188,4 +177,3 @@ function olderFrom(manifest: Manifest, target: RestoreTarget, location: string):
   }
   return manifest.snapshots.slice(manifest.snapshots.indexOf(chosen));
 }
-

@@ -3,12 +3,13 @@ import { SyncError, errorMessage } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
 import type { CommitHooks } from '../client/counting-client.ts';
 import type { WriteLock } from '../client/write-lock.ts';
-import { fingerprint, writeLocalState, type LocalState } from './local-state.ts';
+import type { Position, Sidecar } from '../local/sidecar.ts';
 import type { WriterLease } from './lease.ts';
 import type { SnapshotEntry } from './manifest.ts';
 import type { ReplicaFollower } from './replica.ts';
 import type { RemoteHead } from './restore.ts';
 import { SnapshotScheduler, type SchedulePolicy } from './scheduler.ts';
+import { nextRole, type RoleEvent, type RoleState } from './role.ts';
 import type { SnapshotInfo, Snapshotter } from './snapshotter.ts';
 
 export interface SyncStatus {
@@ -23,8 +24,12 @@ export interface SyncStatus {
   restoredFrom: RestoredFrom | null;
   /** `stopped`: this instance lost the store to another writer (lease lost or conflict); no more snapshots or writes. */
   state: 'idle' | 'pending' | 'snapshotting' | 'stopped' | 'closing' | 'closed';
-  /** `writer` holds the lease and snapshots; `replica` serves reads and follows the store. */
-  role: 'writer' | 'replica';
+  /**
+   * `writer` holds the lease and snapshots; `replica` serves reads and follows the store; `promoting`: a
+   * replica that took the lease and is catching up; `stopped`: a writer fenced off (lease lost);
+   * `closing` / `closed`.
+   */
+  role: RoleState;
   /** The writer lease: `held` (renewed at `renewedAt`), `lost` (fenced), `none` (replica, or closed). */
   lease: { state: 'held' | 'lost' | 'none'; renewedAt: string | null };
   /** The store sequence the local file holds (a replica's view of how far it has followed). */
@@ -106,7 +111,11 @@ export class SyncController implements CommitHooks, SyncHandle {
   readonly #events = new EventEmitter();
   readonly #scheduler: SnapshotScheduler;
   #client: ClientHandle | undefined;
-  #state: LocalState;
+  readonly #sidecar: Sidecar;
+  /** The one place the role lives; changed only by #transition. */
+  #role: RoleState;
+  /** After a failed snapshot, no new one before this time (commits do not shorten the backoff). */
+  #retryAt = 0;
 
   #commits = 0;
   #covered = 0;
@@ -126,9 +135,10 @@ export class SyncController implements CommitHooks, SyncHandle {
   #restoredFrom: SyncStatus['restoredFrom'] = null;
   readonly #onSignal = (signal: NodeJS.Signals) => this.#handleSignal(signal);
 
-  constructor(options: ControllerOptions, state: LocalState, dirtyAtStart: boolean) {
+  constructor(options: ControllerOptions, sidecar: Sidecar, role: 'writer' | 'replica', dirtyAtStart: boolean) {
     this.#o = options;
-    this.#state = state;
+    this.#sidecar = sidecar;
+    this.#role = role;
     this.#dirtyAtStart = dirtyAtStart;
     this.#scheduler = new SnapshotScheduler(options.schedule, () => void this.#runSnapshot().catch(() => undefined));
   }
@@ -160,6 +170,8 @@ export class SyncController implements CommitHooks, SyncHandle {
   /** A replica took the lease and caught up: from now on it snapshots and accepts writes. */
   promote(snapshotter: Snapshotter, head: RemoteHead): void {
     if (this.#closing) return;
+    this.#transition('lease-taken');
+    this.#transition('caught-up');
     this.#follower = undefined;
     this.#o.log.info({ seq: head.manifest.seq }, 'promoted: this instance is now the writer');
     this.#becomeWriter(snapshotter);
@@ -178,27 +190,32 @@ export class SyncController implements CommitHooks, SyncHandle {
 
   /** A replica reopened on a newer snapshot. */
   replicaUpdated(entry: SnapshotEntry, head: RemoteHead, durationMs: number): void {
-    this.#state = { ...this.#state, seq: head.manifest.seq, generation: head.manifest.generation, dirty: false, fingerprint: null };
-    writeLocalState(this.#o.dbPath, this.#state);
+    this.#sidecar.followed({ seq: head.manifest.seq, generation: head.manifest.generation });
     this.#o.log.info({ seq: entry.seq, durationMs: Math.round(durationMs) }, 'replica reopened on a newer snapshot');
     this.#events.emit('replica-update', { seq: entry.seq, generation: entry.generation, bytes: entry.bytes, durationMs });
   }
 
   /** Recorded before the manifest write (see LocalState.publishing). */
   notePublishing(entry: SnapshotEntry): void {
-    this.#state = { ...this.#state, publishing: { seq: entry.seq, key: entry.key } };
-    writeLocalState(this.#o.dbPath, this.#state);
+    this.#sidecar.publishing(entry);
   }
 
   /** The store position the local file holds. */
-  localPosition(): { seq: number; generation: string } {
-    return { seq: this.#state.seq, generation: this.#state.generation };
+  localPosition(): Position {
+    return this.#sidecar.position();
+  }
+
+  #transition(event: RoleEvent): void {
+    const next = nextRole(this.#role, event);
+    if (next === null) return;
+    this.#role = next;
   }
 
   /** The lease is gone (renewal refused, or the store fenced a publish): stop snapshotting, refuse writes. */
   leaseLost(error: SyncError): void {
     if (this.#stoppedBy?.code === 'LEASE_LOST') return;
     this.#stoppedBy = error;
+    this.#transition('lease-lost');
     this.#scheduler.cancel();
     this.#lastError = { code: error.code, message: error.message, at: new Date().toISOString() };
     this.#o.log.error({ code: error.code, pendingCommits: this.#pending() }, error.message);
@@ -215,11 +232,8 @@ export class SyncController implements CommitHooks, SyncHandle {
 
   beforeWrite(): void {
     this.#refuseIfNotWriter('statement');
-    if (!this.#state.dirty) {
-      // On disk before the write can commit: a crash after it must not look like a clean file.
-      this.#state = { ...this.#state, dirty: true, fingerprint: null };
-      writeLocalState(this.#o.dbPath, this.#state);
-    }
+    // On disk before the write can commit: a crash after it must not look like a clean file.
+    this.#sidecar.writeBegan();
   }
 
   committed(): void {
@@ -228,6 +242,7 @@ export class SyncController implements CommitHooks, SyncHandle {
     this.#commits++;
     this.#lastCommitAt = now;
     if (this.#running || this.#stoppedBy || this.#closing) return; // rescheduled when the running snapshot settles
+    if (now < this.#retryAt) return; // backing off after a failure: the retry timer is armed, commits do not shorten it
     this.#scheduler.schedule(this.#pending(), this.#firstPendingAt, this.#lastCommitAt, now);
   }
 
@@ -255,9 +270,9 @@ export class SyncController implements CommitHooks, SyncHandle {
       snapshotsOk: this.#ok,
       snapshotsFailed: this.#failed,
       restoredFrom: this.#restoredFrom,
-      role: this.#snapshotter ? 'writer' : 'replica',
+      role: this.#role,
       lease: { state: this.#lease?.state === 'held' ? 'held' : this.#lease?.state === 'lost' ? 'lost' : 'none', renewedAt: this.#lease?.renewedAt?.toISOString() ?? null },
-      localSeq: this.#state.seq,
+      localSeq: this.#sidecar.state.seq,
       state: this.#closed
         ? 'closed'
         : this.#closing
@@ -336,19 +351,19 @@ export class SyncController implements CommitHooks, SyncHandle {
     const commitsAtStart = this.#commits;
     const coversStartup = this.#dirtyAtStart;
     const startedAt = Date.now();
-    const run = snapshotter.snapshot(this.#state, this.#rolledBackTo).then(
+    const run = snapshotter.snapshot(this.#sidecar.state, this.#rolledBackTo).then(
       ({ info, entry }) => {
         if (info.uploaded) this.#rolledBackTo = undefined; // recorded in the manifest now
         const covered = commitsAtStart - this.#covered + (coversStartup ? 1 : 0);
         this.#covered = commitsAtStart;
         if (coversStartup) this.#dirtyAtStart = false;
         const stillDirty = this.#commits > commitsAtStart;
-        this.#state = { ...this.#state, seq: entry.seq, generation: entry.generation, dirty: stillDirty, fingerprint: null, publishing: undefined };
-        writeLocalState(this.#o.dbPath, this.#state);
+        this.#sidecar.published({ seq: entry.seq, generation: entry.generation }, stillDirty);
         const result = { ...info, commits: covered };
         this.#lastSnapshot = result;
         this.#ok++;
         this.#failuresInARow = 0;
+        this.#retryAt = 0;
         this.#running = undefined;
         this.#o.log.info(
           { seq: result.seq, bytes: result.bytes, compressedBytes: result.compressedBytes, durationMs: Math.round(result.durationMs), commits: covered, uploaded: result.uploaded },
@@ -372,11 +387,13 @@ export class SyncController implements CommitHooks, SyncHandle {
           this.leaseLost(err);
         } else if (err.code === 'CONFLICT') {
           this.#stoppedBy = err;
+          this.#transition('lease-lost');
           this.#scheduler.cancel();
           this.#o.log.error({ code: err.code, pendingCommits: this.#pending() }, err.message);
         } else {
           const delay = Math.min(this.#o.retryBaseMs * 2 ** (this.#failuresInARow - 1), this.#o.retryMaxMs);
           this.#o.log.warn({ code: err.code, retryInMs: delay, pendingCommits: this.#pending() }, `snapshot failed, will retry: ${err.message}`);
+          this.#retryAt = Date.now() + delay;
           if (!this.#closing) this.#scheduler.retryIn(delay);
         }
         this.#events.emit('snapshot-error', err);
@@ -388,39 +405,47 @@ export class SyncController implements CommitHooks, SyncHandle {
   }
 
   async #shutdown(): Promise<void> {
+    this.#transition('close');
     this.#scheduler.cancel();
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.off(signal, this.#onSignal);
-    await this.#follower?.stop();
-    const client = this.#client;
-    let finalError: unknown;
+    // Every step that can wait on the store races one deadline: the platform kills the process soon after
+    // (Container Apps: 30 s), and an idle instance must not hang on a blackholed store either.
+    let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      const timer = setTimeout(
+      timer = setTimeout(
         () => reject(new SyncError('SNAPSHOT_FAILED', `The final snapshot did not finish within shutdown.timeoutMs (${this.#o.shutdownTimeoutMs} ms).`)),
         this.#o.shutdownTimeoutMs,
       );
       timer.unref();
     });
+    deadline.catch(() => undefined);
+    const within = <T>(step: Promise<T>): Promise<T> => Promise.race([step, deadline]);
+    const client = this.#client;
+    let finalError: unknown;
     try {
-      // Let writes already queued or in a transaction finish; later ones are refused by beforeWrite.
-      const release = await Promise.race([client ? client.writeLock.acquire() : Promise.resolve(() => {}), deadline]);
+      await within(this.#follower?.stop() ?? Promise.resolve());
+      // Let writes already queued or in a transaction finish; later ones are refused by admitWrite.
+      const release = await within(client ? client.writeLock.acquire() : Promise.resolve(() => {}));
       release();
-      await Promise.race([this.flush(), deadline]);
+      await within(this.flush());
     } catch (error) {
       finalError = error;
     }
-    if (this.#running) await Promise.race([this.#running.catch(() => undefined), deadline.catch(() => undefined)]);
+    if (this.#running) await within(this.#running).catch(() => undefined);
     await client?.close();
     this.#closed = true;
     const pending = this.#pending();
     if (pending === 0) {
-      await this.#lease?.release(); // the next instance takes over at once
+      // The next instance takes over at once; if the store does not answer in time it expires by itself.
+      await within(this.#lease?.release() ?? Promise.resolve()).catch(() => this.#lease?.stopRenewing());
     } else {
       // Keep it until it expires: a restart on this disk re-takes it (same id) and uploads these commits,
       // where a new writer taking over now would publish past them.
       this.#lease?.stopRenewing();
     }
-    this.#state = { ...this.#state, dirty: this.#state.dirty && pending > 0, fingerprint: fingerprint(this.#o.dbPath) };
-    writeLocalState(this.#o.dbPath, this.#state);
+    clearTimeout(timer);
+    this.#sidecar.closed(pending > 0);
+    this.#transition('closed');
     if (pending > 0) {
       this.#o.log.error(
         { pendingCommits: pending, error: finalError ? errorMessage(finalError) : undefined },
@@ -439,4 +464,20 @@ export class SyncController implements CommitHooks, SyncHandle {
         if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
       });
   }
+}
+
+/**
+ * What `db.$sync` is at runtime: the SyncHandle methods and nothing else (the controller's internal
+ * hooks — promote, leaseLost, admitWrite, ... — stay out of the app's reach).
+ */
+export function syncHandle(controller: SyncController): SyncHandle {
+  const handle: SyncHandle = Object.freeze({
+    flush: () => controller.flush(),
+    status: () => controller.status(),
+    close: () => controller.close(),
+    on: (event, listener) => (controller.on(event, listener), handle),
+    off: (event, listener) => (controller.off(event, listener), handle),
+    once: (event, listener) => (controller.once(event, listener), handle),
+  } satisfies SyncHandle);
+  return handle;
 }

@@ -15,7 +15,7 @@ import { createClient } from '@libsql/client';
 import { azureBlobStore, directoryStore, type SnapshotStore } from 'drizzle-libsql-blob';
 import { startAzurite, type Azurite } from '../helpers/azurite.ts';
 import { notes, open, tempDir } from '../helpers/fixtures.ts';
-import { readLocalState } from '../../src/sync/local-state.ts';
+import { readSidecar } from '../../src/local/sidecar.ts';
 import { ProgressMeter } from '../../src/cli/progress.ts';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -203,7 +203,7 @@ describe('cli against a directory store', () => {
     const dbPath = join(dir.path, 'restored-db', 'app.db');
     await ok(['restore', ...store, '--db', dbPath]);
     assert.deepEqual(await rowsOf(dbPath), latest.rows);
-    const state = readLocalState(dbPath);
+    const state = readSidecar(dbPath);
     assert.equal(state?.seq, latest.seq);
     assert.equal(state?.dirty, false);
 

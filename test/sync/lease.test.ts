@@ -114,8 +114,9 @@ for (const c of CASES) {
       // role 'replica' never takes the lease, even once it is free.
       const r = await instance(join(fixture.dir.path, label, 'r.db'), store, { role: 'replica' });
       await a.$sync.close();
-      await r.$sync.close();
       assert.equal(r.$sync.status().role, 'replica');
+      await r.$sync.close();
+      assert.equal(r.$sync.status().role, 'closed');
       assert.equal((await store.readSmall(MANIFEST_KEY))!.leased, false);
     });
 

@@ -1,0 +1,190 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+
+/**
+ * The sidecar: a small file beside the database (`<db>.sync.json`) remembering which store position the
+ * local file holds, whether it holds commits the store has not seen, and the writer lease id its writer
+ * uses. It is what lets a restart keep a newer local file instead of overwriting it with an older remote
+ * snapshot, and re-take its own lease at once after a crash.
+ *
+ * This module is the only one that writes it. Every change is a named transition below, written
+ * synchronously (tiny, and it must be on disk before the step it guards).
+ */
+export interface FileFingerprint {
+  dbBytes: number;
+  dbMtimeMs: number;
+  walBytes: number;
+}
+
+export interface SidecarState {
+  format: 1;
+  /** The store's location (`Store.location`): a sidecar written for another store says nothing here. */
+  store: string;
+  generation: string;
+  /** Store sequence the local file matches (0: never published). */
+  seq: number;
+  /** True from just before the first write after a snapshot until the next snapshot covers it. */
+  dirty: boolean;
+  /** Taken after a clean close; a mismatch at start means another process changed the file. */
+  fingerprint: FileFingerprint | null;
+  /**
+   * The writer lease id this file's writer uses, recorded before the lease is requested: a restart on the
+   * same disk (after a crash at any point, even before the database file exists) re-takes it at once.
+   */
+  leaseId?: string | undefined;
+  /**
+   * Written just before a manifest publish: if the process dies after the manifest landed but before
+   * `seq` was updated here, the next start recognizes the store's latest snapshot as this file's own.
+   */
+  publishing?: { seq: number; key: string } | undefined;
+}
+
+/** A store position: what the local file holds. */
+export interface Position {
+  seq: number;
+  generation: string;
+}
+
+export function sidecarPath(dbPath: string): string {
+  return `${dbPath}.sync.json`;
+}
+
+export function newGeneration(): string {
+  return randomUUID().replaceAll('-', '').slice(0, 16);
+}
+
+export function newLeaseId(): string {
+  return randomUUID();
+}
+
+/** The sidecar as stored, or null when there is none or it cannot be read (a file of unknown origin). */
+export function readSidecar(dbPath: string): SidecarState | null {
+  const path = sidecarPath(dbPath);
+  if (!existsSync(path)) return null;
+  try {
+    const value = JSON.parse(readFileSync(path, 'utf8')) as SidecarState;
+    if (value.format !== 1 || typeof value.generation !== 'string' || !Number.isSafeInteger(value.seq)) return null;
+    return value;
+  } catch {
+    return null;
+  }
+}
+
+function write(dbPath: string, state: SidecarState): void {
+  const path = sidecarPath(dbPath);
+  const tmp = `${path}.tmp`;
+  writeFileSync(tmp, JSON.stringify(state) + '\n');
+  renameSync(tmp, path);
+}
+
+export function removeSidecar(dbPath: string): void {
+  rmSync(sidecarPath(dbPath), { force: true });
+}
+
+export function fingerprint(dbPath: string): FileFingerprint | null {
+  try {
+    const db = statSync(dbPath);
+    let walBytes = 0;
+    try {
+      walBytes = statSync(`${dbPath}-wal`).size;
+    } catch {
+      walBytes = 0;
+    }
+    return { dbBytes: db.size, dbMtimeMs: db.mtimeMs, walBytes };
+  } catch {
+    return null;
+  }
+}
+
+export function sameFingerprint(a: FileFingerprint | null, b: FileFingerprint | null): boolean {
+  return a !== null && b !== null && a.dbBytes === b.dbBytes && a.dbMtimeMs === b.dbMtimeMs && a.walBytes === b.walBytes;
+}
+
+/** True when the file was changed by someone else since the last clean close (e.g. `drizzle-kit migrate`). */
+export function changedOutside(state: SidecarState, dbPath: string): boolean {
+  return !state.dirty && state.fingerprint !== null && !sameFingerprint(state.fingerprint, fingerprint(dbPath));
+}
+
+/**
+ * The live sidecar of one open database: the current state in memory, each transition written through.
+ */
+export class Sidecar {
+  readonly dbPath: string;
+  #state: SidecarState;
+
+  private constructor(dbPath: string, state: SidecarState) {
+    this.dbPath = dbPath;
+    this.#state = state;
+  }
+
+  /**
+   * Start-up, before anything else touches the store: records the lease id this opener will request
+   * (the one already in the sidecar if it names this store, else a new one), keeping whatever else the
+   * sidecar says for the start-up decision. Without a database file only the lease id is kept.
+   */
+  static open(dbPath: string, location: string, options: { writer: boolean }): { sidecar: Sidecar; previous: SidecarState | null } {
+    const stored = readSidecar(dbPath);
+    const ours = stored?.store === location ? stored : null;
+    const previous = ours && existsSync(dbPath) ? ours : null;
+    const leaseId = options.writer ? ours?.leaseId || newLeaseId() : undefined;
+    const state: SidecarState = previous
+      ? { ...previous, leaseId }
+      : { format: 1, store: location, generation: '', seq: 0, dirty: false, fingerprint: null, leaseId };
+    const sidecar = new Sidecar(dbPath, state);
+    if (leaseId !== undefined) write(dbPath, state); // on disk before the lease is requested
+    return { sidecar, previous };
+  }
+
+  get state(): Readonly<SidecarState> {
+    return this.#state;
+  }
+
+  get leaseId(): string | undefined {
+    return this.#state.leaseId;
+  }
+
+  position(): Position {
+    return { seq: this.#state.seq, generation: this.#state.generation };
+  }
+
+  #set(next: SidecarState): void {
+    this.#state = next;
+    write(this.dbPath, next);
+  }
+
+  /** Start-up decided where the local file stands (downloaded, kept, fresh): records it once. */
+  started(position: Position, dirty: boolean): void {
+    this.#set({ ...this.#state, ...position, dirty, fingerprint: null, publishing: undefined });
+  }
+
+  /** Before the first write after a snapshot: a crash after it must not look like a clean file. */
+  writeBegan(): void {
+    if (this.#state.dirty) return;
+    this.#set({ ...this.#state, dirty: true, fingerprint: null });
+  }
+
+  /** Just before a manifest write (see SidecarState.publishing). */
+  publishing(entry: { seq: number; key: string }): void {
+    this.#set({ ...this.#state, publishing: { seq: entry.seq, key: entry.key } });
+  }
+
+  /** A snapshot is durable in the store; commits made since keep the file dirty. */
+  published(position: Position, stillDirty: boolean): void {
+    this.#set({ ...this.#state, ...position, dirty: stillDirty, fingerprint: null, publishing: undefined });
+  }
+
+  /** A replica reopened on a newer snapshot from the store. */
+  followed(position: Position): void {
+    this.#set({ ...this.#state, ...position, dirty: false, fingerprint: null });
+  }
+
+  /** Closed: the fingerprint lets the next start see an outside change; dirty stays while commits are unsaved. */
+  closed(stillDirty: boolean): void {
+    this.#set({ ...this.#state, dirty: this.#state.dirty && stillDirty, fingerprint: fingerprint(this.dbPath) });
+  }
+
+  /** The CLI restored the store's latest snapshot into the database file: the library starts on it as is. */
+  static restoredLatest(dbPath: string, location: string, position: Position): void {
+    write(dbPath, { format: 1, store: location, ...position, dirty: false, fingerprint: fingerprint(dbPath) });
+  }
+}

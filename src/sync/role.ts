@@ -1,0 +1,31 @@
+/**
+ * The role of an open database, as one state machine. Transitions are a pure function (table-tested in
+ * test/unit/role.test.ts); `SyncController` holds the current role and is the only one to change it.
+ *
+ *   writer ──lease lost / fenced──▶ stopped
+ *   replica ──lease taken──▶ promoting ──caught up──▶ writer
+ *                            promoting ──failed──▶ replica
+ *   any open role ──close()──▶ closing ──▶ closed
+ */
+export type RoleState = 'writer' | 'replica' | 'promoting' | 'stopped' | 'closing' | 'closed';
+
+export type RoleEvent = 'lease-taken' | 'caught-up' | 'promotion-failed' | 'lease-lost' | 'close' | 'closed';
+
+const TRANSITIONS: Record<RoleState, Partial<Record<RoleEvent, RoleState>>> = {
+  writer: { 'lease-lost': 'stopped', close: 'closing' },
+  replica: { 'lease-taken': 'promoting', close: 'closing' },
+  promoting: { 'caught-up': 'writer', 'promotion-failed': 'replica', 'lease-lost': 'replica', close: 'closing' },
+  stopped: { close: 'closing' },
+  closing: { closed: 'closed' },
+  closed: {},
+};
+
+/** The next role, or null when the event does not apply in this role (it is then ignored). */
+export function nextRole(current: RoleState, event: RoleEvent): RoleState | null {
+  return TRANSITIONS[current][event] ?? null;
+}
+
+/** Only a writer commits; every other role refuses writes (each with its own error). */
+export function acceptsWrites(role: RoleState): boolean {
+  return role === 'writer';
+}

@@ -1,0 +1,29 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { acceptsWrites, nextRole, type RoleEvent, type RoleState } from '../../src/sync/role.ts';
+
+const rows: Array<[RoleState, RoleEvent, RoleState | null]> = [
+  ['writer', 'lease-lost', 'stopped'],
+  ['writer', 'close', 'closing'],
+  ['writer', 'lease-taken', null],
+  ['replica', 'lease-taken', 'promoting'],
+  ['replica', 'lease-lost', null],
+  ['replica', 'close', 'closing'],
+  ['promoting', 'caught-up', 'writer'],
+  ['promoting', 'promotion-failed', 'replica'],
+  ['promoting', 'lease-lost', 'replica'],
+  ['promoting', 'close', 'closing'],
+  ['stopped', 'close', 'closing'],
+  ['stopped', 'lease-taken', null], // a fenced writer never comes back by itself
+  ['closing', 'closed', 'closed'],
+  ['closing', 'lease-lost', null],
+  ['closed', 'close', null],
+];
+
+for (const [from, event, to] of rows) {
+  test(`role: ${from} --${event}--> ${to ?? '(ignored)'}`, () => assert.equal(nextRole(from, event), to));
+}
+
+test('role: only a writer accepts writes', () => {
+  for (const role of ['writer', 'replica', 'promoting', 'stopped', 'closing', 'closed'] as const) assert.equal(acceptsWrites(role), role === 'writer');
+});
