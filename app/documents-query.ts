@@ -6,6 +6,7 @@
  */
 import { and, asc, desc, eq, gt, gte, lt, sql, type SQL } from 'drizzle-orm';
 import { documents, type DocumentType } from '../schema/documents.ts';
+import { unstorableTextReason } from '../schema/validation.ts';
 import type { AppDatabase } from './database.ts';
 
 export interface ListFilters {
@@ -40,15 +41,20 @@ export function encodeCursor(cursor: Cursor): string {
   return Buffer.from(JSON.stringify(value)).toString('base64url');
 }
 
+/** A string this server could have put in a cursor: one the database stores as is (no NUL, no lone surrogate). */
+function cursorString(value: unknown): value is string {
+  return typeof value === 'string' && unstorableTextReason(value) === undefined;
+}
+
 /** undefined when the text is not a cursor this server issued. */
 export function decodeCursor(text: string): Cursor | undefined {
   try {
     const value: unknown = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
     if (!Array.isArray(value)) return undefined;
-    if (value.length === 3 && value[0] === 'n' && typeof value[1] === 'string' && typeof value[2] === 'string') return { name: value[1], id: value[2] };
+    if (value.length === 3 && value[0] === 'n' && cursorString(value[1]) && cursorString(value[2])) return { name: value[1], id: value[2] };
     if (value.length !== 2) return undefined;
     const [updatedAt, id] = value as unknown[];
-    if (!Number.isSafeInteger(updatedAt) || typeof id !== 'string') return undefined;
+    if (!Number.isSafeInteger(updatedAt) || !cursorString(id)) return undefined;
     return { updatedAt: updatedAt as number, id };
   } catch {
     return undefined;

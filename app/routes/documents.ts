@@ -5,7 +5,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { and, eq, sql } from 'drizzle-orm';
 import { DOCUMENT_TYPES, documents, type Document } from '../../schema/documents.ts';
-import { NAME_MAX, documentInputJsonSchema, validateDocumentInput, type DocumentInput } from '../../schema/validation.ts';
+import { NAME_MAX, documentInputJsonSchema, inspectJson, validateDocumentInput, type DocumentInput } from '../../schema/validation.ts';
 import type { AppDatabase } from '../database.ts';
 import { cursorAfter, cursorFits, decodeCursor, encodeCursor, listQuery, ordersByName } from '../documents-query.ts';
 import { ApiError, validationError } from '../errors.ts';
@@ -81,6 +81,13 @@ function withEtag(reply: FastifyReply, row: Document): FastifyReply {
 }
 
 export function documentRoutes(app: FastifyInstance, { db, onWrite = () => {} }: DocumentRoutesOptions): void {
+  // URL parameters and query strings reach SQL as well as bodies. No id or name the API accepts holds a NUL
+  // or a lone surrogate (bodies with one are refused), so a parameter with one is a client bug: say so
+  // instead of answering 404 or an empty page.
+  app.addHook('preValidation', async (request) => {
+    const problems = [...inspectJson(request.params).unstorableStrings, ...inspectJson(request.query).unstorableStrings];
+    if (problems.length > 0) throw validationError(problems);
+  });
   app.get<{ Querystring: ListQuery }>(
     '/api/documents',
     {
