@@ -7,17 +7,17 @@ export type SyncErrorCode =
   | 'STORE_UNREACHABLE' // network failure, DNS, timeout, 5xx after retries
   | 'STORE_AUTH' // 401/403: wrong key, expired SAS, missing RBAC role
   | 'STORE_NOT_FOUND' // the container (or directory) itself does not exist
-  | 'NOT_FOUND' // one object is missing
-  | 'CONFLICT' // a conditional write lost: another writer published first
+  | 'NOT_FOUND' // one object is missing from the store (a snapshot, chunk or index blob)
+  | 'CONFLICT' // a conditional store operation's condition did not hold (If-Match, If-None-Match, If-Unmodified-Since)
   | 'SNAPSHOT_CORRUPT' // size, sha256, codec framing or quick_check failed
   | 'NO_BACKUP' // restore: 'required' and the store holds no manifest
   | 'MANIFEST_MISSING' // the store holds snapshot objects but no manifest: refused, nothing replaced or deleted
-  | 'DIVERGED' // local file holds unsaved commits and the store moved on independently
+  | 'DIVERGED' // the local file and the store each hold data the other lacks: neither may replace the other
   | 'CLOSED' // the database was closed (or is closing)
   | 'LEASE_HELD' // another instance holds the writer lease (role 'writer' fails fast with it)
   | 'LEASE_LOST' // this writer's lease expired and was taken, or was broken: it is fenced off
   | 'READ_ONLY' // a write on a read replica (another instance is the writer)
-  | 'SNAPSHOT_FAILED'; // the snapshot could not be taken locally
+  | 'SNAPSHOT_FAILED'; // a snapshot failed for a reason of its own (local I/O, the worker) or did not finish before the shutdown deadline
 
 export class SyncError extends Error {
   readonly code: SyncErrorCode;

@@ -36,7 +36,7 @@ export async function readBackups(ctx: CliContext): Promise<RemoteState> {
   return remote;
 }
 
-/** The snapshots a selector names, newest first; a selector that matches nothing is `NOT_FOUND`. */
+/** The snapshots a selector names, newest first; a selector that matches nothing is a `CONFIG` error. */
 export function pick(manifest: Manifest, select: SnapshotSelector): SnapshotEntry[] {
   if ('all' in select) return [...manifest.snapshots];
   if ('latest' in select) return manifest.snapshots.slice(0, 1);
@@ -45,6 +45,6 @@ export function pick(manifest: Manifest, select: SnapshotSelector): SnapshotEntr
   const oldest = manifest.snapshots.at(-1)!;
   const newest = manifest.snapshots[0]!;
   const retained = `the store retains seq ${oldest.seq}..${newest.seq} (${oldest.createdAt} .. ${newest.createdAt}); run "list" to see them`;
-  if ('seq' in select) throw new SyncError('NOT_FOUND', `No retained snapshot has seq ${select.seq}: ${retained}.`);
-  throw new SyncError('NOT_FOUND', `No retained snapshot was taken at or before ${select.at.toISOString()}: ${retained}.`);
+  if ('seq' in select) throw new SyncError('CONFIG', `No retained snapshot has seq ${select.seq}: ${retained}.`);
+  throw new SyncError('CONFIG', `No retained snapshot was taken at or before ${select.at.toISOString()}: ${retained}.`);
 }

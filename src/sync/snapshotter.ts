@@ -300,7 +300,7 @@ export class Snapshotter {
     const head = await readHead(this.#o.store, this.#o.retry, this.#o.log);
     if (head && head.manifest.seq > 0 && !(head.manifest.seq === state.seq && head.manifest.generation === state.generation)) {
       throw new SyncError(
-        'CONFLICT',
+        'DIVERGED',
         `${this.#o.store.location} already holds snapshot seq ${head.manifest.seq}, which this local database (started with restore: 'skip') does not descend from; ` +
           `refusing to replace it. Restart with restore enabled to continue from the backup.`,
       );

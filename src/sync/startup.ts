@@ -171,7 +171,7 @@ function olderFrom(manifest: Manifest, target: RestoreTarget, location: string):
   if (!chosen) {
     const oldest = manifest.snapshots.at(-1)!;
     throw new SyncError(
-      'NOT_FOUND',
+      'CONFIG',
       `No retained snapshot in ${location} matches ${describeTarget(target)}: the store keeps seq ${oldest.seq} (${oldest.createdAt}) to seq ${manifest.seq}. List them with \`npx drizzle-libsql-blob list\`.`,
     );
   }

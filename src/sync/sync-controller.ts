@@ -385,7 +385,7 @@ export class SyncController implements CommitHooks, SyncHandle {
         this.#running = undefined;
         if (err.code === 'LEASE_LOST') {
           this.leaseLost(err);
-        } else if (err.code === 'CONFLICT') {
+        } else if (err.code === 'CONFLICT' || err.code === 'DIVERGED') {
           this.#stoppedBy = err;
           this.#transition('lease-lost');
           this.#scheduler.cancel();

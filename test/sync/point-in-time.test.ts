@@ -75,7 +75,7 @@ test('restore: { at } picks the newest snapshot taken at or before that time', a
   const before = (await store.readSmall(MANIFEST_KEY))!.body;
   const dbPath = join(dir.path, 'at', 'c.db');
   await assert.rejects(bodiesAt(dbPath, store, { at: new Date(Date.parse(s1.createdAt) - 60_000) }), (error: unknown) => {
-    assert.ok(error instanceof SyncError && error.code === 'NOT_FOUND', String(error));
+    assert.ok(error instanceof SyncError && error.code === 'CONFIG', String(error));
     assert.match(error.message, /No retained snapshot .* matches at:/);
     return true;
   });
