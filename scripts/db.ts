@@ -90,8 +90,8 @@ async function restore(): Promise<void> {
   const db = await open(log);
   const from = db.$sync.status().restoredFrom;
   if (from) console.log(`restored snapshot seq ${from.seq} (${from.bytes} bytes) in ${Math.round(from.durationMs)} ms`);
-  else if (log.openAction === 'fresh') console.log('the store holds no snapshot yet: starting from an empty database');
-  else if (log.openAction === 'skipped') console.log('restore skipped (SKIP_RESTORE or RESTORE_MODE=skip): using the local database as it is');
+  else if (restoreMode() === 'skip' || /^(1|true|yes)$/i.test(process.env.SKIP_RESTORE ?? '')) console.log('restore skipped (SKIP_RESTORE or RESTORE_MODE=skip): using the local database as it is');
+  else if (log.openAction === 'start-empty') console.log('the store holds no snapshot yet: starting from an empty database');
   else if (db.$sync.status().pendingCommits > 0) console.log('kept the local database: it holds changes not in the store yet (the next seed/snapshot step uploads them)');
   else console.log('kept the local database: the store holds nothing newer, nothing to download');
   // Nothing was written, so close() has nothing to snapshot unless the local file was already pending.
