@@ -15,6 +15,8 @@ import { useAzuriteAndTempDir } from '../helpers/suite.ts';
 import { isCode, notes, open, readManifest, tempDir, type TempDir } from '../helpers/fixtures.ts';
 import { MANIFEST_KEY, type Manifest, type SnapshotEntry } from '../../src/sync/manifest.ts';
 import { decodeChunkIndex } from '../../src/sync/chunks/chunk-index.ts';
+import { publishRebuiltManifest, rebuildManifest } from '../../src/sync/manifest-rebuild.ts';
+import { DEFAULT_RETRY } from '../../src/sync/retry.ts';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = ['--conditions=source', '--import', 'tsx', 'src/cli/main.ts'];
@@ -239,5 +241,25 @@ describe('rebuild-manifest against a directory store', () => {
 
     assertExit(await run(['rebuild-manifest', '--backup-dir', storeDir], { SNAPSHOT_ENCRYPTION_KEY: key }), 0, 'rebuild-manifest with the key');
     assert.deepEqual((await readManifest(store)).snapshots.map(recoverable), written.manifest.snapshots.map(recoverable));
+  });
+
+  test('a manifest that appears while rebuilding is never replaced: CONFLICT, the new one stays', async () => {
+    const storeDir = join(ctx.dir.path, 'raced');
+    const store = directoryStore({ dir: storeDir });
+    const written = await writeHistory(store, join(ctx.dir.path, 'raced-writer', 'app.db'), ['incremental', 'incremental']);
+    const appeared = (await store.readSmall(MANIFEST_KEY))!.body;
+    await store.delete(MANIFEST_KEY);
+    const silent = { info() {}, warn() {}, error() {} };
+    const { manifest } = await rebuildManifest(store, { retry: DEFAULT_RETRY, log: silent });
+    assert.equal(manifest.seq, written.manifest.seq);
+    // Meanwhile someone puts a manifest back (here: the old one with an extra field, so it differs from the rebuilt one).
+    const theirs = Buffer.from(JSON.stringify({ ...JSON.parse(appeared.toString()), garbage: [] }));
+    await store.writeSmall(MANIFEST_KEY, theirs, { ifNoneMatch: '*' });
+    await assert.rejects(publishRebuiltManifest(store, manifest, DEFAULT_RETRY, silent), (error: unknown) => {
+      isCode('CONFLICT')(error);
+      assert.match((error as Error).message, new RegExp(`A manifest\\.json appeared in \\S+ while the manifest was being rebuilt \\(one at seq ${written.manifest.seq}\\).* It was not replaced\\.`));
+      return true;
+    });
+    assert.deepEqual((await store.readSmall(MANIFEST_KEY))!.body, theirs, 'the manifest that appeared is untouched');
   });
 });
