@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 
-export const COMMANDS = ['status', 'list', 'restore', 'snapshot', 'verify'] as const;
+export const COMMANDS = ['status', 'list', 'restore', 'snapshot', 'verify', 'rebuild-manifest'] as const;
 export type Command = (typeof COMMANDS)[number];
 
 export class UsageError extends Error {
@@ -28,7 +28,8 @@ export type ParsedArgs =
   | { command: 'help' }
   | ({ command: 'status' | 'list' | 'snapshot' } & GlobalOptions)
   | ({ command: 'restore'; select: SnapshotSelector; to?: string; force: boolean } & GlobalOptions)
-  | ({ command: 'verify'; select: SnapshotSelector; tempDir?: string } & GlobalOptions);
+  | ({ command: 'verify'; select: SnapshotSelector; tempDir?: string } & GlobalOptions)
+  | ({ command: 'rebuild-manifest'; dryRun: boolean; tempDir?: string } & GlobalOptions);
 
 const OPTIONS = {
   db: { type: 'string' },
@@ -43,6 +44,7 @@ const OPTIONS = {
   force: { type: 'boolean' },
   all: { type: 'boolean' },
   'temp-dir': { type: 'string' },
+  'dry-run': { type: 'boolean' },
 } as const;
 
 type Flag = keyof typeof OPTIONS;
@@ -53,6 +55,7 @@ const OWN: Record<Command, readonly Flag[]> = {
   snapshot: [],
   restore: ['seq', 'at', 'to', 'force'],
   verify: ['all', 'seq', 'temp-dir'],
+  'rebuild-manifest': ['dry-run', 'temp-dir'],
 };
 
 function parseSeq(text: string): number {
@@ -115,5 +118,6 @@ export function parseCommandLine(argv: readonly string[]): ParsedArgs {
     const select: SnapshotSelector = values.all ? { all: true } : values.seq !== undefined ? { seq: parseSeq(values.seq) } : { latest: true };
     return { command, ...global, select, tempDir: nonEmpty('temp-dir', values['temp-dir']) };
   }
+  if (command === 'rebuild-manifest') return { command, ...global, dryRun: values['dry-run'] ?? false, tempDir: nonEmpty('temp-dir', values['temp-dir']) };
   return { command, ...global };
 }

@@ -1,5 +1,5 @@
 /**
- * `npx drizzle-libsql-blob <status|list|restore|snapshot|verify>`: the entry point. Parses the command
+ * `npx drizzle-libsql-blob <status|list|restore|snapshot|verify|rebuild-manifest>`: the entry point. Parses the command
  * line, runs one command and sets the exit status: 0 success, 1 failure (`error [CODE]: message` on
  * stderr), 2 usage error (with the usage text).
  */
@@ -23,6 +23,8 @@ async function dispatch(args: Exclude<ParsedArgs, { command: 'help' }>): Promise
       return (await import('./snapshot.ts')).snapshot(ctx);
     case 'verify':
       return (await import('./verify.ts')).verify(ctx, args);
+    case 'rebuild-manifest':
+      return (await import('./rebuild-manifest.ts')).rebuildManifestCommand(ctx, args);
   }
 }
 

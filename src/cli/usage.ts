@@ -16,6 +16,11 @@ Commands:
     --all                every retained snapshot (default: the latest)
     --seq N              only snapshot N
     --temp-dir DIR       where to download them (default: the OS temp directory)
+  rebuild-manifest       recreate a deleted manifest.json from the snapshots in the store, each verified
+                         first (the newest that verifies becomes the latest); never replaces a manifest,
+                         never deletes anything
+    --dry-run            report what would be listed; write nothing
+    --temp-dir DIR       where to download snapshots to verify them (default: the OS temp directory)
 
 Options:
   --db FILE              the local database (default: DATABASE_URL, else ./data/app.db)
