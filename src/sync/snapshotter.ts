@@ -325,11 +325,19 @@ export class Snapshotter {
   async #publish(manifest: Manifest, head: RemoteHead | null): Promise<string> {
     const { store, retry, log, lease } = this.#o;
     const condition = head ? { ifMatch: head.etag, leaseId: lease.id } : { ifNoneMatch: '*' as const, leaseId: lease.id };
+    const write = () => withRetry('publish manifest', () => store.writeSmall(MANIFEST_KEY, encodeManifest(manifest), condition), retry, (m) => log.warn({}, m));
     try {
-      const { etag } = await withRetry('publish manifest', () => store.writeSmall(MANIFEST_KEY, encodeManifest(manifest), condition), retry, (m) =>
-        log.warn({}, m),
-      );
-      return etag;
+      // After an outage the lease may have lapsed (nobody else took it): renew or re-take it first.
+      await lease.ensureFresh();
+      try {
+        return (await write()).etag;
+      } catch (error) {
+        if (!isSyncError(error, 'LEASE_LOST')) throw error;
+        // Refused for the lease: it lapsed since. Re-take it once with the same id (LEASE_LOST if another
+        // instance holds it), then the same conditional write: If-Match still fences a writer published past.
+        await lease.retake(error);
+        return (await write()).etag;
+      }
     } catch (error) {
       if (isSyncError(error, 'LEASE_LOST') || isSyncError(error, 'LEASE_HELD')) {
         // Fenced by the store itself: another instance holds the lease now.
