@@ -6,7 +6,7 @@ import type { SnapshotStore, StoredObject } from '../store/store.ts';
 import type { Codec } from './codec.ts';
 import type { LocalState } from './local-state.ts';
 import type { WriterLease } from './lease.ts';
-import { MANIFEST_KEY, applyRetention, encodeManifest, latestSnapshot, snapshotKey, type Manifest, type RetentionPolicy, type SnapshotEntry } from './manifest.ts';
+import { MANIFEST_KEY, applyRetention, encodeManifest, isOwnLeftover, latestSnapshot, nextLineage, snapshotKey, type Lineage, type Manifest, type RetentionPolicy, type SnapshotEntry } from './manifest.ts';
 import { readHead, type RemoteHead } from './restore.ts';
 import { withRetry, type RetryPolicy } from './retry.ts';
 import { runInWorker, type WorkerSuccess } from './run-in-worker.ts';
@@ -279,8 +279,9 @@ export class Snapshotter {
     }
     if (!this.#swept) {
       this.#swept = true;
-      for (const address of stored.keys()) {
-        if (!referenced.has(address) && !next.has(address)) next.set(address, now);
+      // Only leftovers of this manifest's own history: never chunks of an earlier one (a manifest lost or replaced).
+      for (const [address, object] of stored) {
+        if (!referenced.has(address) && !next.has(address) && isOwnLeftover(object.lastModified, manifest?.lineage, Date.parse(now), 0)) next.set(address, now);
       }
     }
     this.#remarked.clear();
@@ -327,12 +328,13 @@ export class Snapshotter {
    * never throwing) deletes the snapshots that dropped out and, once per process, unpublished leftovers.
    */
   async #publishAndTidy(head: RemoteHead | null, entry: SnapshotEntry, snapshots: SnapshotEntry[], garbage: Manifest['garbage']): Promise<void> {
-    const manifest: Manifest = { format: 1, generation: entry.generation, seq: entry.seq, snapshots, ...(garbage ? { garbage } : {}) };
+    const lineage = nextLineage(head?.manifest, Date.now(), () => randomBytes(8).toString('hex'));
+    const manifest: Manifest = { format: 1, generation: entry.generation, seq: entry.seq, snapshots, ...(garbage ? { garbage } : {}), lineage };
     this.#o.beforePublish(entry);
     const etag = await this.#publish(manifest, head);
     this.#head = { etag, manifest };
     await this.#evict(head?.manifest.snapshots ?? [], manifest);
-    await this.#sweepOrphans(manifest);
+    await this.#sweepOrphans(manifest, head?.manifest.lineage);
   }
 
   async #publish(manifest: Manifest, head: RemoteHead | null): Promise<string> {
@@ -376,15 +378,16 @@ export class Snapshotter {
   /**
    * Once per process: snapshot objects no manifest entry references (uploaded by a run that died
    * before publishing) are deleted, if older than an hour so an upload still in flight elsewhere is
-   * never touched. Best effort.
+   * never touched, and only if written under this manifest's lineage (see `isOwnLeftover`). Best effort.
    */
-  async #sweepOrphans(manifest: Manifest): Promise<void> {
+  async #sweepOrphans(manifest: Manifest, lineage: Lineage | undefined): Promise<void> {
     if (this.#sweptSnapshots) return;
+    if (!lineage) return; // a new or replaced manifest: whatever is stored may be an earlier history's
     this.#sweptSnapshots = true;
     const referenced = new Set(manifest.snapshots.map((s) => s.key));
     try {
       for (const object of await this.#o.store.list('snapshots/')) {
-        if (!referenced.has(object.key) && Date.now() - object.lastModified.getTime() > ORPHAN_MIN_AGE_MS) await this.#o.store.delete(object.key);
+        if (!referenced.has(object.key) && isOwnLeftover(object.lastModified, lineage, Date.now(), ORPHAN_MIN_AGE_MS)) await this.#o.store.delete(object.key);
       }
     } catch (error) {
       this.#o.log.warn({ error: String(error) }, 'could not sweep unpublished snapshot objects');
