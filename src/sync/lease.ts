@@ -8,6 +8,14 @@ import { EMPTY_MANIFEST, MANIFEST_KEY, encodeManifest } from './manifest.ts';
  * that does not carry the current lease id, so a writer that lost its lease is fenced by the storage
  * service, not only by its own bookkeeping.
  */
+/**
+ * Whether a publish should renew first: the renewal timer runs every third of the duration, so a last
+ * renewal more than half the duration ago means at least one was missed and the lease may have lapsed.
+ */
+export function leaseRenewalOverdue(renewedAt: number, durationSec: number, now: number): boolean {
+  return now - renewedAt > (durationSec * 1000) / 2;
+}
+
 export class WriterLease {
   readonly id: string;
   readonly #store: SnapshotStore;
@@ -60,16 +68,55 @@ export class WriterLease {
     this.#schedule();
   }
 
-  /** Renews now; used before a publish too, so a long snapshot never publishes on a lapsed lease. */
+  /**
+   * Renews now. A lease that lapsed (an outage longer than its duration) is re-taken with the same id:
+   * the store grants that only while nobody else holds it, so fencing is unchanged. Throws `LEASE_LOST`
+   * (and reports it once) when another instance holds it; a transient failure leaves the state 'held'.
+   */
   async renew(): Promise<void> {
     if (this.#state !== 'held') throw this.#lostError();
     try {
       await this.#store.renewLease(MANIFEST_KEY, this.id);
-      this.#renewedAt = Date.now();
     } catch (error) {
-      if (isSyncError(error, 'LEASE_LOST') || isSyncError(error, 'NOT_FOUND')) this.lost(error);
+      if (isSyncError(error, 'NOT_FOUND')) {
+        this.lost(error);
+        throw this.#lostError(error);
+      }
+      if (!isSyncError(error, 'LEASE_LOST')) throw error;
+      await this.retake(error);
+      return;
+    }
+    this.#renewedAt = Date.now();
+  }
+
+  /**
+   * Before a manifest publish: renews first if a renewal is overdue (the timer's last one is more than
+   * half the duration old, so the lease may have lapsed while the network was down). Costs nothing
+   * while the timer keeps the lease fresh.
+   */
+  async ensureFresh(): Promise<void> {
+    if (leaseRenewalOverdue(this.#renewedAt, this.#durationSec, Date.now())) await this.renew();
+  }
+
+  /**
+   * Re-takes our own lease with the same id (it expired, or the store refused a write carrying it).
+   * Another instance holding it means we were taken over: reported as lost, thrown as `LEASE_LOST`.
+   * A transient failure is thrown as is and leaves the state 'held' (we do not know yet).
+   */
+  async retake(cause?: unknown): Promise<void> {
+    if (this.#state !== 'held') throw this.#lostError(cause);
+    try {
+      await this.#store.acquireLease(MANIFEST_KEY, this.id, this.#durationSec);
+    } catch (error) {
+      if (isSyncError(error, 'LEASE_HELD') || isSyncError(error, 'NOT_FOUND') || isSyncError(error, 'LEASE_LOST')) {
+        this.lost(error);
+        throw this.#lostError(error);
+      }
       throw error;
     }
+    if (this.#state !== 'held') throw this.#lostError(cause); // released or lost meanwhile
+    this.#renewedAt = Date.now();
+    this.#log.warn({ cause: cause === undefined ? undefined : errorMessage(cause) }, 'writer lease had lapsed; re-took it with the same id (nobody else held it)');
   }
 
   /** Marks the lease lost (a renewal or a fenced publish said so) and tells the owner once. */
@@ -119,7 +166,7 @@ export class WriterLease {
       await this.renew();
     } catch (error) {
       if (this.#state !== 'held') return; // lost: already reported
-      // Transient (network): Azure lets the holder renew even after expiry as long as nobody else took it.
+      // Transient (network): keep trying past expiry; renew() re-takes a lapsed lease nobody else took.
       const overdueMs = Date.now() - this.#renewedAt - this.#durationSec * 1000;
       this.#log.warn({ error: errorMessage(error), overdueMs: Math.max(overdueMs, 0) }, 'writer lease renewal failed; retrying');
     }

@@ -40,6 +40,42 @@ export interface Manifest {
    * the grace period (a reader that started from an older manifest may still be fetching them).
    */
   garbage?: Array<{ address: string; since: string }>;
+  /**
+   * This manifest's history: set by the first publish on a manifest without one (a new store, one from
+   * an older version, or a manifest replaced by hand) and kept by every later publish. Garbage
+   * collection only deletes unpublished leftovers written after `since`, so objects of an earlier
+   * history (a manifest lost or replaced) are never taken for this one's.
+   */
+  lineage?: Lineage;
+}
+
+export interface Lineage {
+  id: string;
+  /** Objects last modified before this (store clock) may belong to an earlier history. */
+  since: string;
+}
+
+/**
+ * How far the store's clock may be ahead of ours when a lineage starts: Azure refuses shared-key
+ * requests dated more than 15 minutes off, so a writer's clock is within this of the service's.
+ */
+export const LINEAGE_CLOCK_MARGIN_MS = 15 * 60_000;
+
+/** The lineage a publish on top of `current` carries: the same one, or a new one starting now (plus the clock margin). */
+export function nextLineage(current: Manifest | undefined, now: number, newId: () => string): Lineage {
+  return current?.lineage ?? { id: newId(), since: new Date(now + LINEAGE_CLOCK_MARGIN_MS).toISOString() };
+}
+
+/**
+ * Whether an object no retained snapshot references may be collected as an unpublished leftover of
+ * this manifest's history: only under a lineage the manifest already had before this publish (never
+ * on a new or replaced manifest), only if written since the lineage began, and only once `minAgeMs`
+ * old (an upload may still be in flight).
+ */
+export function isOwnLeftover(lastModified: Date, lineage: Lineage | undefined, now: number, minAgeMs: number): boolean {
+  if (!lineage) return false;
+  const modified = lastModified.getTime();
+  return modified >= Date.parse(lineage.since) && now - modified >= minAgeMs;
 }
 
 export const EMPTY_MANIFEST: Manifest = { format: 1, generation: '', seq: 0, snapshots: [] };
@@ -114,6 +150,7 @@ export function decodeManifest(body: Buffer, location: string): Manifest {
     if (!ok) throw bad(`invalid snapshot entry ${JSON.stringify(s)}`);
   }
   if (m.snapshots.length > 0 && m.snapshots[0]!.seq !== m.seq) throw bad('seq does not match the latest snapshot');
+  if (m.lineage !== undefined && !(typeof m.lineage?.id === 'string' && typeof m.lineage.since === 'string' && Number.isFinite(Date.parse(m.lineage.since)))) throw bad('bad lineage');
   if (m.garbage !== undefined && !(Array.isArray(m.garbage) && m.garbage.every((g) => typeof g?.address === 'string' && typeof g.since === 'string'))) throw bad('bad garbage list');
   return m as Manifest;
 }

@@ -1,15 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, renameSync, rmSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { SyncError, isSyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
 import type { SnapshotStore } from '../store/store.ts';
-import { MANIFEST_KEY, decodeManifest, type Manifest, type SnapshotEntry } from './manifest.ts';
-import { withRetry, type RetryPolicy } from './retry.ts';
+import { MANIFEST_KEY, decodeManifest, latestSnapshot, type Manifest, type SnapshotEntry } from './manifest.ts';
+import { DEFAULT_RETRY, withRetry, type RetryPolicy } from './retry.ts';
 import { startWorkerJob, type WorkerSuccess } from './run-in-worker.ts';
 import { rootHash } from './chunks/chunk-codec.ts';
 import { chunkKey, chunkPositions, decodeChunkIndex } from './chunks/chunk-index.ts';
-import { KEY_ENV, type ChunkKeys } from './chunks/encryption.ts';
+import { KEY_ENV, resolveChunkKeys, type ChunkKeys, type EncryptionOptions } from './chunks/encryption.ts';
 
 export type RestoreMode = 'required' | 'if-exists' | 'skip';
 
@@ -185,4 +187,47 @@ export function installFile(verifiedPath: string, dbPath: string): void {
   rmSync(`${dbPath}-wal`, { force: true });
   rmSync(`${dbPath}-shm`, { force: true });
   renameSync(verifiedPath, dbPath);
+}
+
+export interface VerifyLatestOptions {
+  /** Encrypted stores: the key (as `drizzle()`'s `encryption`); default env SNAPSHOT_ENCRYPTION_KEY. */
+  encryption?: EncryptionOptions;
+  /** Where the temporary copy goes (removed afterwards). Default the OS temp directory. */
+  tempDir?: string;
+  retry?: RetryPolicy;
+  log?: SyncLogger;
+}
+
+export interface VerifiedSnapshot {
+  seq: number;
+  generation: string;
+  key: string;
+  createdAt: string;
+  /** Uncompressed database size. */
+  bytes: number;
+  durationMs: number;
+}
+
+/**
+ * Restore drill for the app to schedule: downloads the store's latest snapshot into a temporary file
+ * and verifies it exactly as a restore would (size, sha256, chunk addresses, quick_check), then removes
+ * it. Never touches the live database nor writes the store. Resolves null for a store with no
+ * snapshot; rejects with the restore's error (`SNAPSHOT_CORRUPT`, `NOT_FOUND` for a missing object,
+ * `CONFIG` for a wrong key, `STORE_*`) when the latest would not restore. No fallback to older ones.
+ */
+export async function verifyLatest(store: SnapshotStore, options: VerifyLatestOptions = {}): Promise<VerifiedSnapshot | null> {
+  const retry = options.retry ?? DEFAULT_RETRY;
+  const log = options.log ?? { info() {}, warn() {}, error() {} };
+  const head = await readHead(store, retry, log);
+  const entry = head && latestSnapshot(head.manifest);
+  if (!entry) return null;
+  const keys = await resolveChunkKeys(options.encryption);
+  const dir = await mkdtemp(join(options.tempDir ?? tmpdir(), 'dlb-verify-'));
+  const started = performance.now();
+  try {
+    await downloadSnapshot(store, entry, join(dir, 'latest.db'), retry, log, { keys });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  return { seq: entry.seq, generation: entry.generation, key: entry.key, createdAt: entry.createdAt, bytes: entry.bytes, durationMs: performance.now() - started };
 }

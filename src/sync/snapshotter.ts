@@ -2,11 +2,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { open, rm } from 'node:fs/promises';
 import { SyncError, isSyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
-import type { SnapshotStore } from '../store/store.ts';
+import type { SnapshotStore, StoredObject } from '../store/store.ts';
 import type { Codec } from './codec.ts';
 import type { SidecarState } from '../local/sidecar.ts';
 import type { WriterLease } from './lease.ts';
-import { MANIFEST_KEY, applyRetention, encodeManifest, latestSnapshot, snapshotKey, type Manifest, type RetentionPolicy, type SnapshotEntry } from './manifest.ts';
+import { MANIFEST_KEY, applyRetention, encodeManifest, isOwnLeftover, latestSnapshot, nextLineage, snapshotKey, type Lineage, type Manifest, type RetentionPolicy, type SnapshotEntry } from './manifest.ts';
 import { readHead, type RemoteHead } from './restore.ts';
 import { withRetry, type RetryPolicy } from './retry.ts';
 import { runInWorker, type WorkerSuccess } from './run-in-worker.ts';
@@ -153,9 +153,14 @@ export class Snapshotter {
     try {
       const head = await this.#resolveHead(state);
       const previous = head?.manifest.snapshots ?? [];
-      const sizes = await this.#knownChunks(previous);
+      // One listing per snapshot: a chunk counts as already stored only if the store has it now (a chunk
+      // lost to an operator or a lifecycle rule is uploaded again instead of being referenced blindly).
+      const stored = await this.#storedChunks();
+      const sizes = await this.#knownChunks(previous, stored);
       const result = (await runInWorker({ op: 'chunks', dbPath, chunkSize, known: [...sizes.keys()], keys, spoolPath })) as WorkerSuccess & ChunksResult;
       const at = new Date().toISOString();
+      // Before the unchanged check: a re-uploaded lost chunk repairs every snapshot that references it.
+      await this.#uploadFresh(spoolPath, result.fresh);
       const latest = head && latestSnapshot(head.manifest);
       if (latest && latest.kind === 'chunks' && latest.sha256 === result.sha256 && !rolledBackTo) {
         return {
@@ -164,13 +169,12 @@ export class Snapshotter {
         };
       }
 
-      await this.#uploadFresh(spoolPath, result.fresh);
       const fresh = new Map(result.fresh.map((f) => [f.address, f.length]));
-      const stored = result.chunks.map((a) => fresh.get(a) ?? sizes.get(a)!);
+      const storedSizes = result.chunks.map((a) => fresh.get(a) ?? sizes.get(a)!);
       const seq = Math.max(head?.manifest.seq ?? 0, state.seq) + 1;
       const generation = state.generation;
       indexKey = snapshotKey(generation, seq, 'chunks', randomBytes(4).toString('hex'));
-      const index: ChunkIndex = { format: 1, bytes: result.rawBytes, pageSize: result.pageSize, chunkSize, chunks: result.chunks, stored, ...(keys ? { keyId: keys.keyId } : {}) };
+      const index: ChunkIndex = { format: 1, bytes: result.rawBytes, pageSize: result.pageSize, chunkSize, chunks: result.chunks, stored: storedSizes, ...(keys ? { keyId: keys.keyId } : {}) };
       const indexBody = encodeChunkIndex(index);
       await withRetry(`upload ${indexKey}`, () => store.uploadBuffer(indexKey!, indexBody), retry, (m) => log.warn({ key: indexKey }, m));
       this.#indexes.set(indexKey, index);
@@ -183,13 +187,13 @@ export class Snapshotter {
         codec: 'lz4',
         bytes: result.rawBytes,
         sha256: result.sha256,
-        compressedBytes: stored.reduce((a, b) => a + b, 0),
+        compressedBytes: storedSizes.reduce((a, b) => a + b, 0),
         createdAt: at,
         ...(keys ? { keyId: keys.keyId } : {}),
         ...(rolledBackTo ? { rolledBackTo } : {}),
       };
       const snapshots = applyRetention([entry, ...previous], this.#o.retention);
-      const garbage = await this.#garbage(head?.manifest, previous, snapshots, at);
+      const garbage = await this.#garbage(head?.manifest, previous, snapshots, at, stored);
       await this.#publishAndTidy(head, entry, snapshots, garbage.length > 0 ? garbage : undefined);
       indexKey = undefined; // published
       this.#deletedGarbage.clear();
@@ -204,14 +208,25 @@ export class Snapshotter {
     }
   }
 
-  /** Address -> stored size of every chunk the retained chunked snapshots reference (what need not be uploaded again). */
-  async #knownChunks(entries: SnapshotEntry[]): Promise<Map<string, number>> {
-    const sizes = new Map<string, number>();
-    for (const entry of entries) {
-      const index = await this.#indexOf(entry).catch(() => undefined); // unreadable: its chunks are simply uploaded again
-      index?.chunks.forEach((address, i) => sizes.set(address, index.stored[i]!));
-    }
-    return sizes;
+  /**
+   * Address -> object of every chunk in the store now (one paged LIST; at 1M rows ~600 chunks fit one
+   * page). A chunk deleted by someone else between this listing and the publish is not caught here:
+   * our own GC never deletes a chunk a retained snapshot references, and the next snapshot's listing
+   * misses it and uploads it again, which repairs every snapshot referencing it (chunks are
+   * content-addressed). Lifecycle rules that delete `chunks/` by age are therefore unsafe.
+   */
+  async #storedChunks(): Promise<Map<string, StoredObject>> {
+    const { store, retry, log } = this.#o;
+    const listed = await withRetry(`list ${CHUNK_PREFIX}`, () => store.list(CHUNK_PREFIX), retry, (m) => log.warn({}, m));
+    return new Map(listed.map((o) => [o.key.slice(CHUNK_PREFIX.length), o]));
+  }
+
+  /**
+   * Address -> stored size of every chunk the retained chunked snapshots reference and the store still
+   * holds (what need not be uploaded again).
+   */
+  async #knownChunks(entries: SnapshotEntry[], stored: Map<string, StoredObject>): Promise<Map<string, number>> {
+    return knownChunks(await Promise.all(entries.map((e) => this.#indexOf(e).catch(() => undefined))), stored); // unreadable: its chunks are simply uploaded again
   }
 
   async #indexOf(entry: SnapshotEntry): Promise<ChunkIndex | undefined> {
@@ -250,7 +265,7 @@ export class Snapshotter {
    * only the dropped snapshots referenced, plus (once per process) chunks no manifest references at all
    * (left by a snapshot that died before publishing).
    */
-  async #garbage(manifest: Manifest | undefined, previous: SnapshotEntry[], retained: SnapshotEntry[], now: string): Promise<NonNullable<Manifest['garbage']>> {
+  async #garbage(manifest: Manifest | undefined, previous: SnapshotEntry[], retained: SnapshotEntry[], now: string, stored: Map<string, StoredObject>): Promise<NonNullable<Manifest['garbage']>> {
     const referenced = new Set<string>();
     for (const entry of retained) for (const address of (await this.#indexOf(entry).catch(() => undefined))?.chunks ?? []) referenced.add(address);
     const next = new Map<string, string>();
@@ -264,10 +279,9 @@ export class Snapshotter {
     }
     if (!this.#swept) {
       this.#swept = true;
-      const listed = await this.#o.store.list(CHUNK_PREFIX).catch(() => []);
-      for (const object of listed) {
-        const address = object.key.slice(CHUNK_PREFIX.length);
-        if (!referenced.has(address) && !next.has(address)) next.set(address, now);
+      // Only leftovers of this manifest's own history: never chunks of an earlier one (a manifest lost or replaced).
+      for (const [address, object] of stored) {
+        if (!referenced.has(address) && !next.has(address) && isOwnLeftover(object.lastModified, manifest?.lineage, Date.parse(now), 0)) next.set(address, now);
       }
     }
     this.#remarked.clear();
@@ -314,22 +328,31 @@ export class Snapshotter {
    * never throwing) deletes the snapshots that dropped out and, once per process, unpublished leftovers.
    */
   async #publishAndTidy(head: RemoteHead | null, entry: SnapshotEntry, snapshots: SnapshotEntry[], garbage: Manifest['garbage']): Promise<void> {
-    const manifest: Manifest = { format: 1, generation: entry.generation, seq: entry.seq, snapshots, ...(garbage ? { garbage } : {}) };
+    const lineage = nextLineage(head?.manifest, Date.now(), () => randomBytes(8).toString('hex'));
+    const manifest: Manifest = { format: 1, generation: entry.generation, seq: entry.seq, snapshots, ...(garbage ? { garbage } : {}), lineage };
     this.#o.beforePublish(entry);
     const etag = await this.#publish(manifest, head);
     this.#head = { etag, manifest };
     await this.#evict(head?.manifest.snapshots ?? [], manifest);
-    await this.#sweepOrphans(manifest);
+    await this.#sweepOrphans(manifest, head?.manifest.lineage);
   }
 
   async #publish(manifest: Manifest, head: RemoteHead | null): Promise<string> {
     const { store, retry, log, lease } = this.#o;
     const condition = head ? { ifMatch: head.etag, leaseId: lease.id } : { ifNoneMatch: '*' as const, leaseId: lease.id };
+    const write = () => withRetry('publish manifest', () => store.writeSmall(MANIFEST_KEY, encodeManifest(manifest), condition), retry, (m) => log.warn({}, m));
     try {
-      const { etag } = await withRetry('publish manifest', () => store.writeSmall(MANIFEST_KEY, encodeManifest(manifest), condition), retry, (m) =>
-        log.warn({}, m),
-      );
-      return etag;
+      // After an outage the lease may have lapsed (nobody else took it): renew or re-take it first.
+      await lease.ensureFresh();
+      try {
+        return (await write()).etag;
+      } catch (error) {
+        if (!isSyncError(error, 'LEASE_LOST')) throw error;
+        // Refused for the lease: it lapsed since. Re-take it once with the same id (LEASE_LOST if another
+        // instance holds it), then the same conditional write: If-Match still fences a writer published past.
+        await lease.retake(error);
+        return (await write()).etag;
+      }
     } catch (error) {
       if (isSyncError(error, 'LEASE_LOST') || isSyncError(error, 'LEASE_HELD')) {
         // Fenced by the store itself: another instance holds the lease now.
@@ -355,15 +378,16 @@ export class Snapshotter {
   /**
    * Once per process: snapshot objects no manifest entry references (uploaded by a run that died
    * before publishing) are deleted, if older than an hour so an upload still in flight elsewhere is
-   * never touched. Best effort.
+   * never touched, and only if written under this manifest's lineage (see `isOwnLeftover`). Best effort.
    */
-  async #sweepOrphans(manifest: Manifest): Promise<void> {
+  async #sweepOrphans(manifest: Manifest, lineage: Lineage | undefined): Promise<void> {
     if (this.#sweptSnapshots) return;
+    if (!lineage) return; // a new or replaced manifest: whatever is stored may be an earlier history's
     this.#sweptSnapshots = true;
     const referenced = new Set(manifest.snapshots.map((s) => s.key));
     try {
       for (const object of await this.#o.store.list('snapshots/')) {
-        if (!referenced.has(object.key) && Date.now() - object.lastModified.getTime() > ORPHAN_MIN_AGE_MS) await this.#o.store.delete(object.key);
+        if (!referenced.has(object.key) && isOwnLeftover(object.lastModified, lineage, Date.now(), ORPHAN_MIN_AGE_MS)) await this.#o.store.delete(object.key);
       }
     } catch (error) {
       this.#o.log.warn({ error: String(error) }, 'could not sweep unpublished snapshot objects');
@@ -378,4 +402,14 @@ export class Snapshotter {
       await this.#o.store.delete(old.key).catch((error: unknown) => this.#o.log.warn({ key: old.key, error: String(error) }, 'could not delete an old snapshot'));
     }
   }
+}
+
+/**
+ * Address -> stored size of the chunks a new snapshot may reference without uploading them: referenced
+ * by one of these (retained) indexes and present in the store's listing. Anything else is uploaded.
+ */
+export function knownChunks(indexes: ReadonlyArray<ChunkIndex | undefined>, stored: ReadonlyMap<string, unknown>): Map<string, number> {
+  const sizes = new Map<string, number>();
+  for (const index of indexes) index?.chunks.forEach((address, i) => stored.has(address) && sizes.set(address, index.stored[i]!));
+  return sizes;
 }
