@@ -195,7 +195,7 @@ export class SyncController implements CommitHooks, SyncHandle {
     this.#events.emit('replica-update', { seq: entry.seq, generation: entry.generation, bytes: entry.bytes, durationMs });
   }
 
-  /** Recorded before the manifest write (see LocalState.publishing). */
+  /** Recorded before the manifest write (see SidecarState.publishing). */
   notePublishing(entry: SnapshotEntry): void {
     this.#sidecar.publishing(entry);
   }

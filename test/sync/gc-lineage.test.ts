@@ -18,7 +18,7 @@ import { EMPTY_MANIFEST, LINEAGE_CLOCK_MARGIN_MS, MANIFEST_KEY, encodeManifest, 
 import { readHead } from '../../src/sync/restore.ts';
 import { DEFAULT_RETRY } from '../../src/sync/retry.ts';
 import { Snapshotter } from '../../src/sync/snapshotter.ts';
-import { newGeneration } from '../../src/sync/local-state.ts';
+import { newGeneration } from '../../src/local/sidecar.ts';
 import { open, readManifest, tempDir } from '../helpers/fixtures.ts';
 
 const silent = { info() {}, warn() {}, error() {} };
