@@ -21,7 +21,7 @@ import { WriterLease } from './sync/lease.ts';
 import { resolveChunkKeys, type EncryptionOptions } from './sync/chunks/encryption.ts';
 import { Sidecar } from './local/sidecar.ts';
 import { ReplicaFollower } from './sync/replica.ts';
-import type { RemoteHead } from './sync/restore.ts';
+import { verifyLatest, type RemoteHead } from './sync/restore.ts';
 
 export interface DrizzleBlobConfig<TSchema extends Record<string, unknown> = Record<string, never>> extends DrizzleConfig<TSchema> {
   /** The local libSQL file, e.g. `{ url: 'file:./data/app.db' }`; other @libsql/client options pass through. */
@@ -163,6 +163,7 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
       signals: resolved.signals,
       log,
       storeLocation: store.location,
+      verifyLatest: () => verifyLatest(store, { encryption, tempDir: dirname(dbPath), retry: resolved.retry, log }),
     },
     sidecar,
     started.role,

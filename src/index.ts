@@ -7,7 +7,7 @@ export { SyncError, isSyncError, findSyncError, type SyncErrorCode } from './err
 export type { SyncHandle, SyncStatus, SyncEvents } from './sync/sync-controller.ts';
 export type { SnapshotInfo } from './sync/snapshotter.ts';
 export type { SnapshotOptions, ShutdownOptions } from './config.ts';
-export type { RestoreMode } from './sync/restore.ts';
+export type { RestoreMode, VerifiedSnapshot } from './sync/restore.ts';
 export type { Codec } from './sync/codec.ts';
 export type { SyncLogger } from './log.ts';
 export { SyncMetrics, metricAttributes, METRIC, type SyncMetricsOptions } from './telemetry/metrics.ts';

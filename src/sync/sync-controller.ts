@@ -7,7 +7,7 @@ import type { Position, Sidecar } from '../local/sidecar.ts';
 import type { WriterLease } from './lease.ts';
 import type { SnapshotEntry } from './manifest.ts';
 import type { ReplicaFollower } from './replica.ts';
-import type { RemoteHead } from './restore.ts';
+import type { RemoteHead, VerifiedSnapshot } from './restore.ts';
 import { SnapshotScheduler, type SchedulePolicy } from './scheduler.ts';
 import { nextRole, type RoleEvent, type RoleState } from './role.ts';
 import type { SnapshotInfo, Snapshotter } from './snapshotter.ts';
@@ -68,6 +68,13 @@ export interface SyncEvents {
 
 export interface SyncHandle {
   flush(): Promise<SnapshotInfo | null>;
+  /**
+   * The restore drill, for the app to schedule: downloads the store's latest snapshot into a temporary
+   * file beside the database and verifies it exactly as a restore would (sizes, sha256, quick_check),
+   * then removes it. Never touches the live database or the store. Null when the store holds no snapshot;
+   * rejects with the restore's error (`SNAPSHOT_CORRUPT`, `NOT_FOUND`, ...) when the latest would not restore.
+   */
+  verify(): Promise<VerifiedSnapshot | null>;
   status(): SyncStatus;
   on<E extends keyof SyncEvents>(event: E, listener: (...args: SyncEvents[E]) => void): SyncHandle;
   off<E extends keyof SyncEvents>(event: E, listener: (...args: SyncEvents[E]) => void): SyncHandle;
@@ -86,6 +93,8 @@ export interface ControllerOptions {
   log: SyncLogger;
   /** For messages only. */
   storeLocation: string;
+  /** The restore drill (see SyncHandle.verify). */
+  verifyLatest: () => Promise<VerifiedSnapshot | null>;
 }
 
 interface ClientHandle {
@@ -331,6 +340,11 @@ export class SyncController implements CommitHooks, SyncHandle {
     }
   }
 
+  verify(): Promise<VerifiedSnapshot | null> {
+    if (this.#closed) return Promise.reject(new SyncError('CLOSED', 'verify() after close(): the database is closed.'));
+    return this.#o.verifyLatest();
+  }
+
   close(): Promise<void> {
     this.#closing ??= this.#shutdown();
     return this.#closing;
@@ -474,6 +488,7 @@ export function syncHandle(controller: SyncController): SyncHandle {
   const handle: SyncHandle = Object.freeze({
     flush: () => controller.flush(),
     status: () => controller.status(),
+    verify: () => controller.verify(),
     close: () => controller.close(),
     on: (event, listener) => (controller.on(event, listener), handle),
     off: (event, listener) => (controller.off(event, listener), handle),

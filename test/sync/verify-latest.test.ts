@@ -32,6 +32,7 @@ for (const mode of ['incremental', 'full'] as const) {
 
       const verified = await verifyLatest(store, { tempDir: scratch });
       assert.equal(verified?.seq, info!.seq);
+      assert.equal((await db.$sync.verify())?.seq, info!.seq, 'the drill the app schedules: db.$sync.verify()');
       assert.equal(verified?.bytes, info!.bytes);
       assert.deepEqual(await readdir(scratch), [], 'the temporary copy is removed');
       assert.deepEqual((await readdir(join(dir.path, 'live'))).sort(), liveFiles, 'nothing written beside the live database');
@@ -43,6 +44,7 @@ for (const mode of ['incremental', 'full'] as const) {
       await writeFile(join(root, victim), 'damaged');
       await assert.rejects(verifyLatest(store, { tempDir: scratch, retry: { retries: 0, minTimeoutMs: 1, maxTimeoutMs: 1 } }), isCode('SNAPSHOT_CORRUPT'));
       assert.deepEqual(await readdir(scratch), [], 'removed after a failure too');
+      await assert.rejects(db.$sync.verify(), isCode('SNAPSHOT_CORRUPT'));
       assert.equal((await db.select().from(notes)).length, 1000, 'the live database is untouched');
       await db.$sync.close();
     } finally {
