@@ -384,11 +384,12 @@ test('with no SDK installed the default global meter is a no-op: nothing recorde
   t.after(() => db.$sync.close().catch(() => undefined));
   const real = db.$sync;
   let reads = 0;
-  const spy: SyncHandle = Object.assign(Object.create(real) as SyncHandle, {
+  const spy: SyncHandle = {
+    ...real,
     status: () => (reads++, real.status()),
     on: ((event, listener) => (real.on(event, listener), spy)) as SyncHandle['on'],
     off: ((event, listener) => (real.off(event, listener), spy)) as SyncHandle['off'],
-  });
+  };
   const sm = new SyncMetrics();
   const unbind = sm.bind(spy);
   sm.restoreSucceeded({ durationMs: 1, bytes: 1, compressedBytes: 1, skipped: 1 });
