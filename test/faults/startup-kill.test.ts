@@ -157,7 +157,7 @@ for (const signal of ['SIGKILL', 'SIGINT'] as const) {
           runs: RUNS.length,
           done,
           'writer-at-once': writerAtOnce,
-          'max-lease-retaken-ms': Math.round(Math.max(0, ...leaseTimes)),
+          'max-lease-retaken-ms': Math.round(Math.max(0, ...leaseTimes.filter((ms) => !Number.isNaN(ms)))),
           'max-resolve-ms': Math.round(Math.max(0, ...restartMs)),
           'median-resolve-ms': Math.round([...restartMs].sort((a, b) => a - b)[Math.floor(restartMs.length / 2)] ?? 0),
           lost: 0,
