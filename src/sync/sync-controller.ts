@@ -437,7 +437,11 @@ export class SyncController implements CommitHooks, SyncHandle {
     const client = this.#client;
     let finalError: unknown;
     try {
-      await within(this.#follower?.stop() ?? Promise.resolve());
+      // A replica's poll in flight may wait on an unreachable store; it has nothing to save, so at the
+      // deadline it closes without it (not an error: a "final snapshot" failure would be false).
+      await within(this.#follower?.stop() ?? Promise.resolve()).catch(() =>
+        this.#o.log.warn({ timeoutMs: this.#o.shutdownTimeoutMs }, 'replica poll still waiting on the store at shutdown.timeoutMs; closing without it'),
+      );
       // Let writes already queued or in a transaction finish; later ones are refused by admitWrite.
       const release = await within(client ? client.writeLock.acquire() : Promise.resolve(() => {}));
       release();
