@@ -79,6 +79,11 @@ export class ReplicaFollower {
       if (lease && lease.state !== 'held') {
         try {
           await lease.acquire();
+          if (this.#stopped) {
+            // close() gave up waiting for this poll: a closed replica must not keep the writer lease.
+            await lease.release();
+            return;
+          }
           log.info({ store: store.location }, 'writer lease acquired: this replica is taking over as the writer');
         } catch (error) {
           if (!isSyncError(error, 'LEASE_HELD')) throw error;
@@ -115,8 +120,10 @@ export class ReplicaFollower {
   /** Between two queries: no transaction is open (the lock), and close, rename and open are synchronous. */
   async #swap(verifiedPath: string): Promise<void> {
     const { client } = this.#o;
+    if (this.#stopped) return; // closed meanwhile: the verified copy is discarded, no client is reopened
     const release = await client.writeLock.acquire();
     try {
+      if (this.#stopped) return;
       client.inner.close();
       installFile(verifiedPath, this.#o.dbPath);
       client.replaceInner(this.#o.openClient());
