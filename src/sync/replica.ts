@@ -114,6 +114,7 @@ export class ReplicaFollower {
       keys: this.#o.keys,
       base: this.#o.dbPath, // the replica's file holds the previous snapshot: fetch only what changed
     });
+    if (this.#stopped) return; // not installed (see #swap)
     this.#o.onUpdate(entry, head, performance.now() - started);
   }
 
