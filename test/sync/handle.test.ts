@@ -12,7 +12,7 @@ test('db.$sync exposes only the SyncHandle methods, frozen', async (t) => {
   const dir = await tempDir('handle');
   t.after(() => dir.cleanup());
   const db = await open(join(dir.path, 'app.db'), directoryStore({ dir: join(dir.path, 'store') }));
-  t.after(() => db.$sync.close());
+  try {
   assert.deepEqual(Object.keys(db.$sync).sort(), ['close', 'flush', 'off', 'on', 'once', 'status', 'verify']);
   for (const internal of ['promote', 'leaseLost', 'notePublishing', 'admitWrite', 'beforeWrite', 'committed', 'replicaUpdated', 'localPosition', 'start']) {
     assert.equal(internal in db.$sync, false, `${internal} is not reachable from db.$sync`);
@@ -22,4 +22,7 @@ test('db.$sync exposes only the SyncHandle methods, frozen', async (t) => {
   assert.equal(db.$sync.on('snapshot', listener), db.$sync, 'on() chains on the handle itself');
   assert.equal(db.$sync.off('snapshot', listener), db.$sync);
   assert.equal(db.$sync.status().role, 'writer');
+  } finally {
+    await db.$sync.close();
+  }
 });
