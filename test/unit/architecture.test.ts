@@ -18,7 +18,7 @@ const rel = (f: string) => relative(SRC, f);
 /** Relative imports (static, dynamic and `export ... from`) of one file, resolved to absolute paths. */
 function imports(file: string): string[] {
   const text = source.get(file)!;
-  const found = [...text.matchAll(/(?:from|import\()\s*'(\.{1,2}\/[^']+)'/g)].map((m) => resolve(dirname(file), m[1]!));
+  const found = [...text.matchAll(/(?:from|import\(?)\s*'(\.{1,2}\/[^']+)'/g)].map((m) => resolve(dirname(file), m[1]!));
   return found.filter((f) => source.has(f));
 }
 
