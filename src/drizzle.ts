@@ -188,6 +188,7 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
           keys,
           local: () => sync.localPosition(),
           onUpdate: (entry, head, ms) => sync.replicaUpdated(entry, head, ms),
+          onLeaseTaken: () => sync.leaseTaken(),
           onPromote: async (head) => {
             await prepareWriterConnection(client.inner, synchronousPragma);
             sync.promote(snapshotter(head), head);

@@ -27,6 +27,8 @@ export interface FollowerOptions {
   onUpdate: (entry: SnapshotEntry, head: RemoteHead, durationMs: number) => void;
   /** The lease is ours and the local file is the store's latest: become the writer. */
   onPromote: (head: RemoteHead) => Promise<void>;
+  /** The writer lease was just taken: the role is promoting until the catch-up is done. */
+  onLeaseTaken: () => void;
 }
 
 /**
@@ -85,6 +87,7 @@ export class ReplicaFollower {
             return;
           }
           log.info({ store: store.location }, 'writer lease acquired: this replica is taking over as the writer');
+          this.#o.onLeaseTaken();
         } catch (error) {
           if (!isSyncError(error, 'LEASE_HELD')) throw error;
         }

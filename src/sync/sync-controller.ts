@@ -176,10 +176,15 @@ export class SyncController implements CommitHooks, SyncHandle {
     if (this.#o.signals) for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, this.#onSignal);
   }
 
+  /** A replica took the writer lease: it catches up with the store before it becomes the writer. */
+  leaseTaken(): void {
+    this.#transition('lease-taken');
+  }
+
   /** A replica took the lease and caught up: from now on it snapshots and accepts writes. */
   promote(snapshotter: Snapshotter, head: RemoteHead): void {
     if (this.#closing) return;
-    this.#transition('lease-taken');
+    this.#transition('lease-taken'); // no-op when leaseTaken() already moved it to promoting
     this.#transition('caught-up');
     this.#follower = undefined;
     this.#o.log.info({ seq: head.manifest.seq }, 'promoted: this instance is now the writer');
@@ -223,6 +228,12 @@ export class SyncController implements CommitHooks, SyncHandle {
   /** The lease is gone (renewal refused, or the store fenced a publish): stop snapshotting, refuse writes. */
   leaseLost(error: SyncError): void {
     if (this.#stoppedBy?.code === 'LEASE_LOST') return;
+    if (this.#role === 'promoting') {
+      // Taken and lost again before catching up: nothing was written, it simply stays a replica.
+      this.#transition('lease-lost');
+      this.#o.log.warn({ code: error.code }, `the writer lease was lost while promoting; staying a replica: ${error.message}`);
+      return;
+    }
     this.#stoppedBy = error;
     this.#transition('lease-lost');
     this.#scheduler.cancel();
