@@ -32,7 +32,7 @@ const CASE_TIMEOUT_MS = 240_000;
  * over those and stay far below what a snapshot holding the app's connection costs (its whole
  * duration: 2-6 s here).
  */
-const MAX_GAP_MS = { directory: 200, azurite: 500 } as const;
+const MAX_GAP_MS = { directory: 150, azurite: 500 } as const;
 
 let work: Awaited<ReturnType<typeof tempDir>>;
 let seedPath: string;
