@@ -15,6 +15,7 @@ import { CHUNK_PREFIX, decodeChunkIndex } from '../../src/sync/chunks/chunk-inde
 import { faultSummary, randomInt } from '../helpers/fault-report.ts';
 import { notes, open, schema } from '../helpers/fixtures.ts';
 import { useAzuriteAndTempDir } from '../helpers/suite.ts';
+import { listBlobsWithEtags, listFiles } from '../helpers/listing.ts';
 
 const fixture = useAzuriteAndTempDir('corruption');
 
@@ -75,6 +76,10 @@ test('damaged snapshot blobs: detected, never opened, restore falls back to the 
       await writeFile(path, bytes);
       await store.uploadFile(damage.key, path);
     }
+    const storeBefore = await listBlobsWithEtags(fixture.azurite.connectionString, 'damage');
+    // Every local file but the closed writer's (SQLite may drop its -shm at any time) and this restore's own folder.
+    const others = async () => (await listFiles(fixture.dir.path)).filter((f) => !f.startsWith(`restore-${i}/`) && !f.startsWith('writer.db'));
+    const localBefore = await others();
     const dbPath = join(fixture.dir.path, `restore-${i}`, 'app.db');
     const db = await drizzle({ connection: { url: `file:${dbPath}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica', restore: 'required' });
     try {
@@ -92,6 +97,15 @@ test('damaged snapshot blobs: detected, never opened, restore falls back to the 
     counts[damage.kind] = (counts[damage.kind] ?? 0) + 1;
     const now = (await store.readSmall(MANIFEST_KEY))!;
     assert.ok(now.body.equals(manifestBefore.body), `${damage.kind}: manifest untouched`);
+    // The whole store (every blob, by ETag) and every other local file are exactly as they were; the
+    // restore's own folder holds the database and its sidecar only (no temp file left behind).
+    assert.deepEqual(await listBlobsWithEtags(fixture.azurite.connectionString, 'damage'), storeBefore, `${damage.kind}: the store was touched`);
+    assert.deepEqual(await others(), localBefore, `${damage.kind}: a local file outside the restore's folder changed`);
+    assert.deepEqual(
+      (await listFiles(join(fixture.dir.path, `restore-${i}`))).map((f) => f.split(' ')[0]).filter((name) => name !== 'app.db-wal' && name !== 'app.db-shm'),
+      ['app.db', 'app.db.sync.json'],
+      `${damage.kind}: the restore left other files`,
+    );
     await store.uploadFile(damage.key, pristine); // put the good blob back for the next case
   }
 
@@ -108,11 +122,16 @@ test('damaged snapshot blobs: detected, never opened, restore falls back to the 
   await store.uploadFile(latest!.key, bad);
   await store.uploadFile(older!.key, bad);
   const none = join(fixture.dir.path, 'none', 'app.db');
+  const storeBeforeAll = await listBlobsWithEtags(fixture.azurite.connectionString, 'damage');
+  const localNow = async () => (await listFiles(fixture.dir.path)).filter((f) => !f.startsWith('writer.db'));
+  const localBeforeAll = await localNow();
   await assert.rejects(
     drizzle({ connection: { url: `file:${none}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica' }),
     (error: unknown) => error instanceof SyncError && error.code === 'SNAPSHOT_CORRUPT',
   );
   assert.equal(existsSync(none), false);
+  assert.deepEqual(await listBlobsWithEtags(fixture.azurite.connectionString, 'damage'), storeBeforeAll, 'all damaged: the store was touched');
+  assert.deepEqual(await localNow(), localBeforeAll, 'all damaged: a local file was created or changed');
 
   faultSummary(
     t,

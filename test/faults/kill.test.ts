@@ -21,6 +21,9 @@
  *    (`restore: 'required'`, `role: 'replica'`, never written): the restore must verify (sha256, size,
  *    quick_check) and hold every id up to the highest acknowledged one, contiguous, nothing that was
  *    never written; plus `PRAGMA integrity_check`; the manifest's ETag is unchanged by that reader;
+ *  - the manifest only moves forward: compared with the one seen after the previous kill, its seq
+ *    never went down, the snapshots both list are identical (history never rewritten), and its
+ *    generation never changed;
  *  - the next run restarts the writer on the SAME local directory: its first line must say it opened
  *    (so a kill never leaves a directory the writer cannot restart on), with every row it had
  *    committed locally before the kill (synchronous=NORMAL survives a process crash).
@@ -36,7 +39,7 @@ import { dirname, join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { sql } from 'drizzle-orm';
 import { azureBlobStore, drizzle, isSyncError, type SnapshotStore } from 'drizzle-libsql-blob';
-import { MANIFEST_KEY, decodeManifest } from '../../src/sync/manifest.ts';
+import { MANIFEST_KEY, decodeManifest, type Manifest } from '../../src/sync/manifest.ts';
 import { startAzurite, type Azurite } from '../helpers/azurite.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
 import { schema, tempDir } from '../helpers/fixtures.ts';
@@ -65,6 +68,7 @@ after(async () => {
 interface StoreView {
   seq: number;
   etag: string;
+  manifest: Manifest | undefined;
   referenced: Set<string>;
   blobs: Set<string>;
 }
@@ -73,7 +77,41 @@ async function storeView(store: SnapshotStore): Promise<StoreView> {
   const head = await store.readSmall(MANIFEST_KEY);
   const manifest = head ? decodeManifest(head.body, store.location) : undefined;
   const blobs = new Set((await store.list('snapshots/')).map((o) => o.key));
-  return { seq: manifest?.seq ?? 0, etag: head?.etag ?? '', referenced: new Set(manifest?.snapshots.map((s) => s.key) ?? []), blobs };
+  return { seq: manifest?.seq ?? 0, etag: head?.etag ?? '', manifest, referenced: new Set(manifest?.snapshots.map((s) => s.key) ?? []), blobs };
+}
+
+/**
+ * The manifest only moves forward, from one lineage: its seq never goes down; at the same seq it is
+ * the same manifest; every snapshot both list is the same snapshot (history is never rewritten or
+ * resurrected); the previous latest is still listed unless retention dropped it for newer ones; and
+ * the generation, once the first snapshot set it, never changes (one writer on one disk, no roll-back).
+ */
+function assertManifestForward(prev: Manifest | undefined, now: Manifest | undefined, label: string): void {
+  if (!prev) return;
+  assert.ok(now, `${label}: the manifest disappeared (it was at seq ${prev.seq})`);
+  assert.ok(now.seq >= prev.seq, `${label}: MANIFEST REGRESSION: seq ${prev.seq} -> ${now.seq}`);
+  if (now.seq === prev.seq) assert.deepEqual(now, prev, `${label}: the manifest changed but kept seq ${now.seq}`);
+  const before = new Map(prev.snapshots.map((e) => [e.seq, e]));
+  for (const entry of now.snapshots) {
+    if (entry.seq > prev.seq) continue;
+    const was = before.get(entry.seq);
+    assert.ok(was, `${label}: snapshot seq ${entry.seq} reappeared (the previous manifest at seq ${prev.seq} no longer listed it)`);
+    assert.deepEqual(
+      { key: entry.key, generation: entry.generation, sha256: entry.sha256 },
+      { key: was.key, generation: was.generation, sha256: was.sha256 },
+      `${label}: snapshot seq ${entry.seq} was rewritten`,
+    );
+  }
+  const prevLatest = prev.snapshots[0];
+  if (prevLatest) {
+    assert.ok(
+      now.snapshots.some((e) => e.seq === prevLatest.seq) || now.snapshots.every((e) => e.seq > prevLatest.seq),
+      `${label}: the previous latest snapshot seq ${prevLatest.seq} was dropped without newer ones replacing it`,
+    );
+    for (const entry of now.snapshots) assert.equal(entry.generation, prevLatest.generation, `${label}: snapshot seq ${entry.seq} starts another generation`);
+  }
+  if (prev.generation !== '') assert.equal(now.generation, prev.generation, `${label}: the manifest's generation changed from ${prev.generation} to ${now.generation}`);
+  for (let i = 1; i < now.snapshots.length; i++) assert.ok(now.snapshots[i - 1]!.seq > now.snapshots[i]!.seq, `${label}: snapshots are not newest first`);
 }
 
 /** Files in the local directory other than the database, its WAL/SHM and its sidecar. */
@@ -177,6 +215,8 @@ test(`kill -9 a writer ${RUNS} times at upload / between / manifest / random poi
   const tally = { lost: 0 };
   let restoresVerified = 0;
   let restartsVerified = 0;
+  /** Kills after which the manifest was compared with the one before (it must only move forward). */
+  let manifestChecks = 0;
   let openMs = 200; // drizzle() time in the child, refined from the runs
   const killedAt: Record<string, number> = {};
   const landed = { orphanBlob: 0, manifestUnrecorded: 0 };
@@ -235,6 +275,8 @@ test(`kill -9 a writer ${RUNS} times at upload / between / manifest / random poi
         'restores-verified': restoresVerified,
         'restores-skipped-same-manifest': verifySkipped,
         'restarts-verified': restartsVerified,
+        'manifest-forward-checks': manifestChecks,
+        'manifest-seq': view.seq,
         'died-after': Object.entries(killedAt)
           .map(([k, v]) => `${k}:${v}`)
           .join(','),
@@ -285,6 +327,8 @@ test(`kill -9 a writer ${RUNS} times at upload / between / manifest / random poi
 
       // What the store had seen when it died.
       const now = await storeView(store);
+      assertManifestForward(view.manifest, now.manifest, label);
+      manifestChecks++;
       const newOrphans = [...now.blobs].filter((k) => !now.referenced.has(k) && !view.blobs.has(k));
       if (newOrphans.length > 0) landed.orphanBlob++;
       const recorded = sidecarSeq(dbPath);
@@ -305,7 +349,10 @@ test(`kill -9 a writer ${RUNS} times at upload / between / manifest / random poi
     await child.waitFor(/^ACK (\d+)$/, { from: openIndex });
     await child.kill();
     collect(child);
-    view = await storeView(store);
+    const last = await storeView(store);
+    assertManifestForward(view.manifest, last.manifest, 'final restart');
+    manifestChecks++;
+    view = last;
     await verify(view.etag);
 
     // Every targeted point was actually hit at least once (for the gap, by the store's own account).
@@ -313,6 +360,7 @@ test(`kill -9 a writer ${RUNS} times at upload / between / manifest / random poi
     assert.ok((killedAt['manifest-start'] ?? 0) > 0, `no kill landed during a manifest write: ${JSON.stringify(killedAt)}`);
     assert.ok(landed.orphanBlob > 0, `no kill landed between an upload reaching the store and the manifest write: ${JSON.stringify(landed)}`);
     assert.equal(tally.lost, 0);
+    assert.equal(manifestChecks, RUNS + 1, 'the manifest was compared after every kill and the final restart');
     summary('ok');
   } catch (error) {
     summary(`FAILED at ${history.length < RUNS ? `run ${history.length}` : 'the final restart'}`);

@@ -111,13 +111,54 @@ for (const c of CASES) {
       assert.equal(existsSync(dbPath), false, 'no local database was created');
       const after = (await store.readSmall(MANIFEST_KEY))!;
       assert.ok(after.body.equals(before.body) && after.etag === before.etag, 'manifest untouched');
-      // role 'replica' never takes the lease, even once it is free.
-      const r = await instance(join(fixture.dir.path, label, 'r.db'), store, { role: 'replica' });
       await a.$sync.close();
+      assert.equal((await store.readSmall(MANIFEST_KEY))!.leased, false, 'the writer released the lease');
+    });
+
+    test("role 'replica' never takes the lease, even once it is free", async () => {
+      const label = `replica-${c.name.includes('Azur') ? 'az' : 'dir'}`;
+      const inner = c.make(label);
+      const a = await open(join(fixture.dir.path, label, 'a.db'), inner);
+      await a.insert(notes).values({ body: 'a1' });
+      await a.$sync.flush();
+
+      // The replica's manifest reads (one per poll), observable so the test waits on polls, not on time.
+      let manifestReads = 0;
+      let waiter: { target: number; resolve: () => void } | undefined;
+      const store: SnapshotStore = {
+        ...inner,
+        readSmall: async (key) => {
+          const object = await inner.readSmall(key);
+          if (key === MANIFEST_KEY) {
+            manifestReads++;
+            if (waiter && manifestReads >= waiter.target) waiter.resolve();
+          }
+          return object;
+        },
+      };
+      const polls = (n: number) =>
+        new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`the replica made ${manifestReads} manifest reads, waited for ${n}`)), 10_000);
+          waiter = { target: manifestReads + n, resolve: () => (clearTimeout(timer), resolve()) };
+        });
+
+      const r = await instance(join(fixture.dir.path, label, 'r.db'), store, { role: 'replica' });
+      let promoted = 0;
+      r.$sync.on('promoted', () => {
+        promoted++;
+        waiter?.resolve(); // a promoted instance stops polling: report the promotion, not a timeout
+      });
+      await a.$sync.close();
+      assert.equal((await inner.readSmall(MANIFEST_KEY))!.leased, false, 'the writer released the lease');
+
+      await polls(6); // six polls (pollMs 50) after the lease became free: an 'auto' replica takes it on the first
+      assert.equal(promoted, 0, "a role 'replica' instance was promoted");
       assert.equal(r.$sync.status().role, 'replica');
+      assert.equal(r.$sync.status().lease.state, 'none');
+      assert.equal((await inner.readSmall(MANIFEST_KEY))!.leased, false, 'the manifest blob is leased: the replica took the lease');
+      await assert.rejects(r.insert(notes).values({ body: 'r?' }), (e: unknown) => isCode('READ_ONLY')((e as Error).cause ?? e));
       await r.$sync.close();
       assert.equal(r.$sync.status().role, 'closed');
-      assert.equal((await store.readSmall(MANIFEST_KEY))!.leased, false);
     });
 
     test('fencing: a writer whose lease was taken is refused by the store, stops, reports it and refuses writes', async () => {

@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { directoryStore } from 'drizzle-libsql-blob';
+import { directoryStore, type SnapshotInfo, type SnapshotStore } from 'drizzle-libsql-blob';
 import { countingStore, nextEvent, notes, open, tempDir } from '../helpers/fixtures.ts';
 
 let dir: Awaited<ReturnType<typeof tempDir>>;
@@ -71,19 +71,83 @@ test('ceiling: a steady writer that keeps resetting the debounce still gets a sn
   await db.$sync.close();
 });
 
-test('commits made during a snapshot schedule the next one', async () => {
-  const store = storeFor('during');
-  const db = await open(join(dir.path, 'during', 'app.db'), store, { snapshot: { debounceMs: 30 } });
-  await db.$sync.flush();
+/**
+ * A store whose uploads wait while the gate is closed: a snapshot can be held in the middle of its
+ * upload for as long as the test needs (the wrapping style of countingStore, over a real store).
+ */
+function gatedStore(inner: SnapshotStore) {
+  let gate: Promise<void> | undefined;
+  let open_: () => void = () => {};
+  let reached: () => void = () => {};
+  let uploadReached = new Promise<void>((resolve) => (reached = resolve));
+  const hold = async () => {
+    if (!gate) return;
+    reached();
+    await gate;
+  };
+  const store: SnapshotStore = {
+    ...inner,
+    uploadBuffer: async (key, body) => {
+      await hold();
+      return inner.uploadBuffer(key, body);
+    },
+    uploadFile: async (key, path, metadata) => {
+      await hold();
+      return inner.uploadFile(key, path, metadata);
+    },
+  };
+  return {
+    store,
+    /** Holds every upload from now on; resolves `uploadReached` when the first one waits. */
+    close() {
+      uploadReached = new Promise<void>((resolve) => (reached = resolve));
+      gate = new Promise<void>((resolve) => (open_ = resolve));
+    },
+    get uploadReached() {
+      return uploadReached;
+    },
+    release() {
+      gate = undefined;
+      open_();
+    },
+  };
+}
+
+test('commits made during a snapshot schedule the next one (by the scheduler itself, no flush)', async () => {
+  const gated = gatedStore(directoryStore({ dir: join(dir.path, 'during', 'store') }));
+  const db = await open(join(dir.path, 'during', 'app.db'), gated.store, { snapshot: { debounceMs: 30, maxIntervalMs: 600_000 } });
+  await db.$sync.flush(); // settle the CREATE TABLE from open()
+
+  const events: SnapshotInfo[] = [];
+  let second!: () => void;
+  const secondSnapshot = new Promise<void>((resolve) => (second = resolve));
+  db.$sync.on('snapshot', (info) => {
+    events.push(info);
+    if (events.length === 2) second();
+  });
+
+  gated.close();
   await db.insert(notes).values({ body: 'first' });
-  const first = db.$sync.flush();
-  await db.insert(notes).values({ body: 'during' }); // lands while the first snapshot runs (or just before)
-  await first;
-  const next = await db.$sync.flush();
+  await gated.uploadReached; // the debounced snapshot is now in its upload, held
+  assert.equal(db.$sync.status().state, 'snapshotting');
+  await db.insert(notes).values({ body: 'during' }); // committed while the snapshot runs
+  assert.equal(db.$sync.status().pendingCommits, 2, "'first' (being snapshotted) and 'during'");
+  gated.release();
+
+  // No flush(): only the controller's own reschedule can produce this second snapshot.
+  const timeout = setTimeout(() => second(), 5_000);
+  await secondSnapshot;
+  clearTimeout(timeout);
+  assert.equal(events.length, 2, `the scheduler took no snapshot of the commit made during the first one (events: ${events.map((e) => e.seq).join(', ')})`);
+  const [a, b] = events as [SnapshotInfo, SnapshotInfo];
+  assert.equal(a.commits, 1, 'the first snapshot covered the commit made before it started');
+  assert.equal(b.commits, 1, 'the second covered the commit made during the first');
+  assert.ok(b.seq > a.seq && b.uploaded, `second snapshot seq ${b.seq} after ${a.seq}`);
   assert.equal(db.$sync.status().pendingCommits, 0);
-  assert.ok(next === null || next.seq >= 2);
+  assert.equal(db.$sync.status().state, 'idle');
   await db.$sync.close();
-  const reopened = await open(join(dir.path, 'during', 'app2.db'), store);
+  const reopened = await open(join(dir.path, 'during', 'app2.db'), gated.store);
+  assert.equal(reopened.$sync.status().restoredFrom?.seq, b.seq);
   assert.deepEqual((await reopened.select().from(notes)).map((r) => r.body), ['first', 'during']);
   await reopened.$sync.close();
 });
