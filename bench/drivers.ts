@@ -11,7 +11,7 @@ import { drizzle as drizzleBetter } from 'drizzle-orm/better-sqlite3';
 import { drizzle as drizzleLibsql } from 'drizzle-orm/libsql';
 import { sql } from 'drizzle-orm';
 import type { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core';
-import { drizzle, type BlobDatabase, type SnapshotOptions, type SnapshotStore, type SyncLogger } from './lib.ts';
+import { drizzle, type BlobDatabase, type SnapshotOptions, type Leaser, type SnapshotStore, type SyncLogger } from './lib.ts';
 import { documents } from '../schema/documents.ts';
 
 export const schema = { documents };
@@ -28,7 +28,7 @@ export interface Driver {
 /** Timers far beyond any phase: no snapshot runs unless the benchmark calls flush(). */
 export const NO_AUTO_SNAPSHOT: SnapshotOptions = { debounceMs: 1e9, maxCommits: 1e9, maxIntervalMs: 1e9 };
 
-export async function openOurs(path: string, store: SnapshotStore, snapshot: SnapshotOptions = NO_AUTO_SNAPSHOT, log: SyncLogger | false = false): Promise<BlobDatabase<Schema>> {
+export async function openOurs(path: string, store: SnapshotStore & Leaser, snapshot: SnapshotOptions = NO_AUTO_SNAPSHOT, log: SyncLogger | false = false): Promise<BlobDatabase<Schema>> {
   return drizzle({ connection: { url: pathToFileURL(path).href }, schema, store, snapshot, restore: 'if-exists', shutdown: { signals: false, timeoutMs: 600_000 }, log });
 }
 

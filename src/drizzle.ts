@@ -11,7 +11,7 @@ import { SyncError, findSyncError } from './errors.ts';
 import { SyncMetrics, metricAttributes } from './telemetry/metrics.ts';
 import { resolveLogger, type SyncLogOption } from './log.ts';
 import { storeFromEnv } from './store/from-env.ts';
-import type { SnapshotStore } from './store/store.ts';
+import type { Leaser, SnapshotStore } from './store/store.ts';
 import type { RestoreMode } from './sync/restore.ts';
 import { startUp, type StartupResult } from './sync/startup.ts';
 import type { RetryPolicy } from './sync/retry.ts';
@@ -27,7 +27,7 @@ export interface DrizzleBlobConfig<TSchema extends Record<string, unknown> = Rec
   /** The local libSQL file, e.g. `{ url: 'file:./data/app.db' }`; other @libsql/client options pass through. */
   connection: string | LibsqlConfig;
   /** Where snapshots live. Default: `storeFromEnv()`. */
-  store?: SnapshotStore;
+  store?: SnapshotStore & Leaser;
   snapshot?: SnapshotOptions;
   /**
    * Default 'if-exists'; env SKIP_RESTORE=true means 'skip'. `{ at: Date | ISO time }` or `{ seq }` rolls the

@@ -7,7 +7,7 @@ import { databasePath } from '../config.ts';
 import { SyncError } from '../errors.ts';
 import { directoryStore } from '../store/directory-store.ts';
 import { storeFromEnv } from '../store/from-env.ts';
-import type { SnapshotStore } from '../store/store.ts';
+import type { Leaser, SnapshotStore } from '../store/store.ts';
 import type { GlobalOptions } from './args.ts';
 import type { Output } from './output.ts';
 
@@ -22,7 +22,7 @@ function read(env: Env, name: string): string | undefined {
 }
 
 export interface StoreChoice {
-  store: SnapshotStore;
+  store: SnapshotStore & Leaser;
   /** Which setting chose it, for error messages: `--backup-dir`, `AZURE_STORAGE_CONNECTION_STRING`, ... */
   source: string;
 }
@@ -56,7 +56,7 @@ export function selectDatabase(options: Pick<GlobalOptions, 'db'>, env: Env = pr
 }
 
 export interface CliContext {
-  store: SnapshotStore;
+  store: SnapshotStore & Leaser;
   storeSource: string;
   /** Resolved on first use, so commands that do not need the file never fail on a bad DATABASE_URL. */
   dbPath(): string;

@@ -64,12 +64,12 @@ function uploadLabel(key: string): string {
  * `describe(key)` names the object being downloaded (undefined: count silently). A retried download
  * calls `download()` again and starts a fresh meter.
  */
-export function withProgress(
-  store: SnapshotStore,
+export function withProgress<S extends SnapshotStore>(
+  store: S,
   describe: (key: string) => TransferLabel | undefined,
   print: (line: string) => void,
   intervalMs = 500,
-): SnapshotStore {
+): S {
   async function* download(key: string): AsyncIterable<Buffer> {
     const what = describe(key);
     const meter = what && what.total >= MIN_BYTES ? new ProgressMeter(what, print, intervalMs) : undefined;
@@ -109,7 +109,7 @@ export function chunkProgress(ctx: { out: { quiet: boolean; progress(line: strin
 }
 
 /** The context's store, with progress lines for these snapshots' downloads (none with --quiet). */
-export function progressStore(ctx: { store: SnapshotStore; out: { quiet: boolean; progress(line: string): void } }, entries: readonly SnapshotEntry[] = []): SnapshotStore {
+export function progressStore<S extends SnapshotStore>(ctx: { store: S; out: { quiet: boolean; progress(line: string): void } }, entries: readonly SnapshotEntry[] = []): S {
   if (ctx.out.quiet) return ctx.store;
   const byKey = new Map(entries.map((e) => [e.key, { label: `seq ${e.seq}`, total: e.compressedBytes }]));
   return withProgress(ctx.store, (key) => byKey.get(key), (line) => ctx.out.progress(line));

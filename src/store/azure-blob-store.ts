@@ -6,7 +6,7 @@ import { open } from 'node:fs/promises';
 import { AnonymousCredential, BlobServiceClient, ContainerClient, RestError, type StoragePipelineOptions } from '@azure/storage-blob';
 import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
 import { SyncError } from '../errors.ts';
-import type { SmallObject, SnapshotStore, StoredObject, WriteCondition } from './store.ts';
+import type { Leaser, SmallObject, SnapshotStore, StoredObject, WriteCondition } from './store.ts';
 
 interface CommonOptions {
   /** Virtual folder inside the container; keys become `${prefix}/${key}`. Empty means the container root. */
@@ -66,7 +66,7 @@ interface Context {
   timedOut: boolean;
 }
 
-export function azureBlobStore(options: AzureBlobStoreOptions): SnapshotStore {
+export function azureBlobStore(options: AzureBlobStoreOptions): SnapshotStore & Leaser {
   if (!options || typeof options !== 'object') {
     throw new SyncError('CONFIG', 'azureBlobStore(options) needs an options object with connectionString, accountUrl or containerUrl.');
   }

@@ -4,7 +4,7 @@ import { copyFile, mkdir, open, readFile, readdir, rename, rm, stat, writeFile }
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { SyncError } from '../errors.ts';
-import type { SmallObject, SnapshotStore, StoredObject, WriteCondition } from './store.ts';
+import type { Leaser, SmallObject, SnapshotStore, StoredObject, WriteCondition } from './store.ts';
 
 export interface DirectoryStoreOptions {
   /** Folder that plays the role of the blob container (created if missing). */
@@ -28,7 +28,7 @@ function fsError(error: unknown, what: string): SyncError {
 }
 
 /** A store in a local folder: for development and tests, same semantics as the blob store. */
-export function directoryStore(options: DirectoryStoreOptions): SnapshotStore {
+export function directoryStore(options: DirectoryStoreOptions): SnapshotStore & Leaser {
   if (!options || typeof options.dir !== 'string' || options.dir.trim() === '') {
     throw new SyncError('CONFIG', 'directoryStore({ dir }) needs `dir`, the folder to keep backups in (for example "./.data/backups").');
   }

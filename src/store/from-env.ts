@@ -1,7 +1,7 @@
 import { SyncError } from '../errors.ts';
 import { azureBlobStore } from './azure-blob-store.ts';
 import { directoryStore } from './directory-store.ts';
-import type { SnapshotStore } from './store.ts';
+import type { Leaser, SnapshotStore } from './store.ts';
 
 /**
  * Picks the store from the environment, in this order:
@@ -10,7 +10,7 @@ import type { SnapshotStore } from './store.ts';
  * Container: AZURE_STORAGE_CONTAINER (default "database-backups"); prefix: AZURE_STORAGE_PREFIX
  * (default "app"). None set: a local directory, BACKUP_DIR (default ./.data/backups).
  */
-export function storeFromEnv(env: NodeJS.ProcessEnv = process.env): SnapshotStore {
+export function storeFromEnv(env: NodeJS.ProcessEnv = process.env): SnapshotStore & Leaser {
   const container = env.AZURE_STORAGE_CONTAINER || 'database-backups';
   const prefix = env.AZURE_STORAGE_PREFIX ?? 'app';
   if (env.AZURE_STORAGE_CONNECTION_STRING) {

@@ -12,7 +12,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { createClient } from '@libsql/client';
 import { count, eq } from 'drizzle-orm';
 import type { FastifyInstance } from 'fastify';
-import { directoryStore, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
+import { directoryStore, SyncError, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { openDatabase, type AppDatabase } from '../../app/database.ts';
 import { listQuery } from '../../app/documents-query.ts';
 import { buildApp } from '../../app/server.ts';
@@ -29,7 +29,7 @@ after(() => dir.cleanup());
 /** No automatic snapshots unless a test asks: commit counts and timings stay under the test's control. */
 const MANUAL = { debounceMs: 600_000, maxIntervalMs: 600_000 };
 
-async function openApp(name: string, store: SnapshotStore, snapshot: object = MANUAL) {
+async function openApp(name: string, store: SnapshotStore & Leaser, snapshot: object = MANUAL) {
   // No store retries: an injected outage fails at once instead of after seconds of backoff.
   const { db, seeds } = await openDatabase({ databaseUrl: `file:${join(dir.path, name, 'app.db')}`, store, snapshot, log: false, retry: { retries: 0 } });
   return { db, seeds };
@@ -321,7 +321,7 @@ describe('documents API', () => {
 });
 
 /** A real directoryStore whose uploads can be switched off, as a storage outage would. */
-function switchableStore(inner: SnapshotStore): SnapshotStore & { failing: boolean } {
+function switchableStore(inner: SnapshotStore & Leaser): SnapshotStore & Leaser & { failing: boolean } {
   const store = {
     ...inner,
     failing: false,

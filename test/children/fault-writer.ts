@@ -23,7 +23,7 @@
  *   ERROR <code> <message>          (then exit 1)
  * stderr: the library's sync log as JSON lines.
  */
-import { azureBlobStore, findSyncError, type SnapshotStore, type SyncLogger } from 'drizzle-libsql-blob';
+import { azureBlobStore, findSyncError, type Leaser, type SnapshotStore, type SyncLogger } from 'drizzle-libsql-blob';
 import { createInterface } from 'node:readline';
 import { sql } from 'drizzle-orm';
 import { notes, open } from '../helpers/fixtures.ts';
@@ -47,12 +47,12 @@ function dieIf(phase: string): void {
 }
 
 /** Forwards every store method unchanged (whatever the interface holds), printing the snapshot's phases. */
-function phased(inner: SnapshotStore): SnapshotStore {
+function phased(inner: SnapshotStore & Leaser): SnapshotStore & Leaser {
   const out: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(inner)) {
     out[name] = typeof value === 'function' ? (...args: unknown[]) => (value as (...a: unknown[]) => unknown).apply(inner, args) : value;
   }
-  const store = out as unknown as SnapshotStore;
+  const store = out as unknown as SnapshotStore & Leaser;
   store.uploadFile = async (key, filePath, metadata) => {
     say('PHASE upload-start');
     await inner.uploadFile(key, filePath, metadata);

@@ -14,7 +14,7 @@
  *
  * Sync logs go to stderr as JSON lines; stdout carries only the protocol lines.
  */
-import { azureBlobStore, directoryStore, type SnapshotStore, type SyncLogger } from 'drizzle-libsql-blob';
+import { azureBlobStore, directoryStore, type Leaser, type SnapshotStore, type SyncLogger } from 'drizzle-libsql-blob';
 import { notes, open } from '../helpers/fixtures.ts';
 
 const [dbPath, kText, mode = 'idle'] = process.argv.slice(2);
@@ -24,7 +24,7 @@ if (!dbPath || !kText || !['idle', 'transaction'].includes(mode)) {
 }
 const k = Number(kText);
 
-function storeFromArgs(): SnapshotStore {
+function storeFromArgs(): SnapshotStore & Leaser {
   const prefix = process.env.DLB_STORE_PREFIX || undefined;
   if (process.env.DLB_STORE_DIR) return directoryStore({ dir: process.env.DLB_STORE_DIR, prefix });
   const connectionString = process.env.DLB_AZURE_CONNECTION_STRING;

@@ -12,7 +12,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createClient } from '@libsql/client';
-import { azureBlobStore, directoryStore, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, directoryStore, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { startAzurite, type Azurite } from '../helpers/azurite.ts';
 import { notes, open, tempDir } from '../helpers/fixtures.ts';
 import { readSidecar } from '../../src/local/sidecar.ts';
@@ -68,7 +68,7 @@ interface History {
 }
 
 /** Three flushed bursts of writes through the library: three snapshots of growing content. */
-async function makeHistory(dbPath: string, store: SnapshotStore): Promise<History> {
+async function makeHistory(dbPath: string, store: SnapshotStore & Leaser): Promise<History> {
   // A long debounce: only the explicit flushes snapshot, so each one is a known state.
   const db = await open(dbPath, store, { snapshot: { debounceMs: 60_000, maxIntervalMs: 600_000 } });
   const rows: string[] = [];
@@ -386,7 +386,7 @@ describe('cli usage and failures', () => {
 
 describe('cli against Azure Blob (Azurite)', () => {
   let azurite: Azurite;
-  let store: SnapshotStore;
+  let store: SnapshotStore & Leaser;
   let history: History;
   let env: Record<string, string>;
   const container = 'cli-backups';

@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { azureBlobStore, directoryStore, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, directoryStore, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { useAzuriteAndTempDir } from '../helpers/suite.ts';
 import { isCode, notes, open, readManifest, tempDir, type TempDir } from '../helpers/fixtures.ts';
 import { MANIFEST_KEY, type Manifest, type SnapshotEntry } from '../../src/sync/manifest.ts';
@@ -49,11 +49,11 @@ function assertExit(result: Run, code: number, what: string): void {
 }
 
 /** Every object under the store's prefix, with its size and last-modified time: any delete, write or overwrite changes it. */
-async function listing(store: SnapshotStore): Promise<string[]> {
+async function listing(store: SnapshotStore & Leaser): Promise<string[]> {
   return (await store.list('')).map((o) => `${o.key} ${o.size} ${o.lastModified.toISOString()}`);
 }
 
-async function rowsIn(store: SnapshotStore, dbPath: string): Promise<string[]> {
+async function rowsIn(store: SnapshotStore & Leaser, dbPath: string): Promise<string[]> {
   const db = await open(dbPath, store, { snapshot: { debounceMs: 60_000, maxIntervalMs: 600_000 } });
   try {
     return (await db.select().from(notes).orderBy(notes.id)).map((r) => r.body);
@@ -72,7 +72,7 @@ interface Written {
  * Snapshots written by the library: one session per mode in `modes` (in order), one flushed burst of
  * two rows each. Returns each snapshot's rows and the manifest as the library published it.
  */
-async function writeHistory(store: SnapshotStore, dbPath: string, modes: Array<'full' | 'incremental'>, extra: Parameters<typeof open>[2] = {}): Promise<Written> {
+async function writeHistory(store: SnapshotStore & Leaser, dbPath: string, modes: Array<'full' | 'incremental'>, extra: Parameters<typeof open>[2] = {}): Promise<Written> {
   const rows: string[] = [];
   const snapshots: Written['snapshots'] = [];
   for (const [i, mode] of modes.entries()) {
@@ -95,7 +95,7 @@ const recoverable = ({ createdAt: _createdAt, ...rest }: SnapshotEntry) => rest;
 describe('rebuild-manifest against Azurite', () => {
   const ctx = useAzuriteAndTempDir('rebuild');
   const container = 'rebuild';
-  let store: SnapshotStore;
+  let store: SnapshotStore & Leaser;
   let env: Record<string, string>;
   let written: Written;
   let wiped = 0;

@@ -18,7 +18,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BlobServiceClient, ContainerSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters } from '@azure/storage-blob';
 import { asc } from 'drizzle-orm';
-import { azureBlobStore, drizzle, storeFromEnv, SyncError, type DrizzleBlobConfig, type SnapshotStore, type SyncErrorCode } from 'drizzle-libsql-blob';
+import { azureBlobStore, drizzle, storeFromEnv, SyncError, type DrizzleBlobConfig, type Leaser, type SnapshotStore, type SyncErrorCode } from 'drizzle-libsql-blob';
 import { MANIFEST_KEY } from '../../src/sync/manifest.ts';
 import { startAzurite, type Azurite } from '../helpers/azurite.ts';
 import { notes, open, schema, tempDir } from '../helpers/fixtures.ts';
@@ -82,7 +82,7 @@ interface Case {
   run(dbUrl: string): Promise<unknown>;
 }
 
-const open_ = (dbUrl: string, store: SnapshotStore, extra: Partial<DrizzleBlobConfig<typeof schema>> = {}) =>
+const open_ = (dbUrl: string, store: SnapshotStore & Leaser, extra: Partial<DrizzleBlobConfig<typeof schema>> = {}) =>
   drizzle({ connection: { url: dbUrl }, schema, store, log: false, shutdown: { signals: false }, retry: { retries: 0 }, ...extra });
 
 const CASES: Case[] = [

@@ -35,7 +35,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { dirname, join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { sql } from 'drizzle-orm';
-import { azureBlobStore, drizzle, isSyncError, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, drizzle, isSyncError, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { MANIFEST_KEY, decodeManifest } from '../../src/sync/manifest.ts';
 import { startAzurite, type Azurite } from '../helpers/azurite.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
@@ -69,7 +69,7 @@ interface StoreView {
   blobs: Set<string>;
 }
 
-async function storeView(store: SnapshotStore): Promise<StoreView> {
+async function storeView(store: SnapshotStore & Leaser): Promise<StoreView> {
   const head = await store.readSmall(MANIFEST_KEY);
   const manifest = head ? decodeManifest(head.body, store.location) : undefined;
   const blobs = new Set((await store.list('snapshots/')).map((o) => o.key));
@@ -100,7 +100,7 @@ function sidecarSeq(dbPath: string): number | undefined {
  * `tally.lost` (and asserted 0). Returns M, or null when the store holds no backup yet (allowed only
  * while nothing was acknowledged).
  */
-async function verifyFreshRestore(store: SnapshotStore, maxAcked: number, maxWritten: number, tally: { lost: number }): Promise<{ hi: number } | null> {
+async function verifyFreshRestore(store: SnapshotStore & Leaser, maxAcked: number, maxWritten: number, tally: { lost: number }): Promise<{ hi: number } | null> {
   const fresh = await tempDir('fault-kill-fresh');
   const head = await store.readSmall(MANIFEST_KEY);
   const etagBefore = head?.etag;

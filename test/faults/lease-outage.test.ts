@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { sql } from 'drizzle-orm';
-import { azureBlobStore, drizzle, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, drizzle, SyncError, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { MANIFEST_KEY } from '../../src/sync/manifest.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
 import { isCode, notes, open, schema, tempDir } from '../helpers/fixtures.ts';
@@ -35,7 +35,7 @@ let serviceClient: BlobServiceClient | undefined;
 const service = () => (serviceClient ??= BlobServiceClient.fromConnectionString(fixture.azurite.connectionString));
 const viaProxy = (proxy: TcpProxy) => fixture.azurite.connectionString.replace(`:${fixture.azurite.port}/`, `:${proxy.port}/`);
 /** The store as another instance sees it: straight to Azurite, no proxy. */
-const direct = (container: string): SnapshotStore => azureBlobStore({ connectionString: fixture.azurite.connectionString, container, prefix: PREFIX });
+const direct = (container: string): SnapshotStore & Leaser => azureBlobStore({ connectionString: fixture.azurite.connectionString, container, prefix: PREFIX });
 
 async function newContainer(label: string): Promise<string> {
   const name = `${label}-${randomBytes(4).toString('hex')}`;
@@ -97,7 +97,7 @@ async function outage(label: string, during: (container: string) => Promise<void
   const container = await newContainer(label);
   const inner = azureBlobStore({ connectionString: viaProxy(proxy), container, prefix: PREFIX, requestTimeoutMs: 500 });
   const renewals = new EventEmitter();
-  const store: SnapshotStore = {
+  const store: SnapshotStore & Leaser = {
     ...inner,
     renewLease: (key, id) => inner.renewLease(key, id).catch((error: unknown) => {
       renewals.emit('failed');

@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { asc, sql } from 'drizzle-orm';
-import { azureBlobStore, drizzle, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, drizzle, SyncError, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { MANIFEST_KEY } from '../../src/sync/manifest.ts';
 import { startTcpProxy, type ProxyMode, type TcpProxy } from '../helpers/tcp-proxy.ts';
 import { nextEvent, notes, open, schema, tempDir } from '../helpers/fixtures.ts';
@@ -304,7 +304,7 @@ async function restoreThroughDeadProxy(how: DeadHow, totals: Totals): Promise<st
   const inner = azureBlobStore({ connectionString: viaProxy({ port }), container, prefix: PREFIX, requestTimeoutMs: 500 });
   let downloads = 0;
   // The real store; only the moment of the fault is chosen: the proxy starts resetting as the snapshot download begins.
-  const store: SnapshotStore =
+  const store: SnapshotStore & Leaser =
     how === 'reset-during-download'
       ? {
           ...inner,

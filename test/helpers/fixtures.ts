@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { integer, sqliteTable, text } from 'drizzle-orm/sqlite-core';
 import assert from 'node:assert/strict';
-import { drizzle, SyncError, type DrizzleBlobConfig, type SnapshotStore, type SyncErrorCode, type SyncHandle, type SyncEvents } from 'drizzle-libsql-blob';
+import { drizzle, SyncError, type DrizzleBlobConfig, type Leaser, type SnapshotStore, type SyncErrorCode, type SyncHandle, type SyncEvents } from 'drizzle-libsql-blob';
 import { MANIFEST_KEY, decodeManifest, type Manifest } from '../../src/sync/manifest.ts';
 
 export const notes = sqliteTable('notes', {
@@ -28,7 +28,7 @@ export async function tempDir(label: string): Promise<TempDir> {
 }
 
 /** Opens a database with test-friendly defaults (quiet, no signal handlers, short debounce). */
-export async function open(dbPath: string, store: SnapshotStore, overrides: Partial<DrizzleBlobConfig<typeof schema>> = {}) {
+export async function open(dbPath: string, store: SnapshotStore & Leaser, overrides: Partial<DrizzleBlobConfig<typeof schema>> = {}) {
   const db = await drizzle({
     connection: { url: `file:${dbPath}` },
     schema,
@@ -51,7 +51,7 @@ const LEASE_CALLS: readonly string[] = ['acquireLease', 'renewLease', 'releaseLe
  * Wraps a real store and counts the requests made through it. `total()` counts data requests; the
  * writer lease's acquire/renew/release are counted in `calls` but not in `total()`.
  */
-export function countingStore(inner: SnapshotStore): SnapshotStore & { calls: StoreCalls; total(): number } {
+export function countingStore(inner: SnapshotStore & Leaser): SnapshotStore & Leaser & { calls: StoreCalls; total(): number } {
   const calls: StoreCalls = { probe: 0, readSmall: 0, writeSmall: 0, uploadBuffer: 0, uploadFile: 0, download: 0, downloadToFile: 0, delete: 0, list: 0, acquireLease: 0, renewLease: 0, releaseLease: 0 };
   const wrap =
     <K extends keyof StoreCalls>(name: K) =>
@@ -73,9 +73,9 @@ export function countingStore(inner: SnapshotStore): SnapshotStore & { calls: St
     downloadToFile: wrap('downloadToFile') as SnapshotStore['downloadToFile'],
     delete: wrap('delete') as SnapshotStore['delete'],
     list: wrap('list') as SnapshotStore['list'],
-    acquireLease: wrap('acquireLease') as SnapshotStore['acquireLease'],
-    renewLease: wrap('renewLease') as SnapshotStore['renewLease'],
-    releaseLease: wrap('releaseLease') as SnapshotStore['releaseLease'],
+    acquireLease: wrap('acquireLease') as Leaser['acquireLease'],
+    renewLease: wrap('renewLease') as Leaser['renewLease'],
+    releaseLease: wrap('releaseLease') as Leaser['releaseLease'],
   };
 }
 
@@ -111,7 +111,7 @@ export function isCode(code: SyncErrorCode) {
 }
 
 /** The store's manifest as it is now (the test expects one to exist). */
-export async function readManifest(store: SnapshotStore): Promise<Manifest> {
+export async function readManifest(store: SnapshotStore & Leaser): Promise<Manifest> {
   const object = await store.readSmall(MANIFEST_KEY);
   assert.ok(object, `${store.location} holds no manifest`);
   return decodeManifest(object.body, store.location);

@@ -12,7 +12,7 @@ import { readdir, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createClient } from '@libsql/client';
 import { sql } from 'drizzle-orm';
-import { directoryStore, type SnapshotStore } from 'drizzle-libsql-blob';
+import { directoryStore, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { WriterLease } from '../../src/sync/lease.ts';
 import { EMPTY_MANIFEST, LINEAGE_CLOCK_MARGIN_MS, MANIFEST_KEY, encodeManifest, isOwnLeftover, nextLineage } from '../../src/sync/manifest.ts';
 import { readHead } from '../../src/sync/restore.ts';
@@ -53,7 +53,7 @@ test('a writer on a replaced (fresh, empty) manifest deletes none of the objects
   const dir = await tempDir('gc-lineage');
   try {
     const root = join(dir.path, 'store');
-    const store: SnapshotStore = directoryStore({ dir: root });
+    const store: SnapshotStore & Leaser = directoryStore({ dir: root });
 
     // An earlier history: incremental snapshots (with an unpublished chunk left over) and a full one.
     const old = await open(join(dir.path, 'old.db'), store, { snapshot: { mode: 'incremental', chunkSize: 65_536, debounceMs: 600_000, maxIntervalMs: 600_000, retain: 2 } });

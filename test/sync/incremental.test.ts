@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { sql } from 'drizzle-orm';
-import { azureBlobStore, directoryStore, drizzle, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, directoryStore, drizzle, SyncError, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import type { Manifest } from '../../src/sync/manifest.ts';
 import { CHUNK_PREFIX, decodeChunkIndex } from '../../src/sync/chunks/chunk-index.ts';
 import { countingStore, notes, open, readManifest, schema } from '../helpers/fixtures.ts';
@@ -16,7 +16,7 @@ const MANUAL = { debounceMs: 600_000, maxIntervalMs: 600_000 };
 const incremental = (extra: object = {}) => ({ snapshot: { ...MANUAL, mode: 'incremental' as const, chunkSize: 65_536, ...extra } });
 
 /** Every chunk address the retained snapshots reference. */
-async function referenced(store: SnapshotStore, manifest: Manifest): Promise<Set<string>> {
+async function referenced(store: SnapshotStore & Leaser, manifest: Manifest): Promise<Set<string>> {
   const out = new Set<string>();
   for (const entry of manifest.snapshots) {
     const index = decodeChunkIndex((await store.readSmall(entry.key))!.body, entry.key);
@@ -25,7 +25,7 @@ async function referenced(store: SnapshotStore, manifest: Manifest): Promise<Set
   return out;
 }
 
-async function storedChunks(store: SnapshotStore): Promise<Set<string>> {
+async function storedChunks(store: SnapshotStore & Leaser): Promise<Set<string>> {
   return new Set((await store.list(CHUNK_PREFIX)).map((o) => o.key.slice(CHUNK_PREFIX.length)));
 }
 
@@ -218,7 +218,7 @@ test('within the grace period unreferenced chunks are listed as garbage but kept
 test('a replica catching up downloads only the chunks that changed', async () => {
   const inner = directoryStore({ dir: join(fixture.dir.path, 'delta', 'store') });
   const chunkReads: string[] = [];
-  const store: SnapshotStore = {
+  const store: SnapshotStore & Leaser = {
     ...inner,
     download: (key) => {
       if (key.startsWith(CHUNK_PREFIX)) chunkReads.push(key);

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
-import { azureBlobStore, directoryStore, drizzle, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, directoryStore, drizzle, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { MANIFEST_KEY } from '../../src/sync/manifest.ts';
 import { isCode, nextEvent, notes, open, readManifest, schema } from '../helpers/fixtures.ts';
 import { useAzuriteAndTempDir } from '../helpers/suite.ts';
@@ -13,7 +13,7 @@ const fixture = useAzuriteAndTempDir('lease');
 
 interface StoreCase {
   name: string;
-  make(label: string): SnapshotStore;
+  make(label: string): SnapshotStore & Leaser;
   /** Takes the lease away from its holder, as an expiry (directory) or a break (Azure) does. */
   stealLease(label: string): Promise<void>;
 }
@@ -35,7 +35,7 @@ const CASES: StoreCase[] = [
 ];
 
 /** Opens an instance that writes nothing at start (unlike `open`, which creates the table). */
-function instance(dbPath: string, store: SnapshotStore, options: Record<string, unknown> = {}) {
+function instance(dbPath: string, store: SnapshotStore & Leaser, options: Record<string, unknown> = {}) {
   return drizzle({ connection: { url: `file:${dbPath}` }, schema, store, log: false, shutdown: { signals: false }, replica: { pollMs: 50 }, ...options });
 }
 

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { sql } from 'drizzle-orm';
-import { azureBlobStore, drizzle, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, drizzle, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { CHUNK_PREFIX, chunkKey, decodeChunkIndex, type ChunkIndex } from '../../src/sync/chunks/chunk-index.ts';
 import { knownChunks } from '../../src/sync/snapshotter.ts';
 import { countingStore, notes, open, readManifest, schema, tempDir } from '../helpers/fixtures.ts';
@@ -17,7 +17,7 @@ import { useAzuriteAndTempDir } from '../helpers/suite.ts';
 
 const fixture = useAzuriteAndTempDir('lost-chunk');
 
-async function latestIndex(store: SnapshotStore): Promise<ChunkIndex> {
+async function latestIndex(store: SnapshotStore & Leaser): Promise<ChunkIndex> {
   const entry = (await readManifest(store)).snapshots[0]!;
   return decodeChunkIndex((await store.readSmall(entry.key))!.body, entry.key);
 }
@@ -45,7 +45,7 @@ test('a chunk deleted from the store is uploaded again by the next snapshot; a w
   const direct = azureBlobStore({ connectionString: fixture.azurite.connectionString, container, prefix: 'app' });
   const store = countingStore(direct);
   const uploads: string[] = [];
-  const recording: SnapshotStore = { ...store, uploadBuffer: (key, body) => (uploads.push(key), store.uploadBuffer(key, body)) };
+  const recording: SnapshotStore & Leaser = { ...store, uploadBuffer: (key, body) => (uploads.push(key), store.uploadBuffer(key, body)) };
   const db = await open(join(fixture.dir.path, 'writer', 'app.db'), recording, { snapshot: { mode: 'incremental', chunkSize: 65_536, debounceMs: 600_000, maxIntervalMs: 600_000 } });
   try {
     await db.run(sql`INSERT INTO notes (body) SELECT 'row ' || value || ' ' || hex(randomblob(100)) FROM generate_series(1, 3000)`);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createClient } from '@libsql/client';
-import { directoryStore, drizzle, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
+import { directoryStore, drizzle, SyncError, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { MANIFEST_KEY, applyRetention, type SnapshotEntry } from '../../src/sync/manifest.ts';
 import { notes, open, readManifest, schema, tempDir } from '../helpers/fixtures.ts';
 
@@ -31,7 +31,7 @@ async function history(name: string) {
   return { store, entries };
 }
 
-async function bodiesAt(dbPath: string, store: SnapshotStore, restore: unknown) {
+async function bodiesAt(dbPath: string, store: SnapshotStore & Leaser, restore: unknown) {
   const db = await drizzle({ connection: { url: `file:${dbPath}` }, schema, store, log: false, shutdown: { signals: false }, restore: restore as never, ...manual });
   return { db, bodies: (await db.select().from(notes)).map((r) => r.body) };
 }

@@ -3,14 +3,14 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { azureBlobStore, directoryStore, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, directoryStore, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { notes, open } from '../helpers/fixtures.ts';
 import { useAzuriteAndTempDir } from '../helpers/suite.ts';
 
 const fixture = useAzuriteAndTempDir('restart');
 
 /** write, close(), delete the local file, drizzle() again: every row is back, 10 times in a row. */
-async function restartCycles(name: string, store: SnapshotStore) {
+async function restartCycles(name: string, store: SnapshotStore & Leaser) {
   const dataDir = join(fixture.dir.path, name, 'data');
   const dbPath = join(dataDir, 'app.db');
   const expected: string[] = [];

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createClient } from '@libsql/client';
-import { azureBlobStore, directoryStore, drizzle, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, directoryStore, drizzle, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { compressFile } from '../../src/sync/codec.ts';
 import { MANIFEST_KEY, encodeManifest, type SnapshotEntry } from '../../src/sync/manifest.ts';
 import { isCode, notes, open, readManifest } from '../helpers/fixtures.ts';
@@ -13,7 +13,7 @@ import { useAzuriteAndTempDir } from '../helpers/suite.ts';
 const fixture = useAzuriteAndTempDir('failures');
 
 /** A store holding one good snapshot with `rows` notes; returns its manifest bytes. */
-async function seedBackup(store: SnapshotStore, name: string, rows = 5): Promise<Buffer> {
+async function seedBackup(store: SnapshotStore & Leaser, name: string, rows = 5): Promise<Buffer> {
   const db = await open(join(fixture.dir.path, name, 'seed', 'app.db'), store);
   for (let i = 0; i < rows; i++) await db.insert(notes).values({ body: `good ${i}` });
   await db.$sync.close();
@@ -22,7 +22,7 @@ async function seedBackup(store: SnapshotStore, name: string, rows = 5): Promise
   return manifest.body;
 }
 
-async function assertStoreUnchanged(store: SnapshotStore, manifestBefore: Buffer) {
+async function assertStoreUnchanged(store: SnapshotStore & Leaser, manifestBefore: Buffer) {
   const now = await store.readSmall(MANIFEST_KEY);
   assert.ok(now, 'manifest still there');
   assert.ok(now.body.equals(manifestBefore), 'manifest unchanged');
@@ -63,7 +63,7 @@ describe('store failures never start an empty database', () => {
 
 describe('corrupt snapshots are never opened: restore falls back to the newest one that verifies, loudly', () => {
   /** Two snapshots: `good 0..rows-1`, then the same plus `newer`. Returns the manifest. */
-  async function twoSnapshots(store: SnapshotStore, name: string, rows: number) {
+  async function twoSnapshots(store: SnapshotStore & Leaser, name: string, rows: number) {
     const db = await open(join(fixture.dir.path, name, 'seed', 'app.db'), store, { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000 } });
     for (let i = 0; i < rows; i++) await db.insert(notes).values({ body: `good ${i}` });
     await db.$sync.flush();
@@ -75,14 +75,14 @@ describe('corrupt snapshots are never opened: restore falls back to the newest o
   }
 
   /** Opens without writing anything (so the store stays as it is), capturing error logs. */
-  async function openQuietly(dbPath: string, store: SnapshotStore) {
+  async function openQuietly(dbPath: string, store: SnapshotStore & Leaser) {
     const errors: string[] = [];
     const log = { info() {}, warn() {}, error: (_: object, msg: string) => void errors.push(msg), debug() {} };
     const db = await drizzle({ connection: { url: `file:${dbPath}` }, schema: { notes }, store, log, shutdown: { signals: false } });
     return { db, errors };
   }
 
-  async function expectFallback(store: SnapshotStore, name: string, corrupt: (key: string) => Promise<void>) {
+  async function expectFallback(store: SnapshotStore & Leaser, name: string, corrupt: (key: string) => Promise<void>) {
     const manifest = await twoSnapshots(store, name, 200);
     const [latest, older] = manifest.snapshots as [SnapshotEntry, SnapshotEntry];
     await corrupt(latest.key);

@@ -17,7 +17,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { asc } from 'drizzle-orm';
-import { azureBlobStore, directoryStore, drizzle, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, directoryStore, drizzle, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { notes, schema, tempDir } from '../helpers/fixtures.ts';
 import { startAzurite, type Azurite } from '../helpers/azurite.ts';
 
@@ -109,7 +109,7 @@ async function waitForExit(child: Child, timeoutMs: number) {
 interface StoreCase {
   label: string;
   /** A fresh, empty store for one test: the parent's view of it, plus the env that gives the child the same one. */
-  make(): Promise<{ store: SnapshotStore; env: Record<string, string>; cleanup(): Promise<void> }>;
+  make(): Promise<{ store: SnapshotStore & Leaser; env: Record<string, string>; cleanup(): Promise<void> }>;
 }
 
 const stores: StoreCase[] = [

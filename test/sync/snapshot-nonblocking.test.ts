@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { createClient } from '@libsql/client';
 import { count } from 'drizzle-orm';
-import { azureBlobStore, directoryStore, drizzle, type SnapshotInfo, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, directoryStore, drizzle, type SnapshotInfo, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { CREATE_NOTES, nextEvent, notes, open, schema, tempDir } from '../helpers/fixtures.ts';
 import { startAzurite, type Azurite } from '../helpers/azurite.ts';
 
@@ -75,7 +75,7 @@ async function rowCount(db: { select: Awaited<ReturnType<typeof open>>['select']
  * Opens a copy of the seed on `store`, runs a steady writer, snapshots with flush(), measures the
  * gaps between commits during the snapshot, then closes and restores into a wiped local path.
  */
-async function snapshotWhileWriting(label: string, store: SnapshotStore): Promise<void> {
+async function snapshotWhileWriting(label: string, store: SnapshotStore & Leaser): Promise<void> {
   const dir = await tempDir(`nonblocking-${label}`);
   try {
     const dbPath = join(dir.path, 'app.db');
