@@ -7,12 +7,11 @@ import type { ChunkKeys } from './chunks/encryption.ts';
 import type { WriterLease } from './lease.ts';
 import { latestSnapshot, type SnapshotEntry } from './manifest.ts';
 import { downloadFirstVerifying, installFile, readHead, type RemoteHead } from './restore.ts';
-import type { RetryPolicy } from './retry.ts';
 
 export interface FollowerOptions {
+  /** A retrying store (`retrying()`). */
   store: SnapshotStore;
   dbPath: string;
-  retry: RetryPolicy;
   log: SyncLogger;
   pollMs: number;
   client: CountingClient;
@@ -84,7 +83,7 @@ export class ReplicaFollower {
           if (!isSyncError(error, 'LEASE_HELD')) throw error;
         }
       }
-      const head = await readHead(store, this.#o.retry, log);
+      const head = await readHead(store);
       if (head) await this.#catchUp(head);
       if (this.#stopped) return;
       if (lease?.state === 'held' && head) {
@@ -104,7 +103,7 @@ export class ReplicaFollower {
     const local = this.#o.local();
     if (!latest || (local.seq === head.manifest.seq && local.generation === head.manifest.generation)) return;
     const started = performance.now();
-    const { entry } = await downloadFirstVerifying(this.#o.store, head.manifest.snapshots, this.#o.dbPath, this.#o.retry, this.#o.log, {
+    const { entry } = await downloadFirstVerifying(this.#o.store, head.manifest.snapshots, this.#o.dbPath, this.#o.log, {
       install: (path) => this.#swap(path),
       keys: this.#o.keys,
       base: this.#o.dbPath, // the replica's file holds the previous snapshot: fetch only what changed
