@@ -5,7 +5,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { migrate } from 'drizzle-orm/libsql/migrator';
-import { drizzle, storeFromEnv, type BlobDatabase, type DrizzleBlobConfig, type RestoreMode, type Role, type SnapshotOptions, type SnapshotStore, type SyncLogger } from 'drizzle-libsql-blob';
+import { drizzle, storeFromEnv, type BlobDatabase, type DrizzleBlobConfig, type RestoreMode, type Role, type SnapshotOptions, type Leaser, type SnapshotStore, type SyncLogger } from 'drizzle-libsql-blob';
 import { documents } from '../schema/documents.ts';
 import { runSeeds, type SeedReport } from '../seeds/runner.ts';
 

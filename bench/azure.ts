@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import { eq } from 'drizzle-orm';
-import { azureBlobStore, type SnapshotStore } from './lib.ts';
+import { azureBlobStore, type Leaser, type SnapshotStore } from './lib.ts';
 import { documents } from '../schema/documents.ts';
 import type { Dataset } from './dataset.ts';
 import { copyDb, NO_AUTO_SNAPSHOT, openOurs, type AnyDb } from './drivers.ts';

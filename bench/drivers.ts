@@ -11,7 +11,7 @@ import { drizzle as drizzleBetter } from 'drizzle-orm/better-sqlite3';
 import { drizzle as drizzleLibsql } from 'drizzle-orm/libsql';
 import { sql } from 'drizzle-orm';
 import type { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core';
-import { drizzle, type BlobDatabase, type SnapshotOptions, type SnapshotStore, type SyncLogger } from './lib.ts';
+import { drizzle, type BlobDatabase, type SnapshotOptions, type Leaser, type SnapshotStore, type SyncLogger } from './lib.ts';
 import { documents } from '../schema/documents.ts';
 
 export const schema = { documents };

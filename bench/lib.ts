@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import type * as Lib from '../src/index.ts';
 import { CACHE_DIR } from './dataset.ts';
 
-export type { BlobDatabase, SnapshotOptions, SnapshotStore, SyncLogger } from '../src/index.ts';
+export type { BlobDatabase, Leaser, SnapshotOptions, SnapshotStore, SyncLogger } from '../src/index.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 

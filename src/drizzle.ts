@@ -11,6 +11,7 @@ import { SyncError, findSyncError } from './errors.ts';
 import { SyncMetrics, metricAttributes } from './telemetry/metrics.ts';
 import { resolveLogger, type SyncLogOption } from './log.ts';
 import { storeFromEnv } from './store/from-env.ts';
+import { retrying } from './store/retrying-store.ts';
 import type { SnapshotStore } from './store/store.ts';
 import type { RestoreMode } from './sync/restore.ts';
 import { startUp, type StartupResult } from './sync/startup.ts';
@@ -86,7 +87,7 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   if (keys && resolved.mode !== 'incremental') {
     throw new SyncError('CONFIG', "Encryption applies to incremental snapshots: set snapshot.mode: 'incremental' (or remove the key).");
   }
-  const store = givenStore ?? storeFromEnv();
+  const store = retrying(givenStore ?? storeFromEnv(), resolved.retry, log);
   const { dbPath } = resolved;
   mkdirSync(dirname(dbPath), { recursive: true });
   const telemetry = metrics === false ? undefined : new SyncMetrics({ meter: metrics?.meter, attributes: metricAttributes(store.location, dbPath) });
@@ -114,7 +115,7 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
 
   let started: StartupResult;
   try {
-    started = await startUp({ store, dbPath, mode: resolved.restore, role: resolved.role, target: resolved.restoreTarget, retry: resolved.retry, log, keys, sidecar, previous, lease });
+    started = await startUp({ store, dbPath, mode: resolved.restore, role: resolved.role, target: resolved.restoreTarget, log, keys, sidecar, previous, lease });
   } catch (error) {
     restoreFailed(error);
     await lease?.release();
@@ -135,7 +136,6 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
         dbPath,
         codec: resolved.codec,
         retention: resolved.retention,
-        retry: resolved.retry,
         log,
         lease: lease!,
         mode: resolved.mode,
@@ -163,7 +163,7 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
       signals: resolved.signals,
       log,
       storeLocation: store.location,
-      verifyLatest: () => verifyLatest(store, { encryption, tempDir: dirname(dbPath), retry: resolved.retry, log }),
+      verifyLatest: () => verifyLatest(store, { encryption, tempDir: dirname(dbPath), log }),
     },
     sidecar,
     started.role,
@@ -179,7 +179,6 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
         follower: new ReplicaFollower({
           store,
           dbPath,
-          retry: resolved.retry,
           log,
           pollMs: resolved.replicaPollMs,
           client,

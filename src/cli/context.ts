@@ -7,7 +7,9 @@ import { databasePath } from '../config.ts';
 import { SyncError } from '../errors.ts';
 import { directoryStore } from '../store/directory-store.ts';
 import { storeFromEnv } from '../store/from-env.ts';
+import { retrying } from '../store/retrying-store.ts';
 import type { SnapshotStore } from '../store/store.ts';
+import { DEFAULT_RETRY, type RetryPolicy } from '../sync/retry.ts';
 import type { GlobalOptions } from './args.ts';
 import type { Output } from './output.ts';
 
@@ -55,7 +57,11 @@ export function selectDatabase(options: Pick<GlobalOptions, 'db'>, env: Env = pr
   return databasePath(url);
 }
 
+/** Every store call the CLI makes is retried with this (transient failures only). */
+export const CLI_RETRY: RetryPolicy = DEFAULT_RETRY;
+
 export interface CliContext {
+  /** The selected store, retrying (`retrying()`, CLI_RETRY): commands call it plainly. */
   store: SnapshotStore;
   storeSource: string;
   /** Resolved on first use, so commands that do not need the file never fail on a bad DATABASE_URL. */
@@ -66,5 +72,5 @@ export interface CliContext {
 export function createContext(options: GlobalOptions, out: Output, env: Env = process.env): CliContext {
   const { store, source } = selectStore(options, env);
   let dbPath: string | undefined;
-  return { store, storeSource: source, out, dbPath: () => (dbPath ??= selectDatabase(options, env)) };
+  return { store: retrying(store, CLI_RETRY, out.log), storeSource: source, out, dbPath: () => (dbPath ??= selectDatabase(options, env)) };
 }

@@ -1,11 +1,11 @@
 /**
- * Transfer progress for long downloads and uploads: a thin wrapper over a `SnapshotStore` that counts
+ * Transfer progress for long downloads and uploads: a thin wrapper over a `ObjectStore` that counts
  * the bytes flowing through `download()`, printing throttled lines such as
  * `seq 12: 45.0/120.3 MB (37%) 80.1 MB/s` and a final line per transfer. `uploadFile()` reads the file
  * itself, so an upload gets a start and an end line only.
  */
 import { stat } from 'node:fs/promises';
-import type { SnapshotStore } from '../store/store.ts';
+import type { ObjectStore } from '../store/store.ts';
 import type { SnapshotEntry } from '../sync/manifest.ts';
 import { formatDuration, formatMB } from './format.ts';
 
@@ -64,12 +64,12 @@ function uploadLabel(key: string): string {
  * `describe(key)` names the object being downloaded (undefined: count silently). A retried download
  * calls `download()` again and starts a fresh meter.
  */
-export function withProgress(
-  store: SnapshotStore,
+export function withProgress<S extends ObjectStore>(
+  store: S,
   describe: (key: string) => TransferLabel | undefined,
   print: (line: string) => void,
   intervalMs = 500,
-): SnapshotStore {
+): S {
   async function* download(key: string): AsyncIterable<Buffer> {
     const what = describe(key);
     const meter = what && what.total >= MIN_BYTES ? new ProgressMeter(what, print, intervalMs) : undefined;
@@ -109,7 +109,7 @@ export function chunkProgress(ctx: { out: { quiet: boolean; progress(line: strin
 }
 
 /** The context's store, with progress lines for these snapshots' downloads (none with --quiet). */
-export function progressStore(ctx: { store: SnapshotStore; out: { quiet: boolean; progress(line: string): void } }, entries: readonly SnapshotEntry[] = []): SnapshotStore {
+export function progressStore<S extends ObjectStore>(ctx: { store: S; out: { quiet: boolean; progress(line: string): void } }, entries: readonly SnapshotEntry[] = []): S {
   if (ctx.out.quiet) return ctx.store;
   const byKey = new Map(entries.map((e) => [e.key, { label: `seq ${e.seq}`, total: e.compressedBytes }]));
   return withProgress(ctx.store, (key) => byKey.get(key), (line) => ctx.out.progress(line));

@@ -13,7 +13,7 @@ import { SyncError } from '../errors.ts';
 import type { CliContext } from './context.ts';
 import { formatBytes, table } from './format.ts';
 import { chunkProgress, progressStore } from './progress.ts';
-import { CLI_RETRY, readRemote } from './remote.ts';
+import { readRemote } from './remote.ts';
 
 export interface RebuildManifestOptions {
   dryRun: boolean;
@@ -24,7 +24,7 @@ const OUTCOME_TEXT: Record<RebuildFinding['outcome'], string> = { verified: 'ok'
 
 export async function rebuildManifestCommand(ctx: CliContext, options: RebuildManifestOptions): Promise<number> {
   const { store, out } = ctx;
-  const existing = await readRemote(store, out.log);
+  const existing = await readRemote(store);
   if (existing) {
     throw new SyncError(
       'CONFLICT',
@@ -35,13 +35,12 @@ export async function rebuildManifestCommand(ctx: CliContext, options: RebuildMa
   // Encrypted incremental snapshots: the key comes from SNAPSHOT_ENCRYPTION_KEY, as for the app and `restore`.
   const keys = await resolveChunkKeys(undefined);
   const result = await rebuildManifest(store, {
-    retry: CLI_RETRY,
     log: out.log,
     keys,
     ...(options.tempDir === undefined ? {} : { tempDir: options.tempDir }),
     verify: async (entry: SnapshotEntry, path: string) => {
       const meter = chunkProgress(ctx, entry);
-      await downloadSnapshot(progressStore(ctx, [entry]), entry, path, CLI_RETRY, out.log, {
+      await downloadSnapshot(progressStore(ctx, [entry]), entry, path, {
         keys: entry.keyId ? keys : undefined,
         ...(meter ? { onProgress: (bytes: number) => meter.add(bytes) } : {}),
       });
@@ -55,7 +54,7 @@ export async function rebuildManifestCommand(ctx: CliContext, options: RebuildMa
 
   const { manifest, findings, unrecognized, chunkObjects } = result;
   const skipped = findings.filter((f) => f.outcome === 'skipped');
-  const etag = options.dryRun ? null : (await publishRebuiltManifest(store, manifest, CLI_RETRY, out.log)).etag;
+  const etag = options.dryRun ? null : (await publishRebuiltManifest(store, manifest)).etag;
 
   out.result({
     store: store.location,

@@ -1,16 +1,12 @@
 /**
- * Reads the store's manifest for the CLI: the library's own decoding and retries, plus whether the
+ * Reads the store's manifest for the CLI: the library's own decoding (the context's store retries), plus whether the
  * writer lease on it is held. Read-only: nothing here writes to the store.
  */
 import { SyncError } from '../errors.ts';
-import type { SyncLogger } from '../log.ts';
-import type { SnapshotStore } from '../store/store.ts';
+import type { ObjectStore } from '../store/store.ts';
 import { MANIFEST_KEY, decodeManifest, selectSnapshot, type Manifest, type SnapshotEntry } from '../sync/manifest.ts';
-import { DEFAULT_RETRY, withRetry, type RetryPolicy } from '../sync/retry.ts';
 import type { SnapshotSelector } from './args.ts';
 import type { CliContext } from './context.ts';
-
-export const CLI_RETRY: RetryPolicy = DEFAULT_RETRY;
 
 export interface RemoteState {
   manifest: Manifest;
@@ -20,16 +16,16 @@ export interface RemoteState {
 }
 
 /** null: the store has no manifest at all (nothing was ever published there). */
-export async function readRemote(store: SnapshotStore, log: SyncLogger): Promise<RemoteState | null> {
-  const object = await withRetry('read manifest', () => store.readSmall(MANIFEST_KEY), CLI_RETRY, (m) => log.warn({ store: store.location }, m));
+export async function readRemote(store: ObjectStore): Promise<RemoteState | null> {
+  const object = await store.readSmall(MANIFEST_KEY);
   if (object === null) return null;
   return { manifest: decodeManifest(object.body, store.location), etag: object.etag, leased: object.leased };
 }
 
 /** The manifest, which must list at least one snapshot: otherwise `NO_BACKUP`, naming where we looked. */
 export async function readBackups(ctx: CliContext): Promise<RemoteState> {
-  const { store, storeSource, out } = ctx;
-  const remote = await readRemote(store, out.log);
+  const { store, storeSource } = ctx;
+  const remote = await readRemote(store);
   const where = `${store.location} (chosen by ${storeSource})`;
   if (remote === null) throw new SyncError('NO_BACKUP', `No backup at ${where}: it holds no ${MANIFEST_KEY}. Check the store settings, or pass --backup-dir / --prefix.`);
   if (remote.manifest.snapshots.length === 0) throw new SyncError('NO_BACKUP', `No snapshot at ${where} yet: its ${MANIFEST_KEY} lists none (a writer started but never published).`);

@@ -19,7 +19,7 @@ import type { SnapshotSelector } from './args.ts';
 import type { CliContext } from './context.ts';
 import { formatBytes, formatDuration } from './format.ts';
 import { chunkProgress, progressStore } from './progress.ts';
-import { CLI_RETRY, pick, readBackups } from './remote.ts';
+import { pick, readBackups } from './remote.ts';
 
 export interface RestoreOptions {
   select: SnapshotSelector;
@@ -47,7 +47,7 @@ export async function restore(ctx: CliContext, options: RestoreOptions): Promise
   const started = performance.now();
   // Encrypted incremental snapshots: the key comes from SNAPSHOT_ENCRYPTION_KEY, as for the app.
   const meter = chunkProgress(ctx, entry!);
-  const timing = await downloadSnapshot(progressStore(ctx, [entry!]), entry!, target, CLI_RETRY, out.log, {
+  const timing = await downloadSnapshot(progressStore(ctx, [entry!]), entry!, target, {
     keys: await resolveChunkKeys(undefined),
     ...(meter ? { onProgress: (bytes: number) => meter.add(bytes) } : {}),
   });

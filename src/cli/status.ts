@@ -24,7 +24,7 @@ function localReport(dbPath: string, location: string): LocalReport {
 
 export async function status(ctx: CliContext): Promise<number> {
   const { store, out } = ctx;
-  const remote = await readRemote(store, out.log);
+  const remote = await readRemote(store);
   const local = localReport(ctx.dbPath(), store.location);
   const latest = remote ? latestSnapshot(remote.manifest) : undefined;
   const now = Date.now();

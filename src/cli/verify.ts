@@ -16,7 +16,7 @@ import type { SnapshotSelector } from './args.ts';
 import type { CliContext } from './context.ts';
 import { formatBytes, formatDuration, table } from './format.ts';
 import { chunkProgress, progressStore } from './progress.ts';
-import { CLI_RETRY, pick, readBackups } from './remote.ts';
+import { pick, readBackups } from './remote.ts';
 
 export interface VerifyOptions {
   select: SnapshotSelector;
@@ -80,7 +80,7 @@ async function drill(ctx: CliContext, store: CliContext['store'], entry: Snapsho
   const base = { seq: entry.seq, createdAt: entry.createdAt, key: entry.key, bytes: entry.bytes };
   try {
     const meter = chunkProgress(ctx, entry);
-    await downloadSnapshot(store, entry, path, CLI_RETRY, ctx.out.log, {
+    await downloadSnapshot(store, entry, path, {
       keys: await resolveChunkKeys(undefined),
       ...(meter ? { onProgress: (bytes: number) => meter.add(bytes) } : {}),
     });

@@ -79,7 +79,7 @@ export function azureBlobStore(options: AzureBlobStoreOptions): SnapshotStore {
   }
   const prefix = normalizePrefix(options.prefix);
 
-  // The core wraps every store call in its own p-retry, so the SDK retries only briefly to ride out a
+  // The core wraps the store in retrying() (p-retry, src/store/retrying-store.ts), so the SDK retries only briefly to ride out a
   // blip; long outages surface quickly as transient STORE_UNREACHABLE for the core to schedule.
   // tryTimeoutInMs is only the server-side `timeout=` parameter: the client-side bound is the watchdog below.
   const pipelineOptions = (): StoragePipelineOptions => ({

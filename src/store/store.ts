@@ -24,7 +24,8 @@ export interface SmallObject {
  */
 export type WriteCondition = ({ ifMatch: string } | { ifNoneMatch: '*' }) & { leaseId?: string };
 
-export interface SnapshotStore {
+/** Objects only: what reading and writing snapshots needs (the CLI, restores, the snapshotter). */
+export interface ObjectStore {
   /** Human-readable location for logs and error messages (never contains secrets). */
   readonly location: string;
 
@@ -39,18 +40,6 @@ export interface SnapshotStore {
 
   /** Conditionally writes a small object; throws `CONFLICT` when the condition does not hold. */
   writeSmall(key: string, body: Buffer, condition: WriteCondition): Promise<{ etag: string }>;
-
-  /**
-   * Takes (or, with the same id, re-takes) an exclusive lease on an existing object for `durationSec`
-   * (15-60). Throws `LEASE_HELD` while another id holds an unexpired lease, `NOT_FOUND` if absent.
-   */
-  acquireLease(key: string, leaseId: string, durationSec: number): Promise<void>;
-
-  /** Extends our lease; throws `LEASE_LOST` when it is no longer ours (broken, or expired and taken). */
-  renewLease(key: string, leaseId: string): Promise<void>;
-
-  /** Gives the lease up so another instance can take it at once; releasing a lease we lost is not an error. */
-  releaseLease(key: string, leaseId: string): Promise<void>;
 
   /** Uploads a small in-memory object (a chunk, an index) unconditionally. */
   uploadBuffer(key: string, body: Buffer): Promise<void>;
@@ -76,3 +65,29 @@ export interface SnapshotStore {
   /** Lists objects whose key starts with `prefix`. */
   list(prefix: string): Promise<StoredObject[]>;
 }
+
+/**
+ * Exclusive leases on an object of the same store (the writer lease on the manifest), kept apart from
+ * the object operations as Litestream keeps `Leaser` apart from `ReplicaClient`: reading and writing
+ * objects (the CLI, a restore drill, retries) never needs them, and lease calls are never retried
+ * blindly (`WriterLease` decides what a failed renewal means). Both built-in stores implement both.
+ */
+export interface Leaser {
+  /** Human-readable location for logs and error messages (never contains secrets). */
+  readonly location: string;
+
+  /**
+   * Takes (or, with the same id, re-takes) an exclusive lease on an existing object for `durationSec`
+   * (15-60). Throws `LEASE_HELD` while another id holds an unexpired lease, `NOT_FOUND` if absent.
+   */
+  acquireLease(key: string, leaseId: string, durationSec: number): Promise<void>;
+
+  /** Extends our lease; throws `LEASE_LOST` when it is no longer ours (broken, or expired and taken). */
+  renewLease(key: string, leaseId: string): Promise<void>;
+
+  /** Gives the lease up so another instance can take it at once; releasing a lease we lost is not an error. */
+  releaseLease(key: string, leaseId: string): Promise<void>;
+}
+
+/** What `drizzle()` takes as `store`: objects and the writer lease. Both built-in stores are one. */
+export type SnapshotStore = ObjectStore & Leaser;

@@ -1,6 +1,6 @@
 import { SyncError, errorMessage, isSyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
-import type { SnapshotStore } from '../store/store.ts';
+import type { Leaser, ObjectStore } from '../store/store.ts';
 import { EMPTY_MANIFEST, MANIFEST_KEY, encodeManifest } from './manifest.ts';
 
 /**
@@ -16,9 +16,12 @@ export function leaseRenewalOverdue(renewedAt: number, durationSec: number, now:
   return now - renewedAt > (durationSec * 1000) / 2;
 }
 
+/** The lease calls, plus the one write that creates an empty manifest on a new store (only an existing object can be leased). */
+export type LeaseStore = Leaser & Pick<ObjectStore, 'writeSmall'>;
+
 export class WriterLease {
   readonly id: string;
-  readonly #store: SnapshotStore;
+  readonly #store: LeaseStore;
   readonly #durationSec: number;
   readonly #log: SyncLogger;
   readonly #onLost: (error: SyncError) => void;
@@ -26,7 +29,7 @@ export class WriterLease {
   #renewedAt = 0;
   #state: 'held' | 'lost' | 'released' = 'released';
 
-  constructor(options: { store: SnapshotStore; id: string; durationSec: number; log: SyncLogger; onLost: (error: SyncError) => void }) {
+  constructor(options: { store: LeaseStore; id: string; durationSec: number; log: SyncLogger; onLost: (error: SyncError) => void }) {
     this.#store = options.store;
     this.id = options.id;
     this.#durationSec = options.durationSec;

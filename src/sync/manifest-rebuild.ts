@@ -14,11 +14,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SyncError, errorMessage, findSyncError, isSyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
-import type { SnapshotStore, StoredObject } from '../store/store.ts';
+import type { ObjectStore, StoredObject } from '../store/store.ts';
 import { CODECS, decodeToFile, fileExtension, type Codec } from './codec.ts';
 import { MANIFEST_KEY, decodeManifest, encodeManifest, type Manifest, type SnapshotEntry } from './manifest.ts';
 import { downloadSnapshot } from './restore.ts';
-import { withRetry, type RetryPolicy } from './retry.ts';
+import { DEFAULT_RETRY, type RetryPolicy } from './retry.ts';
+import { retrying, retryWhole } from '../store/retrying-store.ts';
 import { rootHash } from './chunks/chunk-codec.ts';
 import { CHUNK_PREFIX, decodeChunkIndex } from './chunks/chunk-index.ts';
 import type { ChunkKeys } from './chunks/encryption.ts';
@@ -105,7 +106,8 @@ export interface RebuildResult {
 }
 
 export interface RebuildOptions {
-  retry: RetryPolicy;
+  /** For a store that is not retrying yet (the CLI's is): default `DEFAULT_RETRY`. */
+  retry?: RetryPolicy;
   log: SyncLogger;
   /** Keys for encrypted chunked snapshots; an encrypted snapshot without the right key is a CONFIG error. */
   keys?: ChunkKeys | undefined;
@@ -124,9 +126,10 @@ export interface RebuildOptions {
 }
 
 /** Reads what a full snapshot's entry needs (raw size, sha256) by decoding it; its blob metadata is not exposed by the store interface. */
-async function measureFull(store: SnapshotStore, candidate: SnapshotCandidate, path: string, retry: RetryPolicy, log: SyncLogger): Promise<SnapshotEntry> {
+async function measureFull(store: ObjectStore, candidate: SnapshotCandidate, path: string): Promise<SnapshotEntry> {
   try {
-    const decoded = await withRetry(`read ${candidate.key}`, () => decodeToFile(store.download(candidate.key), path, candidate.codec, candidate.key), retry, (m) => log.warn({ key: candidate.key }, m));
+    // A decoded stream cannot resume: one that breaks mid-way restarts as a whole.
+    const decoded = await retryWhole(store, `read ${candidate.key}`, () => decodeToFile(store.download(candidate.key), path, candidate.codec, candidate.key));
     return {
       seq: candidate.seq,
       generation: candidate.generation,
@@ -143,8 +146,8 @@ async function measureFull(store: SnapshotStore, candidate: SnapshotCandidate, p
 }
 
 /** A chunked snapshot's entry from its chunk index (the root hash is what `downloadSnapshot` checks the index against). */
-async function measureChunked(store: SnapshotStore, candidate: SnapshotCandidate, retry: RetryPolicy, log: SyncLogger): Promise<SnapshotEntry> {
-  const object = await withRetry(`read ${candidate.key}`, () => store.readSmall(candidate.key), retry, (m) => log.warn({ key: candidate.key }, m));
+async function measureChunked(store: ObjectStore, candidate: SnapshotCandidate): Promise<SnapshotEntry> {
+  const object = await store.readSmall(candidate.key);
   if (!object) throw new SyncError('NOT_FOUND', `The chunk index ${candidate.key} disappeared while rebuilding.`);
   const index = decodeChunkIndex(object.body, candidate.key);
   return {
@@ -173,11 +176,12 @@ function skippable(error: unknown): boolean {
  * `history`). Writes nothing to the store. Throws NO_BACKUP when there is no snapshot object at all,
  * SNAPSHOT_CORRUPT when none verifies.
  */
-export async function rebuildManifest(store: SnapshotStore, options: RebuildOptions): Promise<RebuildResult> {
-  const { retry, log, keys } = options;
+export async function rebuildManifest(given: ObjectStore, options: RebuildOptions): Promise<RebuildResult> {
+  const { log, keys } = options;
+  const store = retrying(given, options.retry ?? DEFAULT_RETRY, log);
   const history = options.history ?? DEFAULT_HISTORY;
-  const listed = await withRetry('list snapshots', () => store.list(SNAPSHOT_PREFIX), retry, (m) => log.warn({ store: store.location }, m));
-  const chunkObjects = (await withRetry('list chunks', () => store.list(CHUNK_PREFIX), retry, (m) => log.warn({ store: store.location }, m))).length;
+  const listed = await store.list(SNAPSHOT_PREFIX);
+  const chunkObjects = (await store.list(CHUNK_PREFIX)).length;
   const { candidates, unrecognized } = orderCandidates(listed);
   if (candidates.length === 0) {
     throw new SyncError(
@@ -190,7 +194,7 @@ export async function rebuildManifest(store: SnapshotStore, options: RebuildOpti
 
   // Encrypted entries get the keys; plain ones none (a configured key must not make a plain snapshot look corrupt).
   const verify =
-    options.verify ?? ((entry: SnapshotEntry, path: string) => downloadSnapshot(store, entry, path, retry, log, { keys: entry.keyId ? keys : undefined }));
+    options.verify ?? ((entry: SnapshotEntry, path: string) => downloadSnapshot(store, entry, path, { keys: entry.keyId ? keys : undefined }));
   const dir = await mkdtemp(join(resolve(options.tempDir ?? tmpdir()), 'dlb-rebuild-'));
   const findings: RebuildFinding[] = [];
   const verified: SnapshotEntry[] = [];
@@ -212,7 +216,7 @@ export async function rebuildManifest(store: SnapshotStore, options: RebuildOpti
       }
       const path = join(dir, `seq-${candidate.seq}.db`);
       try {
-        const entry = candidate.kind === 'chunks' ? await measureChunked(store, candidate, retry, log) : await measureFull(store, candidate, path, retry, log);
+        const entry = candidate.kind === 'chunks' ? await measureChunked(store, candidate) : await measureFull(store, candidate, path);
         await verify(entry, path);
         verified.push(entry);
         report({ ...base, outcome: 'verified', reason: null, entry });
@@ -243,12 +247,13 @@ export async function rebuildManifest(store: SnapshotStore, options: RebuildOpti
 
 /**
  * Publishes a rebuilt manifest, create-only (`ifNoneMatch: '*'`): a manifest that appeared meanwhile (a
- * writer started, someone put the old one back) is never replaced.
+ * writer started, someone put the old one back) is never replaced. `store` retrying (the CLI's is):
+ * a retried write whose first attempt landed comes back CONFLICT and is recognized below.
  */
-export async function publishRebuiltManifest(store: SnapshotStore, manifest: Manifest, retry: RetryPolicy, log: SyncLogger): Promise<{ etag: string }> {
+export async function publishRebuiltManifest(store: ObjectStore, manifest: Manifest): Promise<{ etag: string }> {
   const body = encodeManifest(manifest);
   try {
-    return await withRetry('publish rebuilt manifest', () => store.writeSmall(MANIFEST_KEY, body, { ifNoneMatch: '*' }), retry, (m) => log.warn({ store: store.location }, m));
+    return await store.writeSmall(MANIFEST_KEY, body, { ifNoneMatch: '*' });
   } catch (error) {
     if (!isSyncError(error, 'CONFLICT')) throw error;
     // A retried write whose first attempt landed (response lost) finds its own manifest: that is success.

@@ -2,17 +2,16 @@ import type { Client } from '@libsql/client';
 import type { CountingClient } from '../client/counting-client.ts';
 import { errorMessage, isSyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
-import type { SnapshotStore } from '../store/store.ts';
+import type { ObjectStore } from '../store/store.ts';
 import type { ChunkKeys } from './chunks/encryption.ts';
 import type { WriterLease } from './lease.ts';
 import { latestSnapshot, type SnapshotEntry } from './manifest.ts';
 import { downloadFirstVerifying, installFile, readHead, type RemoteHead } from './restore.ts';
-import type { RetryPolicy } from './retry.ts';
 
 export interface FollowerOptions {
-  store: SnapshotStore;
+  /** A retrying store (`retrying()`). */
+  store: ObjectStore;
   dbPath: string;
-  retry: RetryPolicy;
   log: SyncLogger;
   pollMs: number;
   client: CountingClient;
@@ -92,7 +91,7 @@ export class ReplicaFollower {
           if (!isSyncError(error, 'LEASE_HELD')) throw error;
         }
       }
-      const head = await readHead(store, this.#o.retry, log);
+      const head = await readHead(store);
       if (head) await this.#catchUp(head);
       if (this.#stopped) return;
       if (lease?.state === 'held' && head) {
@@ -112,7 +111,7 @@ export class ReplicaFollower {
     const local = this.#o.local();
     if (!latest || (local.seq === head.manifest.seq && local.generation === head.manifest.generation)) return;
     const started = performance.now();
-    const { entry } = await downloadFirstVerifying(this.#o.store, head.manifest.snapshots, this.#o.dbPath, this.#o.retry, this.#o.log, {
+    const { entry } = await downloadFirstVerifying(this.#o.store, head.manifest.snapshots, this.#o.dbPath, this.#o.log, {
       install: (path) => this.#swap(path),
       keys: this.#o.keys,
       base: this.#o.dbPath, // the replica's file holds the previous snapshot: fetch only what changed

@@ -5,9 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SyncError, isSyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
-import type { SnapshotStore } from '../store/store.ts';
+import type { ObjectStore } from '../store/store.ts';
 import { MANIFEST_KEY, decodeManifest, latestSnapshot, type Manifest, type SnapshotEntry } from './manifest.ts';
-import { DEFAULT_RETRY, withRetry, type RetryPolicy } from './retry.ts';
+import { DEFAULT_RETRY, type RetryPolicy } from './retry.ts';
+import { retrying, retryWhole } from '../store/retrying-store.ts';
 import { startWorkerJob, type WorkerSuccess } from './run-in-worker.ts';
 import { rootHash } from './chunks/chunk-codec.ts';
 import { chunkKey, chunkPositions, decodeChunkIndex } from './chunks/chunk-index.ts';
@@ -27,8 +28,8 @@ export interface SkippedSnapshot {
   message: string;
 }
 
-export async function readHead(store: SnapshotStore, retry: RetryPolicy, log: SyncLogger): Promise<RemoteHead | null> {
-  const object = await withRetry('read manifest', () => store.readSmall(MANIFEST_KEY), retry, (m) => log.warn({ store: store.location }, m));
+export async function readHead(store: ObjectStore): Promise<RemoteHead | null> {
+  const object = await store.readSmall(MANIFEST_KEY);
   if (object === null) return null;
   return { etag: object.etag, manifest: decodeManifest(object.body, store.location) };
 }
@@ -38,17 +39,16 @@ export async function readHead(store: SnapshotStore, retry: RetryPolicy, log: Sy
  * other failure (unreachable, auth) stops the restore: the app must not start on a guess.
  */
 export async function downloadFirstVerifying(
-  store: SnapshotStore,
+  store: ObjectStore,
   candidates: SnapshotEntry[],
   dbPath: string,
-  retry: RetryPolicy,
   log: SyncLogger,
   options: DownloadOptions = {},
 ): Promise<{ entry: SnapshotEntry; skipped: SkippedSnapshot[]; info: { downloadMs: number; verifyMs: number } }> {
   const skipped: SkippedSnapshot[] = [];
   for (const entry of candidates) {
     try {
-      const info = await downloadSnapshot(store, entry, dbPath, retry, log, options);
+      const info = await downloadSnapshot(store, entry, dbPath, options);
       if (skipped.length > 0) {
         log.error({ restoredSeq: entry.seq, skipped }, `RESTORED AN OLDER SNAPSHOT (seq ${entry.seq}): ${skipped.length} newer snapshot(s) failed verification`);
       }
@@ -89,7 +89,7 @@ const CHUNK_CONCURRENCY = 8;
  * that verifies each against its address and writes it at its offsets, then runs quick_check.
  */
 async function assembleInWorker(
-  store: SnapshotStore,
+  store: ObjectStore,
   entry: SnapshotEntry,
   path: string,
   { keys, base, onProgress }: Pick<DownloadOptions, 'keys' | 'base' | 'onProgress'>,
@@ -143,7 +143,7 @@ function checkKey(entry: SnapshotEntry, keys: ChunkKeys | undefined, location: s
 }
 
 /** The main thread downloads; a worker (started at once, in parallel) decodes, hashes and quick_checks. */
-async function streamIntoWorker(store: SnapshotStore, entry: SnapshotEntry, path: string): Promise<WorkerSuccess> {
+async function streamIntoWorker(store: ObjectStore, entry: SnapshotEntry, path: string): Promise<WorkerSuccess> {
   const expected = { compressedBytes: entry.compressedBytes, bytes: entry.bytes, sha256: entry.sha256 };
   const job = startWorkerJob({ op: 'restore', path, codec: entry.codec, label: entry.key, expected });
   try {
@@ -158,14 +158,13 @@ async function streamIntoWorker(store: SnapshotStore, entry: SnapshotEntry, path
 
 /**
  * Streams a snapshot from the store into a decoding worker (download and decompression overlap), which
- * verifies it (sizes, sha256, quick_check); then atomically moves it into place.
+ * verifies it (sizes, sha256, quick_check); then atomically moves it into place. A download that
+ * breaks mid-stream restarts as a whole (`retryWhole`: the worker already consumed its bytes).
  */
 export async function downloadSnapshot(
-  store: SnapshotStore,
+  store: ObjectStore,
   entry: SnapshotEntry,
   dbPath: string,
-  retry: RetryPolicy,
-  log: SyncLogger,
   options: DownloadOptions = {},
 ): Promise<{ downloadMs: number; verifyMs: number }> {
   const restoredPath = `${dbPath}.restore-${randomBytes(4).toString('hex')}.db`;
@@ -173,7 +172,7 @@ export async function downloadSnapshot(
   try {
     const t0 = performance.now();
     const fetch = () => (entry.kind === 'chunks' ? assembleInWorker(store, entry, restoredPath, options) : streamIntoWorker(store, entry, restoredPath));
-    const decoded = await withRetry(`download ${entry.key}`, fetch, retry, (m) => log.warn({ key: entry.key }, m));
+    const decoded = await retryWhole(store, `download ${entry.key}`, fetch);
     await install(restoredPath);
     return { downloadMs: performance.now() - t0 - decoded.secondStepMs, verifyMs: decoded.secondStepMs };
   } finally {
@@ -194,6 +193,7 @@ export interface VerifyLatestOptions {
   encryption?: EncryptionOptions;
   /** Where the temporary copy goes (removed afterwards). Default the OS temp directory. */
   tempDir?: string;
+  /** For a store that is not retrying yet (a store from `drizzle()` is): default `DEFAULT_RETRY`. */
   retry?: RetryPolicy;
   log?: SyncLogger;
 }
@@ -215,17 +215,16 @@ export interface VerifiedSnapshot {
  * snapshot; rejects with the restore's error (`SNAPSHOT_CORRUPT`, `NOT_FOUND` for a missing object,
  * `CONFIG` for a wrong key, `STORE_*`) when the latest would not restore. No fallback to older ones.
  */
-export async function verifyLatest(store: SnapshotStore, options: VerifyLatestOptions = {}): Promise<VerifiedSnapshot | null> {
-  const retry = options.retry ?? DEFAULT_RETRY;
-  const log = options.log ?? { info() {}, warn() {}, error() {} };
-  const head = await readHead(store, retry, log);
+export async function verifyLatest(given: ObjectStore, options: VerifyLatestOptions = {}): Promise<VerifiedSnapshot | null> {
+  const store = retrying(given, options.retry ?? DEFAULT_RETRY, options.log ?? { info() {}, warn() {}, error() {} });
+  const head = await readHead(store);
   const entry = head && latestSnapshot(head.manifest);
   if (!entry) return null;
   const keys = await resolveChunkKeys(options.encryption);
   const dir = await mkdtemp(join(options.tempDir ?? tmpdir(), 'dlb-verify-'));
   const started = performance.now();
   try {
-    await downloadSnapshot(store, entry, join(dir, 'latest.db'), retry, log, { keys });
+    await downloadSnapshot(store, entry, join(dir, 'latest.db'), { keys });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

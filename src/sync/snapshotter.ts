@@ -2,13 +2,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { open, rm } from 'node:fs/promises';
 import { SyncError, isSyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
-import type { SnapshotStore, StoredObject } from '../store/store.ts';
+import type { ObjectStore, StoredObject } from '../store/store.ts';
 import type { Codec } from './codec.ts';
 import type { SidecarState } from '../local/sidecar.ts';
 import type { WriterLease } from './lease.ts';
 import { MANIFEST_KEY, applyRetention, encodeManifest, isOwnLeftover, latestSnapshot, nextLineage, snapshotKey, type Lineage, type Manifest, type RetentionPolicy, type SnapshotEntry } from './manifest.ts';
 import { readHead, type RemoteHead } from './restore.ts';
-import { withRetry, type RetryPolicy } from './retry.ts';
 import { runInWorker, type WorkerSuccess } from './run-in-worker.ts';
 import { CHUNK_PREFIX, chunkKey, decodeChunkIndex, encodeChunkIndex, type ChunkIndex } from './chunks/chunk-index.ts';
 import type { ChunkKeys } from './chunks/encryption.ts';
@@ -36,11 +35,11 @@ export interface SnapshotInfo {
 }
 
 interface SnapshotterOptions {
-  store: SnapshotStore;
+  /** A retrying store (`retrying()`): every call here is retried there, transient failures only. */
+  store: ObjectStore;
   dbPath: string;
   codec: Codec;
   retention: RetentionPolicy;
-  retry: RetryPolicy;
   log: SyncLogger;
   /** Every manifest write carries its id: the store refuses it once another instance holds the lease. */
   lease: WriterLease;
@@ -87,7 +86,7 @@ export class Snapshotter {
    */
   async snapshot(state: SidecarState, rolledBackTo?: SnapshotEntry['rolledBackTo']): Promise<{ info: SnapshotInfo; entry: SnapshotEntry }> {
     if (this.#o.mode === 'incremental') return this.#snapshotChunks(state, rolledBackTo);
-    const { store, dbPath, codec, log } = this.#o;
+    const { store, dbPath, codec } = this.#o;
     const started = performance.now();
     const tag = randomBytes(6).toString('hex');
     const rawPath = `${dbPath}.snap-${tag}.raw`;
@@ -122,7 +121,7 @@ export class Snapshotter {
         ...(rolledBackTo ? { rolledBackTo } : {}),
       };
       const metadata = { sha256: copy.sha256, bytes: String(copy.rawBytes), seq: String(seq), generation, codec };
-      await withRetry(`upload ${key}`, () => store.uploadFile(key, outPath, metadata), this.#o.retry, (m) => log.warn({ key }, m));
+      await store.uploadFile(key, outPath, metadata);
       uploadedKey = key;
 
       const snapshots = applyRetention([entry, ...(head?.manifest.snapshots ?? [])], this.#o.retention);
@@ -146,7 +145,7 @@ export class Snapshotter {
    * and are deleted once older than the grace period.
    */
   async #snapshotChunks(state: SidecarState, rolledBackTo: SnapshotEntry['rolledBackTo']): Promise<{ info: SnapshotInfo; entry: SnapshotEntry }> {
-    const { store, dbPath, log, retry, chunkSize, keys } = this.#o;
+    const { store, dbPath, chunkSize, keys } = this.#o;
     const started = performance.now();
     const spoolPath = `${dbPath}.snap-${randomBytes(6).toString('hex')}.spool`;
     let indexKey: string | undefined;
@@ -176,7 +175,7 @@ export class Snapshotter {
       indexKey = snapshotKey(generation, seq, 'chunks', randomBytes(4).toString('hex'));
       const index: ChunkIndex = { format: 1, bytes: result.rawBytes, pageSize: result.pageSize, chunkSize, chunks: result.chunks, stored: storedSizes, ...(keys ? { keyId: keys.keyId } : {}) };
       const indexBody = encodeChunkIndex(index);
-      await withRetry(`upload ${indexKey}`, () => store.uploadBuffer(indexKey!, indexBody), retry, (m) => log.warn({ key: indexKey }, m));
+      await store.uploadBuffer(indexKey, indexBody);
       this.#indexes.set(indexKey, index);
       const entry: SnapshotEntry = {
         seq,
@@ -216,8 +215,7 @@ export class Snapshotter {
    * content-addressed). Lifecycle rules that delete `chunks/` by age are therefore unsafe.
    */
   async #storedChunks(): Promise<Map<string, StoredObject>> {
-    const { store, retry, log } = this.#o;
-    const listed = await withRetry(`list ${CHUNK_PREFIX}`, () => store.list(CHUNK_PREFIX), retry, (m) => log.warn({}, m));
+    const listed = await this.#o.store.list(CHUNK_PREFIX);
     return new Map(listed.map((o) => [o.key.slice(CHUNK_PREFIX.length), o]));
   }
 
@@ -233,7 +231,7 @@ export class Snapshotter {
     if (entry.kind !== 'chunks') return undefined;
     const cached = this.#indexes.get(entry.key);
     if (cached) return cached;
-    const object = await withRetry(`read ${entry.key}`, () => this.#o.store.readSmall(entry.key), this.#o.retry, (m) => this.#o.log.warn({ key: entry.key }, m));
+    const object = await this.#o.store.readSmall(entry.key);
     if (!object) return undefined;
     const index = decodeChunkIndex(object.body, entry.key);
     this.#indexes.set(entry.key, index);
@@ -242,7 +240,7 @@ export class Snapshotter {
 
   /** New chunks, read back from the spool a few at a time (memory: chunk size x concurrency). */
   async #uploadFresh(spoolPath: string, fresh: ChunksResult['fresh']): Promise<void> {
-    const { store, retry, log } = this.#o;
+    const { store } = this.#o;
     const file = await open(spoolPath, 'r');
     try {
       const queue = [...fresh];
@@ -251,7 +249,7 @@ export class Snapshotter {
           const body = Buffer.alloc(item.length);
           await file.read(body, 0, item.length, item.offset);
           const key = chunkKey(item.address);
-          await withRetry(`upload ${key}`, () => store.uploadBuffer(key, body), retry, (m) => log.warn({ key }, m));
+          await store.uploadBuffer(key, body);
         }
       };
       await Promise.all(Array.from({ length: UPLOAD_CONCURRENCY }, next));
@@ -311,7 +309,7 @@ export class Snapshotter {
   /** In skip mode the head is read on the first snapshot, and only a head this file descends from is accepted. */
   async #resolveHead(state: SidecarState): Promise<RemoteHead | null> {
     if (this.#head !== undefined) return this.#head;
-    const head = await readHead(this.#o.store, this.#o.retry, this.#o.log);
+    const head = await readHead(this.#o.store);
     if (head && head.manifest.seq > 0 && !(head.manifest.seq === state.seq && head.manifest.generation === state.generation)) {
       throw new SyncError(
         'DIVERGED',
@@ -338,9 +336,10 @@ export class Snapshotter {
   }
 
   async #publish(manifest: Manifest, head: RemoteHead | null): Promise<string> {
-    const { store, retry, log, lease } = this.#o;
+    const { store, lease } = this.#o;
     const condition = head ? { ifMatch: head.etag, leaseId: lease.id } : { ifNoneMatch: '*' as const, leaseId: lease.id };
-    const write = () => withRetry('publish manifest', () => store.writeSmall(MANIFEST_KEY, encodeManifest(manifest), condition), retry, (m) => log.warn({}, m));
+    // Retried by the store on transient failures; a retry whose first attempt landed comes back CONFLICT (below).
+    const write = () => store.writeSmall(MANIFEST_KEY, encodeManifest(manifest), condition);
     try {
       // After an outage the lease may have lapsed (nobody else took it): renew or re-take it first.
       await lease.ensureFresh();
@@ -362,7 +361,7 @@ export class Snapshotter {
       if (!isSyncError(error, 'CONFLICT')) throw error;
       // A retried write (ours or the SDK's) whose first attempt landed with its response lost sees its
       // own manifest as a conflict: the blob key is unique to this attempt, so it tells us apart.
-      const current = await readHead(store, retry, log).catch(() => null);
+      const current = await readHead(store).catch(() => null);
       if (current && latestSnapshot(current.manifest)?.key === latestSnapshot(manifest)?.key) return current.etag;
       // The manifest is leased by us: only a writer holding the lease since could have changed it.
       lease.lost(error);

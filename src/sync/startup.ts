@@ -10,11 +10,10 @@ import { createClient } from '@libsql/client';
 import { SyncError, isSyncError } from '../errors.ts';
 import type { Role } from '../config.ts';
 import type { SyncLogger } from '../log.ts';
-import type { SnapshotStore } from '../store/store.ts';
+import type { ObjectStore } from '../store/store.ts';
 import { changedOutside, newGeneration, type Position, type Sidecar, type SidecarState } from '../local/sidecar.ts';
 import { describeTarget, latestSnapshot, selectSnapshot, type Manifest, type RestoreTarget, type SnapshotEntry } from './manifest.ts';
 import { downloadFirstVerifying, readHead, type RemoteHead, type RestoreMode, type SkippedSnapshot } from './restore.ts';
-import type { RetryPolicy } from './retry.ts';
 import type { ChunkKeys } from './chunks/encryption.ts';
 import type { WriterLease } from './lease.ts';
 import { decideStartup, leaseRequest, type StartupDecision, type StartupFacts } from './startup-decision.ts';
@@ -35,13 +34,12 @@ export interface StartupResult {
 }
 
 export interface StartupOptions {
-  store: SnapshotStore;
+  store: ObjectStore;
   dbPath: string;
   mode: RestoreMode;
   role: Role;
   /** Roll back to this snapshot (once: not again if the manifest records this very roll-back). */
   target: RestoreTarget | undefined;
-  retry: RetryPolicy;
   log: SyncLogger;
   keys: ChunkKeys | undefined;
   /** Already holds this opener's lease id (recorded before the lease is requested). */
@@ -68,7 +66,7 @@ async function hasContent(dbPath: string): Promise<boolean> {
 }
 
 /** What the store holds: a manifest, nothing at all, or snapshot objects without a manifest (never "empty"). */
-async function remoteFacts(store: SnapshotStore, head: RemoteHead | null, target: RestoreTarget | undefined): Promise<StartupFacts['remote']> {
+async function remoteFacts(store: ObjectStore, head: RemoteHead | null, target: RestoreTarget | undefined): Promise<StartupFacts['remote']> {
   if (head) {
     const latest = latestSnapshot(head.manifest);
     return {
@@ -89,7 +87,7 @@ export async function startUp(options: StartupOptions): Promise<StartupResult> {
 
   // 1. The store, before the lease: taking the lease on a store without a manifest creates one.
   const skip = options.mode === 'skip' && options.role !== 'replica';
-  let head = skip ? undefined : await readHead(store, options.retry, log);
+  let head = skip ? undefined : await readHead(store);
   let remote: StartupFacts['remote'] = skip ? { kind: 'not-read' } : await remoteFacts(store, head ?? null, options.target);
 
   // 2. The lease.
@@ -104,7 +102,7 @@ export async function startUp(options: StartupOptions): Promise<StartupResult> {
     }
     // Another writer may have published (and released) between the first read and the lease.
     if (!skip || leaseOutcome !== 'held') {
-      head = await readHead(store, options.retry, log);
+      head = await readHead(store);
       remote = await remoteFacts(store, head, options.target);
     }
   }
@@ -145,7 +143,7 @@ export async function startUp(options: StartupOptions): Promise<StartupResult> {
   const manifest = head!.manifest;
   const candidates = decision.rollback ? olderFrom(manifest, options.target!, store.location) : manifest.snapshots;
   // A local file being replaced may hold most chunks of the snapshot already (a restart on the same disk).
-  const { entry, skipped, info } = await downloadFirstVerifying(store, candidates, dbPath, options.retry, log, {
+  const { entry, skipped, info } = await downloadFirstVerifying(store, candidates, dbPath, log, {
     keys: options.keys,
     ...(localExists ? { base: dbPath } : {}),
   });

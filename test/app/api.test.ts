@@ -12,7 +12,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { createClient } from '@libsql/client';
 import { count, eq } from 'drizzle-orm';
 import type { FastifyInstance } from 'fastify';
-import { directoryStore, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
+import { directoryStore, SyncError, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { openDatabase, type AppDatabase } from '../../app/database.ts';
 import { listQuery } from '../../app/documents-query.ts';
 import { buildApp } from '../../app/server.ts';

@@ -23,7 +23,7 @@
  *   ERROR <code> <message>          (then exit 1)
  * stderr: the library's sync log as JSON lines.
  */
-import { azureBlobStore, findSyncError, type SnapshotStore, type SyncLogger } from 'drizzle-libsql-blob';
+import { azureBlobStore, findSyncError, type Leaser, type SnapshotStore, type SyncLogger } from 'drizzle-libsql-blob';
 import { createInterface } from 'node:readline';
 import { sql } from 'drizzle-orm';
 import { notes, open } from '../helpers/fixtures.ts';

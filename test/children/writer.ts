@@ -14,7 +14,7 @@
  *
  * Sync logs go to stderr as JSON lines; stdout carries only the protocol lines.
  */
-import { azureBlobStore, directoryStore, type SnapshotStore, type SyncLogger } from 'drizzle-libsql-blob';
+import { azureBlobStore, directoryStore, type Leaser, type SnapshotStore, type SyncLogger } from 'drizzle-libsql-blob';
 import { notes, open } from '../helpers/fixtures.ts';
 
 const [dbPath, kText, mode = 'idle'] = process.argv.slice(2);

@@ -12,7 +12,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createClient } from '@libsql/client';
-import { azureBlobStore, directoryStore, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, directoryStore, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { startAzurite, type Azurite } from '../helpers/azurite.ts';
 import { notes, open, tempDir } from '../helpers/fixtures.ts';
 import { readSidecar } from '../../src/local/sidecar.ts';

@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { azureBlobStore, directoryStore, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, directoryStore, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { useAzuriteAndTempDir } from '../helpers/suite.ts';
 import { isCode, notes, open, readManifest, tempDir, type TempDir } from '../helpers/fixtures.ts';
 import { MANIFEST_KEY, type Manifest, type SnapshotEntry } from '../../src/sync/manifest.ts';
@@ -255,7 +255,7 @@ describe('rebuild-manifest against a directory store', () => {
     // Meanwhile someone puts a manifest back (here: the old one with an extra field, so it differs from the rebuilt one).
     const theirs = Buffer.from(JSON.stringify({ ...JSON.parse(appeared.toString()), garbage: [] }));
     await store.writeSmall(MANIFEST_KEY, theirs, { ifNoneMatch: '*' });
-    await assert.rejects(publishRebuiltManifest(store, manifest, DEFAULT_RETRY, silent), (error: unknown) => {
+    await assert.rejects(publishRebuiltManifest(store, manifest), (error: unknown) => {
       isCode('CONFLICT')(error);
       assert.match((error as Error).message, new RegExp(`A manifest\\.json appeared in \\S+ while the manifest was being rebuilt \\(one at seq ${written.manifest.seq}\\).* It was not replaced\\.`));
       return true;

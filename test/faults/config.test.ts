@@ -19,7 +19,7 @@ import { inspect } from 'node:util';
 import { join } from 'node:path';
 import { BlobServiceClient, ContainerSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters } from '@azure/storage-blob';
 import { asc } from 'drizzle-orm';
-import { azureBlobStore, drizzle, storeFromEnv, SyncError, type DrizzleBlobConfig, type SnapshotStore, type SyncErrorCode, type SyncLogger } from 'drizzle-libsql-blob';
+import { azureBlobStore, drizzle, storeFromEnv, SyncError, type DrizzleBlobConfig, type Leaser, type SnapshotStore, type SyncErrorCode, type SyncLogger } from 'drizzle-libsql-blob';
 import { MANIFEST_KEY } from '../../src/sync/manifest.ts';
 import { startAzurite, type Azurite } from '../helpers/azurite.ts';
 import { notes, open, schema, tempDir } from '../helpers/fixtures.ts';

@@ -38,7 +38,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { dirname, join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { sql } from 'drizzle-orm';
-import { azureBlobStore, drizzle, isSyncError, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, drizzle, isSyncError, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { MANIFEST_KEY, decodeManifest, type Manifest } from '../../src/sync/manifest.ts';
 import { startAzurite, type Azurite } from '../helpers/azurite.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { sql } from 'drizzle-orm';
-import { azureBlobStore, drizzle, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, drizzle, SyncError, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { MANIFEST_KEY } from '../../src/sync/manifest.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
 import { isCode, notes, open, schema, tempDir } from '../helpers/fixtures.ts';

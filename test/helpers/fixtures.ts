@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { integer, sqliteTable, text } from 'drizzle-orm/sqlite-core';
 import assert from 'node:assert/strict';
-import { drizzle, SyncError, type DrizzleBlobConfig, type SnapshotStore, type SyncErrorCode, type SyncHandle, type SyncEvents } from 'drizzle-libsql-blob';
+import { drizzle, SyncError, type DrizzleBlobConfig, type Leaser, type SnapshotStore, type SyncErrorCode, type SyncHandle, type SyncEvents } from 'drizzle-libsql-blob';
 import { MANIFEST_KEY, decodeManifest, type Manifest } from '../../src/sync/manifest.ts';
 
 export const notes = sqliteTable('notes', {
@@ -73,9 +73,9 @@ export function countingStore(inner: SnapshotStore): SnapshotStore & { calls: St
     downloadToFile: wrap('downloadToFile') as SnapshotStore['downloadToFile'],
     delete: wrap('delete') as SnapshotStore['delete'],
     list: wrap('list') as SnapshotStore['list'],
-    acquireLease: wrap('acquireLease') as SnapshotStore['acquireLease'],
-    renewLease: wrap('renewLease') as SnapshotStore['renewLease'],
-    releaseLease: wrap('releaseLease') as SnapshotStore['releaseLease'],
+    acquireLease: wrap('acquireLease') as Leaser['acquireLease'],
+    renewLease: wrap('renewLease') as Leaser['renewLease'],
+    releaseLease: wrap('releaseLease') as Leaser['releaseLease'],
   };
 }
 

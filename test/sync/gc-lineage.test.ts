@@ -12,11 +12,10 @@ import { readdir, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createClient } from '@libsql/client';
 import { sql } from 'drizzle-orm';
-import { directoryStore, type SnapshotStore } from 'drizzle-libsql-blob';
+import { directoryStore, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { WriterLease } from '../../src/sync/lease.ts';
 import { EMPTY_MANIFEST, LINEAGE_CLOCK_MARGIN_MS, MANIFEST_KEY, encodeManifest, isOwnLeftover, nextLineage } from '../../src/sync/manifest.ts';
 import { readHead } from '../../src/sync/restore.ts';
-import { DEFAULT_RETRY } from '../../src/sync/retry.ts';
 import { Snapshotter } from '../../src/sync/snapshotter.ts';
 import { newGeneration } from '../../src/local/sidecar.ts';
 import { open, readManifest, tempDir } from '../helpers/fixtures.ts';
@@ -83,9 +82,9 @@ test('a writer on a replaced (fresh, empty) manifest deletes none of the objects
     await client.execute("INSERT INTO t VALUES ('first')");
     const lease = new WriterLease({ store, id: randomUUID(), durationSec: 15, log: silent, onLost: () => undefined });
     await lease.acquire();
-    const head = await readHead(store, DEFAULT_RETRY, silent);
+    const head = await readHead(store);
     const snapshotter = new Snapshotter(
-      { store, dbPath, codec: 'lz4', retention: { count: 1, maxAgeMs: Infinity }, retry: DEFAULT_RETRY, log: silent, lease, mode: 'incremental', chunkSize: 65_536, keys: undefined, gcGraceMs: 0, beforePublish: () => undefined },
+      { store, dbPath, codec: 'lz4', retention: { count: 1, maxAgeMs: Infinity }, log: silent, lease, mode: 'incremental', chunkSize: 65_536, keys: undefined, gcGraceMs: 0, beforePublish: () => undefined },
       head,
     );
     const state = { format: 1 as const, store: store.location, generation: newGeneration(), seq: 0, dirty: true, fingerprint: null };

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { sql } from 'drizzle-orm';
-import { azureBlobStore, directoryStore, drizzle, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, directoryStore, drizzle, SyncError, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import type { Manifest } from '../../src/sync/manifest.ts';
 import { CHUNK_PREFIX, decodeChunkIndex } from '../../src/sync/chunks/chunk-index.ts';
 import { countingStore, notes, open, readManifest, schema } from '../helpers/fixtures.ts';

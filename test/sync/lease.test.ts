@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
-import { azureBlobStore, directoryStore, drizzle, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, directoryStore, drizzle, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { MANIFEST_KEY } from '../../src/sync/manifest.ts';
 import { isCode, nextEvent, notes, open, readManifest, schema } from '../helpers/fixtures.ts';
 import { useAzuriteAndTempDir } from '../helpers/suite.ts';

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { sql } from 'drizzle-orm';
-import { azureBlobStore, drizzle, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, drizzle, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { CHUNK_PREFIX, chunkKey, decodeChunkIndex, type ChunkIndex } from '../../src/sync/chunks/chunk-index.ts';
 import { knownChunks } from '../../src/sync/snapshotter.ts';
 import { countingStore, notes, open, readManifest, schema, tempDir } from '../helpers/fixtures.ts';

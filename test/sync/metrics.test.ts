@@ -12,7 +12,7 @@ import {
   type Histogram,
   type MetricData,
 } from '@opentelemetry/sdk-metrics';
-import { directoryStore, drizzle, SyncError, type SnapshotInfo, type SnapshotStore, type SyncHandle, type SyncStatus } from 'drizzle-libsql-blob';
+import { directoryStore, drizzle, SyncError, type SnapshotInfo, type Leaser, type SnapshotStore, type SyncHandle, type SyncStatus } from 'drizzle-libsql-blob';
 import { METER_NAME, METRIC, SyncMetrics, metricAttributes } from '../../src/telemetry/metrics.ts';
 import { CREATE_NOTES, nextEvent, notes, open, schema, tempDir } from '../helpers/fixtures.ts';
 

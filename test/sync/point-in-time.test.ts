@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createClient } from '@libsql/client';
-import { directoryStore, drizzle, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
+import { directoryStore, drizzle, SyncError, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { MANIFEST_KEY, applyRetention, type SnapshotEntry } from '../../src/sync/manifest.ts';
 import { notes, open, readManifest, schema, tempDir } from '../helpers/fixtures.ts';
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { azureBlobStore, directoryStore, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, directoryStore, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { notes, open } from '../helpers/fixtures.ts';
 import { useAzuriteAndTempDir } from '../helpers/suite.ts';
 

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createClient } from '@libsql/client';
-import { azureBlobStore, directoryStore, drizzle, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, directoryStore, drizzle, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { compressFile } from '../../src/sync/codec.ts';
 import { MANIFEST_KEY, encodeManifest, type SnapshotEntry } from '../../src/sync/manifest.ts';
 import { isCode, notes, open, readManifest } from '../helpers/fixtures.ts';

@@ -17,7 +17,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { asc } from 'drizzle-orm';
-import { azureBlobStore, directoryStore, drizzle, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, directoryStore, drizzle, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { notes, schema, tempDir } from '../helpers/fixtures.ts';
 import { startAzurite, type Azurite } from '../helpers/azurite.ts';
 

@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { createClient } from '@libsql/client';
 import { count, eq } from 'drizzle-orm';
-import { azureBlobStore, directoryStore, drizzle, type SnapshotInfo, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, directoryStore, drizzle, type SnapshotInfo, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { CREATE_NOTES, nextEvent, notes, open, schema, tempDir } from '../helpers/fixtures.ts';
 import { startAzurite, type Azurite } from '../helpers/azurite.ts';
 

@@ -1,5 +1,6 @@
 /**
- * Runs in a worker thread: every step here is synchronous or CPU-heavy in libSQL and must never run
+ * The file worker: snapshot copies (VACUUM INTO, page images, chunk encoding), restores (decoding,
+ * assembling chunks) and their verification (sha256, quick_check). Runs in a worker thread: every step here is synchronous or CPU-heavy in libSQL and must never run
  * on the app's event loop (VACUUM INTO on the main thread froze writes for 2.7 s on a 450 MB file).
  */
 import { parentPort, workerData } from 'node:worker_threads';
