@@ -101,8 +101,8 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   // The controller exists only after the restore; the lease can be lost before that.
   let controller: SyncController | undefined;
   let lostEarly: SyncError | undefined;
-  // The lease id is in the sidecar before the lease is requested: a crash at any later point leaves a
-  // restart on this disk able to re-take it at once.
+  // The lease id goes into the sidecar just before the lease is requested (startUp): a crash at any
+  // later point leaves a restart on this disk able to re-take it at once.
   const { sidecar, previous } = Sidecar.open(dbPath, store.location, { writer: resolved.role !== 'replica' });
   const lease = resolved.role === 'replica' ? undefined : new WriterLease({
     store,
@@ -118,7 +118,9 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
     started = await startUp({ store, dbPath, mode: resolved.restore, role: resolved.role, target: resolved.restoreTarget, log, keys, sidecar, previous, lease });
   } catch (error) {
     restoreFailed(error);
-    await lease?.release();
+    // Released (or never taken): nothing of this start is left behind. Unconfirmed: the lease id stays
+    // recorded, so a restart on this disk re-takes it instead of waiting for it to expire.
+    if ((await lease?.release()) !== false) sidecar.abandon();
     throw error;
   }
   if (started.restoredFrom) {

@@ -111,18 +111,22 @@ export function changedOutside(state: SidecarState, dbPath: string): boolean {
 export class Sidecar {
   readonly dbPath: string;
   #state: SidecarState;
+  /** The file as it was before this opener (null: none), put back by `abandon()`. */
+  readonly #original: string | null;
 
-  private constructor(dbPath: string, state: SidecarState) {
+  private constructor(dbPath: string, state: SidecarState, original: string | null) {
     this.dbPath = dbPath;
     this.#state = state;
+    this.#original = original;
   }
 
   /**
-   * Start-up, before anything else touches the store: records the lease id this opener will request
-   * (the one already in the sidecar if it names this store, else a new one), keeping whatever else the
-   * sidecar says for the start-up decision. Without a database file only the lease id is kept.
+   * Start-up: picks the lease id this opener will request (the one already in the sidecar if it names
+   * this store, so a restart re-takes its own lease at once; else a new one) and keeps what the sidecar
+   * says for the start-up decision (`previous`: only when the database file exists). Writes nothing yet.
    */
   static open(dbPath: string, location: string, options: { writer: boolean }): { sidecar: Sidecar; previous: SidecarState | null } {
+    const original = existsSync(sidecarPath(dbPath)) ? readFileSync(sidecarPath(dbPath), 'utf8') : null;
     const stored = readSidecar(dbPath);
     const ours = stored?.store === location ? stored : null;
     const previous = ours && existsSync(dbPath) ? ours : null;
@@ -130,9 +134,21 @@ export class Sidecar {
     const state: SidecarState = previous
       ? { ...previous, leaseId }
       : { format: 1, store: location, generation: '', seq: 0, dirty: false, fingerprint: null, leaseId };
-    const sidecar = new Sidecar(dbPath, state);
-    if (leaseId !== undefined) write(dbPath, state); // on disk before the lease is requested
-    return { sidecar, previous };
+    return { sidecar: new Sidecar(dbPath, state, original), previous };
+  }
+
+  /**
+   * Just before the writer lease is requested: the lease id goes on disk first, so a start killed at
+   * any later point (even before the database file exists) leaves a restart able to re-take it.
+   */
+  leaseRequested(): void {
+    write(this.dbPath, this.#state);
+  }
+
+  /** A start that failed and holds no lease: the sidecar goes back to what it was (nothing left behind). */
+  abandon(): void {
+    if (this.#original === null) removeSidecar(this.dbPath);
+    else writeFileSync(sidecarPath(this.dbPath), this.#original);
   }
 
   get state(): Readonly<SidecarState> {

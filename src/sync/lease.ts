@@ -131,14 +131,19 @@ export class WriterLease {
   }
 
   /** Gives the lease up (clean shutdown) so the next instance takes over at once. */
-  async release(): Promise<void> {
+  /** Resolves false when the store did not confirm the release (the lease then expires by itself). */
+  async release(): Promise<boolean> {
     clearTimeout(this.#timer);
-    if (this.#state !== 'held') return;
+    if (this.#state !== 'held') return true;
     this.#state = 'released';
-    await this.#store.releaseLease(MANIFEST_KEY, this.id).catch((error: unknown) => {
-      // It expires by itself within durationSec; the next writer waits at most that long.
-      this.#log.warn({ error: errorMessage(error) }, 'could not release the writer lease');
-    });
+    return this.#store.releaseLease(MANIFEST_KEY, this.id).then(
+      () => true,
+      (error: unknown) => {
+        // It expires by itself within durationSec; the next writer waits at most that long.
+        this.#log.warn({ error: errorMessage(error) }, 'could not release the writer lease');
+        return false;
+      },
+    );
   }
 
   /** Stops renewing without releasing: the lease lapses after its duration unless this id re-takes it. */

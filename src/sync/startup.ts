@@ -94,6 +94,7 @@ export async function startUp(options: StartupOptions): Promise<StartupResult> {
   let leaseOutcome: StartupFacts['lease'] = 'not-requested';
   if (lease && leaseRequest(options.role, remote.kind === 'not-read' ? { kind: 'empty' } : remote, options.mode === 'skip' ? 'if-exists' : options.mode)) {
     try {
+      options.sidecar.leaseRequested();
       await lease.acquire({ createManifest: true });
       leaseOutcome = 'held';
     } catch (error) {

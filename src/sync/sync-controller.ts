@@ -466,7 +466,7 @@ export class SyncController implements CommitHooks, SyncHandle {
     const pending = this.#pending();
     if (pending === 0) {
       // The next instance takes over at once; if the store does not answer in time it expires by itself.
-      await within(this.#lease?.release() ?? Promise.resolve()).catch(() => this.#lease?.stopRenewing());
+      await within(this.#lease?.release() ?? Promise.resolve(true)).catch(() => this.#lease?.stopRenewing());
     } else {
       // Keep it until it expires: a restart on this disk re-takes it (same id) and uploads these commits,
       // where a new writer taking over now would publish past them.
