@@ -182,7 +182,7 @@ describe('cli against a directory store', () => {
 
     const tooEarly = await run(['restore', ...store, '--at', '2000-01-01T00:00:00Z', '--to', join(dir.path, 'restored', 'none.db')]);
     assert.equal(tooEarly.code, 1);
-    assert.match(tooEarly.stderr, /^error \[NOT_FOUND\]: No retained snapshot was taken at or before 2000-01-01T00:00:00.000Z/m);
+    assert.match(tooEarly.stderr, /^error \[CONFIG\]: No retained snapshot was taken at or before 2000-01-01T00:00:00.000Z/m);
   });
 
   test('restore refuses to overwrite an existing file unless --force', async () => {
