@@ -22,6 +22,7 @@ import { WriterLease } from './sync/lease.ts';
 import { resolveChunkKeys, type EncryptionOptions } from './sync/chunks/encryption.ts';
 import { readLocalState } from './sync/local-state.ts';
 import { ReplicaFollower } from './sync/replica.ts';
+import { acquireFileLock } from './local/file-lock.ts';
 import type { RemoteHead } from './sync/restore.ts';
 
 export interface DrizzleBlobConfig<TSchema extends Record<string, unknown> = Record<string, never>> extends DrizzleConfig<TSchema> {
@@ -90,11 +91,13 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   const store = givenStore ?? storeFromEnv();
   const { dbPath } = resolved;
   mkdirSync(dirname(dbPath), { recursive: true });
+  const fileLock = await acquireFileLock(dbPath, 'drizzle()'); // LOCKED while another process (or drizzle()) has this file; released by close()
   const telemetry = metrics === false ? undefined : new SyncMetrics({ meter: metrics?.meter, attributes: metricAttributes(store.location, dbPath) });
   const restoreStarted = performance.now();
   const restoreFailed = (error: unknown) => telemetry?.restoreFailed({ durationMs: performance.now() - restoreStarted, code: findSyncError(error)?.code ?? 'UNKNOWN' });
-  await store.probe().catch((error: unknown) => {
+  await store.probe().catch(async (error: unknown) => {
     restoreFailed(error);
+    await fileLock.release();
     throw error;
   });
 
@@ -115,13 +118,15 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   // 'required' must not write anything to a store that holds no backup (a wrong prefix would get an empty manifest).
   const createManifest = resolved.restore !== 'required';
   const isWriter = lease
-    ? await takeLease(lease, resolved.role === 'writer', saved?.dirty === true, dbPath, store, createManifest).catch((error: unknown) => {
+    ? await takeLease(lease, resolved.role === 'writer', saved?.dirty === true, dbPath, store, createManifest).catch(async (error: unknown) => {
         restoreFailed(error); // the start failed before any restore could run
+        await fileLock.release();
         throw error;
       })
     : false;
   if (!isWriter && resolved.restoreTarget) {
     await lease?.release();
+    await fileLock.release();
     throw new SyncError('LEASE_HELD', `A point-in-time restore needs the writer lease, and another instance holds it on ${store.location}: stop the writer first.`);
   }
 
@@ -133,6 +138,7 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   } catch (error) {
     restoreFailed(error);
     await lease?.release();
+    await fileLock.release();
     throw error;
   }
   if (hydrated.restoredFrom) {
@@ -167,6 +173,7 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   } catch (error) {
     inner.close();
     await lease?.release();
+    await fileLock.release();
     throw error;
   }
   controller = new SyncController(
@@ -221,6 +228,7 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
         } finally {
           client.inner.close();
           unbindMetrics?.(); // a closed database leaves no listener or gauge callback behind
+          await fileLock.release();
         }
       },
     },

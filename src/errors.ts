@@ -16,6 +16,7 @@ export type SyncErrorCode =
   | 'LEASE_HELD' // another instance holds the writer lease (role 'writer' fails fast with it)
   | 'LEASE_LOST' // this writer's lease expired and was taken, or was broken: it is fenced off
   | 'READ_ONLY' // a write on a read replica (another instance is the writer)
+  | 'LOCKED' // another process on this machine (or a second drizzle() in this one) has the local database file open
   | 'SNAPSHOT_FAILED'; // the snapshot could not be taken locally
 
 export class SyncError extends Error {

@@ -8,10 +8,14 @@
  * sidecar beside the target is removed: a `--to` copy is for inspection, and an older snapshot in the
  * database file must not pass for the store's head (the library then refuses to start on it with
  * DIVERGED, instead of silently downloading the latest over it).
+ *
+ * The target's file lock is held throughout: beside a live app on that file (or a `snapshot`), the
+ * command fails with LOCKED before reading the store or touching the file and its sidecar.
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { SyncError } from '../errors.ts';
+import { acquireFileLock } from '../local/file-lock.ts';
 import { fingerprint, removeLocalState, writeLocalState } from '../sync/local-state.ts';
 import { downloadSnapshot } from '../sync/restore.ts';
 import { resolveChunkKeys } from '../sync/chunks/encryption.ts';
@@ -32,6 +36,17 @@ export async function restore(ctx: CliContext, options: RestoreOptions): Promise
   const dbPath = ctx.dbPath();
   const target = options.to === undefined ? dbPath : resolve(options.to);
   const isDatabase = target === dbPath;
+  mkdirSync(dirname(target), { recursive: true });
+  const lock = await acquireFileLock(target, 'cli restore');
+  try {
+    return await restoreLocked(ctx, options, target, isDatabase);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function restoreLocked(ctx: CliContext, options: RestoreOptions, target: string, isDatabase: boolean): Promise<number> {
+  const { out } = ctx;
   if (existsSync(target) && !options.force) {
     throw new SyncError('CONFIG', `${target} already exists; pass --force to replace it${options.to === undefined ? ', or --to FILE to restore somewhere else' : ''}.`);
   }
@@ -43,7 +58,6 @@ export async function restore(ctx: CliContext, options: RestoreOptions): Promise
     out.warn(`a writer holds the lease on ${ctx.store.location}; if it runs on ${target}, stop it first (this replaces the file under it).`);
   }
 
-  mkdirSync(dirname(target), { recursive: true });
   const started = performance.now();
   // Encrypted incremental snapshots: the key comes from SNAPSHOT_ENCRYPTION_KEY, as for the app.
   const meter = chunkProgress(ctx, entry!);
