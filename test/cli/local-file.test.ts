@@ -4,7 +4,7 @@
  * with LOCKED and change nothing, `status` runs and names the holder; and `status` tells an outside
  * change to the file (drizzle-kit migrate, any other program) from a clean file. Real CLI processes.
  */
-import { test, describe, before } from 'node:test';
+import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -79,6 +79,10 @@ describe('the CLI beside a live app on the same file', () => {
     app.stdout!.setEncoding('utf8').on('data', (c: string) => appLines.push(c));
     appPid = Number((await waitForLine(app, 'READY ')).split(' ')[1]);
   });
+  // A failed (or skipped) test must not leave the app running: it would keep this test process alive.
+  after(() => {
+    if (app.exitCode === null && app.signalCode === null) app.kill('SIGKILL');
+  });
 
   test('snapshot and restore --force refuse with LOCKED and change nothing; status names the holder; the app keeps writing and its final snapshot lands', async () => {
     const manifestBefore = await store.readSmall(MANIFEST_KEY);
@@ -116,8 +120,8 @@ describe('the CLI beside a live app on the same file', () => {
 
     const exit = await killAndWait(app, 'SIGTERM');
     assert.equal(exit.signal, 'SIGTERM', 'the library took the final snapshot and re-raised the signal');
-    const after = await readManifest(store);
-    assert.ok(after.seq > seqBefore, `the app's final snapshot landed (seq ${seqBefore} -> ${after.seq})`);
+    const final = await readManifest(store);
+    assert.ok(final.seq > seqBefore, `the app's final snapshot landed (seq ${seqBefore} -> ${final.seq})`);
     const copy = join(fixture.dir.path, 'live-copy.db');
     await ok(['restore', '--to', copy, '--quiet'], env);
     assert.equal(await rowCount(copy), 6, 'the final snapshot holds every row the app wrote');

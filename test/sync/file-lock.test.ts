@@ -4,7 +4,7 @@
  * -9, and a new opener takes it at once. Real child processes (test/children/lock-app.ts), real
  * libSQL files, a real Azurite for drizzle().
  */
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -45,11 +45,15 @@ async function timed<T>(run: () => Promise<T>): Promise<{ value: T; ms: number }
   return { value, ms: performance.now() - started };
 }
 
+const children = new Set<ChildProcess>();
+// A failed test must not leave a holder running: it would keep this test process alive.
+after(() => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+});
+
 function holderChild(dbPath: string, mode: 'lock' | 'app', env: NodeJS.ProcessEnv = {}): { child: ChildProcess; ready: Promise<number> } {
   const child = spawnTs(CHILD, [dbPath, mode], env);
-  const kill = () => child.kill('SIGKILL');
-  process.once('exit', kill);
-  child.once('exit', () => process.off('exit', kill));
+  children.add(child);
   return { child, ready: waitForLine(child, 'READY ').then((line) => Number(line.split(' ')[1])) };
 }
 
@@ -108,15 +112,18 @@ describe('drizzle() holds the file lock', () => {
     const store = azure('same-process-drizzle');
     const dbPath = join(fixture.dir.path, 'drizzle-same', 'app.db');
     const first = await open(dbPath, store);
-    await first.insert(notes).values({ body: 'one' });
-    const manifestBefore = await readManifest(store);
-    const { error } = await refused(() => open(dbPath, store));
-    assert.match(error.message, /this very process/);
-    assert.match(error.message, /drizzle\(\)/);
-    await first.insert(notes).values({ body: 'two' });
-    assert.equal(first.$sync.status().lease.state, 'held', 'the refused opener did not touch the lease');
-    assert.deepEqual(await readManifest(store), manifestBefore, 'the refused opener did not touch the store');
-    await first.$sync.close();
+    try {
+      await first.insert(notes).values({ body: 'one' });
+      const manifestBefore = await readManifest(store);
+      const { error } = await refused(() => open(dbPath, store));
+      assert.match(error.message, /this very process/);
+      assert.match(error.message, /drizzle\(\)/);
+      await first.insert(notes).values({ body: 'two' });
+      assert.equal(first.$sync.status().lease.state, 'held', 'the refused opener did not touch the lease');
+      assert.deepEqual(await readManifest(store), manifestBefore, 'the refused opener did not touch the store');
+    } finally {
+      await first.$sync.close();
+    }
 
     const second = await open(dbPath, store);
     const [row] = await second.select({ n: count() }).from(notes);
@@ -151,10 +158,13 @@ describe('drizzle() holds the file lock', () => {
 test('a failed start releases the lock (LEASE_HELD here): the next opener is not refused', async () => {
   const store = azure('failed-start');
   const writer = await open(join(fixture.dir.path, 'failed-start-a', 'app.db'), store);
-  const dbPath = join(fixture.dir.path, 'failed-start-b', 'app.db');
-  await assert.rejects(open(dbPath, store, { role: 'writer' }), isCode('LEASE_HELD'));
-  assert.deepEqual(await inspectFileLock(dbPath), { held: false });
-  const lock = await acquireFileLock(dbPath, 'test after');
-  await lock.release();
-  await writer.$sync.close();
+  try {
+    const dbPath = join(fixture.dir.path, 'failed-start-b', 'app.db');
+    await assert.rejects(open(dbPath, store, { role: 'writer' }), isCode('LEASE_HELD'));
+    assert.deepEqual(await inspectFileLock(dbPath), { held: false });
+    const lock = await acquireFileLock(dbPath, 'test after');
+    await lock.release();
+  } finally {
+    await writer.$sync.close();
+  }
 });
