@@ -76,9 +76,9 @@ async function storeView(store: SnapshotStore): Promise<StoreView> {
   return { seq: manifest?.seq ?? 0, etag: head?.etag ?? '', referenced: new Set(manifest?.snapshots.map((s) => s.key) ?? []), blobs };
 }
 
-/** Files in the local directory other than the database, its WAL/SHM and its sidecar. */
+/** Files in the local directory other than the database, its WAL/SHM, its sidecar and its file lock. */
 function tempFiles(dbPath: string): number {
-  const known = new Set(['app.db', 'app.db-wal', 'app.db-shm', 'app.db.sync.json']);
+  const known = new Set(['app.db', 'app.db-wal', 'app.db-shm', 'app.db.sync.json', 'app.db.lock', 'app.db.lock-journal', 'app.db.lock.json']);
   try {
     return readdirSync(dirname(dbPath)).filter((name) => !known.has(name)).length;
   } catch {
