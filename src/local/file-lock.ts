@@ -67,7 +67,11 @@ export async function acquireFileLock(dbPath: string, holder: string): Promise<F
   } catch (error) {
     await letGo(client);
     if (isBusy(error)) throw lockedError(dbPath, readLockHolder(dbPath), error);
-    throw new SyncError('CONFIG', `Cannot lock ${lockPath(dbPath)}: ${errorMessage(error)}. The database's folder must be writable.`, { cause: error });
+    throw new SyncError(
+      'CONFIG',
+      `Cannot lock ${lockPath(dbPath)}: ${errorMessage(error)}. The database's folder must be writable; if that file is damaged, delete it (it holds no data).`,
+      { cause: error },
+    );
   }
   const info: LockHolder = { pid: process.pid, hostname: hostname(), since: new Date().toISOString(), holder };
   try {
