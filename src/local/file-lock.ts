@@ -58,14 +58,15 @@ const BUSY_WAIT_MS = 100;
  * folder of `dbPath` must exist.
  */
 export async function acquireFileLock(dbPath: string, holder: string): Promise<FileLock> {
-  const client = openLockFile(dbPath);
+  let client: Client | undefined;
   try {
+    client = openLockFile(dbPath);
     // journal_mode first, in normal locking mode (a read that lets go at once); then the lock in one exec:
     // executeMultiple runs on one connection without prepared statements left behind (see release()).
     await client.executeMultiple(`PRAGMA busy_timeout=${BUSY_WAIT_MS}; PRAGMA journal_mode=DELETE;`);
     await client.executeMultiple(`BEGIN EXCLUSIVE; PRAGMA locking_mode=EXCLUSIVE; PRAGMA user_version=${process.pid}; COMMIT;`);
   } catch (error) {
-    await letGo(client);
+    if (client) await letGo(client);
     if (isBusy(error)) throw lockedError(dbPath, readLockHolder(dbPath), error);
     throw new SyncError(
       'CONFIG',
@@ -73,6 +74,7 @@ export async function acquireFileLock(dbPath: string, holder: string): Promise<F
       { cause: error },
     );
   }
+  const held = client; // this connection keeps the lock
   const info: LockHolder = { pid: process.pid, hostname: hostname(), since: new Date().toISOString(), holder };
   try {
     writeLockHolder(dbPath, info);
@@ -86,7 +88,7 @@ export async function acquireFileLock(dbPath: string, holder: string): Promise<F
       (released ??= (async () => {
         // Our identity goes first, while we still hold the lock: the next holder's cannot be removed by us.
         if (readLockHolder(dbPath)?.pid === process.pid) rmSync(lockInfoPath(dbPath), { force: true });
-        await letGo(client);
+        await letGo(held);
       })()),
   };
 }
