@@ -55,7 +55,8 @@ async function restoreLocked(ctx: CliContext, options: RestoreOptions, target: s
   const [entry] = pick(manifest, options.select);
   const isLatest = entry!.seq === manifest.seq;
   if (isDatabase && leased && existsSync(target)) {
-    out.warn(`a writer holds the lease on ${ctx.store.location}; if it runs on ${target}, stop it first (this replaces the file under it).`);
+    // Not on this file on this machine (its lock would have refused us): another machine, or another file.
+    out.warn(`a writer holds the lease on ${ctx.store.location} (not on ${target} here: it is not in use); it keeps publishing, so this file will fall behind the store.`);
   }
 
   const started = performance.now();
