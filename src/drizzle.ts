@@ -4,12 +4,12 @@ import { createClient, type Client, type Config as LibsqlConfig } from '@libsql/
 import type { DrizzleConfig } from 'drizzle-orm';
 import { drizzle as drizzleLibsql, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { CountingClient } from './client/counting-client.ts';
-import { resolveSyncConfig, type LeaseOptions, type ReplicaOptions, type Role, type ShutdownOptions, type SnapshotOptions } from './config.ts';
+import { resolveSyncConfig, type LeaseOptions, type ReplicaOptions, type ResolvedSyncConfig, type Role, type ShutdownOptions, type SnapshotOptions } from './config.ts';
 import type { RestoreTarget } from './sync/manifest.ts';
 import type { Meter } from '@opentelemetry/api';
 import { SyncError, findSyncError } from './errors.ts';
 import { SyncMetrics, metricAttributes } from './telemetry/metrics.ts';
-import { resolveLogger, type SyncLogOption } from './log.ts';
+import { resolveLogger, type SyncLogOption, type SyncLogger } from './log.ts';
 import { storeFromEnv } from './store/from-env.ts';
 import { retrying } from './store/retrying-store.ts';
 import type { SnapshotStore } from './store/store.ts';
@@ -19,9 +19,10 @@ import type { RetryPolicy } from './sync/retry.ts';
 import { Snapshotter } from './sync/snapshotter.ts';
 import { SyncController, syncHandle, type SyncHandle } from './sync/sync-controller.ts';
 import { WriterLease } from './sync/lease.ts';
-import { resolveChunkKeys, type EncryptionOptions } from './sync/chunks/encryption.ts';
+import { resolveChunkKeys, type ChunkKeys, type EncryptionOptions } from './sync/chunks/encryption.ts';
 import { Sidecar } from './local/sidecar.ts';
 import { ReplicaFollower } from './sync/replica.ts';
+import { acquireFileLock, type FileLock } from './local/file-lock.ts';
 import { verifyLatest, type RemoteHead } from './sync/restore.ts';
 
 export interface DrizzleBlobConfig<TSchema extends Record<string, unknown> = Record<string, never>> extends DrizzleConfig<TSchema> {
@@ -90,6 +91,33 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   const store = retrying(givenStore ?? storeFromEnv(), resolved.retry, log);
   const { dbPath } = resolved;
   mkdirSync(dirname(dbPath), { recursive: true });
+  // One opener per file (another process, or a second drizzle() here): LOCKED at once. Held until close()
+  // has settled the lease and the sidecar; a failed start releases it.
+  const fileLock = await acquireFileLock(dbPath, 'drizzle()');
+  try {
+    return await openLocked<TSchema>({ resolved, store, log, keys, encryption, metrics, synchronousPragma, drizzleConfig, fileLock });
+  } catch (error) {
+    await fileLock.release();
+    throw error;
+  }
+}
+
+interface LockedStart {
+  resolved: ResolvedSyncConfig;
+  store: SnapshotStore;
+  log: SyncLogger;
+  keys: ChunkKeys | undefined;
+  encryption: EncryptionOptions | undefined;
+  metrics: DrizzleBlobConfig['metrics'];
+  synchronousPragma: string;
+  drizzleConfig: DrizzleConfig<Record<string, unknown>>;
+  fileLock: FileLock;
+}
+
+/** Everything after the file lock: probe, start-up, client, controller. Throws with nothing left running. */
+async function openLocked<TSchema extends Record<string, unknown>>(start: LockedStart): Promise<BlobDatabase<TSchema>> {
+  const { resolved, store, log, keys, encryption, metrics, synchronousPragma, drizzleConfig, fileLock } = start;
+  const { dbPath } = resolved;
   const telemetry = metrics === false ? undefined : new SyncMetrics({ meter: metrics?.meter, attributes: metricAttributes(store.location, dbPath) });
   const restoreStarted = performance.now();
   const restoreFailed = (error: unknown) => telemetry?.restoreFailed({ durationMs: performance.now() - restoreStarted, code: findSyncError(error)?.code ?? 'UNKNOWN' });
@@ -211,6 +239,7 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
           unbindMetrics?.(); // a closed database leaves no listener or gauge callback behind
         }
       },
+      releaseFile: () => fileLock.release(),
     },
     { from: started.restoredFrom, durationMs: started.durationMs, skipped: started.skipped, rolledBackTo: started.rolledBackTo },
     startAs,

@@ -17,6 +17,7 @@ export type SyncErrorCode =
   | 'LEASE_HELD' // another instance holds the writer lease (role 'writer' fails fast with it)
   | 'LEASE_LOST' // this writer's lease expired and was taken, or was broken: it is fenced off
   | 'READ_ONLY' // a write on a read replica (another instance is the writer)
+  | 'LOCKED' // another process on this machine (or a second drizzle() in this one) has the local database file open
   | 'SNAPSHOT_FAILED'; // a snapshot failed for a reason of its own (local I/O, the worker) or did not finish before the shutdown deadline
 
 export class SyncError extends Error {

@@ -8,10 +8,14 @@
  * sidecar beside the target is removed: a `--to` copy is for inspection, and an older snapshot in the
  * database file must not pass for the store's head (the library then refuses to start on it with
  * DIVERGED, instead of silently downloading the latest over it).
+ *
+ * The target's file lock is held throughout: beside a live app on that file (or a `snapshot`), the
+ * command fails with LOCKED before reading the store or touching the file and its sidecar.
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { SyncError } from '../errors.ts';
+import { acquireFileLock } from '../local/file-lock.ts';
 import { Sidecar, removeSidecar } from '../local/sidecar.ts';
 import { downloadSnapshot } from '../sync/restore.ts';
 import { resolveChunkKeys } from '../sync/chunks/encryption.ts';
@@ -28,10 +32,20 @@ export interface RestoreOptions {
 }
 
 export async function restore(ctx: CliContext, options: RestoreOptions): Promise<number> {
-  const { out } = ctx;
   const dbPath = ctx.dbPath();
   const target = options.to === undefined ? dbPath : resolve(options.to);
   const isDatabase = target === dbPath;
+  mkdirSync(dirname(target), { recursive: true });
+  const lock = await acquireFileLock(target, 'cli restore');
+  try {
+    return await restoreLocked(ctx, options, target, isDatabase);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function restoreLocked(ctx: CliContext, options: RestoreOptions, target: string, isDatabase: boolean): Promise<number> {
+  const { out } = ctx;
   if (existsSync(target) && !options.force) {
     throw new SyncError('CONFIG', `${target} already exists; pass --force to replace it${options.to === undefined ? ', or --to FILE to restore somewhere else' : ''}.`);
   }
@@ -40,10 +54,10 @@ export async function restore(ctx: CliContext, options: RestoreOptions): Promise
   const [entry] = pick(manifest, options.select);
   const isLatest = entry!.seq === manifest.seq;
   if (isDatabase && leased && existsSync(target)) {
-    out.warn(`a writer holds the lease on ${ctx.store.location}; if it runs on ${target}, stop it first (this replaces the file under it).`);
+    // Not on this file on this machine (its lock would have refused us): another machine, or another file.
+    out.warn(`a writer holds the lease on ${ctx.store.location} (not on ${target} here: it is not in use); it keeps publishing, so this file will fall behind the store.`);
   }
 
-  mkdirSync(dirname(target), { recursive: true });
   const started = performance.now();
   // Encrypted incremental snapshots: the key comes from SNAPSHOT_ENCRYPTION_KEY, as for the app.
   const meter = chunkProgress(ctx, entry!);

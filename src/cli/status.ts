@@ -1,7 +1,15 @@
-/** `status`: the store's manifest, latest snapshot, retention and writer lease, and the local file's sidecar. */
+/**
+ * `status`: the store's manifest, latest snapshot, retention and writer lease, and the local file: its
+ * sidecar, whether a process holds it, and whether it changed since this library last closed it.
+ *
+ * Never takes the file lock: it must run beside a live app. It only *reports* the holder ("in use by
+ * pid N"), by a read that a holder's lock refuses at once (src/local/file-lock.ts).
+ */
 import { existsSync, statSync } from 'node:fs';
+import { describeHolder, inspectFileLock, type LockHolder } from '../local/file-lock.ts';
+import { describeVerdict, fileVerdict, type FileVerdict } from '../local/file-verdict.ts';
 import { MANIFEST_KEY, latestSnapshot } from '../sync/manifest.ts';
-import { readSidecar, sidecarPath, type SidecarState } from '../local/sidecar.ts';
+import { fingerprint, readSidecar, sidecarPath, type SidecarState } from '../local/sidecar.ts';
 import type { CliContext } from './context.ts';
 import { formatAge, formatBytes } from './format.ts';
 import { readRemote } from './remote.ts';
@@ -14,18 +22,25 @@ interface LocalReport {
   state: SidecarState | null;
   /** The sidecar names this store (otherwise the library treats the file as of unknown origin). */
   sameStore: boolean | null;
+  /** A process holds the file (the app, or a CLI command): who, as it wrote itself down (null: not written yet). */
+  inUse: { holder: LockHolder | null } | null;
+  /** What the sidecar and the file say together (null without a sidecar): only 'clean' means restore --force loses nothing local. */
+  verdict: FileVerdict | null;
 }
 
-function localReport(dbPath: string, location: string): LocalReport {
+async function localReport(dbPath: string, location: string): Promise<LocalReport> {
   const exists = existsSync(dbPath);
   const state = exists ? readSidecar(dbPath) : null;
-  return { path: dbPath, exists, bytes: exists ? statSync(dbPath).size : null, state, sameStore: state ? state.store === location : null };
+  const lock = await inspectFileLock(dbPath);
+  const inUse = lock.held ? { holder: lock.holder } : null;
+  const verdict = state ? fileVerdict({ inUse: inUse !== null, state, current: fingerprint(dbPath) }) : null;
+  return { path: dbPath, exists, bytes: exists ? statSync(dbPath).size : null, state, sameStore: state ? state.store === location : null, inUse, verdict };
 }
 
 export async function status(ctx: CliContext): Promise<number> {
   const { store, out } = ctx;
   const remote = await readRemote(store);
-  const local = localReport(ctx.dbPath(), store.location);
+  const local = await localReport(ctx.dbPath(), store.location);
   const latest = remote ? latestSnapshot(remote.manifest) : undefined;
   const now = Date.now();
 
@@ -62,13 +77,16 @@ export async function status(ctx: CliContext): Promise<number> {
     out.line(`local      ${local.path}: does not exist`);
   } else {
     out.line(`local      ${local.path}: ${formatBytes(local.bytes!)}`);
+    if (local.inUse) out.line(`in use     by ${describeHolder(local.inUse.holder)}: snapshot and restore into this file are refused (LOCKED) until it stops`);
     const s = local.state;
     if (!s) {
       out.line(`sidecar    none (${sidecarPath(local.path)}): not restored by this library; it would refuse to start on it while the store holds a backup`);
     } else {
-      const sync = s.dirty ? 'dirty: holds commits not in the store yet' : 'clean';
+      const { label, advice } = describeVerdict(local.verdict!);
+      const dirty = local.verdict === 'in-use' ? (s.dirty ? ' (dirty)' : '') : '';
       const relation = !remote ? '' : s.seq === remote.manifest.seq && s.generation === remote.manifest.generation ? ', same as the store' : s.seq < remote.manifest.seq ? `, behind the store (seq ${remote.manifest.seq})` : `, ahead of the store (seq ${remote.manifest.seq})`;
-      out.line(`sidecar    seq ${s.seq}, generation ${s.generation}, ${sync}${relation}`);
+      out.line(`sidecar    seq ${s.seq}, generation ${s.generation}, ${label}${dirty}${relation}`);
+      if (advice) out.line(`           ${advice}`);
       if (!local.sameStore) out.line(`           from another store (${s.store}): the library treats the file as of unknown origin here`);
     }
   }

@@ -12,6 +12,9 @@ Commands:
     --to FILE            write FILE instead of the database file
     --force              replace the target file if it exists
   snapshot               snapshot the database file now and publish it (takes the writer lease)
+
+restore and snapshot lock the database file: beside a running app on it they fail with LOCKED (the app's own
+db.$sync.flush() or its shutdown takes the snapshot); status, list and verify run beside it.
   verify                 restore drill: download and check snapshots in a temporary directory
     --all                every retained snapshot (default: the latest)
     --seq N              only snapshot N

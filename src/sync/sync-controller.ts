@@ -101,6 +101,12 @@ interface ClientHandle {
   writeLock: WriteLock;
   /** Checkpoints and closes the real client. */
   close(): Promise<void>;
+  /**
+   * Last step of close(), after the lease and the sidecar are settled: releases the local file lock. Not
+   * sooner: another opener that got the file in between would read the old sidecar and re-take the lease
+   * this instance is still releasing.
+   */
+  releaseFile(): Promise<void>;
 }
 
 /**
@@ -475,6 +481,7 @@ export class SyncController implements CommitHooks, SyncHandle {
     clearTimeout(timer);
     this.#sidecar.closed(pending > 0);
     this.#transition('closed');
+    await client?.releaseFile();
     if (pending > 0) {
       this.#o.log.error(
         { pendingCommits: pending, error: finalError ? errorMessage(finalError) : undefined },

@@ -114,9 +114,9 @@ function assertManifestForward(prev: Manifest | undefined, now: Manifest | undef
   for (let i = 1; i < now.snapshots.length; i++) assert.ok(now.snapshots[i - 1]!.seq > now.snapshots[i]!.seq, `${label}: snapshots are not newest first`);
 }
 
-/** Files in the local directory other than the database, its WAL/SHM and its sidecar. */
+/** Files in the local directory other than the database, its WAL/SHM, its sidecar and its file lock. */
 function tempFiles(dbPath: string): number {
-  const known = new Set(['app.db', 'app.db-wal', 'app.db-shm', 'app.db.sync.json']);
+  const known = new Set(['app.db', 'app.db-wal', 'app.db-shm', 'app.db.sync.json', 'app.db.lock', 'app.db.lock-journal', 'app.db.lock.json']);
   try {
     return readdirSync(dirname(dbPath)).filter((name) => !known.has(name)).length;
   } catch {
