@@ -98,12 +98,12 @@ test('damaged snapshot blobs: detected, never opened, restore falls back to the 
     const now = (await store.readSmall(MANIFEST_KEY))!;
     assert.ok(now.body.equals(manifestBefore.body), `${damage.kind}: manifest untouched`);
     // The whole store (every blob, by ETag) and every other local file are exactly as they were; the
-    // restore's own folder holds the database and its sidecar only (no temp file left behind).
+    // restore's own folder holds the database, its sidecar and its file lock only (no temp file left behind).
     assert.deepEqual(await listBlobsWithEtags(fixture.azurite.connectionString, 'damage'), storeBefore, `${damage.kind}: the store was touched`);
     assert.deepEqual(await others(), localBefore, `${damage.kind}: a local file outside the restore's folder changed`);
     assert.deepEqual(
       (await listFiles(join(fixture.dir.path, `restore-${i}`))).map((f) => f.split(' ')[0]).filter((name) => name !== 'app.db-wal' && name !== 'app.db-shm'),
-      ['app.db', 'app.db.sync.json'],
+      ['app.db', 'app.db.lock', 'app.db.sync.json'],
       `${damage.kind}: the restore left other files`,
     );
     await store.uploadFile(damage.key, pristine); // put the good blob back for the next case
@@ -123,7 +123,8 @@ test('damaged snapshot blobs: detected, never opened, restore falls back to the 
   await store.uploadFile(older!.key, bad);
   const none = join(fixture.dir.path, 'none', 'app.db');
   const storeBeforeAll = await listBlobsWithEtags(fixture.azurite.connectionString, 'damage');
-  const localNow = async () => (await listFiles(fixture.dir.path)).filter((f) => !f.startsWith('writer.db'));
+  // The file lock (<db>.lock) is the one file a failed start leaves: it is never deleted (src/local/file-lock.ts).
+  const localNow = async () => (await listFiles(fixture.dir.path)).filter((f) => !f.startsWith('writer.db') && !f.split(' ')[0]!.endsWith('.lock'));
   const localBeforeAll = await localNow();
   await assert.rejects(
     drizzle({ connection: { url: `file:${none}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica' }),
