@@ -99,7 +99,7 @@ function positive(name: string, value: number | undefined, fallback: number, min
 /** `file:./data/app.db` -> absolute path. Only local files: the whole point is a local database. */
 export function databasePath(url: string): string {
   if (typeof url !== 'string' || !url.startsWith('file:')) {
-    throw new SyncError('CONFIG', `connection.url must be a local file URL such as "file:./data/app.db"; got ${JSON.stringify(url)}. Remote libSQL URLs and :memory: have nothing to back up.`);
+    throw new SyncError('CONFIG', `connection.url must be a local file URL such as "file:./data/app.db"; got ${JSON.stringify(url)}. (drizzle() hands a libSQL server URL, libsql: http(s): ws(s):, straight to the server without snapshots; :memory: has nothing to back up.)`);
   }
   let path = url.slice('file:'.length).split('?')[0]!;
   if (path.startsWith('//')) path = path.slice(2); // file:///abs/path

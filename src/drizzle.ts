@@ -23,10 +23,15 @@ import { resolveChunkKeys, type ChunkKeys, type EncryptionOptions } from './sync
 import { Sidecar } from './local/sidecar.ts';
 import { ReplicaFollower } from './sync/replica.ts';
 import { acquireFileLock, type FileLock } from './local/file-lock.ts';
+import { isRemoteConnection, openRemote } from './remote.ts';
 import { verifyLatest, type RemoteHead } from './sync/restore.ts';
 
 export interface DrizzleBlobConfig<TSchema extends Record<string, unknown> = Record<string, never>> extends DrizzleConfig<TSchema> {
-  /** The local libSQL file, e.g. `{ url: 'file:./data/app.db' }`; other @libsql/client options pass through. */
+  /**
+   * The local libSQL file, e.g. `{ url: 'file:./data/app.db' }`; other @libsql/client options pass through.
+   * A libSQL server or Turso URL (`libsql:`, `http(s):`, `ws(s):`) or an embedded replica (`syncUrl`) goes
+   * straight to drizzle-orm/libsql: no store, lease or snapshots, and `$sync.status().role` is 'remote'.
+   */
   connection: string | LibsqlConfig;
   /** Where snapshots live. Default: `storeFromEnv()`. */
   store?: SnapshotStore;
@@ -79,6 +84,9 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   config: DrizzleBlobConfig<TSchema>,
 ): Promise<BlobDatabase<TSchema>> {
   if (config === null || typeof config !== 'object') throw new SyncError('CONFIG', 'drizzle() takes one options object: { connection, store, ... }.');
+  // A libSQL server / Turso (or an embedded replica) keeps the data itself: straight to drizzle-orm/libsql,
+  // before anything of ours (store, lease, file lock) is created.
+  if (isRemoteConnection(config.connection)) return openRemote<TSchema>(config);
   const { connection, store: givenStore, snapshot, restore, role, lease: leaseOptions, replica, shutdown, retry, log: logOption, synchronous = 'normal', metrics, encryption, ...drizzleConfig } = config;
   if (synchronous !== 'normal' && synchronous !== 'full') throw new SyncError('CONFIG', `synchronous must be 'normal' or 'full'; got ${JSON.stringify(synchronous)}.`);
   const synchronousPragma = `PRAGMA synchronous=${synchronous.toUpperCase()}`;

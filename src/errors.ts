@@ -41,8 +41,25 @@ export function findSyncError(error: unknown): SyncError | undefined {
   return undefined;
 }
 
-/** True when `error` is, or was caused by, a SyncError (with that `code`, if given). */
-export function isSyncError(error: unknown, code?: SyncErrorCode): boolean {
+/**
+ * True when `error` itself is a SyncError (with that `code`, if given), and narrows it: after
+ * `if (isSyncError(e, 'READ_ONLY'))`, `e.code` is `'READ_ONLY'`. It does not look through the `cause`
+ * chain, because a narrowing that did would be a lie: a drizzle query that failed with READ_ONLY rejects
+ * with drizzle's `DrizzleQueryError`, whose own `code` is not 'READ_ONLY'. For those, use
+ * `hasSyncError` (a yes/no over the chain) or `findSyncError` (the SyncError itself, to read its code).
+ */
+export function isSyncError<C extends SyncErrorCode>(error: unknown, code: C): error is SyncError & { readonly code: C };
+export function isSyncError(error: unknown): error is SyncError;
+export function isSyncError(error: unknown, code?: SyncErrorCode): error is SyncError {
+  return error instanceof SyncError && (code === undefined || error.code === code);
+}
+
+/**
+ * True when `error` is, or was caused by, a SyncError (with that `code`, if given): the check for errors
+ * that come out of a drizzle query. It narrows nothing (`error` may be the wrapper, and a `false` says
+ * nothing about its type); read the code from `findSyncError(error)`.
+ */
+export function hasSyncError(error: unknown, code?: SyncErrorCode): boolean {
   const found = findSyncError(error);
   return found !== undefined && (code === undefined || found.code === code);
 }

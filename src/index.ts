@@ -3,7 +3,7 @@ export { azureBlobStore } from './store/azure-blob-store.ts';
 export { directoryStore, type DirectoryStoreOptions } from './store/directory-store.ts';
 export { storeFromEnv } from './store/from-env.ts';
 export type { SnapshotStore, ObjectStore, Leaser, StoredObject, SmallObject, WriteCondition } from './store/store.ts';
-export { SyncError, isSyncError, findSyncError, type SyncErrorCode } from './errors.ts';
+export { SyncError, isSyncError, hasSyncError, findSyncError, type SyncErrorCode } from './errors.ts';
 export type { SyncHandle, SyncStatus, SyncEvents } from './sync/sync-controller.ts';
 export type { SnapshotInfo } from './sync/snapshotter.ts';
 export type { SnapshotOptions, ShutdownOptions } from './config.ts';

@@ -27,9 +27,10 @@ export interface SyncStatus {
   /**
    * `writer` holds the lease and snapshots; `replica` serves reads and follows the store; `promoting`: a
    * replica that took the lease and is catching up; `stopped`: a writer fenced off (lease lost);
-   * `closing` / `closed`.
+   * `closing` / `closed`. `remote`: `connection` names a libSQL server or Turso (or an embedded replica,
+   * `syncUrl`); the server keeps the data, and this library adds no store, lease or snapshots (src/remote.ts).
    */
-  role: RoleState;
+  role: RoleState | 'remote';
   /** The writer lease: `held` (renewed at `renewedAt`), `lost` (fenced), `none` (replica, or closed). */
   lease: { state: 'held' | 'lost' | 'none'; renewedAt: string | null };
   /** The store sequence the local file holds (a replica's view of how far it has followed). */

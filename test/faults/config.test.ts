@@ -282,10 +282,10 @@ const CASES: Case[] = [
     secrets: () => accountKeyOf(azurite.connectionString),
   },
   {
-    name: 'remote libSQL url',
+    name: 'not a file url (a libSQL server url is the scale-out path: test/sync/remote.test.ts)',
     code: 'CONFIG',
     message: [/connection\.url must be a local file URL such as "file:\.\/data\/app\.db"/],
-    run: async () => open_('libsql://db.example.com', goodStore()),
+    run: async () => open_('postgres://db.example.com', goodStore()),
     secrets: () => accountKeyOf(azurite.connectionString),
   },
   {

@@ -193,7 +193,7 @@ describe('corrupt snapshots are never opened: restore falls back to the newest o
 describe('bad configuration gets CONFIG errors naming the option', () => {
   const store = () => directoryStore({ dir: join(fixture.dir.path, 'config', 'store') });
   const cases: Array<[string, () => Promise<unknown>, RegExp]> = [
-    ['remote url', () => drizzle({ connection: { url: 'libsql://db.example.com' }, store: store(), log: false }), /connection\.url/],
+    ['not a file url (a libSQL server url goes to test/sync/remote.test.ts)', () => drizzle({ connection: { url: 'postgres://db.example.com' }, store: store(), log: false }), /connection\.url/],
     ['memory url', () => drizzle({ connection: ':memory:', store: store(), log: false }), /connection\.url/],
     ['negative debounce', () => drizzle({ connection: 'file:/tmp/x.db', store: store(), snapshot: { debounceMs: -1 }, log: false }), /snapshot\.debounceMs/],
     ['ceiling below debounce', () => drizzle({ connection: 'file:/tmp/x.db', store: store(), snapshot: { debounceMs: 10, maxIntervalMs: 5 }, log: false }), /maxIntervalMs/],
