@@ -78,11 +78,11 @@ export type BlobDatabase<TSchema extends Record<string, unknown> = Record<string
 export async function drizzle<TSchema extends Record<string, unknown> = Record<string, never>>(
   config: DrizzleBlobConfig<TSchema>,
 ): Promise<BlobDatabase<TSchema>> {
-  if (config === null || typeof config !== 'object') throw new SyncError('CONFIG', 'drizzle() takes one options object: { connection, store, ... }.');
-  const { connection, store: givenStore, snapshot, restore, role, lease: leaseOptions, replica, shutdown, retry, log: logOption, synchronous = 'normal', metrics, encryption, ...drizzleConfig } = config;
-  if (synchronous !== 'normal' && synchronous !== 'full') throw new SyncError('CONFIG', `synchronous must be 'normal' or 'full'; got ${JSON.stringify(synchronous)}.`);
-  const synchronousPragma = `PRAGMA synchronous=${synchronous.toUpperCase()}`;
-  const resolved = resolveSyncConfig({ connection, restore, role, lease: leaseOptions, replica, snapshot, shutdown, retry });
+  // Every option at every level (unknown keys included) is checked here, before anything is created or contacted.
+  const resolved = resolveSyncConfig(config);
+  const { store: givenStore, log: logOption, metrics, encryption, logger, schema, casing, cache } = config;
+  const drizzleConfig: DrizzleConfig<Record<string, unknown>> = { logger, schema, casing, cache };
+  const synchronousPragma = `PRAGMA synchronous=${resolved.synchronous.toUpperCase()}`;
   const log = resolveLogger(logOption);
   const keys = await resolveChunkKeys(encryption);
   if (keys && resolved.mode !== 'incremental') {
