@@ -9,6 +9,8 @@ import { CONNECTION_OPTION_KEYS, DRIZZLE_OPTION_KEYS, SNAPSHOT_OPTION_KEYS, TOP_
 import type { DrizzleBlobConfig } from '../../src/drizzle.ts';
 import { SyncError } from '../../src/errors.ts';
 import { checkEncryptionOptions } from '../../src/sync/chunks/encryption.ts';
+import { azureBlobStore } from '../../src/store/azure-blob-store.ts';
+import { directoryStore } from '../../src/store/directory-store.ts';
 
 test('editDistance: insert, delete, substitute and a swap of neighbours each cost 1', () => {
   const table: [string, string, number][] = [
@@ -161,4 +163,22 @@ test('checkEncryptionOptions: only { key } with a usable key; undefined means th
   checkEncryptionOptions({ key: async () => 'later' }); // judged when resolved
   assert.throws(() => checkEncryptionOptions({}), { code: 'CONFIG', message: /encryption must be \{ key \}/ });
   assert.throws(() => checkEncryptionOptions({ key: Buffer.alloc(31) }), { code: 'CONFIG', message: /256-bit key/ });
+});
+
+test('store factories: an unknown option is CONFIG with a suggestion (constructing contacts nothing)', () => {
+  const connectionString = 'DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:1/devstoreaccount1;';
+  const table: [() => unknown, string][] = [
+    [() => directoryStore({ dir: './never-created', prefx: 'a' } as never), "directoryStore: unknown option 'prefx' — did you mean 'prefix'?"],
+    [() => directoryStore({ directory: './never-created' } as never), "directoryStore: unknown option 'directory' — remove it; valid options are: dir, prefix."],
+    [() => azureBlobStore({ connectionString, container: 'backups', contaner: 'c' } as never), "azureBlobStore: unknown option 'contaner' — did you mean 'container'?"],
+    [() => azureBlobStore({ connectionString, container: 'backups', createcontainer: true } as never), "azureBlobStore: unknown option 'createcontainer' — did you mean 'createContainer'?"],
+    [() => azureBlobStore({ connectionString, container: 'backups', requestTimeout: 5 } as never), "azureBlobStore: unknown option 'requestTimeout' — did you mean 'requestTimeoutMs'?"],
+    [() => azureBlobStore({ connectionstring: connectionString, container: 'backups' } as never), "azureBlobStore: unknown option 'connectionstring' — did you mean 'connectionString'?"],
+  ];
+  for (const [make, message] of table) assert.throws(make, (error: unknown) => error instanceof SyncError && error.code === 'CONFIG' && error.message === message, message);
+  assert.throws(() => directoryStore({ dir: './never-created', prefix: 5 } as never), { code: 'CONFIG', message: /^directoryStore: prefix must be a string/ });
+  assert.throws(() => directoryStore('./backups' as never), { code: 'CONFIG', message: /^directoryStore\(\{ dir \}\) takes an options object/ });
+  // Spelled right, the same options construct a store.
+  assert.equal(typeof azureBlobStore({ connectionString, container: 'backups', createContainer: true, requestTimeoutMs: 5 }).probe, 'function');
+  assert.equal(typeof directoryStore({ dir: './never-created', prefix: 'a' }).probe, 'function');
 });
