@@ -204,29 +204,10 @@ export interface OwnOptions {
  * created or contacted (no folder, no lock file, no store request, no key provider call).
  */
 export function resolveSyncConfig(input: SyncOptions): ResolvedSyncConfig {
-  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
-    throw new SyncError('CONFIG', 'drizzle() takes one options object: { connection, store, ... }.');
-  }
-  assertKnownKeys(input, TOP_LEVEL_OPTION_KEYS);
-  if (input.connection === undefined || input.connection === null) {
-    throw new SyncError('CONFIG', 'drizzle({ connection }) is required: pass { url: "file:./data/app.db" }.');
-  }
-  if (typeof input.connection !== 'string') optionsObject(input.connection, 'connection', CONNECTION_OPTION_KEYS, '{ url: "file:./data/app.db" }');
-  const lease = optionsObject(input.lease, 'lease', LEASE_OPTION_KEYS, '{ durationSec: 30 }');
-  const replica = optionsObject(input.replica, 'replica', REPLICA_OPTION_KEYS, '{ pollMs: 5000 }');
-  const shutdown = optionsObject(input.shutdown, 'shutdown', SHUTDOWN_OPTION_KEYS, '{ timeoutMs: 25000 }');
-  const retryOptions = optionsObject(input.retry, 'retry', RETRY_OPTION_KEYS, '{ retries: 5 }');
-  const s = optionsObject(input.snapshot, 'snapshot', SNAPSHOT_OPTION_KEYS, '{ debounceMs: 2000 }') ?? {};
-  if (typeof s.retain === 'object') optionsObject(s.retain, 'snapshot.retain', RETAIN_OPTION_KEYS, '{ count: 20, maxAgeMs: 604800000 }');
-  else if (s.retain !== undefined && typeof s.retain !== 'number') {
-    throw new SyncError('CONFIG', `snapshot.retain must be a number of snapshots or { count, maxAgeMs }; got ${describe(s.retain)}.`);
-  }
+  checkOptions(input);
+  const { lease, replica, shutdown, retry: retryOptions } = input;
+  const s = input.snapshot ?? {};
   const synchronous = input.synchronous ?? 'normal';
-  if (synchronous !== 'normal' && synchronous !== 'full') throw new SyncError('CONFIG', `synchronous must be 'normal' or 'full'; got ${describe(synchronous)}.`);
-  if (input.metrics !== false) optionsObject(input.metrics, 'metrics', METRICS_OPTION_KEYS, '{ meter } or false');
-  checkLogOption(input.log);
-  checkStoreOption(input.store);
-  checkEncryptionOptions(input.encryption);
 
   const libsql: LibsqlConfig = typeof input.connection === 'string' ? { url: input.connection } : { ...input.connection };
   if (libsql.syncUrl) throw new SyncError('CONFIG', 'connection.syncUrl (embedded replicas) cannot be combined with blob snapshots; remove it.');
@@ -295,9 +276,45 @@ export function resolveSyncConfig(input: SyncOptions): ResolvedSyncConfig {
   };
 }
 
-function resolveTarget(target: RestoreTarget): RestoreTarget {
+/**
+ * Every option's name at every level, and the type of each level and of the options that need no
+ * defaulting: throws CONFIG for the first problem. Judges no URL, so a remote-URL branch of drizzle()
+ * can call it too before passing the connection through.
+ */
+export function checkOptions(input: SyncOptions): void {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw new SyncError('CONFIG', 'drizzle() takes one options object: { connection, store, ... }.');
+  }
+  assertKnownKeys(input, TOP_LEVEL_OPTION_KEYS);
+  if (input.connection === undefined || input.connection === null) {
+    throw new SyncError('CONFIG', 'drizzle({ connection }) is required: pass { url: "file:./data/app.db" }.');
+  }
+  if (typeof input.connection !== 'string') optionsObject(input.connection, 'connection', CONNECTION_OPTION_KEYS, '{ url: "file:./data/app.db" }');
+  optionsObject(input.lease, 'lease', LEASE_OPTION_KEYS, '{ durationSec: 30 }');
+  optionsObject(input.replica, 'replica', REPLICA_OPTION_KEYS, '{ pollMs: 5000 }');
+  optionsObject(input.shutdown, 'shutdown', SHUTDOWN_OPTION_KEYS, '{ timeoutMs: 25000 }');
+  optionsObject(input.retry, 'retry', RETRY_OPTION_KEYS, '{ retries: 5 }');
+  const s = optionsObject(input.snapshot, 'snapshot', SNAPSHOT_OPTION_KEYS, '{ debounceMs: 2000 }') ?? {};
+  if (typeof s.retain === 'object') optionsObject(s.retain, 'snapshot.retain', RETAIN_OPTION_KEYS, '{ count: 20, maxAgeMs: 604800000 }');
+  else if (s.retain !== undefined && typeof s.retain !== 'number') {
+    throw new SyncError('CONFIG', `snapshot.retain must be a number of snapshots or { count, maxAgeMs }; got ${describe(s.retain)}.`);
+  }
+  const synchronous = input.synchronous ?? 'normal';
+  if (synchronous !== 'normal' && synchronous !== 'full') throw new SyncError('CONFIG', `synchronous must be 'normal' or 'full'; got ${describe(synchronous)}.`);
+  // Checked even when SKIP_RESTORE makes it moot: a typo there is still a typo.
+  if (typeof input.restore === 'object' && input.restore !== null) checkTarget(input.restore);
+  if (input.metrics !== false) optionsObject(input.metrics, 'metrics', METRICS_OPTION_KEYS, '{ meter } or false');
+  checkLogOption(input.log);
+  checkStoreOption(input.store);
+  checkEncryptionOptions(input.encryption);
+}
+
+function checkTarget(target: object): void {
   assertKnownKeys(target, ['at', 'seq'], 'restore');
   if ('at' in target && 'seq' in target) throw new SyncError('CONFIG', 'restore takes { at } or { seq }, not both; remove one.');
+}
+
+function resolveTarget(target: RestoreTarget): RestoreTarget {
   if ('seq' in target) {
     if (!Number.isSafeInteger(target.seq) || target.seq < 1) throw new SyncError('CONFIG', `restore.seq must be a snapshot sequence number >= 1; got ${JSON.stringify(target.seq)}.`);
     return { seq: target.seq };

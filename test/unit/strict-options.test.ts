@@ -182,3 +182,14 @@ test('store factories: an unknown option is CONFIG with a suggestion (constructi
   assert.equal(typeof azureBlobStore({ connectionString, container: 'backups', createContainer: true, requestTimeoutMs: 5 }).probe, 'function');
   assert.equal(typeof directoryStore({ dir: './never-created', prefix: 'a' }).probe, 'function');
 });
+
+test('checkOptions: a typo inside restore is refused even when SKIP_RESTORE makes restore moot', () => {
+  const saved = process.env.SKIP_RESTORE;
+  process.env.SKIP_RESTORE = 'true';
+  try {
+    assert.equal(refusal({ ...base, restore: { sq: 3 } }).message, "unknown option 'restore.sq' — did you mean 'restore.seq'?");
+  } finally {
+    if (saved === undefined) delete process.env.SKIP_RESTORE;
+    else process.env.SKIP_RESTORE = saved;
+  }
+});
