@@ -1,6 +1,12 @@
 import { isAbsolute, resolve } from 'node:path';
 import type { Config as LibsqlConfig } from '@libsql/client';
+import type { DrizzleConfig } from 'drizzle-orm';
+import type { Meter } from '@opentelemetry/api';
+import { assertKnownKeys, describe, keysOf, optionsObject } from './config-keys.ts';
 import { SyncError } from './errors.ts';
+import type { SyncLogOption } from './log.ts';
+import type { SnapshotStore } from './store/store.ts';
+import { checkEncryptionOptions, type EncryptionOptions } from './sync/chunks/encryption.ts';
 import type { Codec } from './sync/codec.ts';
 import { CODECS } from './sync/codec.ts';
 import type { RestoreTarget, RetentionPolicy } from './sync/manifest.ts';
@@ -86,6 +92,8 @@ export interface ResolvedSyncConfig {
   retry: RetryPolicy;
   signals: boolean;
   shutdownTimeoutMs: number;
+  /** SQLite `synchronous` of the app's connection. */
+  synchronous: 'normal' | 'full';
 }
 
 function positive(name: string, value: number | undefined, fallback: number, min = 0): number {
@@ -108,19 +116,99 @@ export function databasePath(url: string): string {
   return isAbsolute(path) ? path : resolve(path);
 }
 
-export function resolveSyncConfig(input: {
+/** drizzle's own options (drizzle-orm's `DrizzleConfig`), passed through to drizzle-orm/libsql. */
+export const DRIZZLE_OPTION_KEYS = keysOf<DrizzleConfig>({ logger: true, schema: true, casing: true, cache: true });
+
+/** Every top-level option of `drizzle()`: this library's plus drizzle's own. */
+export const TOP_LEVEL_OPTION_KEYS: readonly string[] = [
+  ...keysOf<OwnOptions>({
+    connection: true,
+    store: true,
+    snapshot: true,
+    restore: true,
+    role: true,
+    lease: true,
+    replica: true,
+    shutdown: true,
+    retry: true,
+    log: true,
+    synchronous: true,
+    metrics: true,
+    encryption: true,
+  }),
+  ...DRIZZLE_OPTION_KEYS,
+];
+
+/** @libsql/client's `Config`: the keys `connection` may carry. */
+export const CONNECTION_OPTION_KEYS = keysOf<LibsqlConfig>({
+  url: true,
+  authToken: true,
+  encryptionKey: true,
+  remoteEncryptionKey: true,
+  syncUrl: true,
+  syncInterval: true,
+  readYourWrites: true,
+  offline: true,
+  tls: true,
+  intMode: true,
+  fetch: true,
+  concurrency: true,
+  timeout: true,
+});
+
+export const SNAPSHOT_OPTION_KEYS = keysOf<SnapshotOptions>({
+  debounceMs: true,
+  maxCommits: true,
+  maxIntervalMs: true,
+  retain: true,
+  codec: true,
+  mode: true,
+  chunkSize: true,
+  gcGraceMs: true,
+  retryBaseMs: true,
+  retryMaxMs: true,
+});
+const RETAIN_OPTION_KEYS = ['count', 'maxAgeMs'] as const;
+export const LEASE_OPTION_KEYS = keysOf<LeaseOptions>({ durationSec: true });
+export const REPLICA_OPTION_KEYS = keysOf<ReplicaOptions>({ pollMs: true });
+export const SHUTDOWN_OPTION_KEYS = keysOf<ShutdownOptions>({ signals: true, timeoutMs: true });
+export const RETRY_OPTION_KEYS = keysOf<RetryPolicy>({ retries: true, minTimeoutMs: true, maxTimeoutMs: true });
+export const METRICS_OPTION_KEYS = ['meter'] as const;
+
+/**
+ * Everything `drizzle()` takes that this module judges (DrizzleBlobConfig in src/drizzle.ts is the
+ * documented type; this one stays loose so a wrong type reaches the checks below as a CONFIG error).
+ */
+export interface SyncOptions extends OwnOptions, DrizzleConfig<Record<string, unknown>> {}
+
+/** This library's top-level options (everything but drizzle's own). */
+export interface OwnOptions {
   connection: string | LibsqlConfig;
+  store?: SnapshotStore;
+  snapshot?: SnapshotOptions;
   restore?: RestoreMode | RestoreTarget;
   role?: Role;
   lease?: LeaseOptions;
   replica?: ReplicaOptions;
-  snapshot?: SnapshotOptions;
   shutdown?: ShutdownOptions;
   retry?: Partial<RetryPolicy>;
-}): ResolvedSyncConfig {
-  if (input.connection === undefined || input.connection === null) {
-    throw new SyncError('CONFIG', 'drizzle({ connection }) is required: pass { url: "file:./data/app.db" }.');
-  }
+  log?: SyncLogOption;
+  synchronous?: 'normal' | 'full';
+  metrics?: false | { meter?: Meter };
+  encryption?: EncryptionOptions;
+}
+
+/**
+ * The one place where drizzle()'s options are checked and defaulted (as libsql-client's expandConfig):
+ * unknown keys at every level, wrong types, bounds. Pure and synchronous, so it runs before anything is
+ * created or contacted (no folder, no lock file, no store request, no key provider call).
+ */
+export function resolveSyncConfig(input: SyncOptions): ResolvedSyncConfig {
+  checkOptions(input);
+  const { lease, replica, shutdown, retry: retryOptions } = input;
+  const s = input.snapshot ?? {};
+  const synchronous = input.synchronous ?? 'normal';
+
   const libsql: LibsqlConfig = typeof input.connection === 'string' ? { url: input.connection } : { ...input.connection };
   if (libsql.syncUrl) throw new SyncError('CONFIG', 'connection.syncUrl (embedded replicas) cannot be combined with blob snapshots; remove it.');
   if (libsql.encryptionKey) throw new SyncError('CONFIG', 'connection.encryptionKey is not supported yet: snapshots are taken by a second connection that would need the key.');
@@ -136,11 +224,10 @@ export function resolveSyncConfig(input: {
   }
   const role = input.role ?? 'auto';
   if (!['auto', 'writer', 'replica'].includes(role)) throw new SyncError('CONFIG', `role must be 'auto', 'writer' or 'replica'; got ${JSON.stringify(role)}.`);
-  const leaseDurationSec = input.lease?.durationSec ?? 30;
+  const leaseDurationSec = lease?.durationSec ?? 30;
   if (typeof leaseDurationSec !== 'number' || !Number.isInteger(leaseDurationSec) || leaseDurationSec < 15 || leaseDurationSec > 60) {
-    throw new SyncError('CONFIG', `lease.durationSec must be a whole number of seconds from 15 to 60 (Azure's bounds); got ${leaseDurationSec}.`);
+    throw new SyncError('CONFIG', `lease.durationSec must be a whole number of seconds from 15 to 60 (Azure's bounds); got ${describe(leaseDurationSec)}.`);
   }
-  const s = input.snapshot ?? {};
   const codec = s.codec ?? 'lz4';
   if (!CODECS.includes(codec)) throw new SyncError('CONFIG', `snapshot.codec must be one of ${CODECS.join(', ')}; got ${JSON.stringify(codec)}.`);
   const schedule = {
@@ -152,14 +239,16 @@ export function resolveSyncConfig(input: {
     throw new SyncError('CONFIG', `snapshot.maxIntervalMs (${schedule.maxIntervalMs}) must not be smaller than snapshot.debounceMs (${schedule.debounceMs}).`);
   }
   const retry: RetryPolicy = {
-    retries: positive('retry.retries', input.retry?.retries, DEFAULT_RETRY.retries),
-    minTimeoutMs: positive('retry.minTimeoutMs', input.retry?.minTimeoutMs, DEFAULT_RETRY.minTimeoutMs),
-    maxTimeoutMs: positive('retry.maxTimeoutMs', input.retry?.maxTimeoutMs, DEFAULT_RETRY.maxTimeoutMs),
+    retries: positive('retry.retries', retryOptions?.retries, DEFAULT_RETRY.retries),
+    minTimeoutMs: positive('retry.minTimeoutMs', retryOptions?.minTimeoutMs, DEFAULT_RETRY.minTimeoutMs),
+    maxTimeoutMs: positive('retry.maxTimeoutMs', retryOptions?.maxTimeoutMs, DEFAULT_RETRY.maxTimeoutMs),
   };
   const mode = s.mode ?? DEFAULT_MODE;
   if (mode !== 'full' && mode !== 'incremental') throw new SyncError('CONFIG', `snapshot.mode must be 'full' or 'incremental'; got ${JSON.stringify(mode)}.`);
   const chunkSize = positive('snapshot.chunkSize', s.chunkSize, 1 << 20, 1 << 16);
   if (chunkSize > 1 << 24 || (chunkSize & (chunkSize - 1)) !== 0) throw new SyncError('CONFIG', `snapshot.chunkSize must be a power of two from 65536 to 16777216 bytes; got ${chunkSize}.`);
+  const signals = shutdown?.signals ?? true;
+  if (typeof signals !== 'boolean') throw new SyncError('CONFIG', `shutdown.signals must be true or false; got ${describe(signals)}.`);
   const retain = typeof s.retain === 'object' && s.retain !== null ? s.retain : { count: s.retain };
   return {
     dbPath,
@@ -168,7 +257,7 @@ export function resolveSyncConfig(input: {
     restoreTarget,
     role,
     leaseDurationSec,
-    replicaPollMs: positive('replica.pollMs', input.replica?.pollMs, 5_000, 10),
+    replicaPollMs: positive('replica.pollMs', replica?.pollMs, 5_000, 10),
     schedule,
     mode,
     chunkSize,
@@ -181,9 +270,48 @@ export function resolveSyncConfig(input: {
     retryBaseMs: positive('snapshot.retryBaseMs', s.retryBaseMs, 1_000, 1),
     retryMaxMs: positive('snapshot.retryMaxMs', s.retryMaxMs, 60_000, 1),
     retry,
-    signals: input.shutdown?.signals ?? true,
-    shutdownTimeoutMs: positive('shutdown.timeoutMs', input.shutdown?.timeoutMs, 25_000, 1),
+    signals,
+    shutdownTimeoutMs: positive('shutdown.timeoutMs', shutdown?.timeoutMs, 25_000, 1),
+    synchronous,
   };
+}
+
+/**
+ * Every option's name at every level, and the type of each level and of the options that need no
+ * defaulting: throws CONFIG for the first problem. Judges no URL, so a remote-URL branch of drizzle()
+ * can call it too before passing the connection through.
+ */
+export function checkOptions(input: SyncOptions): void {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw new SyncError('CONFIG', 'drizzle() takes one options object: { connection, store, ... }.');
+  }
+  assertKnownKeys(input, TOP_LEVEL_OPTION_KEYS);
+  if (input.connection === undefined || input.connection === null) {
+    throw new SyncError('CONFIG', 'drizzle({ connection }) is required: pass { url: "file:./data/app.db" }.');
+  }
+  if (typeof input.connection !== 'string') optionsObject(input.connection, 'connection', CONNECTION_OPTION_KEYS, '{ url: "file:./data/app.db" }');
+  optionsObject(input.lease, 'lease', LEASE_OPTION_KEYS, '{ durationSec: 30 }');
+  optionsObject(input.replica, 'replica', REPLICA_OPTION_KEYS, '{ pollMs: 5000 }');
+  optionsObject(input.shutdown, 'shutdown', SHUTDOWN_OPTION_KEYS, '{ timeoutMs: 25000 }');
+  optionsObject(input.retry, 'retry', RETRY_OPTION_KEYS, '{ retries: 5 }');
+  const s = optionsObject(input.snapshot, 'snapshot', SNAPSHOT_OPTION_KEYS, '{ debounceMs: 2000 }') ?? {};
+  if (typeof s.retain === 'object') optionsObject(s.retain, 'snapshot.retain', RETAIN_OPTION_KEYS, '{ count: 20, maxAgeMs: 604800000 }');
+  else if (s.retain !== undefined && typeof s.retain !== 'number') {
+    throw new SyncError('CONFIG', `snapshot.retain must be a number of snapshots or { count, maxAgeMs }; got ${describe(s.retain)}.`);
+  }
+  const synchronous = input.synchronous ?? 'normal';
+  if (synchronous !== 'normal' && synchronous !== 'full') throw new SyncError('CONFIG', `synchronous must be 'normal' or 'full'; got ${describe(synchronous)}.`);
+  // Checked even when SKIP_RESTORE makes it moot: a typo there is still a typo.
+  if (typeof input.restore === 'object' && input.restore !== null) checkTarget(input.restore);
+  if (input.metrics !== false) optionsObject(input.metrics, 'metrics', METRICS_OPTION_KEYS, '{ meter } or false');
+  checkLogOption(input.log);
+  checkStoreOption(input.store);
+  checkEncryptionOptions(input.encryption);
+}
+
+function checkTarget(target: object): void {
+  assertKnownKeys(target, ['at', 'seq'], 'restore');
+  if ('at' in target && 'seq' in target) throw new SyncError('CONFIG', 'restore takes { at } or { seq }, not both; remove one.');
 }
 
 function resolveTarget(target: RestoreTarget): RestoreTarget {
@@ -197,4 +325,22 @@ function resolveTarget(target: RestoreTarget): RestoreTarget {
     return { at };
   }
   throw new SyncError('CONFIG', `restore as an object must be { at: Date | ISO time } or { seq: number }; got ${JSON.stringify(target)}.`);
+}
+
+/** `log`: false, or a pino-compatible logger (its other keys are its own business, not checked). */
+function checkLogOption(log: unknown): void {
+  if (log === undefined || log === false) return;
+  const logger = log as Record<string, unknown> | null;
+  if (logger === null || typeof logger !== 'object' || !['info', 'warn', 'error'].every((level) => typeof logger[level] === 'function')) {
+    throw new SyncError('CONFIG', `log must be false or a pino-compatible logger with info, warn and error methods; got ${describe(log)}.`);
+  }
+}
+
+/** `store`: made by a store factory, which has already checked its own options. */
+function checkStoreOption(store: unknown): void {
+  if (store === undefined) return;
+  const given = store as Partial<SnapshotStore> | null;
+  if (given === null || typeof given !== 'object' || typeof given.probe !== 'function' || typeof given.location !== 'string') {
+    throw new SyncError('CONFIG', `store must be a snapshot store made by azureBlobStore({ ... }) or directoryStore({ dir }); got ${describe(store)}. Leave it out to use storeFromEnv().`);
+  }
 }

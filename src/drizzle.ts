@@ -4,7 +4,7 @@ import { createClient, type Client, type Config as LibsqlConfig } from '@libsql/
 import type { DrizzleConfig } from 'drizzle-orm';
 import { drizzle as drizzleLibsql, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { CountingClient } from './client/counting-client.ts';
-import { resolveSyncConfig, type LeaseOptions, type ReplicaOptions, type ResolvedSyncConfig, type Role, type ShutdownOptions, type SnapshotOptions } from './config.ts';
+import { checkOptions, resolveSyncConfig, type LeaseOptions, type ReplicaOptions, type ResolvedSyncConfig, type Role, type ShutdownOptions, type SnapshotOptions } from './config.ts';
 import type { RestoreTarget } from './sync/manifest.ts';
 import type { Meter } from '@opentelemetry/api';
 import { SyncError, findSyncError } from './errors.ts';
@@ -83,14 +83,16 @@ export type BlobDatabase<TSchema extends Record<string, unknown> = Record<string
 export async function drizzle<TSchema extends Record<string, unknown> = Record<string, never>>(
   config: DrizzleBlobConfig<TSchema>,
 ): Promise<BlobDatabase<TSchema>> {
-  if (config === null || typeof config !== 'object') throw new SyncError('CONFIG', 'drizzle() takes one options object: { connection, store, ... }.');
+  // Every option name and shape at every level (unknown keys included) is checked first, remote or not,
+  // before anything is created or contacted.
+  checkOptions(config);
   // A libSQL server / Turso (or an embedded replica) keeps the data itself: straight to drizzle-orm/libsql,
   // before anything of ours (store, lease, file lock) is created.
   if (isRemoteConnection(config.connection)) return openRemote<TSchema>(config);
-  const { connection, store: givenStore, snapshot, restore, role, lease: leaseOptions, replica, shutdown, retry, log: logOption, synchronous = 'normal', metrics, encryption, ...drizzleConfig } = config;
-  if (synchronous !== 'normal' && synchronous !== 'full') throw new SyncError('CONFIG', `synchronous must be 'normal' or 'full'; got ${JSON.stringify(synchronous)}.`);
-  const synchronousPragma = `PRAGMA synchronous=${synchronous.toUpperCase()}`;
-  const resolved = resolveSyncConfig({ connection, restore, role, lease: leaseOptions, replica, snapshot, shutdown, retry });
+  const resolved = resolveSyncConfig(config);
+  const { store: givenStore, log: logOption, metrics, encryption, logger, schema, casing, cache } = config;
+  const drizzleConfig: DrizzleConfig<Record<string, unknown>> = { logger, schema, casing, cache };
+  const synchronousPragma = `PRAGMA synchronous=${resolved.synchronous.toUpperCase()}`;
   const log = resolveLogger(logOption);
   const keys = await resolveChunkKeys(encryption);
   if (keys && resolved.mode !== 'incremental') {

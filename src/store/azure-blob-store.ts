@@ -5,6 +5,7 @@
 import { open } from 'node:fs/promises';
 import { AnonymousCredential, BlobServiceClient, ContainerClient, RestError, type StoragePipelineOptions } from '@azure/storage-blob';
 import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
+import { assertKnownKeys, keysOf } from '../config-keys.ts';
 import { SyncError } from '../errors.ts';
 import type { SmallObject, SnapshotStore, StoredObject, WriteCondition } from './store.ts';
 
@@ -38,6 +39,18 @@ export interface ContainerUrlOptions extends CommonOptions {
 
 export type AzureBlobStoreOptions = ConnectionStringOptions | AccountUrlOptions | ContainerUrlOptions;
 
+/** Every option of every shape (which keys go together is checked in connect()). */
+const AZURE_BLOB_STORE_OPTION_KEYS = keysOf<ConnectionStringOptions & AccountUrlOptions & ContainerUrlOptions>({
+  connectionString: true,
+  accountUrl: true,
+  containerUrl: true,
+  container: true,
+  credential: true,
+  prefix: true,
+  createContainer: true,
+  requestTimeoutMs: true,
+});
+
 const BLOCK_SIZE = 8 * 1024 * 1024;
 const CONCURRENCY = 4;
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -70,6 +83,7 @@ export function azureBlobStore(options: AzureBlobStoreOptions): SnapshotStore {
   if (!options || typeof options !== 'object') {
     throw new SyncError('CONFIG', 'azureBlobStore(options) needs an options object with connectionString, accountUrl or containerUrl.');
   }
+  assertKnownKeys(options, AZURE_BLOB_STORE_OPTION_KEYS, '', 'azureBlobStore: ');
   const timeoutMs = options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
   if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
     throw new SyncError('CONFIG', `azureBlobStore: requestTimeoutMs must be a positive number of milliseconds (got ${String(options.requestTimeoutMs)}).`);

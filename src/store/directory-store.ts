@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { copyFile, mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { assertKnownKeys, describe, keysOf } from '../config-keys.ts';
 import { SyncError } from '../errors.ts';
 import type { SmallObject, SnapshotStore, StoredObject, WriteCondition } from './store.ts';
 
@@ -12,6 +13,8 @@ export interface DirectoryStoreOptions {
   /** Optional sub-folder, like a blob prefix. */
   prefix?: string;
 }
+
+const DIRECTORY_STORE_OPTION_KEYS = keysOf<DirectoryStoreOptions>({ dir: true, prefix: true });
 
 const LOCK_STALE_MS = 10_000;
 
@@ -29,8 +32,15 @@ function fsError(error: unknown, what: string): SyncError {
 
 /** A store in a local folder: for development and tests, same semantics as the blob store. */
 export function directoryStore(options: DirectoryStoreOptions): SnapshotStore {
-  if (!options || typeof options.dir !== 'string' || options.dir.trim() === '') {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new SyncError('CONFIG', 'directoryStore({ dir }) takes an options object with `dir`, the folder to keep backups in (for example "./.data/backups").');
+  }
+  assertKnownKeys(options, DIRECTORY_STORE_OPTION_KEYS, '', 'directoryStore: ');
+  if (typeof options.dir !== 'string' || options.dir.trim() === '') {
     throw new SyncError('CONFIG', 'directoryStore({ dir }) needs `dir`, the folder to keep backups in (for example "./.data/backups").');
+  }
+  if (options.prefix !== undefined && typeof options.prefix !== 'string') {
+    throw new SyncError('CONFIG', `directoryStore: prefix must be a string such as "prod/app1"; got ${describe(options.prefix)}.`);
   }
   const root = resolve(options.dir, options.prefix ?? '');
   const pathOf = (key: string) => {

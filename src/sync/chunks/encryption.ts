@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { assertKnownKeys } from '../../config-keys.ts';
 import { SyncError } from '../../errors.ts';
 
 /**
@@ -42,6 +43,24 @@ function parseKey(value: Buffer | string, where: string): Buffer {
   return key;
 }
 
+/**
+ * The shape of `encryption`, checked before anything is created or contacted (the key provider is not
+ * called here): an object with only `key`, a Buffer, a string or a function; a literal key's length too.
+ */
+export function checkEncryptionOptions(options: unknown): void {
+  if (options === undefined) return;
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new SyncError('CONFIG', 'encryption must be { key }: a 32-byte key, or a function returning one.');
+  }
+  assertKnownKeys(options, ['key'], 'encryption');
+  const { key } = options as { key?: unknown };
+  if (key === undefined) throw new SyncError('CONFIG', 'encryption must be { key }: a 32-byte key, or a function returning one.');
+  if (!Buffer.isBuffer(key) && typeof key !== 'string' && typeof key !== 'function') {
+    throw new SyncError('CONFIG', `encryption.key must be a Buffer, a base64 or hex string, or a function returning one; got ${typeof key}.`);
+  }
+  if (typeof key !== 'function') parseKey(key, 'encryption.key');
+}
+
 /** Resolves the configured key (calling a KeyProvider once) and derives the working keys. */
 export async function resolveChunkKeys(options: EncryptionOptions | undefined, env: NodeJS.ProcessEnv = process.env): Promise<ChunkKeys | undefined> {
   let raw: Buffer;
@@ -50,9 +69,7 @@ export async function resolveChunkKeys(options: EncryptionOptions | undefined, e
     if (fromEnv === undefined || fromEnv.trim() === '') return undefined;
     raw = parseKey(fromEnv, KEY_ENV);
   } else {
-    if (options === null || typeof options !== 'object' || options.key === undefined) {
-      throw new SyncError('CONFIG', 'encryption must be { key }: a 32-byte key, or a function returning one.');
-    }
+    checkEncryptionOptions(options);
     let value = options.key;
     if (typeof value === 'function') {
       try {
