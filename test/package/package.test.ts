@@ -215,10 +215,12 @@ try {
       );
       // `export {}` keeps a block that imports nothing a module (top-level await, its own scope).
       await Promise.all(blocks.map((code, i) => writeFile(join(dir, `example-${i + 1}.ts`), `${code}\nexport {};\n`)));
+      // skipLibCheck: drizzle-orm's own declarations for the drivers an app did not install (mysql2, gel, ...)
+      // do not check; the examples' use of our types and drizzle's is what this proves.
       await writeFile(
         join(app, 'tsconfig.json'),
         JSON.stringify({
-          compilerOptions: { strict: true, noEmit: true, target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', skipLibCheck: false, types: ['node'] },
+          compilerOptions: { strict: true, noEmit: true, target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', skipLibCheck: true, types: ['node'] },
           include: ['readme/*.ts'],
         }),
       );
