@@ -42,8 +42,11 @@ const VARIANTS = [
   { name: 'locked peers', drizzleOrm: locked('drizzle-orm'), libsqlClient: locked('@libsql/client') },
 ];
 
-/** A child's environment without what `npm test` or the runner leaked into ours (npm_config_*, NODE_OPTIONS). */
-const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^npm_|^NODE_OPTIONS$/i.test(key)));
+/**
+ * A child's environment: npm's own settings (registry, cache, proxy) pass on; a loader in NODE_OPTIONS
+ * and a prefix or global install that `npm test` may have set do not.
+ */
+const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(NODE_OPTIONS|npm_config_(prefix|global|location))$/i.test(key)));
 
 interface Ran {
   code: number;
