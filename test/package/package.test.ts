@@ -15,7 +15,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir, type TempDir } from '../helpers/fixtures.ts';
@@ -53,9 +53,9 @@ interface Ran {
   stdout: string;
   stderr: string;
 }
-function run(file: string, args: string[], cwd: string, timeoutMs = 120_000): Promise<Ran> {
+function run(file: string, args: string[], cwd: string, timeoutMs = 120_000, env: NodeJS.ProcessEnv = cleanEnv): Promise<Ran> {
   return new Promise((resolve) => {
-    execFile(file, args, { cwd, env: cleanEnv, timeout: timeoutMs, maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
+    execFile(file, args, { cwd, env, timeout: timeoutMs, maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
       resolve({ code, stdout, stderr: stderr + (error && typeof error.code !== 'number' ? `\n${error.message}` : '') });
     });
@@ -174,11 +174,10 @@ console.log(JSON.stringify({ seq: flushed?.seq ?? null, restoredFrom, rows }));
       assert.ok(out.seq !== null && out.restoredFrom === out.seq, `restored from seq ${out.restoredFrom}, flushed seq ${out.seq}`);
     });
 
-    test('npx drizzle-libsql-blob: help and list', async () => {
-      // TODO(issue 12, item 5): assert on `--version` once the CLI has it.
-      const help = await run('npx', ['--no', '--', 'drizzle-libsql-blob', '--help'], app);
-      ok(help, 'drizzle-libsql-blob --help');
-      assert.match(help.stdout, /^Usage: drizzle-libsql-blob/);
+    test('npx drizzle-libsql-blob: --version and list', async () => {
+      const version = await run('npx', ['--no', '--', 'drizzle-libsql-blob', '--version'], app);
+      ok(version, 'drizzle-libsql-blob --version');
+      assert.equal(version.stdout.trim(), (pkg as unknown as { version: string }).version);
       // The store the round trip above wrote.
       const list = await run('npx', ['--no', '--', 'drizzle-libsql-blob', 'list', '--backup-dir', './backups', '--json'], app);
       ok(list, 'drizzle-libsql-blob list');
@@ -231,6 +230,65 @@ try {
       );
       const result = await run(process.execPath, [TSC, '-p', 'tsconfig.json'], app);
       ok(result, `tsc over ${blocks.length} README blocks (in ${dir})`);
+    });
+
+    test('the deploy flow with packaged commands only: an empty store, then a new disk on a non-empty store', async () => {
+      // restore --if-exists && drizzle-kit migrate && node seed.mjs && snapshot && node server.mjs, as a
+      // container's start script runs it ("Deploying with drizzle-kit migrations" in README.md).
+      const dir = join(app, 'deploy');
+      const storeDir = join(app, 'deploy-store');
+      await mkdir(dir);
+      await cp(join(REPO, 'test/fixtures/migrations'), join(dir, 'migrations'), { recursive: true });
+      await writeFile(join(dir, 'drizzle.config.ts'), `export default { dialect: 'turso', out: './migrations', dbCredentials: { url: 'file:./data/app.db' } };\n`);
+      await writeFile(
+        join(dir, 'seed.mjs'),
+        `import { createClient } from '@libsql/client';
+const client = createClient({ url: 'file:./data/app.db' });
+const result = await client.execute("INSERT OR IGNORE INTO notes (id, body) VALUES (1, 'welcome'), (2, 'getting started')");
+console.log('seeded ' + result.rowsAffected);
+client.close();
+`,
+      );
+      await writeFile(
+        join(dir, 'server.mjs'),
+        `import { drizzle, directoryStore } from 'drizzle-libsql-blob';
+const db = await drizzle({ connection: { url: 'file:./data/app.db' }, store: directoryStore({ dir: process.env.BACKUP_DIR }), shutdown: { signals: false }, log: false });
+const rows = await db.all('SELECT body FROM notes ORDER BY id');
+await db.$sync.close();
+console.log('serving ' + JSON.stringify(rows.map((r) => r.body)));
+`,
+      );
+      const env: NodeJS.ProcessEnv = { ...cleanEnv, BACKUP_DIR: storeDir };
+      for (const key of Object.keys(env)) if (/^AZURE_STORAGE_|^(DATABASE_URL|SKIP_RESTORE|RESTORE_MODE)$/.test(key)) delete env[key];
+      const steps: Array<[string, string[]]> = [
+        ['npx', ['--no', '--', 'drizzle-libsql-blob', 'restore', '--if-exists']],
+        ['npx', ['--no', '--', 'drizzle-kit', 'migrate']],
+        [process.execPath, ['seed.mjs']],
+        ['npx', ['--no', '--', 'drizzle-libsql-blob', 'snapshot']],
+        [process.execPath, ['server.mjs']],
+      ];
+      const deploy = async (): Promise<string[]> => {
+        const outputs: string[] = [];
+        for (const [file, args] of steps) {
+          const result = await run(file, args, dir, 120_000, env);
+          ok(result, [file, ...args].join(' '));
+          outputs.push(result.stdout);
+        }
+        return outputs;
+      };
+      const manifestSeq = () => (JSON.parse(readFileSync(join(storeDir, 'manifest.json'), 'utf8')) as { seq: number }).seq;
+
+      assert.equal(existsSync(join(dir, 'data')), false);
+      const first = await deploy();
+      assert.match(first[2]!, /^seeded 2$/m);
+      assert.match(first[4]!, /^serving \["welcome","getting started"\]$/m);
+      assert.equal(manifestSeq(), 1);
+
+      await rm(join(dir, 'data'), { recursive: true }); // a new machine: the disk is gone, the store is not
+      const second = await deploy();
+      assert.match(second[2]!, /^seeded 0$/m, 'the restored file already holds the seed');
+      assert.match(second[4]!, /^serving \["welcome","getting started"\]$/m);
+      assert.equal(manifestSeq(), 1, 'nothing changed: nothing uploaded');
     });
 
     test('npm ls --omit=dev: no fastify, one drizzle-orm', async () => {
