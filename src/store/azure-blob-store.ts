@@ -3,8 +3,8 @@
  * errors are translated in one place (`toSyncError`) into a code plus a message that names the fix.
  */
 import { open } from 'node:fs/promises';
+import type { TokenCredential } from '@azure/core-auth';
 import { AnonymousCredential, BlobServiceClient, ContainerClient, RestError, type StoragePipelineOptions } from '@azure/storage-blob';
-import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
 import { assertKnownKeys, keysOf } from '../config-keys.ts';
 import { SyncError } from '../errors.ts';
 import type { SmallObject, SnapshotStore, StoredObject, WriteCondition } from './store.ts';
@@ -26,7 +26,7 @@ export interface ConnectionStringOptions extends CommonOptions {
 export interface AccountUrlOptions extends CommonOptions {
   /** e.g. `https://myaccount.blob.core.windows.net` (may carry an account SAS query instead of a credential). */
   accountUrl: string;
-  /** Default: `new DefaultAzureCredential()` (managed identity on Azure, `az login` locally). */
+  /** Default: `new DefaultAzureCredential()` (managed identity on Azure, `az login` locally; needs the optional peer `@azure/identity`). */
   credential?: TokenCredential;
   container: string;
 }
@@ -361,7 +361,7 @@ function connect(options: AzureBlobStoreOptions, pipelineOptions: () => StorageP
       return { container: new BlobServiceClient(url.toString(), new AnonymousCredential(), pipelineOptions()).getContainerClient(containerName), auth: 'sas' };
     }
     requireHttps(url, 'accountUrl');
-    const service = new BlobServiceClient(url.toString(), credential ?? new DefaultAzureCredential(), pipelineOptions());
+    const service = new BlobServiceClient(url.toString(), credential ?? lazyDefaultCredential(), pipelineOptions());
     return { container: service.getContainerClient(containerName), auth: 'token' };
   }
 
@@ -387,6 +387,27 @@ function connect(options: AzureBlobStoreOptions, pipelineOptions: () => StorageP
     throw new SyncError('CONFIG', `azureBlobStore: container ${JSON.stringify(claimed)} does not match the container in containerUrl (${JSON.stringify(client.containerName)}); drop one of them.`);
   }
   return { container: client, auth };
+}
+
+/**
+ * `new DefaultAzureCredential()`, imported on the first token request: @azure/identity (about 42 MB
+ * installed, as much again as everything else) is an optional peer dependency that only apps using
+ * Entra ID without their own `credential` need.
+ */
+function lazyDefaultCredential(): TokenCredential {
+  let loaded: Promise<TokenCredential> | undefined;
+  return {
+    async getToken(scopes, options) {
+      loaded ??= import('@azure/identity').then(
+        ({ DefaultAzureCredential }) => new DefaultAzureCredential(),
+        (error: NodeJS.ErrnoException) => {
+          if (error?.code !== 'ERR_MODULE_NOT_FOUND') throw error;
+          throw new SyncError('CONFIG', 'azureBlobStore: accountUrl without a credential signs in with DefaultAzureCredential from @azure/identity, which is not installed; run `npm install @azure/identity`, or use a connectionString or a SAS URL instead.', { cause: error });
+        },
+      );
+      return (await loaded).getToken(scopes, options);
+    },
+  };
 }
 
 function requireContainer(options: { container?: unknown }): string {

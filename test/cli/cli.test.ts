@@ -378,7 +378,8 @@ describe('cli usage and failures', () => {
   });
 
   test('the bin wrapper runs the CLI', async () => {
-    const result = await run(['--help'], {}, ['bin/drizzle-libsql-blob.js']);
+    // The repo has no dist/: the source condition points the bin's '#cli' import at src/ (test/package runs the packed bin).
+    const result = await run(['--help'], {}, ['--conditions=source', '--import', 'tsx', 'bin/drizzle-libsql-blob.js']);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /^Usage: drizzle-libsql-blob/);
   });
