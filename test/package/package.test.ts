@@ -209,7 +209,10 @@ try {
     });
 
     test("strict tsc over README.md's ts examples, against the installed package", async () => {
-      const blocks = [...readFileSync(join(REPO, 'README.md'), 'utf8').matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
+      // Every ```ts block, also those indented inside a list item (the indentation is removed).
+      const blocks = [...readFileSync(join(REPO, 'README.md'), 'utf8').matchAll(/^( *)```ts\n([\s\S]*?)^\1```$/gm)].map((m) =>
+        m[2]!.split('\n').map((line) => line.slice(m[1]!.length)).join('\n'),
+      );
       assert.ok(blocks.length >= 1, 'README.md has no ```ts blocks');
       const dir = join(app, 'readme');
       await mkdir(dir);
