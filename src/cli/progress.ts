@@ -1,11 +1,10 @@
 /**
  * Transfer progress for long downloads and uploads: a thin wrapper over a `ObjectStore` that counts
- * the bytes flowing through `download()`, printing throttled lines such as
- * `seq 12: 45.0/120.3 MB (37%) 80.1 MB/s` and a final line per transfer. `uploadFile()` reads the file
- * itself, so an upload gets a start and an end line only.
+ * the bytes flowing through `download()` and reported by `uploadFile()`'s `onProgress`, printing
+ * throttled lines such as `seq 12: 45.0/120.3 MB (37%) 80.1 MB/s` and a final line per transfer.
  */
 import { stat } from 'node:fs/promises';
-import type { ObjectStore } from '../store/store.ts';
+import type { ObjectStore, UploadOptions } from '../store/store.ts';
 import type { SnapshotEntry } from '../sync/manifest.ts';
 import { formatDuration, formatMB } from './format.ts';
 
@@ -14,6 +13,8 @@ export interface TransferLabel {
   label: string;
   /** Expected bytes of the object (the snapshot's compressed size). */
   total: number;
+  /** The final line's verb. Default `downloaded`. */
+  done?: string;
 }
 
 /** Transfers smaller than this finish too fast for progress lines to mean anything: they print none. */
@@ -50,7 +51,7 @@ export class ProgressMeter {
   finish(): void {
     const elapsed = this.now() - this.#started;
     const rate = elapsed > 0 ? `, ${formatMB(this.#done / (elapsed / 1000))} MB/s` : '';
-    this.print(`${this.what.label}: downloaded ${formatMB(this.#done)} MB in ${formatDuration(elapsed)}${rate}`);
+    this.print(`${this.what.label}: ${this.what.done ?? 'downloaded'} ${formatMB(this.#done)} MB in ${formatDuration(elapsed)}${rate}`);
   }
 }
 
@@ -80,15 +81,25 @@ export function withProgress<S extends ObjectStore>(
     meter?.finish();
   }
 
-  async function uploadFile(key: string, filePath: string, metadata?: Record<string, string>): Promise<void> {
+  async function uploadFile(key: string, filePath: string, metadata?: Record<string, string>, options?: UploadOptions): Promise<void> {
     const { size } = await stat(filePath);
-    if (size < MIN_BYTES) return store.uploadFile(key, filePath, metadata);
-    const label = uploadLabel(key);
-    const started = performance.now();
-    print(`${label}: uploading ${formatMB(size)} MB`);
-    await store.uploadFile(key, filePath, metadata);
-    const elapsed = performance.now() - started;
-    print(`${label}: uploaded ${formatMB(size)} MB in ${formatDuration(elapsed)}, ${formatMB(size / (Math.max(elapsed, 1) / 1000))} MB/s`);
+    if (size < MIN_BYTES) return store.uploadFile(key, filePath, metadata, options);
+    const what = { label: uploadLabel(key), total: size, done: 'uploaded' };
+    let meter = new ProgressMeter(what, print, intervalMs);
+    let sent = 0;
+    const onProgress = (bytesSent: number) => {
+      // The store reports a running total; a retried upload starts again from 0 with a fresh meter.
+      if (bytesSent < sent) {
+        meter = new ProgressMeter(what, print, intervalMs);
+        sent = 0;
+      }
+      meter.add(bytesSent - sent);
+      sent = bytesSent;
+      options?.onProgress?.(bytesSent);
+    };
+    await store.uploadFile(key, filePath, metadata, { ...options, onProgress });
+    if (sent < size) meter.add(size - sent); // a store that reports no progress of its own
+    meter.finish();
   }
 
   // Everything else goes to the wrapped store untouched (bound, so class-based stores work too).
