@@ -613,7 +613,7 @@ function authFix(code: string | undefined, ctx: Pick<Context, 'auth' | 'option' 
     return `check the SAS token in ${setting}: it may be expired, not yet valid, signed with a rotated key, or missing permissions (needs read, write, delete, list).`;
   }
   // Real Azure says AuthenticationFailed for a wrong key; Azurite says AuthorizationFailure.
-  return `check the account key in ${setting} (a rotated key invalidates the old one: copy a current connection string from the storage account's "Access keys"); if the key is right, the storage account firewall may be blocking this network.`;
+  return `check the account key / connection string in ${setting} (a rotated key invalidates the old one: copy a current connection string from the storage account's "Access keys"); if the key is right, the storage account firewall may be blocking this network.`;
 }
 
 function firstLine(message: string | undefined): string {
