@@ -1,10 +1,12 @@
 /**
  * Transfer progress for long downloads and uploads: a thin wrapper over a `ObjectStore` that counts
- * the bytes flowing through `download()` and reported by `uploadFile()`'s `onProgress`, printing
- * throttled lines such as `seq 12: 45.0/120.3 MB (37%) 80.1 MB/s` and a final line per transfer.
+ * the bytes flowing through `download()`, reported by `uploadFile()`'s `onProgress` (a full snapshot),
+ * and sent by `uploadBuffer()` for `chunks/` (an incremental snapshot's new chunks, counted together),
+ * printing throttled lines such as `seq 12: 45.0/120.3 MB (37%) 80.1 MB/s` and a final line per transfer.
  */
 import { stat } from 'node:fs/promises';
 import type { ObjectStore, UploadOptions } from '../store/store.ts';
+import { CHUNK_PREFIX } from '../sync/chunks/chunk-index.ts';
 import type { SnapshotEntry } from '../sync/manifest.ts';
 import { formatDuration, formatMB } from './format.ts';
 
@@ -63,13 +65,16 @@ function uploadLabel(key: string): string {
 
 /**
  * `describe(key)` names the object being downloaded (undefined: count silently). A retried download
- * calls `download()` again and starts a fresh meter.
+ * calls `download()` again and starts a fresh meter. `chunkTotal()`: the bytes of new chunks about to be
+ * uploaded, asked at the first chunk upload (undefined: no chunk progress); the chunk uploads end at the
+ * next other write (the chunk index, the manifest).
  */
 export function withProgress<S extends ObjectStore>(
   store: S,
   describe: (key: string) => TransferLabel | undefined,
   print: (line: string) => void,
   intervalMs = 500,
+  chunkTotal?: () => number | undefined,
 ): S {
   async function* download(key: string): AsyncIterable<Buffer> {
     const what = describe(key);
@@ -102,11 +107,39 @@ export function withProgress<S extends ObjectStore>(
     meter.finish();
   }
 
+  // undefined: no chunk upload under way; null: under way, too small (or of unknown size) to show.
+  let chunkMeter: ProgressMeter | null | undefined;
+  const endChunks = () => {
+    chunkMeter?.finish();
+    chunkMeter = undefined;
+  };
+
+  async function uploadBuffer(key: string, body: Buffer): Promise<void> {
+    if (chunkTotal === undefined || !key.startsWith(CHUNK_PREFIX)) {
+      endChunks();
+      return store.uploadBuffer(key, body);
+    }
+    if (chunkMeter === undefined) {
+      const total = chunkTotal();
+      chunkMeter = total !== undefined && total >= MIN_BYTES ? new ProgressMeter({ label: 'new chunks', total, done: 'uploaded' }, print, intervalMs) : null;
+    }
+    const meter = chunkMeter;
+    await store.uploadBuffer(key, body);
+    meter?.add(body.length);
+  }
+
+  async function writeSmall(...args: Parameters<ObjectStore['writeSmall']>): ReturnType<ObjectStore['writeSmall']> {
+    endChunks();
+    return store.writeSmall(...args);
+  }
+
   // Everything else goes to the wrapped store untouched (bound, so class-based stores work too).
   return new Proxy(store, {
     get(target, property) {
       if (property === 'download') return download;
       if (property === 'uploadFile') return uploadFile;
+      if (property === 'uploadBuffer') return uploadBuffer;
+      if (property === 'writeSmall') return writeSmall;
       const value = Reflect.get(target, property, target) as unknown;
       return typeof value === 'function' ? value.bind(target) : value;
     },
@@ -119,9 +152,16 @@ export function chunkProgress(ctx: { out: { quiet: boolean; progress(line: strin
   return new ProgressMeter({ label: `seq ${entry.seq}`, total: entry.compressedBytes }, (line) => ctx.out.progress(line));
 }
 
-/** The context's store, with progress lines for these snapshots' downloads (none with --quiet). */
-export function progressStore<S extends ObjectStore>(ctx: { store: S; out: { quiet: boolean; progress(line: string): void } }, entries: readonly SnapshotEntry[] = []): S {
+/**
+ * The context's store, with progress lines for these snapshots' downloads and for uploads (none with
+ * --quiet). `chunkTotal`: see `withProgress`.
+ */
+export function progressStore<S extends ObjectStore>(
+  ctx: { store: S; out: { quiet: boolean; progress(line: string): void } },
+  entries: readonly SnapshotEntry[] = [],
+  chunkTotal?: () => number | undefined,
+): S {
   if (ctx.out.quiet) return ctx.store;
   const byKey = new Map(entries.map((e) => [e.key, { label: `seq ${e.seq}`, total: e.compressedBytes }]));
-  return withProgress(ctx.store, (key) => byKey.get(key), (line) => ctx.out.progress(line));
+  return withProgress(ctx.store, (key) => byKey.get(key), (line) => ctx.out.progress(line), 500, chunkTotal);
 }

@@ -121,5 +121,7 @@ async function readIfAny(ctx: CliContext): Promise<RemoteState | null> {
 
 function isMissingContainer(error: unknown): boolean {
   const sync = findSyncError(error);
-  return sync?.code === 'STORE_NOT_FOUND' && (sync.cause as { code?: unknown } | undefined)?.code === 'ContainerNotFound';
+  // The SDK's code, as the store read it (HEAD-like responses carry it only in details.errorCode).
+  const cause = sync?.cause as { code?: unknown; details?: { errorCode?: unknown } } | undefined;
+  return sync?.code === 'STORE_NOT_FOUND' && (cause?.code ?? cause?.details?.errorCode) === 'ContainerNotFound';
 }

@@ -6,6 +6,7 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -17,7 +18,7 @@ import { azureBlobStore, directoryStore, type Leaser, type SnapshotStore } from 
 import { startAzurite, type Azurite } from '../helpers/azurite.ts';
 import { CREATE_NOTES, notes, open, tempDir } from '../helpers/fixtures.ts';
 import { readSidecar } from '../../src/local/sidecar.ts';
-import { ProgressMeter } from '../../src/cli/progress.ts';
+import { ProgressMeter, withProgress } from '../../src/cli/progress.ts';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = ['--conditions=source', '--import', 'tsx', 'src/cli/main.ts'];
@@ -302,15 +303,17 @@ describe('cli against a directory store', () => {
     const { stderr: restoreErr } = await ok(['restore', '--backup-dir', bigStore, '--to', restored]);
     assert.match(restoreErr, new RegExp(`^seq ${info.seq}: downloaded `, 'm'));
 
-    // snapshot: the same lines for the upload, bytes and percent of the file it sends.
+    // snapshot: the same lines for the upload, bytes and percent of the new chunks it sends.
     const client = createClient({ url: pathToFileURL(join(dir.path, 'big-data', 'app.db')).href });
     await client.execute('INSERT INTO blobs SELECT randomblob(1000000)');
     client.close();
     const { stdout: snapOut, stderr: snapErr } = await ok(['snapshot', '--backup-dir', bigStore, '--db', join(dir.path, 'big-data', 'app.db')]);
     const next = Number(/^uploaded snapshot seq (\d+): /m.exec(snapOut)?.[1]);
     assert.equal(next, info.seq + 1, snapOut);
-    assert.match(snapErr, new RegExp(`^seq ${next}: [\\d.]+/[\\d.]+ MB \\(100%\\)`, 'm'), `an upload progress line with bytes and percent; stderr:\n${snapErr}`);
-    assert.match(snapErr, new RegExp(`^seq ${next}: uploaded [\\d.]+ MB in `, 'm'));
+    const total = /^new chunks: [\d.]+\/([\d.]+) MB \(\d+%\)/m.exec(snapErr)?.[1];
+    assert.ok(total, `an upload progress line with bytes and percent; stderr:\n${snapErr}`);
+    assert.ok(Number(total) < 12, `only the changed chunks are counted (${total} MB)`);
+    assert.match(snapErr, new RegExp(`^new chunks: uploaded ${total.replace('.', '\\.')} MB in `, 'm'), 'the total was the bytes actually uploaded');
     const quietSnap = await ok(['snapshot', '--quiet', '--backup-dir', bigStore, '--db', join(dir.path, 'big-data', 'app.db')]);
     assert.equal(quietSnap.stderr, '');
   });
@@ -517,6 +520,32 @@ describe('cli against Azure Blob (Azurite)', () => {
     const bad = await run(['list'], { ...missing, AZURE_STORAGE_CREATE_CONTAINER: 'sure' });
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /^error \[CONFIG\]: AZURE_STORAGE_CREATE_CONTAINER must be true or false; got "sure"\./m);
+  });
+
+  test('a full snapshot\'s file upload to Azure reports progress as the SDK sends it (bytes and percent before 100%)', async () => {
+    const file = join(dir.path, 'azure-upload.bin');
+    await writeFile(file, randomBytes(12_000_000));
+    const lines: string[] = [];
+    const progress = withProgress(store, () => undefined, (line) => lines.push(line), 0);
+    await progress.uploadFile('snapshots/g/000000000007-abcd.db.lz4', file);
+    const percents = lines.map((l) => /^seq 7: [\d.]+\/12\.0 MB \((\d+)%\)/.exec(l)?.[1]).filter((p) => p !== undefined).map(Number);
+    assert.ok(percents.length >= 2 && percents[0]! < 100, `progress before the end:\n${lines.join('\n')}`);
+    assert.match(lines.at(-1)!, /^seq 7: uploaded 12\.0 MB in /);
+  });
+
+  test('snapshot to Azure prints the new chunks\' upload progress (bytes and percent before 100%)', async () => {
+    const dbPath = join(dir.path, 'azure-big', 'app.db');
+    await mkdir(join(dir.path, 'azure-big'), { recursive: true });
+    const client = createClient({ url: pathToFileURL(dbPath).href });
+    await client.execute('CREATE TABLE blobs (b BLOB)');
+    // Random bytes do not compress: a ~12 MB upload, two 8 MB blocks.
+    await client.execute('INSERT INTO blobs SELECT randomblob(1000000) FROM (WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 12) SELECT i FROM c)');
+    client.close();
+    const { stdout, stderr } = await ok(['snapshot', '--prefix', 'big', '--db', dbPath], env);
+    assert.match(stdout, /^uploaded snapshot seq 1: /m);
+    const percents = [...stderr.matchAll(/^new chunks: [\d.]+\/1[0-9]\.\d MB \((\d+)%\)/gm)].map((m) => Number(m[1]));
+    assert.ok(percents.length >= 1 && percents[0]! < 100, `a progress line before the end; stderr:\n${stderr}`);
+    assert.match(stderr, /^new chunks: uploaded 1[0-9]\.\d MB in /m);
   });
 
   test('a wrong account key: STORE_AUTH names the variable that holds it', async () => {
