@@ -1,6 +1,7 @@
 /**
  * Command-line parsing: one command, then flags (global or that command's own). Anything unexpected is
- * a `UsageError` (exit 2, with the usage text); values are checked here so commands get typed options.
+ * a `UsageError` (exit 2, one line and a pointer to the help); values are checked here so commands get
+ * typed options. `--help` and `help [command]` ask for help, `--version` for the version.
  */
 import { parseArgs } from 'node:util';
 
@@ -8,16 +9,24 @@ export const COMMANDS = ['status', 'list', 'restore', 'snapshot', 'verify', 'reb
 export type Command = (typeof COMMANDS)[number];
 
 export class UsageError extends Error {
-  constructor(message: string) {
+  /** The command the error is about, when known: the pointer then names its own help. */
+  readonly command: Command | undefined;
+  constructor(message: string, command?: Command) {
     super(message);
     this.name = 'UsageError';
+    this.command = command;
   }
+}
+
+export function isCommand(name: string | undefined): name is Command {
+  return COMMANDS.includes(name as Command);
 }
 
 export interface GlobalOptions {
   db?: string;
   backupDir?: string;
   prefix?: string;
+  container?: string;
   json: boolean;
   quiet: boolean;
 }
@@ -25,9 +34,11 @@ export interface GlobalOptions {
 export type SnapshotSelector = { seq: number } | { at: Date } | { latest: true } | { all: true };
 
 export type ParsedArgs =
-  | { command: 'help' }
+  /** `topic`: the command whose help was asked for (`help restore`, `restore --help`); none: the overview. */
+  | { command: 'help'; topic?: Command }
+  | { command: 'version' }
   | ({ command: 'status' | 'list' | 'snapshot' } & GlobalOptions)
-  | ({ command: 'restore'; select: SnapshotSelector; to?: string; force: boolean } & GlobalOptions)
+  | ({ command: 'restore'; select: SnapshotSelector; to?: string; force: boolean; ifExists: boolean } & GlobalOptions)
   | ({ command: 'verify'; select: SnapshotSelector; tempDir?: string } & GlobalOptions)
   | ({ command: 'rebuild-manifest'; dryRun: boolean; tempDir?: string } & GlobalOptions);
 
@@ -35,49 +46,55 @@ const OPTIONS = {
   db: { type: 'string' },
   'backup-dir': { type: 'string' },
   prefix: { type: 'string' },
+  container: { type: 'string' },
   json: { type: 'boolean' },
   quiet: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
   seq: { type: 'string' },
   at: { type: 'string' },
   to: { type: 'string' },
   force: { type: 'boolean' },
+  'if-exists': { type: 'boolean' },
   all: { type: 'boolean' },
   'temp-dir': { type: 'string' },
   'dry-run': { type: 'boolean' },
 } as const;
 
 type Flag = keyof typeof OPTIONS;
-const GLOBAL: readonly Flag[] = ['db', 'backup-dir', 'prefix', 'json', 'quiet', 'help'];
+const GLOBAL: readonly Flag[] = ['db', 'backup-dir', 'prefix', 'container', 'json', 'quiet', 'help', 'version'];
 const OWN: Record<Command, readonly Flag[]> = {
   status: [],
   list: [],
   snapshot: [],
-  restore: ['seq', 'at', 'to', 'force'],
+  restore: ['seq', 'at', 'to', 'force', 'if-exists'],
   verify: ['all', 'seq', 'temp-dir'],
   'rebuild-manifest': ['dry-run', 'temp-dir'],
 };
 
-function parseSeq(text: string): number {
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new UsageError(`--seq must be a snapshot sequence number (a whole number); got ${JSON.stringify(text)}.`);
+function parseSeq(text: string, command: Command): number {
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new UsageError(`--seq must be a snapshot sequence number (a whole number); got ${JSON.stringify(text)}.`, command);
   return Number(text);
 }
 
-function parseTime(text: string): Date {
+function parseTime(text: string, command: Command): Date {
   const at = new Date(text);
   // Date also accepts bare numbers and vague strings; ask for something with a date in it.
   if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(at.getTime())) {
-    throw new UsageError(`--at must be an ISO 8601 time such as 2026-01-31T12:00:00Z; got ${JSON.stringify(text)}.`);
+    throw new UsageError(`--at must be an ISO 8601 time such as 2026-01-31T12:00:00Z; got ${JSON.stringify(text)}.`, command);
   }
   return at;
 }
 
-function nonEmpty(flag: string, value: string | undefined): string | undefined {
-  if (value !== undefined && value.trim() === '') throw new UsageError(`--${flag} needs a value.`);
+function nonEmpty(flag: string, value: string | undefined, command?: Command): string | undefined {
+  if (value !== undefined && value.trim() === '') throw new UsageError(`--${flag} needs a value.`, command);
   return value;
 }
 
 export function parseCommandLine(argv: readonly string[]): ParsedArgs {
+  // The command, if one is recognisable, so that an error in its flags points at its own help.
+  const named = argv.find((a) => !a.startsWith('-'));
+  const about = isCommand(named) ? named : undefined;
   let parsed;
   try {
     parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
@@ -85,39 +102,49 @@ export function parseCommandLine(argv: readonly string[]): ParsedArgs {
     const e = error as Error & { code?: string };
     if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
       const flag = /'([^']+)'/.exec(e.message)?.[1] ?? '';
-      throw new UsageError(`unknown option ${flag}`.trim() + '.');
+      throw new UsageError(`unknown option ${flag}`.trim() + '.', about);
     }
-    throw new UsageError(e.message);
+    // parseArgs' own messages run over several lines (with a hint about "--"): keep the first.
+    throw new UsageError(e.message.split('\n')[0]!, about);
   }
   const { values, positionals } = parsed;
-  if (values.help) return { command: 'help' };
-  if (positionals.length === 0) throw new UsageError(`missing command: one of ${COMMANDS.join(', ')}.`);
   const [name, ...extra] = positionals;
-  if (!COMMANDS.includes(name as Command)) throw new UsageError(`unknown command ${JSON.stringify(name)}: expected one of ${COMMANDS.join(', ')}.`);
-  const command = name as Command;
-  if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])} after ${command}.`);
+  if (name === 'help') {
+    if (extra.length > 1) throw new UsageError(`unexpected argument ${JSON.stringify(extra[1])} after help ${extra[0]}.`);
+    const topic = extra[0];
+    if (topic !== undefined && !isCommand(topic)) throw new UsageError(`no help for ${JSON.stringify(topic)}: commands are ${COMMANDS.join(', ')}.`);
+    return topic === undefined ? { command: 'help' } : { command: 'help', topic };
+  }
+  if (values.help) return about === undefined ? { command: 'help' } : { command: 'help', topic: about };
+  if (values.version) return { command: 'version' };
+  if (name === undefined) throw new UsageError(`missing command: one of ${COMMANDS.join(', ')}.`);
+  if (!isCommand(name)) throw new UsageError(`unknown command ${JSON.stringify(name)}: expected one of ${COMMANDS.join(', ')}.`);
+  const command = name;
+  if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])} after ${command}.`, command);
   for (const flag of Object.keys(values) as Flag[]) {
-    if (!GLOBAL.includes(flag) && !OWN[command].includes(flag)) throw new UsageError(`--${flag} does not apply to ${command}.`);
+    if (!GLOBAL.includes(flag) && !OWN[command].includes(flag)) throw new UsageError(`--${flag} does not apply to ${command}.`, command);
   }
 
   const global: GlobalOptions = {
-    db: nonEmpty('db', values.db),
-    backupDir: nonEmpty('backup-dir', values['backup-dir']),
+    db: nonEmpty('db', values.db, command),
+    backupDir: nonEmpty('backup-dir', values['backup-dir'], command),
     prefix: values.prefix, // '' is meaningful: the container root
+    container: nonEmpty('container', values.container, command),
     json: values.json ?? false,
     quiet: values.quiet ?? false,
   };
+  if (global.container !== undefined && global.backupDir !== undefined) throw new UsageError('--container names an Azure container; it does not apply with --backup-dir.', command);
 
   if (command === 'restore') {
-    if (values.seq !== undefined && values.at !== undefined) throw new UsageError('restore takes --seq or --at, not both.');
-    const select: SnapshotSelector = values.seq !== undefined ? { seq: parseSeq(values.seq) } : values.at !== undefined ? { at: parseTime(values.at) } : { latest: true };
-    return { command, ...global, select, to: nonEmpty('to', values.to), force: values.force ?? false };
+    if (values.seq !== undefined && values.at !== undefined) throw new UsageError('restore takes --seq or --at, not both.', command);
+    const select: SnapshotSelector = values.seq !== undefined ? { seq: parseSeq(values.seq, command) } : values.at !== undefined ? { at: parseTime(values.at, command) } : { latest: true };
+    return { command, ...global, select, to: nonEmpty('to', values.to, command), force: values.force ?? false, ifExists: values['if-exists'] ?? false };
   }
   if (command === 'verify') {
-    if (values.seq !== undefined && values.all) throw new UsageError('verify takes --all or --seq, not both.');
-    const select: SnapshotSelector = values.all ? { all: true } : values.seq !== undefined ? { seq: parseSeq(values.seq) } : { latest: true };
-    return { command, ...global, select, tempDir: nonEmpty('temp-dir', values['temp-dir']) };
+    if (values.seq !== undefined && values.all) throw new UsageError('verify takes --all or --seq, not both.', command);
+    const select: SnapshotSelector = values.all ? { all: true } : values.seq !== undefined ? { seq: parseSeq(values.seq, command) } : { latest: true };
+    return { command, ...global, select, tempDir: nonEmpty('temp-dir', values['temp-dir'], command) };
   }
-  if (command === 'rebuild-manifest') return { command, ...global, dryRun: values['dry-run'] ?? false, tempDir: nonEmpty('temp-dir', values['temp-dir']) };
+  if (command === 'rebuild-manifest') return { command, ...global, dryRun: values['dry-run'] ?? false, tempDir: nonEmpty('temp-dir', values['temp-dir'], command) };
   return { command, ...global };
 }

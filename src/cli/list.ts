@@ -1,11 +1,17 @@
-/** `list`: one line per retained snapshot, newest first. */
+/** `list`: one line per retained snapshot, newest first; an empty store is no error ("no snapshots"). */
 import type { CliContext } from './context.ts';
 import { formatBytes, table } from './format.ts';
-import { readBackups } from './remote.ts';
+import { readRemote } from './remote.ts';
 
 export async function list(ctx: CliContext): Promise<number> {
-  const { manifest } = await readBackups(ctx);
+  const remote = await readRemote(ctx.store);
   const { out } = ctx;
+  if (remote === null || remote.manifest.snapshots.length === 0) {
+    out.result({ store: ctx.store.location, generation: remote?.manifest.generation ?? null, seq: remote?.manifest.seq ?? null, snapshots: [] });
+    out.line(`no snapshots in ${ctx.store.location} (chosen by ${ctx.storeSource})${remote === null ? ': it holds no manifest yet' : ''}`);
+    return 0;
+  }
+  const { manifest } = remote;
   out.result({ store: ctx.store.location, generation: manifest.generation, seq: manifest.seq, snapshots: manifest.snapshots });
   const rows = manifest.snapshots.map((s) => [
     String(s.seq),

@@ -1,14 +1,24 @@
 /**
  * `npx drizzle-libsql-blob <status|list|restore|snapshot|verify|rebuild-manifest>`: the entry point. Parses the command
  * line, runs one command and sets the exit status: 0 success, 1 failure (`error [CODE]: message` on
- * stderr), 2 usage error (with the usage text).
+ * stderr), 2 usage error (one line on stderr, pointing at --help).
  */
+import { readFileSync } from 'node:fs';
 import { errorMessage, findSyncError } from '../errors.ts';
 import { UsageError, parseCommandLine, type ParsedArgs } from './args.ts';
-import { USAGE } from './usage.ts';
+import { USAGE, commandHelp, helpPointer } from './usage.ts';
+
+/**
+ * The package's version. This file runs as src/cli/main.ts in the repository and as dist/cli/main.js in
+ * the published package: package.json is two levels up from both.
+ */
+export function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+  return String(manifest.version);
+}
 
 /** Commands (and the store SDKs behind them) load only once the command line is valid: --help and usage errors stay instant. */
-async function dispatch(args: Exclude<ParsedArgs, { command: 'help' }>): Promise<number> {
+async function dispatch(args: Exclude<ParsedArgs, { command: 'help' | 'version' }>): Promise<number> {
   const [{ createOutput }, { createContext }] = await Promise.all([import('./output.ts'), import('./context.ts')]);
   const out = createOutput(args);
   const ctx = createContext(args, out);
@@ -34,11 +44,15 @@ export async function main(argv: readonly string[]): Promise<number> {
     args = parseCommandLine(argv);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    process.stderr.write(`error: ${error.message}\n\n${USAGE}`);
+    process.stderr.write(`error: ${error.message} ${helpPointer(error.command)}\n`);
     return 2;
   }
   if (args.command === 'help') {
-    process.stdout.write(USAGE);
+    process.stdout.write(args.topic === undefined ? USAGE : commandHelp(args.topic));
+    return 0;
+  }
+  if (args.command === 'version') {
+    process.stdout.write(`${packageVersion()}\n`);
     return 0;
   }
   try {

@@ -10,11 +10,17 @@
  * DIVERGED, instead of silently downloading the latest over it).
  *
  * The target's file lock is held throughout: beside a live app on that file (or a `snapshot`), the
- * command fails with LOCKED before reading the store or touching the file and its sidecar.
+ * command fails with LOCKED before reading the store or touching the file and its sidecar. No writer
+ * lease is ever taken: restore only reads the store.
+ *
+ * `--if-exists` is for a deploy's start script (`restore --if-exists && drizzle-kit migrate && ...`): the
+ * first deploy's empty store, and a restart that finds its file still on disk, exit 0 instead of failing
+ * the script. It never replaces an existing file (that stays `--force`'s); the library's own start-up then
+ * decides what the kept file is worth against the store (keep, upload, download, or DIVERGED).
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { SyncError } from '../errors.ts';
+import { SyncError, findSyncError } from '../errors.ts';
 import { acquireFileLock } from '../local/file-lock.ts';
 import { Sidecar, removeSidecar } from '../local/sidecar.ts';
 import { downloadSnapshot } from '../sync/restore.ts';
@@ -23,18 +29,21 @@ import type { SnapshotSelector } from './args.ts';
 import type { CliContext } from './context.ts';
 import { formatBytes, formatDuration } from './format.ts';
 import { chunkProgress, progressStore } from './progress.ts';
-import { pick, readBackups } from './remote.ts';
+import { pick, readBackups, readRemote, type RemoteState } from './remote.ts';
 
 export interface RestoreOptions {
   select: SnapshotSelector;
   to?: string;
   force: boolean;
+  /** Exit 0, changing nothing, when the store holds no snapshot or the target exists (without --force). */
+  ifExists?: boolean;
 }
 
 export async function restore(ctx: CliContext, options: RestoreOptions): Promise<number> {
   const dbPath = ctx.dbPath();
   const target = options.to === undefined ? dbPath : resolve(options.to);
   const isDatabase = target === dbPath;
+  // Also with --if-exists on an empty store: the next step (drizzle-kit migrate) creates the file there.
   mkdirSync(dirname(target), { recursive: true });
   const lock = await acquireFileLock(target, 'cli restore');
   try {
@@ -47,10 +56,21 @@ export async function restore(ctx: CliContext, options: RestoreOptions): Promise
 async function restoreLocked(ctx: CliContext, options: RestoreOptions, target: string, isDatabase: boolean): Promise<number> {
   const { out } = ctx;
   if (existsSync(target) && !options.force) {
+    if (options.ifExists) {
+      out.result({ path: target, restored: null, reason: 'exists' });
+      out.line(`${target} already exists: kept, nothing downloaded (--if-exists never replaces a file; --force does)`);
+      return 0;
+    }
     throw new SyncError('CONFIG', `${target} already exists; pass --force to replace it${options.to === undefined ? ', or --to FILE to restore somewhere else' : ''}.`);
   }
 
-  const { manifest, leased } = await readBackups(ctx);
+  const remote = options.ifExists ? await readIfAny(ctx) : await readBackups(ctx);
+  if (remote === null) {
+    out.result({ path: target, store: ctx.store.location, restored: null, reason: 'empty' });
+    out.line(`no snapshot in ${ctx.store.location} (chosen by ${ctx.storeSource}) yet: nothing to restore, ${target} not created (--if-exists)`);
+    return 0;
+  }
+  const { manifest, leased } = remote;
   const [entry] = pick(manifest, options.select);
   const isLatest = entry!.seq === manifest.seq;
   if (isDatabase && leased && existsSync(target)) {
@@ -82,4 +102,26 @@ async function restoreLocked(ctx: CliContext, options: RestoreOptions, target: s
     );
   }
   return 0;
+}
+
+/**
+ * The store's manifest if it lists a snapshot, else null (no manifest, an empty one, or a container that
+ * does not exist yet but will be created by the first snapshot). Everything else fails as without --if-exists.
+ */
+async function readIfAny(ctx: CliContext): Promise<RemoteState | null> {
+  let remote: RemoteState | null;
+  try {
+    remote = await readRemote(ctx.store);
+  } catch (error) {
+    if (ctx.createsContainer && isMissingContainer(error)) return null;
+    throw error;
+  }
+  return remote === null || remote.manifest.snapshots.length === 0 ? null : remote;
+}
+
+function isMissingContainer(error: unknown): boolean {
+  const sync = findSyncError(error);
+  // The SDK's code, as the store read it (HEAD-like responses carry it only in details.errorCode).
+  const cause = sync?.cause as { code?: unknown; details?: { errorCode?: unknown } } | undefined;
+  return sync?.code === 'STORE_NOT_FOUND' && (cause?.code ?? cause?.details?.errorCode) === 'ContainerNotFound';
 }

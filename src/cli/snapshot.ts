@@ -2,7 +2,8 @@
  * `snapshot`: opens the database file with the library itself as the writer (so a running writer's
  * lease makes this fail with LEASE_HELD), flushes whatever the store has not seen, and closes.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { drizzle } from '../drizzle.ts';
 import { SyncError } from '../errors.ts';
@@ -18,7 +19,7 @@ export async function snapshot(ctx: CliContext): Promise<number> {
 
   const db = await drizzle({
     connection: { url: pathToFileURL(dbPath).href },
-    store: progressStore(ctx),
+    store: progressStore(ctx, [], () => spoolBytes(dbPath)),
     role: 'writer',
     // One explicit flush below; no timer of its own should race it.
     snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000 },
@@ -45,4 +46,22 @@ export async function snapshot(ctx: CliContext): Promise<number> {
     out.line(`nothing to snapshot: the store already holds this database (seq ${status.localSeq})`);
   }
   return 0;
+}
+
+/**
+ * The bytes an incremental snapshot is about to upload: its new chunks, which the snapshotter encodes
+ * into a spool file beside the database (`<db>.snap-<random>.spool`, complete before the first chunk is
+ * uploaded, removed after) — read here only to give the upload's progress a total. Not found (another
+ * layout): undefined, and the upload prints no progress.
+ */
+function spoolBytes(dbPath: string): number | undefined {
+  const prefix = `${basename(dbPath)}.snap-`;
+  try {
+    const sizes = readdirSync(dirname(dbPath))
+      .filter((name) => name.startsWith(prefix) && name.endsWith('.spool'))
+      .map((name) => statSync(join(dirname(dbPath), name)).size);
+    return sizes.length === 1 ? sizes[0] : undefined;
+  } catch {
+    return undefined;
+  }
 }

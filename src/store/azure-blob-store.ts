@@ -62,11 +62,35 @@ function totalSize(contentRange: string | undefined): number | undefined {
 }
 
 type AuthKind = 'sharedKey' | 'sas' | 'token';
+type CredentialOption = 'connectionString' | 'accountUrl' | 'containerUrl';
 
 interface Target {
   container: ContainerClient;
   auth: AuthKind;
+  /** The option that carried the credential, for error hints. */
+  option: CredentialOption;
+  /** A SAS token's expiry (`se=`), when the URL carries one. */
+  sasExpiry?: Date;
 }
+
+/**
+ * How the store was configured, so that an error names the fix in the terms the user configured it in:
+ * options in code (`azureBlobStore()`), or environment variables (`storeFromEnv()`, the CLI).
+ */
+export interface ConfigHints {
+  /** The setting that carries each option: `connectionString`, or `AZURE_STORAGE_CONNECTION_STRING`. */
+  setting(option: CredentialOption): string;
+  /** How to have a missing container created. */
+  createContainer: string;
+  /** How to switch from a shared key to an Azure AD identity. */
+  useIdentity: string;
+}
+
+const CODE_HINTS: ConfigHints = {
+  setting: (option) => option,
+  createContainer: 'pass createContainer: true',
+  useIdentity: 'use accountUrl with a TokenCredential (new DefaultAzureCredential()) instead of connectionString',
+};
 
 interface Context {
   op: string;
@@ -75,11 +99,19 @@ interface Context {
   account: string;
   containerName: string;
   auth: AuthKind;
+  option: CredentialOption;
+  sasExpiry?: Date;
+  hints: ConfigHints;
   timeoutMs: number;
   timedOut: boolean;
 }
 
 export function azureBlobStore(options: AzureBlobStoreOptions): SnapshotStore {
+  return configuredAzureBlobStore(options, CODE_HINTS);
+}
+
+/** `azureBlobStore()` with error hints for another way of configuring it (`storeFromEnv()`); not exported by the package. */
+export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: ConfigHints): SnapshotStore {
   if (!options || typeof options !== 'object') {
     throw new SyncError('CONFIG', 'azureBlobStore(options) needs an options object with connectionString, accountUrl or containerUrl.');
   }
@@ -100,7 +132,7 @@ export function azureBlobStore(options: AzureBlobStoreOptions): SnapshotStore {
     retryOptions: { maxTries: 3, retryDelayInMs: 200, maxRetryDelayInMs: 2_000, tryTimeoutInMs: Math.max(1_000, timeoutMs) },
     userAgentOptions: { userAgentPrefix: 'drizzle-libsql-blob' },
   });
-  const { container, auth } = connect(options, pipelineOptions);
+  const { container, auth, option, sasExpiry } = connect(options, pipelineOptions);
   validateContainerName(container.containerName);
 
   const endpointUrl = new URL(container.url);
@@ -123,7 +155,7 @@ export function azureBlobStore(options: AzureBlobStoreOptions): SnapshotStore {
     try {
       return await fn(dog);
     } catch (error) {
-      throw toSyncError(error, { op, key, endpoint, account, containerName: container.containerName, auth, timeoutMs, timedOut: dog.timedOut });
+      throw toSyncError(error, { op, key, endpoint, account, containerName: container.containerName, auth, option, sasExpiry, hints, timeoutMs, timedOut: dog.timedOut });
     } finally {
       dog.dispose();
     }
@@ -205,7 +237,7 @@ export function azureBlobStore(options: AzureBlobStoreOptions): SnapshotStore {
       await run('upload', key, (dog) => container.getBlockBlobClient(name).upload(body, body.length, { abortSignal: dog.signal }));
     },
 
-    async uploadFile(key, filePath, metadata) {
+    async uploadFile(key, filePath, metadata, uploadOptions) {
       const name = blobName(key);
       if (metadata) validateMetadata(metadata);
       await run('upload', key, (dog) =>
@@ -215,7 +247,10 @@ export function azureBlobStore(options: AzureBlobStoreOptions): SnapshotStore {
           maxSingleShotSize: BLOCK_SIZE, // larger files go in blocks, so each request stays small and retryable
           metadata,
           abortSignal: dog.signal,
-          onProgress: () => dog.touch(),
+          onProgress: ({ loadedBytes }) => {
+            dog.touch();
+            uploadOptions?.onProgress?.(loadedBytes);
+          },
         }),
       );
     },
@@ -280,7 +315,7 @@ export function azureBlobStore(options: AzureBlobStoreOptions): SnapshotStore {
         }
         done = true;
       } catch (error) {
-        throw toSyncError(error, { op: 'download', key, endpoint, account, containerName: container.containerName, auth, timeoutMs, timedOut: dog.timedOut });
+        throw toSyncError(error, { op: 'download', key, endpoint, account, containerName: container.containerName, auth, option, sasExpiry, hints, timeoutMs, timedOut: dog.timedOut });
       } finally {
         if (done) dog.dispose();
         else dog.cancel(); // the consumer stopped early or a range failed: abort the other requests
@@ -351,18 +386,18 @@ function connect(options: AzureBlobStoreOptions, pipelineOptions: () => StorageP
       // The SDK's messages name the bad field and never echo the string, which may hold a key.
       throw new SyncError('CONFIG', `azureBlobStore: connectionString is malformed: ${(error as Error).message}. Expected "DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...;EndpointSuffix=core.windows.net" or a SAS connection string.`, { cause: error });
     }
-    return { container: service.getContainerClient(containerName), auth: service.credential instanceof AnonymousCredential ? 'sas' : 'sharedKey' };
+    return { container: service.getContainerClient(containerName), auth: service.credential instanceof AnonymousCredential ? 'sas' : 'sharedKey', option: 'connectionString' };
   }
 
   if ('accountUrl' in options && options.accountUrl !== undefined) {
     const containerName = requireContainer(options);
     const url = parseUrl(options.accountUrl, 'accountUrl');
     if (hasSas(url) && !credential) {
-      return { container: new BlobServiceClient(url.toString(), new AnonymousCredential(), pipelineOptions()).getContainerClient(containerName), auth: 'sas' };
+      return { container: new BlobServiceClient(url.toString(), new AnonymousCredential(), pipelineOptions()).getContainerClient(containerName), auth: 'sas', option: 'accountUrl', ...sasExpiryOf(url) };
     }
     requireHttps(url, 'accountUrl');
     const service = new BlobServiceClient(url.toString(), credential ?? lazyDefaultCredential(), pipelineOptions());
-    return { container: service.getContainerClient(containerName), auth: 'token' };
+    return { container: service.getContainerClient(containerName), auth: 'token', option: 'accountUrl' };
   }
 
   const { containerUrl } = options as ContainerUrlOptions;
@@ -386,7 +421,13 @@ function connect(options: AzureBlobStoreOptions, pipelineOptions: () => StorageP
   if (claimed !== undefined && claimed !== client.containerName) {
     throw new SyncError('CONFIG', `azureBlobStore: container ${JSON.stringify(claimed)} does not match the container in containerUrl (${JSON.stringify(client.containerName)}); drop one of them.`);
   }
-  return { container: client, auth };
+  return { container: client, auth, option: 'containerUrl', ...(auth === 'sas' ? sasExpiryOf(url) : {}) };
+}
+
+function sasExpiryOf(url: URL): { sasExpiry?: Date } {
+  const se = url.searchParams.get('se');
+  const at = se === null ? undefined : new Date(se);
+  return at === undefined || Number.isNaN(at.getTime()) ? {} : { sasExpiry: at };
 }
 
 /**
@@ -528,7 +569,7 @@ function toSyncError(error: unknown, ctx: Context): Error {
   }
   if (err?.name && IDENTITY_ERRORS.has(err.name)) {
     // DefaultAzureCredential's message lists why each credential in its chain failed: keep all of it.
-    return new SyncError('STORE_AUTH', `Cannot ${what}: could not get an Azure AD token. On Azure, enable a managed identity for the app (and set AZURE_CLIENT_ID for a user-assigned one); locally, run \`az login\`; or use a connectionString or SAS containerUrl instead. Details: ${err.message ?? ''}`, { cause: error });
+    return new SyncError('STORE_AUTH', `Cannot ${what}: could not get an Azure AD token. On Azure, enable a managed identity for the app (and set AZURE_CLIENT_ID for a user-assigned one); locally, run \`az login\`; or use ${ctx.hints.setting('connectionString')} or a SAS ${ctx.hints.setting('containerUrl')} instead. Details: ${err.message ?? ''}`, { cause: error });
   }
   if (!(error instanceof RestError)) {
     return new SyncError('STORE_UNREACHABLE', `Cannot ${what}: ${firstLine(err?.message ?? String(error))}`, { cause: error });
@@ -549,14 +590,14 @@ function toSyncError(error: unknown, ctx: Context): Error {
     return new SyncError('STORE_UNREACHABLE', `Cannot ${what}: ${hint} (${code ?? firstLine(error.message)}).${known ? '' : ` ${firstLine(error.message)}`}`, { cause: error, transient: true });
   }
   if (status === 401 || status === 403) {
-    return new SyncError('STORE_AUTH', `Cannot ${what}: access denied (${detail}); ${authFix(code, ctx.auth)}`, { cause: error });
+    return new SyncError('STORE_AUTH', `Cannot ${what}: access denied (${detail}); ${authFix(code, ctx)}`, { cause: error });
   }
   if (status === 404) {
     if (code === 'BlobNotFound') return new SyncError('NOT_FOUND', `${ctx.key ?? 'The blob'} does not exist in ${ctx.endpoint}.`, { cause: error });
     if (code !== 'ContainerNotFound') {
       return new SyncError('STORE_NOT_FOUND', `Cannot ${what}: not found (${detail}); check that storage account "${ctx.account}" and container "${ctx.containerName}" exist at this endpoint.`, { cause: error });
     }
-    return new SyncError('STORE_NOT_FOUND', `Container "${ctx.containerName}" does not exist in storage account "${ctx.account}" (${detail}, ${ctx.endpoint}): create it (az storage container create --name ${ctx.containerName} --account-name ${ctx.account} --auth-mode login) or pass createContainer: true.`, { cause: error });
+    return new SyncError('STORE_NOT_FOUND', `Container "${ctx.containerName}" does not exist in storage account "${ctx.account}" (${detail}, ${ctx.endpoint}): create it (az storage container create --name ${ctx.containerName} --account-name ${ctx.account} --auth-mode login) or ${ctx.hints.createContainer}.`, { cause: error });
   }
   if (status === 409 && code === 'ContainerBeingDeleted') {
     return new SyncError('STORE_NOT_FOUND', `Container "${ctx.containerName}" is being deleted; wait for the deletion to finish before recreating it.`, { cause: error, transient: true });
@@ -587,22 +628,27 @@ function serviceCode(error: RestError): string | undefined {
   return error.code ?? (typeof fromDetails === 'string' ? fromDetails : undefined);
 }
 
-function authFix(code: string | undefined, auth: AuthKind): string {
+function authFix(code: string | undefined, ctx: Pick<Context, 'auth' | 'option' | 'sasExpiry' | 'hints'>): string {
+  const { auth, hints } = ctx;
+  const setting = hints.setting(ctx.option);
   if (code === 'KeyBasedAuthenticationNotPermitted') {
-    return 'shared key access is disabled on this storage account; use accountUrl with a TokenCredential instead.';
+    return `shared key access is disabled on this storage account; ${hints.useIdentity}, and grant the identity the 'Storage Blob Data Contributor' role.`;
   }
   if (code === 'AuthorizationSourceIPMismatch' || code === 'AuthorizationProtocolMismatch') {
-    return 'the credential is valid but restricted to other IPs or protocols; regenerate it without that restriction.';
+    return `the credential in ${setting} is valid but restricted to other IPs or protocols; regenerate it without that restriction.`;
   }
   if (auth === 'token' && code !== 'AuthenticationFailed' && code !== 'InvalidAuthenticationInfo') {
     return "grant the identity the 'Storage Blob Data Contributor' role on the account or container (Owner/Contributor is not enough for data access; new role assignments take a few minutes). If the role is there, the account firewall may be blocking this network.";
   }
   if (auth === 'token') return 'the access token was rejected; check that the identity belongs to the storage account\'s tenant.';
   if (auth === 'sas') {
-    return 'check the SAS token: it may be expired, not yet valid, signed with a rotated key, or missing permissions (needs read, write, delete, list).';
+    if (ctx.sasExpiry && ctx.sasExpiry.getTime() <= Date.now()) {
+      return `the SAS token in ${setting} expired at ${ctx.sasExpiry.toISOString()} (its se= parameter); issue a new one with read, write, delete and list permissions and put it in ${setting}.`;
+    }
+    return `check the SAS token in ${setting}: it may be expired, not yet valid, signed with a rotated key, or missing permissions (needs read, write, delete, list).`;
   }
   // Real Azure says AuthenticationFailed for a wrong key; Azurite says AuthorizationFailure.
-  return 'check the account key / connection string (a rotated key invalidates the old one); if the key is right, the storage account firewall may be blocking this network.';
+  return `check the account key / connection string in ${setting} (a rotated key invalidates the old one: copy a current connection string from the storage account's "Access keys"); if the key is right, the storage account firewall may be blocking this network.`;
 }
 
 function firstLine(message: string | undefined): string {

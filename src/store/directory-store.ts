@@ -5,7 +5,7 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { assertKnownKeys, describe, keysOf } from '../config-keys.ts';
 import { SyncError } from '../errors.ts';
-import type { SmallObject, SnapshotStore, StoredObject, WriteCondition } from './store.ts';
+import type { SmallObject, SnapshotStore, StoredObject, UploadOptions, WriteCondition } from './store.ts';
 
 export interface DirectoryStoreOptions {
   /** Folder that plays the role of the blob container (created if missing). */
@@ -181,9 +181,11 @@ export function directoryStore(options: DirectoryStoreOptions): SnapshotStore {
       }
     },
 
-    async uploadFile(key: string, filePath: string) {
+    async uploadFile(key: string, filePath: string, _metadata?: Record<string, string>, options?: UploadOptions) {
       try {
         await atomicWrite(pathOf(key), (tmp) => copyFile(filePath, tmp));
+        // A local copy is one step: its progress is reported once, when it is done.
+        if (options?.onProgress) options.onProgress((await stat(filePath)).size);
       } catch (error) {
         throw fsError(error, `copy ${filePath} into ${root}`);
       }

@@ -79,7 +79,7 @@ export function retrying(store: ObjectStore & Partial<Leaser>, policy: RetryPoli
     readSmall: (key) => run(`read ${key}`, key, () => store.readSmall(key)),
     writeSmall: (key, body, condition) => run(`write ${key}`, key, () => store.writeSmall(key, body, condition)),
     uploadBuffer: (key, body) => run(`upload ${key}`, key, () => store.uploadBuffer(key, body)),
-    uploadFile: (key, filePath, metadata) => run(`upload ${key}`, key, () => store.uploadFile(key, filePath, metadata)),
+    uploadFile: (key, filePath, metadata, options) => run(`upload ${key}`, key, () => store.uploadFile(key, filePath, metadata, options)),
     download,
     downloadToFile: (key, filePath) => run(`download ${key}`, key, () => store.downloadToFile(key, filePath)),
     delete: (key, condition) => run(`delete ${key}`, key, () => store.delete(key, condition)),

@@ -24,6 +24,10 @@ export interface SmallObject {
  */
 export type WriteCondition = ({ ifMatch: string } | { ifNoneMatch: '*' }) & { leaseId?: string };
 
+export interface UploadOptions {
+  onProgress?: (bytesSent: number) => void;
+}
+
 /** Objects only: what reading and writing snapshots needs (the CLI, restores, the snapshotter). */
 export interface ObjectStore {
   /** Human-readable location for logs and error messages (never contains secrets). */
@@ -44,8 +48,11 @@ export interface ObjectStore {
   /** Uploads a small in-memory object (a chunk, an index) unconditionally. */
   uploadBuffer(key: string, body: Buffer): Promise<void>;
 
-  /** Uploads a local file as an immutable object; metadata values are plain ASCII strings. */
-  uploadFile(key: string, filePath: string, metadata?: Record<string, string>): Promise<void>;
+  /**
+   * Uploads a local file as an immutable object; metadata values are plain ASCII strings. `onProgress`,
+   * if given, is called with the bytes sent so far (a store may call it only once, at the end).
+   */
+  uploadFile(key: string, filePath: string, metadata?: Record<string, string>, options?: UploadOptions): Promise<void>;
 
   /**
    * Streams an object's bytes in order (implementations may fetch ranges in parallel underneath, with

@@ -6,22 +6,24 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createClient } from '@libsql/client';
+import { ContainerSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters } from '@azure/storage-blob';
 import { azureBlobStore, directoryStore, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import { startAzurite, type Azurite } from '../helpers/azurite.ts';
-import { notes, open, tempDir } from '../helpers/fixtures.ts';
+import { CREATE_NOTES, notes, open, tempDir } from '../helpers/fixtures.ts';
 import { readSidecar } from '../../src/local/sidecar.ts';
-import { ProgressMeter } from '../../src/cli/progress.ts';
+import { ProgressMeter, withProgress } from '../../src/cli/progress.ts';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = ['--conditions=source', '--import', 'tsx', 'src/cli/main.ts'];
 /** Variables that would point the CLI at another store or database: every run starts without them. */
-const INHERITED = ['AZURE_STORAGE_CONNECTION_STRING', 'AZURE_STORAGE_CONTAINER_URL', 'AZURE_STORAGE_ACCOUNT_URL', 'AZURE_STORAGE_ACCOUNT_NAME', 'AZURE_STORAGE_CONTAINER', 'AZURE_STORAGE_PREFIX', 'BACKUP_DIR', 'DATABASE_URL', 'SKIP_RESTORE'];
+const INHERITED = ['AZURE_STORAGE_CONNECTION_STRING', 'AZURE_STORAGE_CONTAINER_URL', 'AZURE_STORAGE_ACCOUNT_URL', 'AZURE_STORAGE_ACCOUNT_NAME', 'AZURE_STORAGE_CONTAINER', 'AZURE_STORAGE_PREFIX', 'AZURE_STORAGE_CREATE_CONTAINER', 'BACKUP_DIR', 'DATABASE_URL', 'SKIP_RESTORE'];
 
 interface Run {
   code: number | null;
@@ -300,6 +302,20 @@ describe('cli against a directory store', () => {
     const restored = join(dir.path, 'big-restored.db');
     const { stderr: restoreErr } = await ok(['restore', '--backup-dir', bigStore, '--to', restored]);
     assert.match(restoreErr, new RegExp(`^seq ${info.seq}: downloaded `, 'm'));
+
+    // snapshot: the same lines for the upload, bytes and percent of the new chunks it sends.
+    const client = createClient({ url: pathToFileURL(join(dir.path, 'big-data', 'app.db')).href });
+    await client.execute('INSERT INTO blobs SELECT randomblob(1000000)');
+    client.close();
+    const { stdout: snapOut, stderr: snapErr } = await ok(['snapshot', '--backup-dir', bigStore, '--db', join(dir.path, 'big-data', 'app.db')]);
+    const next = Number(/^uploaded snapshot seq (\d+): /m.exec(snapOut)?.[1]);
+    assert.equal(next, info.seq + 1, snapOut);
+    const total = /^new chunks: [\d.]+\/([\d.]+) MB \(\d+%\)/m.exec(snapErr)?.[1];
+    assert.ok(total, `an upload progress line with bytes and percent; stderr:\n${snapErr}`);
+    assert.ok(Number(total) < 12, `only the changed chunks are counted (${total} MB)`);
+    assert.match(snapErr, new RegExp(`^new chunks: uploaded ${total.replace('.', '\\.')} MB in `, 'm'), 'the total was the bytes actually uploaded');
+    const quietSnap = await ok(['snapshot', '--quiet', '--backup-dir', bigStore, '--db', join(dir.path, 'big-data', 'app.db')]);
+    assert.equal(quietSnap.stderr, '');
   });
 });
 
@@ -323,9 +339,27 @@ describe('cli usage and failures', () => {
     const { stdout } = await ok(['--help']);
     assert.match(stdout, /^Usage: drizzle-libsql-blob <command> \[options\]/);
     for (const command of ['status', 'list', 'restore', 'snapshot', 'verify']) assert.match(stdout, new RegExp(`^  ${command}\\s`, 'm'));
+    assert.equal((await ok(['help'])).stdout, stdout);
   });
 
-  test('bad flags, commands and values exit 2 with the usage text', async () => {
+  test('help COMMAND and COMMAND --help print that command\'s page; help for an unknown command exits 2', async () => {
+    const page = (await ok(['help', 'restore'])).stdout;
+    assert.match(page, /^Usage: drizzle-libsql-blob restore \[options\]/);
+    assert.match(page, /^    --if-exists\s/m);
+    assert.doesNotMatch(page, /^  verify\s/m, 'only restore');
+    assert.equal((await ok(['restore', '--help'])).stdout, page);
+    const unknown = await run(['help', 'frobnicate']);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /^error: no help for "frobnicate"/);
+  });
+
+  test('--version prints the version in package.json', async () => {
+    const { version } = JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as { version: string };
+    assert.equal((await ok(['--version'])).stdout, `${version}\n`);
+    assert.equal((await ok(['list', '--version'])).stdout, `${version}\n`);
+  });
+
+  test('bad flags, commands and values exit 2 with one line pointing at --help', async () => {
     const cases: Array<[string[], RegExp]> = [
       [['list', '--bogus'], /^error: unknown option --bogus\./],
       [[], /^error: missing command/],
@@ -335,23 +369,29 @@ describe('cli usage and failures', () => {
       [['restore', '--at', 'yesterday'], /^error: --at must be an ISO 8601 time/],
       [['list', '--force'], /^error: --force does not apply to list\./],
       [['verify', '--all', '--seq', '2'], /^error: verify takes --all or --seq, not both\./],
+      [['list', '--container', 'c', '--backup-dir', 'd'], /^error: --container names an Azure container; it does not apply with --backup-dir\./],
     ];
     const results = await Promise.all(cases.map(([args]) => run(args)));
     for (const [i, [args, message]] of cases.entries()) {
       const result = results[i]!;
       assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
       assert.match(result.stderr, message);
-      assert.match(result.stderr, /\n\nUsage: drizzle-libsql-blob/);
+      const named = ['list', 'restore', 'verify'].find((c) => args[0] === c);
+      assert.match(result.stderr, new RegExp(` See "drizzle-libsql-blob${named ? ` ${named}` : ''} --help"\\.\n$`), 'the pointer to the help (that command\'s, when it names one)');
+      assert.equal(result.stderr.split('\n').length, 2, `one line: ${result.stderr}`);
       assert.equal(result.stdout, '');
     }
   });
 
-  test('an empty store: status says so; list, restore and verify fail with NO_BACKUP naming the store', async () => {
+  test('an empty store: status and list say so (exit 0); restore and verify fail with NO_BACKUP naming the store', async () => {
     const empty = join(dir.path, 'empty-store');
     const status = await ok(['status', '--backup-dir', empty, '--db', join(dir.path, 'nothing.db')]);
     assert.match(status.stdout, /^manifest\s+none: no backup here/m);
     assert.match(status.stdout, /^local\s+.*nothing\.db: does not exist/m);
-    for (const args of [['list'], ['restore', '--to', join(dir.path, 'nothing.db')], ['verify']]) {
+    const listed = await ok(['list', '--backup-dir', empty]);
+    assert.equal(listed.stdout, `no snapshots in file://${empty} (chosen by --backup-dir): it holds no manifest yet\n`);
+    assert.deepEqual(JSON.parse((await ok(['list', '--json', '--backup-dir', empty])).stdout).snapshots, []);
+    for (const args of [['restore', '--to', join(dir.path, 'nothing.db')], ['verify']]) {
       const result = await run([...args, '--backup-dir', empty]);
       assert.equal(result.code, 1, `${args[0]}: ${result.stderr}`);
       assert.match(result.stderr, new RegExp(`^error \\[NO_BACKUP\\]: No backup at file://${empty} \\(chosen by --backup-dir\\)`, 'm'));
@@ -369,6 +409,40 @@ describe('cli usage and failures', () => {
     assert.equal(result.code, 1);
     assert.match(result.stderr, /^error \[STORE_UNREACHABLE\]: /m);
     assert.equal(JSON.parse(result.stdout).error.code, 'STORE_UNREACHABLE');
+  });
+
+  test('restore --if-exists on an empty store exits 0, creates the parent directory, and writes no file', async () => {
+    const empty = join(dir.path, 'empty-store-2');
+    const dbPath = join(dir.path, 'fresh-disk', 'data', 'app.db');
+    const { stdout } = await ok(['restore', '--if-exists', '--backup-dir', empty, '--db', dbPath]);
+    assert.match(stdout, new RegExp(`^no snapshot in file://${empty} \\(chosen by --backup-dir\\) yet: nothing to restore`, 'm'));
+    assert.equal(existsSync(join(dir.path, 'fresh-disk', 'data')), true, 'the parent directory exists for drizzle-kit migrate');
+    assert.equal(existsSync(dbPath), false);
+    assert.equal(existsSync(`${dbPath}.sync.json`), false);
+    assert.deepEqual(readdirSync(join(dir.path, 'fresh-disk', 'data')).filter((f) => !f.endsWith('.lock')), []);
+    // A manifest that lists no snapshot counts as empty too.
+    await mkdir(empty, { recursive: true });
+    await writeFile(join(empty, 'manifest.json'), JSON.stringify({ format: 1, generation: 'g', seq: 0, snapshots: [] }));
+    const json = JSON.parse((await ok(['restore', '--if-exists', '--json', '--backup-dir', empty, '--db', dbPath])).stdout);
+    assert.equal(json.restored, null);
+    assert.equal(json.reason, 'empty');
+  });
+
+  test('restore --if-exists keeps an existing file (exit 0, untouched); without --if-exists it is still an error', async () => {
+    const storeDir = join(dir.path, 'keep-store');
+    const history = await makeHistory(join(dir.path, 'keep-data', 'app.db'), directoryStore({ dir: storeDir }));
+    const target = join(dir.path, 'keep-target.db');
+    await writeFile(target, 'not a snapshot');
+    const { stdout } = await ok(['restore', '--if-exists', '--backup-dir', storeDir, '--db', target]);
+    assert.match(stdout, /already exists: kept, nothing downloaded/);
+    assert.equal(await readFile(target, 'utf8'), 'not a snapshot');
+    const refused = await run(['restore', '--backup-dir', storeDir, '--db', target]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /^error \[CONFIG\]: .*already exists; pass --force/m);
+    // A missing file with --if-exists on a non-empty store: an ordinary restore of the latest.
+    const fresh = join(dir.path, 'keep-fresh', 'app.db');
+    await ok(['restore', '--if-exists', '--backup-dir', storeDir, '--db', fresh]);
+    assert.deepEqual(await rowsOf(fresh), history.snapshots.at(-1)!.rows);
   });
 
   test('snapshot without a database file names --db', async () => {
@@ -413,9 +487,84 @@ describe('cli against Azure Blob (Azurite)', () => {
 
   test('--prefix overrides AZURE_STORAGE_PREFIX', async () => {
     const wrong = await run(['list'], { ...env, AZURE_STORAGE_PREFIX: 'elsewhere' });
-    assert.equal(wrong.code, 1);
-    assert.match(wrong.stderr, /^error \[NO_BACKUP\]: No backup at azure:\/\/\S+\/elsewhere /m);
+    assert.equal(wrong.code, 0, wrong.stderr);
+    assert.match(wrong.stdout, /^no snapshots in azure:\/\/\S+\/elsewhere /m);
     assert.equal((await listJson(['--prefix', 'app'], { ...env, AZURE_STORAGE_PREFIX: 'elsewhere' })).length, 3);
+  });
+
+  test('--container overrides AZURE_STORAGE_CONTAINER', async () => {
+    const elsewhere = { ...env, AZURE_STORAGE_CONTAINER: 'no-such-container' };
+    assert.equal((await listJson(['--container', container], elsewhere)).length, 3);
+    const { stdout } = await ok(['status', '--container', container, '--db', history.dbPath], elsewhere);
+    assert.match(stdout, new RegExp(`^store\\s+azure://${azurite.accountName}/${container}/app\\s`, 'm'));
+  });
+
+  test('a missing container: STORE_NOT_FOUND names AZURE_STORAGE_CREATE_CONTAINER; with it set, the deploy flow creates the container', async () => {
+    const missing = { ...env, AZURE_STORAGE_CONTAINER: 'cli-created' };
+    const dbPath = join(dir.path, 'created', 'data', 'app.db');
+    const failed = await run(['restore', '--if-exists', '--db', dbPath], missing);
+    assert.equal(failed.code, 1, failed.stderr);
+    assert.match(failed.stderr, /^error \[STORE_NOT_FOUND\]: Container "cli-created" does not exist .* or set AZURE_STORAGE_CREATE_CONTAINER=true/m);
+    assert.doesNotMatch(failed.stderr, /createContainer: true/, 'no option the CLI user cannot pass');
+
+    const creating = { ...missing, AZURE_STORAGE_CREATE_CONTAINER: 'true' };
+    const empty = await ok(['restore', '--if-exists', '--db', dbPath], creating);
+    assert.match(empty.stdout, /^no snapshot in azure:\/\/\S+\/cli-created\/app .* yet: nothing to restore/m);
+    const client = createClient({ url: pathToFileURL(dbPath).href });
+    await client.execute(CREATE_NOTES);
+    await client.execute("INSERT INTO notes (body) VALUES ('first')");
+    client.close();
+    const snap = await ok(['snapshot', '--db', dbPath], creating);
+    assert.match(snap.stdout, /^uploaded snapshot seq 1: /m);
+    assert.equal((await listJson([], { ...env, AZURE_STORAGE_CONTAINER: 'cli-created' })).length, 1);
+
+    const bad = await run(['list'], { ...missing, AZURE_STORAGE_CREATE_CONTAINER: 'sure' });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^error \[CONFIG\]: AZURE_STORAGE_CREATE_CONTAINER must be true or false; got "sure"\./m);
+  });
+
+  test('a full snapshot\'s file upload to Azure reports progress as the SDK sends it (bytes and percent before 100%)', async () => {
+    const file = join(dir.path, 'azure-upload.bin');
+    await writeFile(file, randomBytes(12_000_000));
+    const lines: string[] = [];
+    const progress = withProgress(store, () => undefined, (line) => lines.push(line), 0);
+    await progress.uploadFile('snapshots/g/000000000007-abcd.db.lz4', file);
+    const percents = lines.map((l) => /^seq 7: [\d.]+\/12\.0 MB \((\d+)%\)/.exec(l)?.[1]).filter((p) => p !== undefined).map(Number);
+    assert.ok(percents.length >= 2 && percents[0]! < 100, `progress before the end:\n${lines.join('\n')}`);
+    assert.match(lines.at(-1)!, /^seq 7: uploaded 12\.0 MB in /);
+  });
+
+  test('snapshot to Azure prints the new chunks\' upload progress (bytes and percent before 100%)', async () => {
+    const dbPath = join(dir.path, 'azure-big', 'app.db');
+    await mkdir(join(dir.path, 'azure-big'), { recursive: true });
+    const client = createClient({ url: pathToFileURL(dbPath).href });
+    await client.execute('CREATE TABLE blobs (b BLOB)');
+    // Random bytes do not compress: a ~12 MB upload, two 8 MB blocks.
+    await client.execute('INSERT INTO blobs SELECT randomblob(1000000) FROM (WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 12) SELECT i FROM c)');
+    client.close();
+    const { stdout, stderr } = await ok(['snapshot', '--prefix', 'big', '--db', dbPath], env);
+    assert.match(stdout, /^uploaded snapshot seq 1: /m);
+    const percents = [...stderr.matchAll(/^new chunks: [\d.]+\/1[0-9]\.\d MB \((\d+)%\)/gm)].map((m) => Number(m[1]));
+    assert.ok(percents.length >= 1 && percents[0]! < 100, `a progress line before the end; stderr:\n${stderr}`);
+    assert.match(stderr, /^new chunks: uploaded 1[0-9]\.\d MB in /m);
+  });
+
+  test('a wrong account key: STORE_AUTH names the variable that holds it', async () => {
+    const wrongKey = Buffer.alloc(64, 7).toString('base64');
+    const result = await run(['list'], { ...env, AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString.replace(azurite.accountKey, wrongKey) });
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /^error \[STORE_AUTH\]: .*check the account key \/ connection string in AZURE_STORAGE_CONNECTION_STRING/m);
+    assert.ok(!result.stderr.includes(wrongKey), 'never echoes the key');
+  });
+
+  test('an expired SAS in AZURE_STORAGE_CONTAINER_URL: STORE_AUTH says when it expired and where to put a new one', async () => {
+    const credential = new StorageSharedKeyCredential(azurite.accountName, azurite.accountKey);
+    const expiresOn = new Date(Math.floor(Date.now() / 1000) * 1000 - 3_600_000);
+    const query = generateBlobSASQueryParameters({ containerName: container, permissions: ContainerSASPermissions.parse('racwdl'), startsOn: new Date(expiresOn.getTime() - 3_600_000), expiresOn }, credential);
+    const result = await run(['list'], { AZURE_STORAGE_CONTAINER_URL: `${azurite.blobEndpoint}/${container}?${query.toString()}`, AZURE_STORAGE_PREFIX: 'app' });
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, new RegExp(`^error \\[STORE_AUTH\\]: .*the SAS token in AZURE_STORAGE_CONTAINER_URL expired at ${expiresOn.toISOString().replace(/[.]/g, '\\.')}`, 'm'));
+    assert.ok(!result.stderr.includes(query.signature ?? '\0'), 'never echoes the signature');
   });
 
   test('verify --all passes, and after a blob is overwritten exits 1 naming that seq', async () => {
