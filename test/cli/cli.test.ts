@@ -5,53 +5,20 @@
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { createClient } from '@libsql/client';
 import { ContainerSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters } from '@azure/storage-blob';
-import { azureBlobStore, directoryStore, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, directoryStore, type SnapshotStore } from 'drizzle-libsql-blob';
 import { startAzurite, type Azurite } from '../helpers/azurite.ts';
 import { CREATE_NOTES, notes, open, tempDir } from '../helpers/fixtures.ts';
 import { readSidecar } from '../../src/local/sidecar.ts';
 import { ProgressMeter, withProgress } from '../../src/cli/progress.ts';
-
-const REPO = fileURLToPath(new URL('../..', import.meta.url));
-const CLI = ['--conditions=source', '--import', 'tsx', 'src/cli/main.ts'];
-/** Variables that would point the CLI at another store or database: every run starts without them. */
-const INHERITED = ['AZURE_STORAGE_CONNECTION_STRING', 'AZURE_STORAGE_CONTAINER_URL', 'AZURE_STORAGE_ACCOUNT_URL', 'AZURE_STORAGE_ACCOUNT_NAME', 'AZURE_STORAGE_CONTAINER', 'AZURE_STORAGE_PREFIX', 'AZURE_STORAGE_CREATE_CONTAINER', 'BACKUP_DIR', 'DATABASE_URL', 'SKIP_RESTORE'];
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI to completion ('close': stdout and stderr fully read). */
-function run(args: string[], env: Record<string, string> = {}, argv0 = CLI): Promise<Run> {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env };
-  for (const name of INHERITED) delete childEnv[name];
-  const child = spawn(process.execPath, [...argv0, ...args], { cwd: REPO, env: { ...childEnv, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-  child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-/** Same, and asserts exit status 0 (showing stderr when not). */
-async function ok(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const result = await run(args, env);
-  assert.equal(result.code, 0, `cli ${args.join(' ')} exited ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
-  return result;
-}
+import { REPO, runCli as run, runCliOk as ok } from '../helpers/cli.ts';
 
 async function rowsOf(file: string): Promise<string[]> {
   const client = createClient({ url: pathToFileURL(file).href });

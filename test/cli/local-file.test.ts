@@ -6,10 +6,10 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { createClient } from '@libsql/client';
 import { azureBlobStore, directoryStore, type SnapshotStore } from 'drizzle-libsql-blob';
 import { notes, open, readManifest } from '../helpers/fixtures.ts';
@@ -17,38 +17,9 @@ import { killAndWait, spawnTs, waitForLine } from '../helpers/child.ts';
 import { useAzuriteAndTempDir } from '../helpers/suite.ts';
 import { MANIFEST_KEY } from '../../src/sync/manifest.ts';
 import { sidecarPath } from '../../src/local/sidecar.ts';
+import { runCli as cli, runCliOk as ok } from '../helpers/cli.ts';
 
 const fixture = useAzuriteAndTempDir('cli-local');
-const REPO = fileURLToPath(new URL('../..', import.meta.url));
-/** Variables that would point the CLI at another store or database: every run starts without them. */
-const INHERITED = ['AZURE_STORAGE_CONNECTION_STRING', 'AZURE_STORAGE_CONTAINER_URL', 'AZURE_STORAGE_ACCOUNT_URL', 'AZURE_STORAGE_ACCOUNT_NAME', 'AZURE_STORAGE_CONTAINER', 'AZURE_STORAGE_PREFIX', 'BACKUP_DIR', 'DATABASE_URL', 'SKIP_RESTORE'];
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI to completion ('close': stdout and stderr fully read). */
-function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env };
-  for (const name of INHERITED) delete childEnv[name];
-  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: REPO, env: { ...childEnv, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-  child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-async function ok(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const result = await cli(args, env);
-  assert.equal(result.code, 0, `cli ${args.join(' ')} exited ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
-  return result;
-}
 
 async function rowCount(file: string): Promise<number> {
   const client = createClient({ url: pathToFileURL(file).href });

@@ -6,43 +6,17 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { azureBlobStore, directoryStore, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, directoryStore, type SnapshotStore } from 'drizzle-libsql-blob';
 import { useAzuriteAndTempDir } from '../helpers/suite.ts';
 import { isCode, notes, open, readManifest, tempDir, type TempDir } from '../helpers/fixtures.ts';
 import { MANIFEST_KEY, type Manifest, type SnapshotEntry } from '../../src/sync/manifest.ts';
 import { decodeChunkIndex } from '../../src/sync/chunks/chunk-index.ts';
 import { publishRebuiltManifest, rebuildManifest } from '../../src/sync/manifest-rebuild.ts';
 import { DEFAULT_RETRY } from '../../src/sync/retry.ts';
+import { runCli as run, type CliRun as Run } from '../helpers/cli.ts';
 
-const REPO = fileURLToPath(new URL('../..', import.meta.url));
-const CLI = ['--conditions=source', '--import', 'tsx', 'src/cli/main.ts'];
-/** Variables that would point the CLI at another store or key: every run starts without them. */
-const INHERITED = ['AZURE_STORAGE_CONNECTION_STRING', 'AZURE_STORAGE_CONTAINER_URL', 'AZURE_STORAGE_ACCOUNT_URL', 'AZURE_STORAGE_ACCOUNT_NAME', 'AZURE_STORAGE_CONTAINER', 'AZURE_STORAGE_PREFIX', 'BACKUP_DIR', 'DATABASE_URL', 'SNAPSHOT_ENCRYPTION_KEY'];
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI to completion ('close': stdout and stderr fully read). */
-function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env };
-  for (const name of INHERITED) delete childEnv[name];
-  const child = spawn(process.execPath, [...CLI, ...args], { cwd: REPO, env: { ...childEnv, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-  child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 function assertExit(result: Run, code: number, what: string): void {
   assert.equal(result.code, code, `${what} exited ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
