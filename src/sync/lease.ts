@@ -4,11 +4,6 @@ import type { Leaser, ObjectStore } from '../store/store.ts';
 import { EMPTY_MANIFEST, MANIFEST_KEY, encodeManifest } from './manifest.ts';
 
 /**
- * The single-writer lease, taken on the manifest blob itself: the store then refuses a manifest write
- * that does not carry the current lease id, so a writer that lost its lease is fenced by the storage
- * service, not only by its own bookkeeping.
- */
-/**
  * Whether a publish should renew first: the renewal timer runs every third of the duration, so a last
  * renewal more than half the duration ago means at least one was missed and the lease may have lapsed.
  */
@@ -19,6 +14,11 @@ export function leaseRenewalOverdue(renewedAt: number, durationSec: number, now:
 /** The lease calls, plus the one write that creates an empty manifest on a new store (only an existing object can be leased). */
 export type LeaseStore = Leaser & Pick<ObjectStore, 'writeSmall'>;
 
+/**
+ * The single-writer lease, taken on the manifest blob itself: the store then refuses a manifest write
+ * that does not carry the current lease id, so a writer that lost its lease is fenced by the storage
+ * service, not only by its own bookkeeping.
+ */
 export class WriterLease {
   readonly id: string;
   readonly #store: LeaseStore;
@@ -50,17 +50,11 @@ export class WriterLease {
    * leased). Throws `LEASE_HELD` while another instance holds it. Re-taking our own unexpired lease
    * (same id, e.g. after a crash and restart on the same disk) succeeds at once.
    */
-  async acquire(options: { createManifest?: boolean } = {}): Promise<void> {
+  async acquire(): Promise<void> {
     try {
       await this.#store.acquireLease(MANIFEST_KEY, this.id, this.#durationSec);
     } catch (error) {
       if (!isSyncError(error, 'NOT_FOUND')) throw error;
-      if (options.createManifest === false) {
-        throw new SyncError(
-          'NO_BACKUP',
-          `restore: 'required' but ${this.#store.location} holds no ${MANIFEST_KEY} (nothing was written there); check the container and prefix, or use restore: 'if-exists' for a first deploy.`,
-        );
-      }
       await this.#store.writeSmall(MANIFEST_KEY, encodeManifest(EMPTY_MANIFEST), { ifNoneMatch: '*' }).catch((e: unknown) => {
         if (!isSyncError(e, 'CONFLICT')) throw e; // another instance created it first: fine, now race for the lease
       });
@@ -130,8 +124,10 @@ export class WriterLease {
     this.#onLost(this.#lostError(cause));
   }
 
-  /** Gives the lease up (clean shutdown) so the next instance takes over at once. */
-  /** Resolves false when the store did not confirm the release (the lease then expires by itself). */
+  /**
+   * Gives the lease up (clean shutdown) so the next instance takes over at once. Resolves false when the
+   * store did not confirm the release (the lease then expires by itself).
+   */
   async release(): Promise<boolean> {
     clearTimeout(this.#timer);
     if (this.#state !== 'held') return true;

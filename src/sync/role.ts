@@ -24,8 +24,3 @@ const TRANSITIONS: Record<RoleState, Partial<Record<RoleEvent, RoleState>>> = {
 export function nextRole(current: RoleState, event: RoleEvent): RoleState | null {
   return TRANSITIONS[current][event] ?? null;
 }
-
-/** Only a writer commits; every other role refuses writes (each with its own error). */
-export function acceptsWrites(role: RoleState): boolean {
-  return role === 'writer';
-}

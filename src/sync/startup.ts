@@ -95,7 +95,7 @@ export async function startUp(options: StartupOptions): Promise<StartupResult> {
   if (lease && leaseRequest(options.role, remote.kind === 'not-read' ? { kind: 'empty' } : remote, options.mode === 'skip' ? 'if-exists' : options.mode)) {
     try {
       options.sidecar.leaseRequested();
-      await lease.acquire({ createManifest: true });
+      await lease.acquire(); // creates the empty manifest on an empty store (leaseRequest allowed it)
       leaseOutcome = 'held';
     } catch (error) {
       if (!isSyncError(error, 'LEASE_HELD')) throw error;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { acceptsWrites, nextRole, type RoleEvent, type RoleState } from '../../src/sync/role.ts';
+import { nextRole, type RoleEvent, type RoleState } from '../../src/sync/role.ts';
 
 const rows: Array<[RoleState, RoleEvent, RoleState | null]> = [
   ['writer', 'lease-lost', 'stopped'],
@@ -23,7 +23,3 @@ const rows: Array<[RoleState, RoleEvent, RoleState | null]> = [
 for (const [from, event, to] of rows) {
   test(`role: ${from} --${event}--> ${to ?? '(ignored)'}`, () => assert.equal(nextRole(from, event), to));
 }
-
-test('role: only a writer accepts writes', () => {
-  for (const role of ['writer', 'replica', 'promoting', 'stopped', 'closing', 'closed'] as const) assert.equal(acceptsWrites(role), role === 'writer');
-});
