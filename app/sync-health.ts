@@ -61,7 +61,12 @@ export function assessSync(status: SyncStatus, pendingSince: number | undefined,
   const reasons: string[] = [];
   const pendingForMs = pendingSince === undefined ? null : Math.max(0, now - pendingSince);
   let result: HealthStatus = 'ok';
-  if (status.state === 'stopped') reasons.push(`snapshots stopped: another writer took over the store (${status.lastError?.code ?? 'conflict'}); this instance can no longer back up`);
+  const check = status.restoredFrom?.check;
+  if (check?.state === 'failed') {
+    reasons.push(`the restored database failed its check (${status.lastError?.code ?? 'SNAPSHOT_CORRUPT'}): reads only, no writes, nothing uploaded; restore an older snapshot`);
+  } else if (status.state === 'stopped') {
+    reasons.push(`snapshots stopped: another writer took over the store (${status.lastError?.code ?? 'conflict'}); this instance can no longer back up`);
+  }
   if (status.state === 'closing' || status.state === 'closed') reasons.push(`database is ${status.state}`);
   if (pendingForMs !== null && pendingForMs > 2 * maxIntervalMs) {
     reasons.push(`${status.pendingCommits} commit(s) unsnapshotted for ${pendingForMs} ms, over twice the ${maxIntervalMs} ms ceiling`);

@@ -62,6 +62,23 @@ export interface ShutdownOptions {
  */
 export type Role = 'auto' | 'writer' | 'replica';
 
+/**
+ * How a restored database is checked before it takes writes. Every chunk (or a full snapshot's whole
+ * file) is always verified against the sha256 addresses the manifest authenticates before the file is
+ * opened; the options differ in when SQLite's own `PRAGMA quick_check` runs:
+ * - `'background'` (default): the database opens and serves reads as soon as the hashes verified;
+ *   quick_check and the fsync of the restored file run in a worker beside it. Writes wait (they do not
+ *   fail) and no snapshot is taken until both passed. If quick_check fails, writes are refused with
+ *   `SNAPSHOT_CORRUPT`, the `restore-check` event and `status()` say so, and nothing is ever uploaded.
+ * - `'before-open'`: quick_check and fsync first; `drizzle()` resolves only after both, and a snapshot
+ *   that fails quick_check is skipped for the next older one that passes (the slowest start).
+ * - `'hash-only'`: no quick_check at all (the hashes prove the bytes are the ones that were uploaded,
+ *   not that the database they form was sound when it was snapshotted); the fsync still runs in the
+ *   background and writes wait for it.
+ */
+export type RestoreVerify = 'background' | 'before-open' | 'hash-only';
+export const RESTORE_VERIFY_MODES: readonly RestoreVerify[] = ['background', 'before-open', 'hash-only'];
+
 export interface LeaseOptions {
   /** Lease length in seconds, 15-60 (Azure's bounds); renewed every third of it. Default 30. */
   durationSec?: number;
@@ -78,6 +95,8 @@ export interface ResolvedSyncConfig {
   restore: RestoreMode;
   /** Point-in-time restore request, if `restore` was `{ at }` or `{ seq }`. */
   restoreTarget: RestoreTarget | undefined;
+  /** When a restored file is quick_checked (see RestoreVerify). */
+  verify: RestoreVerify;
   role: Role;
   leaseDurationSec: number;
   replicaPollMs: number;
@@ -126,6 +145,7 @@ export const TOP_LEVEL_OPTION_KEYS: readonly string[] = [
     store: true,
     snapshot: true,
     restore: true,
+    verify: true,
     role: true,
     lease: true,
     replica: true,
@@ -187,6 +207,7 @@ export interface OwnOptions {
   store?: SnapshotStore;
   snapshot?: SnapshotOptions;
   restore?: RestoreMode | RestoreTarget;
+  verify?: RestoreVerify;
   role?: Role;
   lease?: LeaseOptions;
   replica?: ReplicaOptions;
@@ -222,6 +243,10 @@ export function resolveSyncConfig(input: SyncOptions): ResolvedSyncConfig {
   if (!['required', 'if-exists', 'skip'].includes(restore)) {
     throw new SyncError('CONFIG', `restore must be 'required', 'if-exists', 'skip', { at: Date | ISO time } or { seq: number }; got ${JSON.stringify(requested)}.`);
   }
+  const verify = input.verify ?? 'background';
+  if (!RESTORE_VERIFY_MODES.includes(verify)) {
+    throw new SyncError('CONFIG', `verify must be ${RESTORE_VERIFY_MODES.map((m) => `'${m}'`).join(', ')}; got ${describe(verify)}.`);
+  }
   const role = input.role ?? 'auto';
   if (!['auto', 'writer', 'replica'].includes(role)) throw new SyncError('CONFIG', `role must be 'auto', 'writer' or 'replica'; got ${JSON.stringify(role)}.`);
   const leaseDurationSec = lease?.durationSec ?? 30;
@@ -255,6 +280,7 @@ export function resolveSyncConfig(input: SyncOptions): ResolvedSyncConfig {
     libsql,
     restore,
     restoreTarget,
+    verify,
     role,
     leaseDurationSec,
     replicaPollMs: positive('replica.pollMs', replica?.pollMs, 5_000, 10),

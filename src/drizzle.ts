@@ -4,7 +4,7 @@ import { createClient, type Client, type Config as LibsqlConfig } from '@libsql/
 import type { DrizzleConfig } from 'drizzle-orm';
 import { drizzle as drizzleLibsql, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { CountingClient } from './client/counting-client.ts';
-import { checkOptions, resolveSyncConfig, type LeaseOptions, type ReplicaOptions, type ResolvedSyncConfig, type Role, type ShutdownOptions, type SnapshotOptions } from './config.ts';
+import { checkOptions, resolveSyncConfig, type LeaseOptions, type RestoreVerify, type ReplicaOptions, type ResolvedSyncConfig, type Role, type ShutdownOptions, type SnapshotOptions } from './config.ts';
 import type { RestoreTarget } from './sync/manifest.ts';
 import type { Meter } from '@opentelemetry/api';
 import { SyncError, findSyncError } from './errors.ts';
@@ -42,6 +42,14 @@ export interface DrizzleBlobConfig<TSchema extends Record<string, unknown> = Rec
    * the same target does not roll back a second time).
    */
   restore?: RestoreMode | RestoreTarget;
+  /**
+   * When a restored database gets SQLite's `PRAGMA quick_check` (its chunks' hashes are always verified
+   * before it opens). Default 'background': reads are served at once, writes wait until the check (and
+   * the fsync of the restored file) passed; a failed check refuses writes with `SNAPSHOT_CORRUPT` and
+   * uploads nothing. 'before-open': check before `drizzle()` resolves (falls back to an older snapshot
+   * that passes). 'hash-only': no quick_check. See `RestoreVerify`.
+   */
+  verify?: RestoreVerify;
   /** Default 'auto': the writer if the lease is free, else a read replica that takes over when it frees. */
   role?: Role;
   lease?: LeaseOptions;
@@ -153,7 +161,7 @@ async function openLocked<TSchema extends Record<string, unknown>>(start: Locked
 
   let started: StartupResult;
   try {
-    started = await startUp({ store, dbPath, mode: resolved.restore, role: resolved.role, target: resolved.restoreTarget, log, keys, sidecar, previous, lease });
+    started = await startUp({ store, dbPath, mode: resolved.restore, role: resolved.role, target: resolved.restoreTarget, verify: resolved.verify, log, keys, sidecar, previous, lease });
   } catch (error) {
     restoreFailed(error);
     // Released (or never taken): nothing of this start is left behind. Unconfirmed: the lease id stays
@@ -251,7 +259,7 @@ async function openLocked<TSchema extends Record<string, unknown>>(start: Locked
       },
       releaseFile: () => fileLock.release(),
     },
-    { from: started.restoredFrom, durationMs: started.durationMs, skipped: started.skipped, rolledBackTo: started.rolledBackTo },
+    { from: started.restoredFrom, durationMs: started.durationMs, skipped: started.skipped, rolledBackTo: started.rolledBackTo, verify: resolved.verify, check: started.check },
     startAs,
   );
   const unbindMetrics = telemetry?.bind(controller);

@@ -12,6 +12,6 @@ export type { Codec } from './sync/codec.ts';
 export type { SyncLogger } from './log.ts';
 export { SyncMetrics, metricAttributes, METRIC, type SyncMetricsOptions } from './telemetry/metrics.ts';
 export type { RestoreTarget } from './sync/manifest.ts';
-export type { Role, LeaseOptions, ReplicaOptions } from './config.ts';
-export type { RestoredFrom, RestoreEvent } from './sync/sync-controller.ts';
+export type { Role, LeaseOptions, ReplicaOptions, RestoreVerify } from './config.ts';
+export type { RestoredFrom, RestoreEvent, RestoreCheckEvent } from './sync/sync-controller.ts';
 export type { EncryptionOptions, KeyProvider } from './sync/chunks/encryption.ts';

@@ -37,6 +37,13 @@ export interface SidecarState {
    * `seq` was updated here, the next start recognizes the store's latest snapshot as this file's own.
    */
   publishing?: { seq: number; key: string } | undefined;
+  /**
+   * Set when a downloaded file is moved into place before its fsync and quick_check finished (they run
+   * beside the open database): until `started()` clears it, the file may be torn after a power loss or
+   * fail the check, so the next start treats it as an interrupted restore and downloads again (keeping
+   * only chunks that still verify), never as commits to upload.
+   */
+  restoring?: boolean | undefined;
 }
 
 /** A store position: what the local file holds. */
@@ -168,9 +175,17 @@ export class Sidecar {
     write(this.dbPath, next);
   }
 
-  /** Start-up decided where the local file stands (downloaded, kept, fresh): records it once. */
+  /** Start-up decided where the local file stands (downloaded and checked, kept, fresh): records it once. */
   started(position: Position, dirty: boolean): void {
-    this.#set({ ...this.#state, ...position, dirty, fingerprint: null, publishing: undefined });
+    this.#set({ ...this.#state, ...position, dirty, fingerprint: null, publishing: undefined, restoring: undefined });
+  }
+
+  /**
+   * Just before a downloaded file whose fsync and quick_check are still to come replaces the database
+   * (see SidecarState.restoring); `started()` follows once both passed.
+   */
+  restoring(position: Position): void {
+    this.#set({ ...this.#state, ...position, dirty: false, fingerprint: null, publishing: undefined, restoring: true });
   }
 
   /** Before the first write after a snapshot: a crash after it must not look like a clean file. */

@@ -79,6 +79,10 @@ export interface DownloadOptions {
   base?: string;
   /** Chunked snapshots: called with the stored bytes of each chunk downloaded (a full snapshot's download is the store's own stream). */
   onProgress?: (bytes: number) => void;
+  /** 'quick-check' (default): PRAGMA quick_check before install; 'none': the caller checks later (checkDatabase). */
+  check?: 'quick-check' | 'none';
+  /** Default true: fsync before install; false: the caller calls syncFile later. */
+  fsync?: boolean;
 }
 
 /** Chunks fetched at once: bounds memory (chunk size x this, plus the worker's queue) while keeping the pipe full. */
@@ -92,7 +96,7 @@ async function assembleInWorker(
   store: ObjectStore,
   entry: SnapshotEntry,
   path: string,
-  { keys, base, onProgress }: Pick<DownloadOptions, 'keys' | 'base' | 'onProgress'>,
+  { keys, base, onProgress, check }: Pick<DownloadOptions, 'keys' | 'base' | 'onProgress' | 'check'>,
 ): Promise<WorkerSuccess> {
   checkKey(entry, keys, store.location);
   const body = await store.readSmall(entry.key);
@@ -105,7 +109,7 @@ async function assembleInWorker(
     throw new SyncError('SNAPSHOT_CORRUPT', `The chunk index ${entry.key} does not match snapshot seq ${entry.seq} in the manifest (size or root hash).`);
   }
   const useBase = base !== undefined && existsSync(base);
-  const job = startWorkerJob({ op: 'assemble', path, chunkSize: index.chunkSize, bytes: index.bytes, chunks: index.chunks, keys, label: entry.key, quickCheck: true, ...(useBase ? { base } : {}) });
+  const job = startWorkerJob({ op: 'assemble', path, chunkSize: index.chunkSize, bytes: index.bytes, chunks: index.chunks, keys, label: entry.key, quickCheck: check !== 'none', ...(useBase ? { base } : {}) });
   try {
     const queue = [...chunkPositions(index.chunks, useBase ? await job.needed : undefined).entries()];
     const fetchNext = async (): Promise<void> => {
@@ -229,4 +233,36 @@ export async function verifyLatest(given: ObjectStore, options: VerifyLatestOpti
     await rm(dir, { recursive: true, force: true });
   }
   return { seq: entry.seq, generation: entry.generation, key: entry.key, createdAt: entry.createdAt, bytes: entry.bytes, durationMs: performance.now() - started };
+}
+
+// LEAD STUB (replaced by the restore pipeline's versions): quick_check and fsync after install.
+export async function checkDatabase(path: string): Promise<{ durationMs: number }> {
+  const started = performance.now();
+  const { createClient } = await import('@libsql/client');
+  const { pathToFileURL } = await import('node:url');
+  const client = createClient({ url: pathToFileURL(path).href });
+  try {
+    const result = await client.execute('PRAGMA quick_check');
+    const verdicts = result.rows.map((row) => String(row[0]));
+    if (verdicts.length !== 1 || verdicts[0] !== 'ok') throw new SyncError('SNAPSHOT_CORRUPT', `Restored database failed PRAGMA quick_check: ${verdicts.slice(0, 5).join('; ')}.`);
+  } catch (error) {
+    if (error instanceof SyncError) throw error;
+    throw new SyncError('SNAPSHOT_CORRUPT', `Restored database cannot be opened by SQLite: ${(error as Error).message}.`, { cause: error });
+  } finally {
+    client.close();
+  }
+  return { durationMs: performance.now() - started };
+}
+
+export async function syncFile(path: string): Promise<void> {
+  const { open } = await import('node:fs/promises');
+  const { dirname } = await import('node:path');
+  for (const p of [path, dirname(path)]) {
+    const handle = await open(p, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
 }

@@ -29,6 +29,8 @@ export interface StartupFacts {
     /** The last run closed cleanly (a fingerprint was taken). */
     cleanClose: boolean;
     publishing?: { seq: number; key: string } | undefined;
+    /** The last start moved a download into place and died (or closed) before its fsync and quick_check passed. */
+    restoring?: boolean;
   } | null;
   remote:
     | { kind: 'not-read' } // restore: 'skip'
@@ -117,6 +119,25 @@ export function decideStartup(facts: StartupFacts): StartupDecision {
     return refuse('CONFIG', `The writer lease on ${location} was not requested (role ${options.role}); this is a bug in drizzle-libsql-blob.`);
   }
 
+  const mode = role === 'replica' && options.mode === 'skip' ? 'if-exists' : options.mode; // a replica always follows the store
+  if (sidecar?.restoring && local.exists) {
+    // The file is a download, not anyone's commits, and may be torn or damaged: never kept, never uploaded.
+    if (mode !== 'skip' && remote.kind === 'manifest' && remote.latest !== null) {
+      const rollback = options.target !== undefined && !remote.targetDone;
+      return {
+        role,
+        action: 'download',
+        position: 'store-head',
+        rollback,
+        reason: `${roleReason}; the last restore into ${dbPath} stopped before its fsync and quick_check passed: restoring again (chunks that still verify are kept)`,
+      };
+    }
+    return refuse(
+      'CONFIG',
+      `${dbPath} is an interrupted restore (its fsync and quick_check never passed)${mode === 'skip' ? " and restore: 'skip' would keep it" : ` and ${location} holds no snapshot to restore it from`}. ` +
+        `Move the file away (or delete it)${mode === 'skip' ? ", or start with restore: 'if-exists' to restore it again" : ''}.`,
+    );
+  }
   const dirty = sidecar !== null && (sidecar.dirty || sidecar.changedOutside);
   const unknownContent = local.exists && sidecar === null && local.hasContent === true;
   if (role === 'replica' && local.exists && (dirty || unknownContent)) {
@@ -127,7 +148,6 @@ export function decideStartup(facts: StartupFacts): StartupDecision {
     );
   }
 
-  const mode = role === 'replica' && options.mode === 'skip' ? 'if-exists' : options.mode; // a replica always follows the store
   const keep = (upload: boolean, position: Position | 'new', why: string): StartupDecision => ({
     role,
     action: upload && role === 'writer' ? 'keep-and-upload' : 'keep',

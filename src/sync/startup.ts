@@ -8,12 +8,12 @@ import { stat } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { createClient } from '@libsql/client';
 import { SyncError, isSyncError } from '../errors.ts';
-import type { Role } from '../config.ts';
+import type { RestoreVerify, Role } from '../config.ts';
 import type { SyncLogger } from '../log.ts';
 import type { ObjectStore } from '../store/store.ts';
 import { changedOutside, newGeneration, type Position, type Sidecar, type SidecarState } from '../local/sidecar.ts';
 import { describeTarget, latestSnapshot, selectSnapshot, type Manifest, type RestoreTarget, type SnapshotEntry } from './manifest.ts';
-import { downloadFirstVerifying, readHead, type RemoteHead, type RestoreMode, type SkippedSnapshot } from './restore.ts';
+import { checkDatabase, downloadFirstVerifying, installFile, readHead, syncFile, type RemoteHead, type RestoreMode, type SkippedSnapshot } from './restore.ts';
 import type { ChunkKeys } from './chunks/encryption.ts';
 import type { WriterLease } from './lease.ts';
 import { decideStartup, leaseRequest, type StartupDecision, type StartupFacts } from './startup-decision.ts';
@@ -31,6 +31,20 @@ export interface StartupResult {
   /** The local file holds commits the store has not seen: snapshot it soon. */
   pending: boolean;
   durationMs: number;
+  /**
+   * A download installed before its fsync (and, unless 'hash-only', its quick_check): the controller runs
+   * it beside the open database, holding writes and snapshots until it passes, then records `started`.
+   */
+  check?: RestoreCheck;
+}
+
+export interface RestoreCheck {
+  verify: Exclude<RestoreVerify, 'before-open'>;
+  /** Where the file stands once the check passed (for `Sidecar.started`). */
+  position: Position;
+  pending: boolean;
+  /** fsync of the file and its directory, then quick_check unless 'hash-only'. Rejects SNAPSHOT_CORRUPT. */
+  run(): Promise<void>;
 }
 
 export interface StartupOptions {
@@ -40,6 +54,8 @@ export interface StartupOptions {
   role: Role;
   /** Roll back to this snapshot (once: not again if the manifest records this very roll-back). */
   target: RestoreTarget | undefined;
+  /** When a downloaded file is quick_checked and fsynced: before it is installed, or beside the open database. */
+  verify: RestoreVerify;
   log: SyncLogger;
   keys: ChunkKeys | undefined;
   /** Already holds this opener's lease id (recorded before the lease is requested). */
@@ -116,6 +132,7 @@ export async function startUp(options: StartupOptions): Promise<StartupResult> {
         changedOutside: changedOutside(previous, dbPath),
         cleanClose: previous.fingerprint !== null,
         publishing: previous.publishing,
+        restoring: previous.restoring === true,
       }
     : null;
   const needContent = localExists && (previous === null || remote.kind === 'empty' || (remote.kind === 'manifest' && remote.latest === null));
@@ -133,28 +150,52 @@ export async function startUp(options: StartupOptions): Promise<StartupResult> {
   // 4. The action.
   const position = (p: Position | 'new' | 'store-head'): Position =>
     p === 'new' ? { seq: 0, generation: newGeneration() } : p === 'store-head' ? { seq: head!.manifest.seq, generation: head!.manifest.generation } : p;
-  const finish = (extra: Partial<StartupResult> = {}): StartupResult => {
-    const pending = decision.action === 'keep-and-upload' || extra.rolledBackTo !== undefined;
-    options.sidecar.started(extra.rolledBackTo ? { seq: head!.manifest.seq, generation: newGeneration() } : position(decision.position), pending);
+  // A roll-back continues from the store's head in a new generation (its first snapshot says so).
+  const finalPosition = decision.action === 'download' && decision.rollback ? { seq: head!.manifest.seq, generation: newGeneration() } : position(decision.position);
+  const pending = decision.action === 'keep-and-upload' || (decision.action === 'download' && decision.rollback);
+  const done = (extra: Partial<StartupResult> = {}): StartupResult => {
     log.info({ dbPath, role: decision.role, action: decision.action, store: store.location }, `started as ${decision.reason}`);
     return { role: decision.role, decision, head, restoredFrom: null, skipped: [], pending, durationMs: performance.now() - started, ...extra };
   };
-  if (decision.action !== 'download') return finish();
+  if (decision.action !== 'download') {
+    options.sidecar.started(finalPosition, pending);
+    return done();
+  }
 
   const manifest = head!.manifest;
   const candidates = decision.rollback ? olderFrom(manifest, options.target!, store.location) : manifest.snapshots;
+  const verify = options.verify;
+  const before = verify === 'before-open';
   // A local file being replaced may hold most chunks of the snapshot already (a restart on the same disk).
   const { entry, skipped, info } = await downloadFirstVerifying(store, candidates, dbPath, log, {
     keys: options.keys,
     ...(localExists ? { base: dbPath } : {}),
+    check: before ? 'quick-check' : 'none',
+    fsync: before,
+    // Checked later: the sidecar says so before the file is in place (a restart then downloads again).
+    ...(before ? {} : { install: (verifiedPath: string) => (options.sidecar.restoring(finalPosition), installFile(verifiedPath, dbPath)) }),
   });
-  log.info({ store: store.location, seq: entry.seq, bytes: entry.bytes, compressedBytes: entry.compressedBytes, skipped: skipped.length, ...info }, 'restored database from snapshot');
+  log.info({ store: store.location, seq: entry.seq, bytes: entry.bytes, compressedBytes: entry.compressedBytes, skipped: skipped.length, verify, ...info }, 'restored database from snapshot');
+  if (before) options.sidecar.started(finalPosition, pending);
   // The local file continues from the store's head (seq), whichever snapshot it came from: the next
   // publish goes on top of the head, so a fallback or roll-back becomes the new latest.
-  return finish({
+  return done({
     restoredFrom: entry,
     skipped,
     ...(decision.rollback ? { rolledBackTo: { seq: entry.seq, target: describeTarget(options.target!) } } : {}),
+    ...(before
+      ? {}
+      : {
+          check: {
+            verify,
+            position: finalPosition,
+            pending,
+            async run() {
+              await syncFile(dbPath);
+              if (verify === 'background') await checkDatabase(dbPath);
+            },
+          },
+        }),
   });
 }
 

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { SyncError, errorMessage } from '../errors.ts';
+import { SyncError, errorMessage, findSyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
 import type { CommitHooks } from '../client/counting-client.ts';
 import type { WriteLock } from '../client/write-lock.ts';
@@ -8,6 +8,8 @@ import type { WriterLease } from './lease.ts';
 import type { SnapshotEntry } from './manifest.ts';
 import type { ReplicaFollower } from './replica.ts';
 import type { RemoteHead, VerifiedSnapshot } from './restore.ts';
+import type { RestoreCheck } from './startup.ts';
+import type { RestoreVerify } from '../config.ts';
 import { SnapshotScheduler, type SchedulePolicy } from './scheduler.ts';
 import { nextRole, type RoleEvent, type RoleState } from './role.ts';
 import type { SnapshotInfo, Snapshotter } from './snapshotter.ts';
@@ -45,6 +47,20 @@ export interface RestoredFrom {
   durationMs: number;
   /** Newer snapshots that failed verification and were skipped (restore fell back past them). */
   skipped: Array<{ seq: number; code: string; message: string }>;
+  /**
+   * The restored file's quick_check and fsync (option `verify`). `running`: reads are served, writes wait;
+   * `failed`: writes are refused with SNAPSHOT_CORRUPT and nothing is uploaded.
+   */
+  check: { verify: RestoreVerify; state: 'running' | 'passed' | 'failed'; durationMs: number | null };
+}
+
+/** The restored file's check finished (see RestoredFrom.check). */
+export interface RestoreCheckEvent {
+  verify: RestoreVerify;
+  ok: boolean;
+  durationMs: number;
+  /** Why it failed: writes are refused with this error from now on. */
+  error?: SyncError;
 }
 
 export interface RestoreEvent {
@@ -59,6 +75,8 @@ export interface SyncEvents {
   snapshot: [SnapshotInfo];
   'snapshot-error': [SyncError];
   restore: [RestoreEvent];
+  /** The restored file's background check (verify 'background' or 'hash-only') passed or failed; replayed to late listeners. */
+  'restore-check': [RestoreCheckEvent];
   /** The writer lost its lease: it refuses writes and takes no more snapshots from now on. */
   'lease-lost': [SyncError];
   /** A replica became the writer (it took the lease, caught up with the store, and now accepts writes). */
@@ -149,6 +167,9 @@ export class SyncController implements CommitHooks, SyncHandle {
   #ok = 0;
   #failed = 0;
   #restoredFrom: SyncStatus['restoredFrom'] = null;
+  /** While the restored file's check runs (it holds the write lock): snapshots wait for it. */
+  #checking: Promise<void> | undefined;
+  #checkEvent: RestoreCheckEvent | undefined;
   readonly #onSignal = (signal: NodeJS.Signals) => this.#handleSignal(signal);
 
   constructor(options: ControllerOptions, sidecar: Sidecar, role: 'writer' | 'replica', dirtyAtStart: boolean) {
@@ -165,22 +186,79 @@ export class SyncController implements CommitHooks, SyncHandle {
    */
   start(
     client: ClientHandle,
-    restore: { from: SnapshotEntry | null; durationMs: number; skipped: RestoredFrom['skipped']; rolledBackTo?: SnapshotEntry['rolledBackTo'] },
+    restore: {
+      from: SnapshotEntry | null;
+      durationMs: number;
+      skipped: RestoredFrom['skipped'];
+      rolledBackTo?: SnapshotEntry['rolledBackTo'];
+      verify: RestoreVerify;
+      /** The downloaded file's fsync and quick_check still to run (verify 'background' / 'hash-only'). */
+      check?: RestoreCheck | undefined;
+    },
     role: { writer: Snapshotter; lease: WriterLease } | { follower: ReplicaFollower; lease: WriterLease | undefined },
   ): void {
     this.#client = client;
     const from = restore.from;
     if (from) {
-      this.#restoredFrom = { seq: from.seq, generation: from.generation, createdAt: from.createdAt, bytes: from.bytes, durationMs: restore.durationMs, skipped: restore.skipped };
+      const check = { verify: restore.verify, state: restore.check ? 'running' : 'passed', durationMs: null } as const;
+      this.#restoredFrom = { seq: from.seq, generation: from.generation, createdAt: from.createdAt, bytes: from.bytes, durationMs: restore.durationMs, skipped: restore.skipped, check };
     }
+    if (restore.check) this.#checkRestored(client.writeLock, restore.check);
     this.#rolledBackTo = restore.rolledBackTo;
     this.#lease = role.lease;
     if ('writer' in role) this.#becomeWriter(role.writer);
     else {
       this.#follower = role.follower;
-      role.follower.start();
+      // A replica follows (and may take over) only once its first file passed its check.
+      const follow = () => {
+        if (!this.#stoppedBy && !this.#closing) role.follower.start();
+      };
+      if (this.#checking) void this.#checking.then(follow);
+      else follow();
     }
     if (this.#o.signals) for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, this.#onSignal);
+  }
+
+  /**
+   * The restored file opened before its fsync and quick_check: they run now, in a worker, while reads are
+   * served. The write lock is taken first (granted at once: nothing else can hold it yet), so every write
+   * waits for the verdict; snapshots wait on `#checking`. Only a file that passed is recorded as started.
+   */
+  #checkRestored(writeLock: WriteLock, check: RestoreCheck): void {
+    const locked = writeLock.acquire();
+    const startedAt = performance.now();
+    const settle = (state: 'passed' | 'failed', error?: SyncError) => {
+      const durationMs = performance.now() - startedAt;
+      if (this.#restoredFrom) this.#restoredFrom = { ...this.#restoredFrom, check: { verify: check.verify, state, durationMs } };
+      this.#checkEvent = { verify: check.verify, ok: state === 'passed', durationMs, ...(error ? { error } : {}) };
+      this.#events.emit('restore-check', this.#checkEvent);
+    };
+    this.#checking = locked.then(async (release) => {
+      try {
+        await check.run();
+        // After close() gave up waiting, the sidecar stays 'restoring': the next start downloads again.
+        if (!this.#closed) this.#sidecar.started(check.position, check.pending);
+        this.#o.log.info({ verify: check.verify, durationMs: Math.round(performance.now() - startedAt) }, 'restored database checked: writes and snapshots may proceed');
+        settle('passed');
+      } catch (error) {
+        const err = new SyncError(
+          findSyncError(error)?.code === 'SNAPSHOT_CORRUPT' ? 'SNAPSHOT_CORRUPT' : 'SNAPSHOT_FAILED',
+          `The restored database ${this.#o.dbPath} failed its check (${errorMessage(error)}). This instance serves reads but refuses writes and uploads nothing, ` +
+            `so the backup stays as it is. Restore an older snapshot (restore: { seq } or \`npx drizzle-libsql-blob restore --seq N\`; list them with \`npx drizzle-libsql-blob list\`), ` +
+            `or start with verify: 'before-open', which falls back to the newest snapshot that passes.`,
+          { cause: error },
+        );
+        this.#stoppedBy = err;
+        this.#transition('check-failed');
+        this.#scheduler.cancel();
+        this.#lastError = { code: err.code, message: err.message, at: new Date().toISOString() };
+        this.#o.log.error({ code: err.code }, err.message);
+        settle('failed', err);
+      } finally {
+        this.#checking = undefined;
+        release();
+      }
+    });
   }
 
   /** A replica took the writer lease: it catches up with the store before it becomes the writer. */
@@ -316,6 +394,7 @@ export class SyncController implements CommitHooks, SyncHandle {
 
   on<E extends keyof SyncEvents>(event: E, listener: (...args: SyncEvents[E]) => void): this {
     if (event === 'restore') return this.#replayRestore(listener as (e: SyncEvents['restore'][0]) => void);
+    if (event === 'restore-check' && this.#checkEvent) return this.#replayCheck(listener as (e: RestoreCheckEvent) => void);
     this.#events.on(event, listener as (...args: unknown[]) => void);
     return this;
   }
@@ -327,6 +406,7 @@ export class SyncController implements CommitHooks, SyncHandle {
 
   once<E extends keyof SyncEvents>(event: E, listener: (...args: SyncEvents[E]) => void): this {
     if (event === 'restore') return this.#replayRestore(listener as (e: SyncEvents['restore'][0]) => void);
+    if (event === 'restore-check' && this.#checkEvent) return this.#replayCheck(listener as (e: RestoreCheckEvent) => void);
     this.#events.once(event, listener as (...args: unknown[]) => void);
     return this;
   }
@@ -338,6 +418,13 @@ export class SyncController implements CommitHooks, SyncHandle {
   #replayRestore(listener: (event: SyncEvents['restore'][0]) => void): this {
     const r = this.#restoredFrom;
     if (r) queueMicrotask(() => listener({ seq: r.seq, generation: r.generation, bytes: r.bytes, durationMs: r.durationMs, skipped: r.skipped }));
+    return this;
+  }
+
+  /** The check settled before the listener came: replayed (asynchronously), like 'restore'. */
+  #replayCheck(listener: (event: RestoreCheckEvent) => void): this {
+    const e = this.#checkEvent!;
+    queueMicrotask(() => listener(e));
     return this;
   }
 
@@ -375,6 +462,8 @@ export class SyncController implements CommitHooks, SyncHandle {
   }
 
   #runSnapshot(): Promise<SnapshotInfo> {
+    // Nothing is uploaded before the restored file passed its check (and never if it failed).
+    if (this.#checking) return this.#checking.then(() => this.#runSnapshot());
     if (this.#running) return this.#running;
     if (this.#stoppedBy) return Promise.reject(this.#stoppedBy);
     const snapshotter = this.#snapshotter;

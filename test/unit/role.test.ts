@@ -6,6 +6,9 @@ const rows: Array<[RoleState, RoleEvent, RoleState | null]> = [
   ['writer', 'lease-lost', 'stopped'],
   ['writer', 'close', 'closing'],
   ['writer', 'lease-taken', null],
+  ['writer', 'check-failed', 'stopped'], // the restored file failed quick_check: no writes, no uploads
+  ['replica', 'check-failed', 'stopped'], // nor does it follow or take over with a damaged file
+  ['closing', 'check-failed', null], // close() gave up waiting for the check: it stays closing
   ['replica', 'lease-taken', 'promoting'],
   ['replica', 'lease-lost', null],
   ['replica', 'close', 'closing'],

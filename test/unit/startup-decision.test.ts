@@ -57,6 +57,13 @@ const rows: Array<[string, StartupFacts, Expect]> = [
   ['dirty file behind the head: DIVERGED', facts({ sidecar: sidecar({ position: { seq: 3, generation: 'g1' }, dirty: true }) }), { refuse: 'DIVERGED' }],
   ['file ahead of the head (store went backwards): keep and upload', facts({ sidecar: sidecar({ position: { seq: 9, generation: 'g1' } }) }), { action: 'keep-and-upload', role: 'writer', position: { seq: 9, generation: 'g1' } }],
   ['replica, file ahead of the head: DIVERGED', facts({ lease: 'held-by-other', sidecar: sidecar({ position: { seq: 9, generation: 'g1' } }) }), { refuse: 'DIVERGED' }],
+  // ---- an interrupted restore (moved into place before its fsync and quick_check passed) ----
+  ['interrupted restore at the head: download again, never keep', facts({ sidecar: sidecar({ restoring: true }) }), { action: 'download', role: 'writer', position: 'store-head', rollback: false }],
+  ['interrupted restore closed cleanly since: still download again', facts({ sidecar: sidecar({ restoring: true, cleanClose: true }) }), { action: 'download', role: 'writer' }],
+  ['interrupted restore, replica: download again (not DIVERGED)', facts({ lease: 'held-by-other', sidecar: sidecar({ restoring: true, changedOutside: true }) }), { action: 'download', role: 'replica' }],
+  ['interrupted restore, point-in-time asked: download the target', facts({ sidecar: sidecar({ restoring: true }), target: 'seq:3' }), { action: 'download', role: 'writer', rollback: true }],
+  ["interrupted restore, restore: 'skip': refuse (never keep it)", facts({ sidecar: sidecar({ restoring: true }), mode: 'skip', remote: { kind: 'not-read' } }), { refuse: 'CONFIG' }],
+  ['interrupted restore, store now empty: refuse', facts({ sidecar: sidecar({ restoring: true }), remote: manifest({ position: { seq: 0, generation: '' }, latest: null }) }), { refuse: 'CONFIG' }],
   ['died after publishing, before recording: keep its own snapshot and check it', facts({ sidecar: sidecar({ position: { seq: 4, generation: 'g1' }, publishing: { seq: 5, key: 'snapshots/g1/5' } }) }), { action: 'keep-and-upload', role: 'writer', position: HEAD }],
   ['a publishing note for another snapshot does not count', facts({ sidecar: sidecar({ position: { seq: 4, generation: 'g1' }, dirty: true, publishing: { seq: 5, key: 'snapshots/g1/other' } }) }), { refuse: 'DIVERGED' }],
   // ---- a file without a sidecar ----
