@@ -8,7 +8,7 @@ import { checkOptions, resolveSyncConfig, type LeaseOptions, type RestoreVerify,
 import type { RestoreTarget } from './sync/manifest.ts';
 import type { Meter } from '@opentelemetry/api';
 import { SyncError, findSyncError } from './errors.ts';
-import { SyncMetrics, metricAttributes } from './telemetry/metrics.ts';
+import { SyncMetrics, meterProviderRegistered, metricAttributes } from './telemetry/metrics.ts';
 import { resolveLogger, type SyncLogOption, type SyncLogger } from './log.ts';
 import { storeFromEnv } from './store/from-env.ts';
 import { retrying } from './store/retrying-store.ts';
@@ -136,7 +136,9 @@ interface LockedStart {
 async function openLocked<TSchema extends Record<string, unknown>>(start: LockedStart): Promise<BlobDatabase<TSchema>> {
   const { resolved, store, log, keys, encryption, metrics, synchronousPragma, drizzleConfig, fileLock } = start;
   const { dbPath } = resolved;
-  const telemetry = metrics === false ? undefined : new SyncMetrics({ meter: metrics?.meter, attributes: metricAttributes(store.location, dbPath) });
+  // No meter given and no SDK registered: every instrument would be a no-op, so none is made (and the
+  // OpenTelemetry API is not even loaded).
+  const telemetry = metrics === false || (!metrics?.meter && !meterProviderRegistered()) ? undefined : new SyncMetrics({ meter: metrics?.meter, attributes: metricAttributes(store.location, dbPath) });
   const restoreStarted = performance.now();
   const restoreFailed = (error: unknown) => telemetry?.restoreFailed({ durationMs: performance.now() - restoreStarted, code: findSyncError(error)?.code ?? 'UNKNOWN' });
   await store.probe().catch((error: unknown) => {

@@ -9,22 +9,42 @@
  * instrumentation (the metrics API has no proxy provider).
  */
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { basename } from 'node:path';
 import {
-  metrics,
-  ValueType,
   type Attributes,
   type BatchObservableCallback,
   type Counter,
   type Histogram,
   type Meter,
   type ObservableGauge,
+  type ValueType,
 } from '@opentelemetry/api';
 import type { SyncError } from '../errors.ts';
 import type { SnapshotInfo } from '../sync/snapshotter.ts';
 import type { SyncEvents, SyncHandle } from '../sync/sync-controller.ts';
 
 export const METER_NAME = 'drizzle-libsql-blob';
+
+/**
+ * Cold start: `@opentelemetry/api` (~35 ms to import) is loaded only when a meter is needed. Its
+ * `INT` is 0 in every 1.x release; `metrics` comes from the API on first use.
+ */
+const INT = 0 as ValueType;
+const OTEL_GLOBAL = Symbol.for('opentelemetry.js.api.1');
+
+/**
+ * True when the app registered an OpenTelemetry MeterProvider (an SDK) on the API's global, which is
+ * what the API itself reads. Without one every instrument is a no-op, so drizzle() creates none.
+ */
+export function meterProviderRegistered(): boolean {
+  return (globalThis as Record<symbol, { metrics?: unknown } | undefined>)[OTEL_GLOBAL]?.metrics !== undefined;
+}
+
+function globalMeter(): Meter {
+  const api = createRequire(import.meta.url)('@opentelemetry/api') as typeof import('@opentelemetry/api');
+  return api.metrics.getMeter(METER_NAME, ownVersion());
+}
 const NS = 'drizzle_libsql_blob';
 
 /** Metric names, exported so dashboards, tests and the README agree. */
@@ -128,7 +148,7 @@ export class SyncMetrics {
 
   constructor(options: SyncMetricsOptions = {}) {
     this.#attrs = { ...options.attributes };
-    const meter = (this.#meter = options.meter ?? metrics.getMeter(METER_NAME, ownVersion()));
+    const meter = (this.#meter = options.meter ?? globalMeter());
     const a = this.#attrs;
     this.#okUploaded = { ...a, outcome: 'ok', uploaded: true };
     this.#okUnchanged = { ...a, outcome: 'ok', uploaded: false };
@@ -138,11 +158,11 @@ export class SyncMetrics {
     this.#leaseAttrs = LEASE_PAIRS.map(([role, state]) => ({ role, state, attrs: { ...a, role, state } }));
 
     const seconds = { unit: 's', advice: { explicitBucketBoundaries: DURATION_BUCKETS_S } };
-    const bytes = { unit: 'By', valueType: ValueType.INT };
+    const bytes = { unit: 'By', valueType: INT };
     this.#snapshots = meter.createCounter(METRIC.snapshots, {
       description: 'Snapshot attempts: outcome=ok (uploaded=true|false; false when the database was unchanged) or outcome=error (error.type=SyncError code).',
       unit: '{snapshot}',
-      valueType: ValueType.INT,
+      valueType: INT,
     });
     this.#snapshotDuration = meter.createHistogram(METRIC.snapshotDuration, { description: 'Duration of successful snapshots (copy, compress, upload, publish).', ...seconds });
     this.#snapshotCompressed = meter.createCounter(METRIC.snapshotCompressedSize, { description: 'Compressed bytes uploaded to the store by snapshots.', ...bytes });
@@ -150,7 +170,7 @@ export class SyncMetrics {
     this.#restores = meter.createCounter(METRIC.restores, {
       description: 'Restores (hydration from the store at start): outcome=ok or outcome=error (error.type=SyncError code).',
       unit: '{restore}',
-      valueType: ValueType.INT,
+      valueType: INT,
     });
     this.#restoreDuration = meter.createHistogram(METRIC.restoreDuration, { description: 'Duration of restores (download and verification).', ...seconds });
     this.#restoreCompressed = meter.createCounter(METRIC.restoreCompressedSize, { description: 'Compressed bytes downloaded by restores.', ...bytes });
@@ -158,17 +178,17 @@ export class SyncMetrics {
     this.#restoreSkipped = meter.createCounter(METRIC.restoreSkipped, {
       description: 'Newer snapshots a restore skipped because they failed verification.',
       unit: '{snapshot}',
-      valueType: ValueType.INT,
+      valueType: INT,
     });
-    this.#replicaUpdates = meter.createCounter(METRIC.replicaUpdates, { description: 'Times a read replica reopened its database on a newer snapshot.', unit: '{update}', valueType: ValueType.INT });
+    this.#replicaUpdates = meter.createCounter(METRIC.replicaUpdates, { description: 'Times a read replica reopened its database on a newer snapshot.', unit: '{update}', valueType: INT });
     this.#replicaUpdateDuration = meter.createHistogram(METRIC.replicaUpdateDuration, { description: 'Duration of replica updates.', ...seconds });
     this.#replicaUpdateRaw = meter.createCounter(METRIC.replicaUpdateRawSize, { description: 'Uncompressed database bytes a replica downloaded.', ...bytes });
-    this.#leaseLosses = meter.createCounter(METRIC.leaseLosses, { description: 'Times this writer lost its lease (error.type=SyncError code).', unit: '{loss}', valueType: ValueType.INT });
-    this.#promotions = meter.createCounter(METRIC.promotions, { description: 'Times a replica became the writer.', unit: '{promotion}', valueType: ValueType.INT });
+    this.#leaseLosses = meter.createCounter(METRIC.leaseLosses, { description: 'Times this writer lost its lease (error.type=SyncError code).', unit: '{loss}', valueType: INT });
+    this.#promotions = meter.createCounter(METRIC.promotions, { description: 'Times a replica became the writer.', unit: '{promotion}', valueType: INT });
     this.#pendingCommits = meter.createObservableGauge(METRIC.pendingCommits, {
       description: 'Commits not yet in a snapshot durable in the store.',
       unit: '{commit}',
-      valueType: ValueType.INT,
+      valueType: INT,
     });
     this.#lastSnapshotAge = meter.createObservableGauge(METRIC.lastSnapshotAge, {
       description: 'Seconds since the last successful snapshot (absent until the first one).',
@@ -177,7 +197,7 @@ export class SyncMetrics {
     this.#leaseState = meter.createObservableGauge(METRIC.leaseState, {
       description: "Writer lease state set: 1 for this instance's current (role, state), 0 for the other pairs; state=held is 1 while it holds the lease.",
       unit: '1',
-      valueType: ValueType.INT,
+      valueType: INT,
     });
   }
 
