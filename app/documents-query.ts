@@ -77,6 +77,11 @@ export function prefixUpperBound(prefix: string): string | undefined {
   return undefined;
 }
 
+/** GET /api/documents/:id: the route answers with its first row (`.get()`). Exported so the benchmark gates this exact query. */
+export function byIdQuery(db: AppDatabase, id: string) {
+  return db.select().from(documents).where(eq(documents.id, id));
+}
+
 export function listQuery(db: AppDatabase, f: ListFilters) {
   const where: SQL[] = [];
   if (f.type) where.push(eq(documents.type, f.type));

@@ -23,7 +23,7 @@ import { CACHE_DIR, ensureDataset, parseSize, sampleIds } from './dataset.ts';
 import { sql } from 'drizzle-orm';
 import { copyDb, openBetterSqlite, openLibsql, openOurs, oursDriver, synchronousOf } from './drivers.ts';
 import { ensureLitestream, runLitestream } from './litestream.ts';
-import { explainPlans, makeParams, runQueries } from './queries.ts';
+import { explainPlans, prepareQueries, runQueries } from './queries.ts';
 import { computeChecks, renderMarkdown, renderSvg, type RunResult, type SizeResult } from './report.ts';
 import { runUnderSnapshot, runWrites } from './writes.ts';
 import { runApi } from './api.ts';
@@ -118,9 +118,9 @@ try {
       if (phases.has('queries')) {
         log(`[${label}] queries: ${iterations} iterations x 3 drivers${delayMs ? `, artificial delay ${delayMs} ms on ours` : ''}`);
         const better = await openBetterSqlite(basePath);
-        const params = makeParams(ids, rows, iterations);
-        s.queries = await runQueries([ours, plain, better], params, { iterations, warmup: Math.min(20, iterations), artificialDelayMs: delayMs }, log);
-        s.plans = explainPlans(basePath, plain.db, params[0]!);
+        const prepared = await prepareQueries(better.db, ids, rows);
+        s.queries = await runQueries([ours, plain, better], prepared, { iterations, warmup: Math.min(20, iterations), artificialDelayMs: delayMs }, log);
+        s.plans = explainPlans(basePath, plain.db, prepared);
         await better.close();
       }
       if (phases.has('writes')) {
