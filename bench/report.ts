@@ -216,11 +216,14 @@ export function renderMarkdown(run: RunResult): string {
     markdownTable(['check', 'size', 'value', 'target', 'result'], run.checks.map((c) => [c.name + (c.gating ? ' (gate)' : ''), c.size, c.value, c.target, passFail(c.pass)]), ['l', 'l', 'r', 'r', 'l']),
   ];
   if (run.sizes.some((s) => s.queries)) {
-    out.push('', '## 1. Queries', '', 'ours = drizzle() from this library on a copy of the file (directoryStore, no snapshot during the phase); baselines on the same data. ×libsql = this driver / plain drizzle-orm/libsql. * = stopped early: the p99 already exceeded the budget.', '', queryTable(run.sizes));
+    out.push('', '## 1. Queries', '', 'The queries the API runs, built by app/documents-query.ts itself (byIdQuery, listQuery): the list route with each filter on page 1, a deep page and the last page, the latter two through the keyset cursor the API returns with the page before (checked against OFFSET). ours = drizzle() from this library on a copy of the file (directoryStore, no snapshot during the phase); baselines on the same data. ×libsql = this driver / plain drizzle-orm/libsql. * = stopped early: the p99 already exceeded the budget.', '', queryTable(run.sizes));
     const biggest = [...run.sizes].reverse().find((s) => s.plans);
     if (biggest?.plans) {
       out.push('', `### Query plans (EXPLAIN QUERY PLAN, ${biggest.label})`, '');
-      for (const [q, plan] of Object.entries(biggest.plans)) out.push(`- **${q}**: ${plan.map((p) => `\`${p}\``).join(' → ')}`);
+      for (const [q, plan] of Object.entries(biggest.plans)) {
+        const what = biggest.queries?.find((r) => r.query === q)?.what;
+        out.push(`- **${q}**${what ? ` (${what})` : ''}: ${plan.map((p) => `\`${p}\``).join(' → ')}`);
+      }
     }
   }
   if (run.sizes.some((s) => s.writes)) out.push('', '## 2. Single-row writes: counting client vs plain drizzle-orm/libsql', '', `Rotating blocks, each driver on its own copy of the file, WAL. Plain drizzle-orm/libsql runs at ours' synchronous level (${[...new Set(run.sizes.map((s) => s.synchronous).filter(Boolean))].join(', ')}), so ×plain is the counting client's cost; target p50 ×plain ≤ ${WRITE_OVERHEAD_TARGET}. A third row, when present, is plain libSQL at its own default synchronous=FULL (what a drop-in swap changes).`, '', writeTable(run.sizes));
