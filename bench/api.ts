@@ -230,6 +230,9 @@ export async function runApi(dataset: Dataset, work: string, ids: readonly strin
       // (503s in about 2 of 5 runs); at 4 s the write phase still sees snapshots, and /health reports
       // only what a real outage would.
       SNAPSHOT_MAX_INTERVAL_MS: '4000',
+      // Writes never pause during the write phase, so the debounce never fires: a commit count starts
+      // snapshots every few seconds instead of only at the ceiling (none at all in a phase under 4 s).
+      SNAPSHOT_MAX_COMMITS: '300',
       LOG_LEVEL: 'warn',
       BENCH_API_DELAY_MS: String(opts.artificialDelayMs),
     },
