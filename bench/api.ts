@@ -19,8 +19,11 @@ import { summarize, type Summary } from './stats.ts';
 export const API_P99_BUDGET_MS = 200;
 export const API_PHASES = ['idle', 'with writes + snapshots'] as const;
 export type ApiPhase = (typeof API_PHASES)[number];
-/** A cursor walk stops after a random number of pages up to this, then starts over with new filters. */
-export const MAX_WALK_PAGES = 10;
+/**
+ * A cursor walk stops after a random number of pages up to this, then starts over with new filters. Short
+ * walks keep page 1 frequent enough for its own p99 (deep pages are the query phase's job).
+ */
+export const MAX_WALK_PAGES = 4;
 /** Seconds of unrecorded load on every route before the idle phase. */
 const WARMUP_S = 1;
 
@@ -200,9 +203,22 @@ function writePhase(url: string, durationS: number, connections: number, rec: Re
   return run(url, durationS, connections, requests, rec, () => answered, API_WRITE_ROUTES);
 }
 
-async function snapshotsOk(url: string): Promise<number> {
-  const health = (await (await fetch(`${url}/health`)).json()) as { sync: { snapshotsOk: number } };
-  return health.sync.snapshotsOk;
+interface Health {
+  sync: { snapshotsOk: number; state: string };
+}
+
+const health = async (url: string): Promise<Health> => (await (await fetch(`${url}/health`)).json()) as Health;
+
+/**
+ * Waits until the server has nothing to snapshot (its first snapshot of the copied dataset, the warm-up's
+ * writes), so the idle baseline measures reads alone.
+ */
+async function settled(url: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await health(url)).sync.state !== 'idle') {
+    if (Date.now() > deadline) throw new Error(`bench: the API server still had a snapshot pending or running after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 export interface ApiOptions {
@@ -241,12 +257,13 @@ export async function runApi(dataset: Dataset, work: string, ids: readonly strin
     const url = (await waitForLine(server, 'LISTENING', 120_000)).split(' ')[1]!;
     // Warm-up, not recorded: the first requests of each route compile its schemas and JIT the handlers.
     await readPhase(url, 'idle', WARMUP_S, ids, dataset.rows, {}, () => writePhase(url, WARMUP_S, opts.writerConnections, new Recorder()));
+    await settled(url);
     const deepestPage: Record<string, number> = {};
     const idle = await readPhase(url, 'idle', opts.durationS, ids, dataset.rows, deepestPage);
-    const before = await snapshotsOk(url);
+    const before = (await health(url)).sync.snapshotsOk;
     const writeRec = new Recorder();
     const loaded = await readPhase(url, 'with writes + snapshots', opts.durationS, ids, dataset.rows, deepestPage, () => writePhase(url, opts.durationS, opts.writerConnections, writeRec));
-    const snapshotsDuringWrites = (await snapshotsOk(url)) - before;
+    const snapshotsDuringWrites = (await health(url)).sync.snapshotsOk - before;
     return { routes: [...idle, ...loaded], writes: writeRec.results(API_WRITE_ROUTES, 'with writes + snapshots', opts.durationS), snapshotsDuringWrites, deepestPage };
   } finally {
     if (server.exitCode === null && server.signalCode === null) await killAndWait(server, 'SIGTERM');
