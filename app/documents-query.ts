@@ -77,6 +77,11 @@ export function prefixUpperBound(prefix: string): string | undefined {
   return undefined;
 }
 
+/** GET /api/documents/:id: the route answers with its first row (`.get()`). Exported so the benchmark gates this exact query. */
+export function byIdQuery(db: AppDatabase, id: string) {
+  return db.select().from(documents).where(eq(documents.id, id));
+}
+
 export function listQuery(db: AppDatabase, f: ListFilters) {
   const where: SQL[] = [];
   if (f.type) where.push(eq(documents.type, f.type));
@@ -87,7 +92,11 @@ export function listQuery(db: AppDatabase, f: ListFilters) {
     if (upper !== undefined) where.push(lt(documents.name, upper));
   }
   if (f.updatedAfter) where.push(gt(documents.updatedAt, f.updatedAfter));
-  if (f.updatedBefore) where.push(lt(documents.updatedAt, f.updatedBefore));
+  // A cursor issued for this query lies below updatedBefore, and its row-value bound then implies it. Given
+  // both upper bounds SQLite ranges the index on one, and when it takes updatedBefore's, every page scans
+  // all rows from there down to the cursor (last pages at 1M rows: 56 ms median, 180 ms max).
+  const cursorImpliesBefore = f.cursor !== undefined && !('name' in f.cursor) && f.updatedBefore !== undefined && f.cursor.updatedAt < f.updatedBefore.getTime();
+  if (f.updatedBefore && !cursorImpliesBefore) where.push(lt(documents.updatedAt, f.updatedBefore));
   const byName = ordersByName(f);
   // Row-value comparisons: one range SQLite can seek on, unlike the equivalent OR.
   if (f.cursor && 'name' in f.cursor) where.push(sql`(${documents.name}, ${documents.id}) > (${f.cursor.name}, ${f.cursor.id})`);

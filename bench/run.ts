@@ -2,12 +2,14 @@
  * Benchmarks that prove sub-200 ms queries (and measure what the sync costs), runnable in CI.
  *
  *   node --conditions=source --import tsx bench/run.ts [--ci] [--sizes 10k,100k,1m] [--iterations N]
- *        [--only queries,writes,snapshot,azure,litestream,durability,api,incremental] [--artificial-delay-ms N] [--out bench/results]
+ *        [--only queries,writes,snapshot,azure,litestream,durability,api,incremental] [--artificial-delay-ms N] [--api-seconds N] [--out bench/results]
  *
  * --ci = sizes 10k,100k and fewer iterations (a few minutes on 2 cores, datasets included).
  * Writes latest.json, latest.md and latest.svg to --out and prints the tables. Exits 1 when a query
- * p99 of ours exceeds 200 ms; the other targets (ratios, gaps) are printed as PASS/FAIL only.
- * --artificial-delay-ms adds a delay inside every measured query of ours (to prove the gate can fail).
+ * p99 of ours or an API route's p99 exceeds 200 ms, an API route answers errors, or the query or API
+ * phase ran fewer gated checks than a complete run makes; the other targets (ratios, gaps) are printed
+ * as PASS/FAIL only. --artificial-delay-ms adds a delay inside every measured query of ours and, in the
+ * API phase, before the server handles each request (to prove the gates can fail).
  */
 import { cpus, loadavg } from 'node:os';
 import { execFileSync } from 'node:child_process';
@@ -23,7 +25,7 @@ import { CACHE_DIR, ensureDataset, parseSize, sampleIds } from './dataset.ts';
 import { sql } from 'drizzle-orm';
 import { copyDb, openBetterSqlite, openLibsql, openOurs, oursDriver, synchronousOf } from './drivers.ts';
 import { ensureLitestream, runLitestream } from './litestream.ts';
-import { explainPlans, makeParams, runQueries } from './queries.ts';
+import { explainPlans, prepareQueries, runQueries } from './queries.ts';
 import { computeChecks, renderMarkdown, renderSvg, type RunResult, type SizeResult } from './report.ts';
 import { runUnderSnapshot, runWrites } from './writes.ts';
 import { runApi } from './api.ts';
@@ -39,6 +41,8 @@ const { values } = parseArgs({
     iterations: { type: 'string' },
     only: { type: 'string' },
     'artificial-delay-ms': { type: 'string', default: '0' },
+    /** Phase 'api': seconds of each of its two phases (idle, with writes); default 6 with --ci, 20 without. */
+    'api-seconds': { type: 'string' },
     out: { type: 'string', default: fileURLToPath(new URL('./results/', import.meta.url)) },
     /** Phase 'incremental': chunk sizes measured end to end on Azurite (the default one gets all reps, the others 1). */
     'incr-chunk-sizes': { type: 'string' },
@@ -54,9 +58,11 @@ const phases = new Set<Phase>(values.only ? (values.only.split(',').map((p) => p
 for (const p of phases) if (!PHASES.includes(p)) throw new Error(`--only: unknown phase ${JSON.stringify(p)} (use ${PHASES.join(', ')})`);
 if (!Number.isInteger(iterations) || iterations < 1) throw new Error('--iterations must be a positive integer');
 if (!Number.isFinite(delayMs) || delayMs < 0) throw new Error('--artificial-delay-ms must be >= 0');
+const apiSecondsArg = values['api-seconds'] === undefined ? undefined : Number(values['api-seconds']);
+if (apiSecondsArg !== undefined && !(Number.isInteger(apiSecondsArg) && apiSecondsArg >= 1)) throw new Error('--api-seconds must be a positive integer');
 const cfg = ci
-  ? { writesPerDriver: 300, flushes: 2, idleMs: 1_500, reps: 2, durabilityReps: 2, apiSeconds: 3, incrReps: 1, incrChunkSizes: [DEFAULT_CHUNK_SIZE], incrProfileChunkSizes: [DEFAULT_CHUNK_SIZE] }
-  : { writesPerDriver: 1_000, flushes: 3, idleMs: 3_000, reps: 3, durabilityReps: 3, apiSeconds: 8, incrReps: 3, incrChunkSizes: [DEFAULT_CHUNK_SIZE, 256 << 10], incrProfileChunkSizes: [64 << 10, 256 << 10, DEFAULT_CHUNK_SIZE, 4 << 20] };
+  ? { writesPerDriver: 300, flushes: 2, idleMs: 1_500, reps: 2, durabilityReps: 2, apiSeconds: 6, incrReps: 1, incrChunkSizes: [DEFAULT_CHUNK_SIZE], incrProfileChunkSizes: [DEFAULT_CHUNK_SIZE] }
+  : { writesPerDriver: 1_000, flushes: 3, idleMs: 3_000, reps: 3, durabilityReps: 3, apiSeconds: 20, incrReps: 3, incrChunkSizes: [DEFAULT_CHUNK_SIZE, 256 << 10], incrProfileChunkSizes: [64 << 10, 256 << 10, DEFAULT_CHUNK_SIZE, 4 << 20] };
 // 64 KiB end to end costs minutes at 1M on Azurite (~10k blob requests per whole-database upload): profiled by default, measured on request.
 const parseChunk = (s: string): number => {
   const m = /^(\d+)\s*(k|kib|m|mib)?$/i.exec(s.trim());
@@ -65,6 +71,7 @@ const parseChunk = (s: string): number => {
 };
 if (values['incr-chunk-sizes']) cfg.incrChunkSizes = values['incr-chunk-sizes'].split(',').map(parseChunk);
 const LOAD_MIN_ROWS = 100_000;
+const apiSeconds = apiSecondsArg ?? cfg.apiSeconds;
 
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 const started = performance.now();
@@ -118,9 +125,9 @@ try {
       if (phases.has('queries')) {
         log(`[${label}] queries: ${iterations} iterations x 3 drivers${delayMs ? `, artificial delay ${delayMs} ms on ours` : ''}`);
         const better = await openBetterSqlite(basePath);
-        const params = makeParams(ids, rows, iterations);
-        s.queries = await runQueries([ours, plain, better], params, { iterations, warmup: Math.min(20, iterations), artificialDelayMs: delayMs }, log);
-        s.plans = explainPlans(basePath, plain.db, params[0]!);
+        const prepared = await prepareQueries(better.db, ids, rows);
+        s.queries = await runQueries([ours, plain, better], prepared, { iterations, warmup: Math.min(20, iterations), artificialDelayMs: delayMs }, log);
+        s.plans = explainPlans(basePath, plain.db, prepared);
         await better.close();
       }
       if (phases.has('writes')) {
@@ -174,8 +181,8 @@ try {
     const dataset = await ensureDataset(parseSize(label));
     const work = join(runDir, `api-${label}`);
     await mkdir(work, { recursive: true });
-    log(`[${label}] API under autocannon, ${cfg.apiSeconds} s per phase`);
-    api = { size: label, ...(await runApi(dataset, work, sampleIds(dataset.path, 2_000), { durationS: cfg.apiSeconds, connections: 10 })) };
+    log(`[${label}] API under autocannon, ${apiSeconds} s per phase (idle, with writes)${delayMs ? `, artificial delay ${delayMs} ms per request` : ''}`);
+    api = { size: label, ...(await runApi(dataset, work, sampleIds(dataset.path, 2_000), { durationS: apiSeconds, writerConnections: 2, artificialDelayMs: delayMs })) };
   }
 } finally {
   await azurite?.stop();
@@ -183,7 +190,7 @@ try {
 }
 
 const partial: Omit<RunResult, 'checks'> = {
-  meta: { date: new Date().toISOString(), node: process.version, platform: `${process.platform}-${process.arch}`, cpus: cpus().length, args: { ci, sizes, iterations, only: [...phases], artificialDelayMs: delayMs }, elapsedMs: performance.now() - started,
+  meta: { date: new Date().toISOString(), node: process.version, platform: `${process.platform}-${process.arch}`, cpus: cpus().length, args: { ci, sizes, iterations, only: [...phases], artificialDelayMs: delayMs, ...(phases.has('api') ? { apiSeconds } : {}) }, elapsedMs: performance.now() - started,
     library, load: { start: loadAtStart, end: { loadavg1m: loadavg()[0]!, cpuPressureAvg60: pressure() } } },
   sizes: results,
   durability,

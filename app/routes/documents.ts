@@ -7,7 +7,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import { DOCUMENT_TYPES, documents, type Document } from '../../schema/documents.ts';
 import { NAME_MAX, documentInputJsonSchema, inspectJson, validateDocumentInput, type DocumentInput } from '../../schema/validation.ts';
 import type { AppDatabase } from '../database.ts';
-import { cursorAfter, cursorFits, decodeCursor, encodeCursor, listQuery, ordersByName } from '../documents-query.ts';
+import { byIdQuery, cursorAfter, cursorFits, decodeCursor, encodeCursor, listQuery, ordersByName } from '../documents-query.ts';
 import { ApiError, validationError } from '../errors.ts';
 import { newDocumentId } from '../ids.ts';
 
@@ -121,7 +121,7 @@ export function documentRoutes(app: FastifyInstance, { db, onWrite = () => {} }:
   );
 
   app.get<{ Params: IdParams }>('/api/documents/:id', { schema: { params: idParamsSchema } }, async (request, reply) => {
-    const row = await db.select().from(documents).where(eq(documents.id, request.params.id)).get();
+    const row = await byIdQuery(db, request.params.id).get();
     if (!row) throw notFound(request.params.id);
     return withEtag(reply, row).send(row);
   });
