@@ -11,7 +11,7 @@ import { canonicalizeHeaderBytes, openPageImage } from './chunks/page-image.ts';
 import { pathToFileURL } from 'node:url';
 import { compressFile, decodeToFile, type CodecResult } from './codec.ts';
 import { SyncError } from '../errors.ts';
-import type { WorkerAck, WorkerInput, WorkerNeed, WorkerRequest, WorkerReply } from './worker-protocol.ts';
+import type { CheckpointReply, WorkerAck, WorkerInput, WorkerNeed, WorkerRequest, WorkerReply } from './worker-protocol.ts';
 
 // Only the local-file driver, and loading starts at once without blocking: a restore decodes while it loads.
 const libsql = import('@libsql/client/sqlite3');
@@ -60,7 +60,7 @@ async function quickCheck(path: string): Promise<void> {
   }
 }
 
-async function handle(request: WorkerRequest): Promise<WorkerReply> {
+async function handle(request: WorkerRequest): Promise<WorkerReply | CheckpointReply> {
   if (request.op === 'snapshot') {
     const started = performance.now();
     await copyConsistently(request.dbPath, request.rawPath);
@@ -73,6 +73,7 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
       await unlink(request.rawPath).catch(() => undefined);
     }
   }
+  if (request.op === 'checkpoint') return checkpointWal(request.dbPath);
   if (request.op === 'chunks') return snapshotChunks(request);
   if (request.op === 'assemble') return assembleChunks(request);
   // 'restore': decode what the main thread downloads, as it arrives.
@@ -82,6 +83,18 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
   const decodedAt = performance.now();
   await quickCheck(request.path);
   return { ok: true, ...decoded, firstStepMs: decodedAt - started, secondStepMs: performance.now() - decodedAt };
+}
+
+/** The checkpointer's op (src/sync/checkpointer.ts): folds the WAL into the file here, never on the app's thread. */
+async function checkpointWal(dbPath: string): Promise<CheckpointReply> {
+  const client = (await libsql).createClient({ url: pathToFileURL(dbPath).href });
+  try {
+    const started = performance.now();
+    const row = (await client.execute('PRAGMA wal_checkpoint(PASSIVE)')).rows[0]!;
+    return { ok: true, busy: Number(row[0]) !== 0, walFrames: Number(row[1]), checkpointedFrames: Number(row[2]), durationMs: performance.now() - started };
+  } finally {
+    client.close();
+  }
 }
 
 function verifyAgainstManifest(label: string, got: CodecResult, expected: { compressedBytes: number; bytes: number; sha256: string }): void {

@@ -9,6 +9,7 @@ import type { SnapshotEntry } from './manifest.ts';
 import type { ReplicaFollower } from './replica.ts';
 import type { RemoteHead, VerifiedSnapshot } from './restore.ts';
 import { SnapshotScheduler, type SchedulePolicy } from './scheduler.ts';
+import { Checkpointer } from './checkpointer.ts';
 import { nextRole, type RoleEvent, type RoleState } from './role.ts';
 import type { SnapshotInfo, Snapshotter } from './snapshotter.ts';
 
@@ -126,6 +127,8 @@ export class SyncController implements CommitHooks, SyncHandle {
   #rolledBackTo: SnapshotEntry['rolledBackTo'];
   readonly #events = new EventEmitter();
   readonly #scheduler: SnapshotScheduler;
+  /** Folds the WAL in a worker when it passes its bound (the app's connections never checkpoint). */
+  readonly #checkpointer: Checkpointer;
   #client: ClientHandle | undefined;
   readonly #sidecar: Sidecar;
   /** The one place the role lives; changed only by #transition. */
@@ -157,6 +160,7 @@ export class SyncController implements CommitHooks, SyncHandle {
     this.#role = role;
     this.#dirtyAtStart = dirtyAtStart;
     this.#scheduler = new SnapshotScheduler(options.schedule, () => void this.#runSnapshot().catch(() => undefined));
+    this.#checkpointer = new Checkpointer({ dbPath: options.dbPath, log: options.log });
   }
 
   /**
@@ -265,6 +269,7 @@ export class SyncController implements CommitHooks, SyncHandle {
 
   committed(): void {
     const now = Date.now();
+    this.#checkpointer.noteCommit(now); // whatever the store does: the WAL stays bounded while it is down
     if (this.#pending() === 0) this.#firstPendingAt = now;
     this.#commits++;
     this.#lastCommitAt = now;
@@ -468,6 +473,7 @@ export class SyncController implements CommitHooks, SyncHandle {
       finalError = error;
     }
     if (this.#running) await within(this.#running).catch(() => undefined);
+    await this.#checkpointer.stop(); // close()'s TRUNCATE checkpoint would find a worker's PASSIVE one busy
     await client?.close();
     this.#closed = true;
     const pending = this.#pending();

@@ -21,7 +21,9 @@ export type WorkerRequest =
    * keeps every chunk whose content already has the right address, then says which indexes it still
    * needs (`WorkerNeed`): a catch-up downloads only what changed.
    */
-  | { op: 'assemble'; path: string; chunkSize: number; bytes: number; chunks: string[]; keys: ChunkKeys | undefined; label: string; quickCheck: boolean; base?: string };
+  | { op: 'assemble'; path: string; chunkSize: number; bytes: number; chunks: string[]; keys: ChunkKeys | undefined; label: string; quickCheck: boolean; base?: string }
+  /** PRAGMA wal_checkpoint(PASSIVE) on the live database through the worker's own connection (never blocks the app's writer). */
+  | { op: 'checkpoint'; dbPath: string };
 
 /** An 'assemble' worker with a base: the chunk indexes it still needs. */
 export type WorkerNeed = { need: number[] };
@@ -36,6 +38,17 @@ export interface ChunksResult extends CodecResult {
   /** Stored (encoded) size of each new chunk, by address. */
   fresh: Array<{ address: string; offset: number; length: number }>;
 }
+
+/** A 'checkpoint' result: PRAGMA wal_checkpoint's row (busy: another checkpoint ran; frames in the WAL, frames folded into the file). */
+export interface CheckpointResult {
+  busy: boolean;
+  walFrames: number;
+  checkpointedFrames: number;
+  durationMs: number;
+}
+
+/** What the worker replies to a 'checkpoint' request (beside the `WorkerReply` failure shape). */
+export type CheckpointReply = { ok: true } & CheckpointResult;
 
 /** The worker acknowledges every chunk so the main thread can bound what is in flight. */
 export type WorkerAck = { ack: true };

@@ -1,0 +1,187 @@
+/**
+ * Checkpoints leave the app's thread (issue 13). SQLite's automatic checkpoint ran inside one of the
+ * app's commits (a 140-295 ms write stall during a 1M-row snapshot). Now: `wal_autocheckpoint=0` on
+ * every connection the writer's pool may hand a write, the snapshot's worker folds the WAL after its
+ * read, and a checkpointer folds it in a worker whenever it passes its bound, store or no store.
+ *
+ * Real components: real libSQL files, the real directory store, the real worker thread. What SQLite
+ * did is read from the WAL index (the -shm file's header: frames in the WAL, frames folded into the
+ * file; https://www.sqlite.org/walformat.html), which reading does not change.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { endianness } from 'node:os';
+import { createClient } from '@libsql/client';
+import { directoryStore, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
+import type { SyncLogger } from '../../src/log.ts';
+import { CountingClient } from '../../src/client/counting-client.ts';
+import { Checkpointer, WAL_CHECKPOINT_BYTES, writerConnectionSetup } from '../../src/sync/checkpointer.ts';
+import { notes, open, tempDir } from '../helpers/fixtures.ts';
+
+const MiB = 1024 * 1024;
+/** SQLite's default wal_autocheckpoint, in pages: a connection with the default folds the WAL past it. */
+const SQLITE_AUTOCHECKPOINT_PAGES = 1000;
+
+/** The WAL index header: `walFrames` (mxFrame) frames in the WAL, `backfilled` (nBackfill) of them folded into the file. */
+async function walIndex(dbPath: string): Promise<{ walFrames: number; backfilled: number }> {
+  for (;;) {
+    const shm = await readFile(`${dbPath}-shm`);
+    // Two copies of the header (bytes 0-47, 48-95): equal unless a writer was mid-update; read again then.
+    if (!shm.subarray(0, 48).equals(shm.subarray(48, 96))) continue;
+    const u32 = (offset: number) => (endianness() === 'LE' ? shm.readUInt32LE(offset) : shm.readUInt32BE(offset));
+    return { walFrames: u32(16), backfilled: u32(96) };
+  }
+}
+
+async function walBytes(dbPath: string): Promise<number> {
+  return stat(`${dbPath}-wal`).then((s) => s.size, () => 0);
+}
+
+/** A row that fills ~`bytes` of pages (random hex: no page is shared with another row). */
+function body(bytes: number): string {
+  return randomBytes(bytes / 2).toString('hex');
+}
+
+test('the writer: every pooled connection has wal_autocheckpoint 0 (also after reads opened more), synchronous NORMAL, journal_size_limit = the bound', async (t) => {
+  const dir = await tempDir('wal-pragmas');
+  t.after(() => dir.cleanup());
+  const db = await open(join(dir.path, 'app.db'), directoryStore({ dir: join(dir.path, 'store') }), { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000 } });
+  t.after(() => db.$sync.close().catch(() => undefined));
+  const client = db.$client;
+  // Overlapping reads make the pool open connections of its own (the pool hands the last released one
+  // to the next call: before issue 13 the next write landed on one of those, with SQLite's defaults).
+  await Promise.all(Array.from({ length: 30 }, () => client.execute('SELECT count(*) FROM notes')));
+  const tx = await client.transaction('write');
+  await tx.execute({ sql: 'INSERT INTO notes (body) VALUES (?)', args: ['in a transaction'] });
+  await Promise.all(Array.from({ length: 5 }, () => client.execute('SELECT count(*) FROM notes'))); // beside the open transaction
+  await tx.commit();
+  for (const [pragma, expected] of [['wal_autocheckpoint', 0], ['synchronous', 1], ['journal_size_limit', WAL_CHECKPOINT_BYTES]] as const) {
+    // As many at once as the pool holds (and more): every connection answers.
+    const answers = await Promise.all(Array.from({ length: 25 }, () => client.execute(`PRAGMA ${pragma}`)));
+    assert.deepEqual(new Set(answers.map((r) => Number(r.rows[0]![0]))), new Set([expected]), `PRAGMA ${pragma} on every connection`);
+  }
+});
+
+test('the app never checkpoints (the WAL passes 1000 pages unfolded); the snapshot folds every frame, in its worker', async (t) => {
+  const dir = await tempDir('wal-snapshot');
+  t.after(() => dir.cleanup());
+  const dbPath = join(dir.path, 'app.db');
+  const db = await open(dbPath, directoryStore({ dir: join(dir.path, 'store') }), { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000 } });
+  t.after(() => db.$sync.close().catch(() => undefined));
+  await db.$sync.flush(); // folds the WAL: the first commit below restarts it (frames count from 0 again)
+  // ~6 pages per commit: well past SQLite's autocheckpoint mark, still far below the checkpointer's bound.
+  for (let i = 0; i < 300; i++) await db.insert(notes).values({ body: body(20_000) });
+  const written = await walIndex(dbPath);
+  assert.ok(written.walFrames > SQLITE_AUTOCHECKPOINT_PAGES, `wrote ${written.walFrames} frames`);
+  assert.equal(written.backfilled, 0, `no automatic checkpoint ran in any of the app's commits (${written.backfilled} of ${written.walFrames} frames folded)`);
+  assert.ok(await walBytes(dbPath) < WAL_CHECKPOINT_BYTES);
+
+  await db.$sync.flush();
+  const after = await walIndex(dbPath);
+  assert.equal(after.walFrames, written.walFrames, 'no write since');
+  assert.equal(after.backfilled, after.walFrames, 'the snapshot folded every frame into the file');
+  // The next commit restarts the WAL from its start (possible only after a complete checkpoint).
+  await db.insert(notes).values({ body: 'after the snapshot' });
+  assert.ok((await walIndex(dbPath)).walFrames < 10, 'the WAL restarted');
+});
+
+test('store down: the WAL is folded each time it passes the bound (64 MiB) and its file cut back to it; nothing reaches the store', async (t) => {
+  const dir = await tempDir('wal-store-down');
+  t.after(() => dir.cleanup());
+  const dbPath = join(dir.path, 'app.db');
+  const inner = directoryStore({ dir: join(dir.path, 'store') });
+  let down = false;
+  const refuse = () => Promise.reject(new SyncError('STORE_UNREACHABLE', 'injected: store down', { transient: true }));
+  const store: SnapshotStore = {
+    ...inner,
+    list: (prefix) => (down ? refuse() : inner.list(prefix)),
+    readSmall: (key) => (down ? refuse() : inner.readSmall(key)),
+    uploadBuffer: (key, b) => (down ? refuse() : inner.uploadBuffer(key, b)),
+    uploadFile: (key, path, metadata) => (down ? refuse() : inner.uploadFile(key, path, metadata)),
+  };
+  const checkpointed: Array<{ walBytes: number; outcome: string }> = [];
+  let onCheckpoint = () => {};
+  const log: SyncLogger = {
+    info(fields, message) {
+      if (message?.startsWith('WAL checkpointed')) {
+        checkpointed.push(fields as { walBytes: number; outcome: string });
+        onCheckpoint();
+      }
+    },
+    warn() {},
+    error() {},
+  };
+  const db = await open(dbPath, store, { log, snapshot: { debounceMs: 10, retryBaseMs: 50, retryMaxMs: 200 }, retry: { retries: 0, minTimeoutMs: 1, maxTimeoutMs: 1 } });
+  t.after(() => db.$sync.close().catch(() => undefined));
+  await db.$sync.flush();
+  down = true;
+  const ROW = 256 * 1024; // ~65 pages per commit
+  const commitBytes = 70 * (4096 + 24); // one commit's frames, with room for the b-tree pages it touches
+  let maxWal = 0;
+  for (let cycle = 1; cycle <= 2; cycle++) {
+    const folded = new Promise<void>((resolve) => (onCheckpoint = resolve));
+    // Write until the WAL passes the bound, then stop: the checkpointer looks after the last commit by itself.
+    while ((await walBytes(dbPath)) <= WAL_CHECKPOINT_BYTES) {
+      await db.insert(notes).values({ body: body(ROW) });
+      maxWal = Math.max(maxWal, await walBytes(dbPath));
+    }
+    await Promise.race([folded, new Promise((_, reject) => setTimeout(() => reject(new Error(`cycle ${cycle}: no checkpoint within 20 s of the WAL passing its bound`)), 20_000).unref())]);
+    assert.equal(checkpointed.at(-1)?.outcome, 'complete');
+    await db.insert(notes).values({ body: body(ROW) });
+    const wal = await walBytes(dbPath);
+    assert.ok(wal <= WAL_CHECKPOINT_BYTES, `cycle ${cycle}: the next commit restarted the WAL and cut its file back to the bound (${(wal / MiB).toFixed(1)} MiB)`);
+  }
+  assert.ok(maxWal <= WAL_CHECKPOINT_BYTES + commitBytes, `the WAL stayed within the bound + one commit (max ${(maxWal / MiB).toFixed(1)} MiB)`);
+  const status = db.$sync.status();
+  assert.equal(status.snapshotsOk, 1, 'only the snapshot before the store went down');
+  assert.ok(status.snapshotsFailed >= 1, 'snapshots were attempted and failed meanwhile');
+  assert.equal(checkpointed.length, 2);
+  down = false; // close() lands the commits
+});
+
+test('checkpointer over the counting client (small bound, a check after every commit): the WAL never exceeds the bound + one commit; without a bound it grows past it', async (t) => {
+  const dir = await tempDir('wal-bound');
+  t.after(() => dir.cleanup());
+  const BOUND = 1 * MiB;
+  const ROW = 64 * 1024; // ~17 pages per commit
+  const COMMITS = 120; // ~8 MiB of WAL in all
+  const silent: SyncLogger = { info() {}, warn() {}, error() {} };
+
+  async function run(name: string, boundBytes: number): Promise<{ maxWal: number; checkpoints: number; maxCommitBytes: number }> {
+    const dbPath = join(dir.path, `${name}.db`);
+    const inner = createClient({ url: pathToFileURL(dbPath).href });
+    await inner.execute('PRAGMA journal_mode=WAL');
+    await inner.executeMultiple(writerConnectionSetup('PRAGMA synchronous=NORMAL', BOUND));
+    await inner.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)');
+    const checkpointer = new Checkpointer({ dbPath, log: silent, boundBytes, minCheckIntervalMs: 0 });
+    const client = new CountingClient(inner, { admitWrite() {}, beforeWrite() {}, committed: () => checkpointer.noteCommit() });
+    let maxWal = 0;
+    let maxCommitBytes = 0;
+    try {
+      for (let i = 0; i < COMMITS; i++) {
+        const { walFrames: framesBefore } = await walIndex(dbPath);
+        await client.execute({ sql: 'INSERT INTO t (v) VALUES (?)', args: [body(ROW)] });
+        const { walFrames: framesAfter } = await walIndex(dbPath);
+        if (framesAfter > framesBefore) maxCommitBytes = Math.max(maxCommitBytes, (framesAfter - framesBefore) * (4096 + 24));
+        maxWal = Math.max(maxWal, await walBytes(dbPath));
+        await checkpointer.idle();
+      }
+      await checkpointer.stop();
+      return { maxWal, checkpoints: checkpointer.checkpoints, maxCommitBytes };
+    } finally {
+      inner.close();
+    }
+  }
+
+  const bounded = await run('bounded', BOUND);
+  assert.ok(bounded.checkpoints >= 3, `checkpointed ${bounded.checkpoints} times`);
+  assert.ok(bounded.maxWal <= BOUND + bounded.maxCommitBytes, `max WAL ${(bounded.maxWal / MiB).toFixed(2)} MiB, bound ${BOUND / MiB} MiB + one commit ${(bounded.maxCommitBytes / MiB).toFixed(2)} MiB`);
+  // Mutation check built in: the same writes with no bound (the app never checkpoints) grow the WAL past it.
+  const unbounded = await run('unbounded', Number.POSITIVE_INFINITY);
+  assert.equal(unbounded.checkpoints, 0);
+  assert.ok(unbounded.maxWal > 3 * BOUND, `without a bound the WAL grew to ${(unbounded.maxWal / MiB).toFixed(2)} MiB`);
+});

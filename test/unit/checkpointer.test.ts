@@ -1,0 +1,59 @@
+/** The checkpointer's decisions (pure): when to look at the WAL, when to fold it, when to look again. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { checkpointOutcome, nextCheckAt, walCheckAt, walNeedsCheckpoint, writerConnectionSetup, WAL_CHECKPOINT_BYTES, type WalCheckState } from '../../src/sync/checkpointer.ts';
+
+const base: WalCheckState = { busy: false, stopped: false, committedSinceCheck: true, lastCheckAt: 9_000, retryAt: 0, minIntervalMs: 100 };
+
+test('walCheckAt: only after a commit, one check at a time, one per interval, none before a retry time, none once stopped', () => {
+  const table: Array<[string, Partial<WalCheckState>, number | null]> = [
+    ['a commit, last check long ago: due since its interval ended', {}, 9_100],
+    ['never checked: due at once', { lastCheckAt: Number.NEGATIVE_INFINITY }, 0],
+    ['no commit since the last check: nothing grew', { committedSinceCheck: false }, null],
+    ['a check or checkpoint in flight: looked at again when it settles', { busy: true }, null],
+    ['stopped (closing)', { stopped: true }, null],
+    ['checked at 9 950: not before 10 050', { lastCheckAt: 9_950 }, 10_050],
+    ['backing off after a failure: the retry time wins', { retryAt: 20_000 }, 20_000],
+    ['interval 0 (tests): at once', { lastCheckAt: 10_000, minIntervalMs: 0 }, 10_000],
+  ];
+  for (const [name, patch, expected] of table) assert.equal(walCheckAt({ ...base, ...patch }), expected, name);
+});
+
+test('walNeedsCheckpoint: only a WAL file larger than the bound (journal_size_limit truncates a restarted WAL to exactly the bound)', () => {
+  const bound = 64;
+  const table: Array<[number, boolean]> = [
+    [0, false],
+    [63, false],
+    [64, false],
+    [65, true],
+    [10_000, true],
+  ];
+  for (const [walBytes, expected] of table) assert.equal(walNeedsCheckpoint(walBytes, bound), expected, `${walBytes} bytes`);
+});
+
+test('checkpointOutcome and nextCheckAt: complete looks again at once, partial (a reader or another checkpoint) in 1 s, failures back off to 60 s', () => {
+  assert.equal(checkpointOutcome({ busy: false, walFrames: 100, checkpointedFrames: 100 }), 'complete');
+  assert.equal(checkpointOutcome({ busy: false, walFrames: 0, checkpointedFrames: 0 }), 'complete');
+  assert.equal(checkpointOutcome({ busy: false, walFrames: 100, checkpointedFrames: 40 }), 'partial');
+  assert.equal(checkpointOutcome({ busy: true, walFrames: -1, checkpointedFrames: -1 }), 'partial');
+  assert.equal(checkpointOutcome(new Error('disk I/O error')), 'failed');
+  const now = 1_000_000;
+  const table: Array<[Parameters<typeof nextCheckAt>[0], number, number]> = [
+    ['complete', 0, 0],
+    ['partial', 0, now + 1_000],
+    ['failed', 1, now + 1_000],
+    ['failed', 2, now + 2_000],
+    ['failed', 5, now + 16_000],
+    ['failed', 7, now + 60_000],
+    ['failed', 30, now + 60_000],
+  ];
+  for (const [outcome, failures, expected] of table) assert.equal(nextCheckAt(outcome, now, failures), expected, `${outcome} x${failures}`);
+});
+
+test('writerConnectionSetup: synchronous per the option, no automatic checkpoints, the WAL truncated back to the bound', () => {
+  assert.equal(
+    writerConnectionSetup('PRAGMA synchronous=NORMAL'),
+    `PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=${WAL_CHECKPOINT_BYTES}`,
+  );
+  assert.equal(WAL_CHECKPOINT_BYTES, 64 * 1024 * 1024);
+});
