@@ -1,8 +1,8 @@
-import { stat } from 'node:fs/promises';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { endianness } from 'node:os';
 import { errorMessage } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
 import { runInWorker } from './run-in-worker.ts';
-import type { CheckpointReply } from './worker-protocol.ts';
 
 /**
  * WAL checkpoints off the app's thread.
@@ -15,19 +15,21 @@ import type { CheckpointReply } from './worker-protocol.ts';
  * - after each snapshot: the snapshot's worker op checkpoints as soon as its read transaction ends
  *   (file-worker.ts copyConsistently, chunks/page-image.ts close), the earliest moment it can fold
  *   everything the snapshot had to leave in the WAL;
- * - when the WAL file passes `WAL_CHECKPOINT_BYTES`, here, whatever the store does: with the store
- *   down no snapshot runs, and without this the WAL would grow without limit.
+ * - when the WAL holds more than `WAL_CHECKPOINT_BYTES` not yet folded, here, whatever the store
+ *   does: with the store down no snapshot runs, and without this the WAL would grow without limit.
  *
- * The same bound is the connection's `journal_size_limit`: the first commit after a complete
- * checkpoint restarts the WAL and truncates the file to it, so a burst does not leave a large file
- * behind, and "file larger than the bound" means "frames written since the WAL last restarted".
+ * After a complete checkpoint the next commit restarts the WAL from the start of its file, and cuts
+ * the file back to the bound (journal_size_limit) if a burst grew it past that.
  */
 
 /**
- * 64 MiB: 16k frames of 4 KiB pages. Far above SQLite's 4 MiB default, so the worker (a thread start,
- * a connection, a fsync) runs at most once per 64 MiB written, not every few hundred commits; small
- * enough that reads (which search the WAL index, growing with its frames) and a crash recovery stay
- * cheap, and the disk holds at most ~10% more than the database at 1M rows (607 MiB).
+ * Fold the WAL once it holds this much not yet folded, and cut its file back to this size when it
+ * restarts (journal_size_limit). 64 MiB (16k frames of 4 KiB), not SQLite's 4 MiB: a smaller trigger
+ * buys nothing while writes continue (a restart needs a checkpoint that caught up with every frame,
+ * which a checkpoint beside a steady writer never does: the file grows until writes pause, whatever
+ * the trigger), and each checkpoint costs a worker; in pauses the snapshot's own checkpoint folds the
+ * WAL anyway. 64 MiB bounds the disk at ~10% above the database at 1M rows (607 MiB) while the store
+ * is down, and keeps reads (the WAL index) and a crash recovery cheap.
  */
 export const WAL_CHECKPOINT_BYTES = 64 * 1024 * 1024;
 /** The WAL's size is looked at (an async stat) at most this often, and only after a commit. */
@@ -72,9 +74,26 @@ export function walCheckAt(s: WalCheckState): number | null {
   return Math.max(s.lastCheckAt + s.minIntervalMs, s.retryAt);
 }
 
-/** The WAL file's size says whether to checkpoint. */
-export function walNeedsCheckpoint(walBytes: number, boundBytes: number): boolean {
-  return walBytes > boundBytes;
+/** Whether the WAL's frames not yet folded into the file call for a checkpoint. */
+export function walNeedsCheckpoint(pendingBytes: number, boundBytes: number): boolean {
+  return pendingBytes > boundBytes;
+}
+
+/**
+ * Bytes of WAL frames not yet folded into the database, from the WAL index header (the -shm file;
+ * layout: https://www.sqlite.org/walformat.html, section 2.1): mxFrame (offset 16) frames in the WAL,
+ * nBackfill (offset 96) of them folded, page size at offset 14, native byte order. Null when the
+ * header cannot be read consistently (no -shm file, or a writer was updating it: its two copies
+ * differ); the caller then uses the WAL file's size.
+ */
+export function pendingWalBytes(header: Buffer, littleEndian: boolean): number | null {
+  if (header.length < 100 || !header.subarray(0, 48).equals(header.subarray(48, 96))) return null;
+  const u32 = (offset: number) => (littleEndian ? header.readUInt32LE(offset) : header.readUInt32BE(offset));
+  const pageField = littleEndian ? header.readUInt16LE(14) : header.readUInt16BE(14);
+  const pageSize = pageField === 1 ? 65536 : pageField;
+  if (pageSize === 0) return null; // not initialised yet
+  const pending = Math.max(0, u32(16) - u32(96));
+  return pending * (pageSize + 24); // a frame: 24-byte header + one page
 }
 
 export type CheckpointOutcome = 'complete' | 'partial' | 'failed';
@@ -96,29 +115,50 @@ export function nextCheckAt(outcome: CheckpointOutcome, now: number, failuresInA
 export interface CheckpointerOptions {
   dbPath: string;
   log: SyncLogger;
-  /** Default WAL_CHECKPOINT_BYTES; must match the connections' journal_size_limit (writerConnectionSetup). */
+  /** Default WAL_CHECKPOINT_BYTES. */
   boundBytes?: number;
   /** Default WAL_CHECK_INTERVAL_MS. */
   minCheckIntervalMs?: number;
-  /** Default: the 'checkpoint' op in a worker thread. */
-  checkpoint?: (dbPath: string) => Promise<CheckpointReply>;
 }
 
-/** Owns the bound checkpoints of one database: told of commits, it checks the WAL's size and folds it in a worker. */
+/**
+ * A checkpoint's completion, shared with the worker: [state, busy, walFrames, checkpointedFrames].
+ * state: 0 running, 1 done, 2 failed. Read synchronously on a commit, because an app writing in a
+ * tight loop of settled promises (a bulk import, bench/) starves timers, I/O callbacks and the
+ * worker's reply message alike; the WAL index header is read synchronously for the same reason.
+ */
+const RUNNING = 0;
+const DONE = 1;
+const FAILED = 2;
+
+interface InFlight {
+  shared: Int32Array;
+  reply: Promise<unknown>;
+  pendingBytes: number;
+}
+
+/**
+ * Owns the bound checkpoints of one database: told of each commit, it looks at the WAL index at most
+ * once per interval (a 136-byte read) and folds the WAL in a worker when it holds too much.
+ */
 export class Checkpointer {
   readonly #dbPath: string;
   readonly #log: SyncLogger;
   readonly #boundBytes: number;
   readonly #minIntervalMs: number;
-  readonly #checkpoint: (dbPath: string) => Promise<CheckpointReply>;
-  #inFlight: Promise<void> | undefined;
+  #inFlight: InFlight | undefined;
+  /** Why the in-flight checkpoint's worker failed, once its reply says so. */
+  #failure: string | undefined;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
   #committedSinceCheck = false;
   #lastCheckAt = Number.NEGATIVE_INFINITY;
   #retryAt = 0;
   #failuresInARow = 0;
-  /** Checkpoints this instance ran (any outcome); for tests and logs. */
+  /** The -shm file, kept open (undefined: not opened yet; null: cannot be, use the WAL file's size). */
+  #shm: number | null | undefined;
+  readonly #header = Buffer.alloc(136);
+  /** Checkpoints this instance started (any outcome); for tests and logs. */
   checkpoints = 0;
 
   constructor(options: CheckpointerOptions) {
@@ -126,75 +166,119 @@ export class Checkpointer {
     this.#log = options.log;
     this.#boundBytes = options.boundBytes ?? WAL_CHECKPOINT_BYTES;
     this.#minIntervalMs = options.minCheckIntervalMs ?? WAL_CHECK_INTERVAL_MS;
-    this.#checkpoint = options.checkpoint ?? ((dbPath) => runInWorker({ op: 'checkpoint', dbPath }) as unknown as Promise<CheckpointReply>);
   }
 
-  /** After each commit: a comparison unless a check is due; never waits, never throws. */
+  /** After each commit: a comparison unless a check is due (then a few µs); never waits, never throws. */
   noteCommit(now = Date.now()): void {
     this.#committedSinceCheck = true;
     this.#schedule(now);
   }
 
-  /** Resolves once no check or checkpoint is in flight (a timer armed for a later check does not count). */
+  /** Resolves once no checkpoint is in flight (a timer armed for a later check does not count). */
   async idle(): Promise<void> {
-    while (this.#inFlight) await this.#inFlight;
+    while (this.#inFlight) {
+      await this.#inFlight.reply;
+      this.#settle(Date.now());
+    }
   }
 
-  /** No checks from now on; resolves once the one in flight (if any) has settled. Before the connection closes. */
-  stop(): Promise<void> {
+  /** No checks from now on; resolves once the checkpoint in flight (if any) has settled. Before the connection closes. */
+  async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    return this.idle();
+    await this.idle();
+    if (typeof this.#shm === 'number') closeSync(this.#shm);
+    this.#shm = null;
   }
 
   #schedule(now: number): void {
-    if (this.#timer) return; // already armed for the earliest allowed time
-    const at = walCheckAt({
-      busy: this.#inFlight !== undefined,
-      stopped: this.#stopped,
-      committedSinceCheck: this.#committedSinceCheck,
-      lastCheckAt: this.#lastCheckAt,
-      retryAt: this.#retryAt,
-      minIntervalMs: this.#minIntervalMs,
-    });
-    if (at === null) return;
-    if (at > now) {
-      this.#timer = setTimeout(() => {
-        this.#timer = undefined;
-        this.#schedule(Date.now());
-      }, at - now);
-      this.#timer.unref(); // never keeps the process alive
-      return;
-    }
-    this.#lastCheckAt = now;
-    this.#committedSinceCheck = false;
-    this.#inFlight = this.#check()
-      .catch((error: unknown) => this.#log.warn({ error: errorMessage(error) }, 'WAL check failed, will look again after later commits'))
-      .finally(() => {
-        this.#inFlight = undefined;
-        this.#schedule(Date.now()); // commits that arrived meanwhile are looked at now (or when allowed)
+    try {
+      this.#settle(now);
+      const at = walCheckAt({
+        busy: this.#inFlight !== undefined,
+        stopped: this.#stopped,
+        committedSinceCheck: this.#committedSinceCheck,
+        lastCheckAt: this.#lastCheckAt,
+        retryAt: this.#retryAt,
+        minIntervalMs: this.#minIntervalMs,
       });
+      if (at === null) return;
+      if (at > now) return this.#armTimer(at - now);
+      this.#lastCheckAt = now;
+      this.#committedSinceCheck = false;
+      const pendingBytes = this.#pendingBytes();
+      if (walNeedsCheckpoint(pendingBytes, this.#boundBytes)) this.#start(pendingBytes);
+    } catch (error) {
+      this.#log.warn({ error: errorMessage(error) }, 'WAL check failed, will look again after later commits');
+    }
   }
 
-  async #check(): Promise<void> {
-    const walBytes = await stat(`${this.#dbPath}-wal`).then(
-      (s) => s.size,
-      () => 0, // no WAL file (yet): nothing to fold
-    );
-    if (this.#stopped || !walNeedsCheckpoint(walBytes, this.#boundBytes)) return;
+  /** The last commit of a burst is looked at even if no other commit follows (when the loop is free again). */
+  #armTimer(delayMs: number): void {
+    if (this.#timer) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#schedule(Date.now());
+    }, delayMs);
+    this.#timer.unref(); // never keeps the process alive
+  }
+
+  #start(pendingBytes: number): void {
+    const shared = new Int32Array(new SharedArrayBuffer(16));
     this.checkpoints++;
-    const reply = await this.#checkpoint(this.#dbPath).catch((error: unknown) => (error instanceof Error ? error : new Error(String(error))));
-    const outcome = checkpointOutcome(reply);
+    const reply = runInWorker({ op: 'checkpoint', dbPath: this.#dbPath, shared: shared.buffer as SharedArrayBuffer }).catch((error: unknown) => {
+      // The worker never started or crashed before writing its state: record the failure where #settle looks.
+      if (Atomics.load(shared, 0) === RUNNING) Atomics.store(shared, 0, FAILED);
+      this.#failure = errorMessage(error);
+    });
+    this.#inFlight = { shared, reply, pendingBytes };
+    // When the loop is free, the reply settles it without waiting for the next commit.
+    void reply.then(() => this.#schedule(Date.now()));
+  }
+
+  /** A finished checkpoint (as the worker wrote it into shared memory): log it, decide when to look again. */
+  #settle(now: number): void {
+    const inFlight = this.#inFlight;
+    if (!inFlight) return;
+    const state = Atomics.load(inFlight.shared, 0);
+    if (state === RUNNING) return;
+    this.#inFlight = undefined;
+    const result =
+      state === DONE
+        ? { busy: inFlight.shared[1] !== 0, walFrames: inFlight.shared[2]!, checkpointedFrames: inFlight.shared[3]! }
+        : new Error(this.#failure ?? 'the checkpoint worker failed');
+    this.#failure = undefined;
+    const outcome = checkpointOutcome(result);
     this.#failuresInARow = outcome === 'failed' ? this.#failuresInARow + 1 : 0;
-    this.#retryAt = nextCheckAt(outcome, Date.now(), this.#failuresInARow);
-    if (reply instanceof Error) {
-      this.#log.warn({ walBytes, retryInMs: this.#retryAt - Date.now(), error: errorMessage(reply) }, 'WAL checkpoint failed, will retry after later commits');
+    this.#retryAt = nextCheckAt(outcome, now, this.#failuresInARow);
+    if (result instanceof Error) {
+      this.#log.warn({ pendingBytes: inFlight.pendingBytes, retryInMs: this.#retryAt - now, error: result.message }, 'WAL checkpoint failed, will retry after later commits');
     } else {
-      this.#log.info(
-        { walBytes, walFrames: reply.walFrames, checkpointedFrames: reply.checkpointedFrames, busy: reply.busy, durationMs: Math.round(reply.durationMs), outcome },
-        'WAL checkpointed (the WAL passed its bound)',
-      );
+      this.#log.info({ pendingBytes: inFlight.pendingBytes, ...result, outcome }, 'WAL checkpointed (it held more than its bound)');
+    }
+  }
+
+  /** What the WAL holds unfolded (its index header), else the WAL file's size (an upper bound). Synchronous: see RUNNING. */
+  #pendingBytes(): number {
+    if (this.#shm === undefined) {
+      try {
+        this.#shm = openSync(`${this.#dbPath}-shm`, 'r');
+      } catch {
+        this.#shm = null;
+      }
+    }
+    if (this.#shm !== null) {
+      const read = readSync(this.#shm, this.#header, 0, this.#header.length, 0);
+      const pending = pendingWalBytes(this.#header.subarray(0, read), LITTLE_ENDIAN);
+      if (pending !== null) return pending;
+    }
+    try {
+      return statSync(`${this.#dbPath}-wal`).size;
+    } catch {
+      return 0; // no WAL file (yet): nothing to fold
     }
   }
 }
+
+const LITTLE_ENDIAN = endianness() === 'LE';

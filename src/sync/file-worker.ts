@@ -73,7 +73,7 @@ async function handle(request: WorkerRequest): Promise<WorkerReply | CheckpointR
       await unlink(request.rawPath).catch(() => undefined);
     }
   }
-  if (request.op === 'checkpoint') return checkpointWal(request.dbPath);
+  if (request.op === 'checkpoint') return checkpointWal(request.dbPath, new Int32Array(request.shared));
   if (request.op === 'chunks') return snapshotChunks(request);
   if (request.op === 'assemble') return assembleChunks(request);
   // 'restore': decode what the main thread downloads, as it arrives.
@@ -86,14 +86,21 @@ async function handle(request: WorkerRequest): Promise<WorkerReply | CheckpointR
 }
 
 /** The checkpointer's op (src/sync/checkpointer.ts): folds the WAL into the file here, never on the app's thread. */
-async function checkpointWal(dbPath: string): Promise<CheckpointReply> {
-  const client = (await libsql).createClient({ url: pathToFileURL(dbPath).href });
+async function checkpointWal(dbPath: string, shared: Int32Array): Promise<CheckpointReply> {
+  let client;
   try {
+    client = (await libsql).createClient({ url: pathToFileURL(dbPath).href });
     const started = performance.now();
     const row = (await client.execute('PRAGMA wal_checkpoint(PASSIVE)')).rows[0]!;
-    return { ok: true, busy: Number(row[0]) !== 0, walFrames: Number(row[1]), checkpointedFrames: Number(row[2]), durationMs: performance.now() - started };
+    const reply = { ok: true as const, busy: Number(row[0]) !== 0, walFrames: Number(row[1]), checkpointedFrames: Number(row[2]), durationMs: performance.now() - started };
+    shared.set([reply.busy ? 1 : 0, reply.walFrames, reply.checkpointedFrames], 1);
+    Atomics.store(shared, 0, 1); // the state last: whoever sees 1 sees the numbers
+    return reply;
+  } catch (error) {
+    Atomics.store(shared, 0, 2);
+    throw error;
   } finally {
-    client.close();
+    client?.close();
   }
 }
 

@@ -22,8 +22,12 @@ export type WorkerRequest =
    * needs (`WorkerNeed`): a catch-up downloads only what changed.
    */
   | { op: 'assemble'; path: string; chunkSize: number; bytes: number; chunks: string[]; keys: ChunkKeys | undefined; label: string; quickCheck: boolean; base?: string }
-  /** PRAGMA wal_checkpoint(PASSIVE) on the live database through the worker's own connection (never blocks the app's writer). */
-  | { op: 'checkpoint'; dbPath: string };
+  /**
+   * PRAGMA wal_checkpoint(PASSIVE) on the live database through the worker's own connection (never
+   * blocks the app's writer). The result also goes into `shared` ([state 1 done / 2 failed, busy,
+   * walFrames, checkpointedFrames]), which the checkpointer reads without waiting for the reply.
+   */
+  | { op: 'checkpoint'; dbPath: string; shared: SharedArrayBuffer };
 
 /** An 'assemble' worker with a base: the chunk indexes it still needs. */
 export type WorkerNeed = { need: number[] };

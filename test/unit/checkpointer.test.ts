@@ -1,7 +1,7 @@
 /** The checkpointer's decisions (pure): when to look at the WAL, when to fold it, when to look again. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkpointOutcome, nextCheckAt, walCheckAt, walNeedsCheckpoint, writerConnectionSetup, WAL_CHECKPOINT_BYTES, type WalCheckState } from '../../src/sync/checkpointer.ts';
+import { checkpointOutcome, nextCheckAt, pendingWalBytes, walCheckAt, walNeedsCheckpoint, writerConnectionSetup, WAL_CHECKPOINT_BYTES, type WalCheckState } from '../../src/sync/checkpointer.ts';
 
 const base: WalCheckState = { busy: false, stopped: false, committedSinceCheck: true, lastCheckAt: 9_000, retryAt: 0, minIntervalMs: 100 };
 
@@ -19,7 +19,30 @@ test('walCheckAt: only after a commit, one check at a time, one per interval, no
   for (const [name, patch, expected] of table) assert.equal(walCheckAt({ ...base, ...patch }), expected, name);
 });
 
-test('walNeedsCheckpoint: only a WAL file larger than the bound (journal_size_limit truncates a restarted WAL to exactly the bound)', () => {
+test('pendingWalBytes: frames not yet folded (mxFrame - nBackfill) x (page + frame header), from the WAL index header; null when torn or uninitialised', () => {
+  const header = (pageField: number, mxFrame: number, nBackfill: number, le = true) => {
+    const h = Buffer.alloc(136);
+    const u16 = (v: number, o: number) => (le ? h.writeUInt16LE(v, o) : h.writeUInt16BE(v, o));
+    const u32 = (v: number, o: number) => (le ? h.writeUInt32LE(v, o) : h.writeUInt32BE(v, o));
+    u16(pageField, 14);
+    u32(mxFrame, 16);
+    h.copy(h, 48, 0, 48); // the second copy of the header
+    u32(nBackfill, 96);
+    return h;
+  };
+  assert.equal(pendingWalBytes(header(4096, 1000, 0), true), 1000 * 4120);
+  assert.equal(pendingWalBytes(header(4096, 1000, 400), true), 600 * 4120);
+  assert.equal(pendingWalBytes(header(4096, 1000, 1000), true), 0, 'all folded');
+  assert.equal(pendingWalBytes(header(1, 10, 0), true), 10 * (65536 + 24), 'page size 65536 is stored as 1');
+  assert.equal(pendingWalBytes(header(4096, 7, 2, false), false), 5 * 4120, 'big-endian machines');
+  const torn = header(4096, 1000, 0);
+  torn.writeUInt32LE(1001, 16); // a writer between the two copies
+  assert.equal(pendingWalBytes(torn, true), null);
+  assert.equal(pendingWalBytes(header(0, 0, 0), true), null, 'not initialised');
+  assert.equal(pendingWalBytes(Buffer.alloc(10), true), null, 'short read');
+});
+
+test('walNeedsCheckpoint: only more pending than the bound', () => {
   const bound = 64;
   const table: Array<[number, boolean]> = [
     [0, false],
