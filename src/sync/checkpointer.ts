@@ -155,7 +155,7 @@ export class Checkpointer {
   #lastCheckAt = Number.NEGATIVE_INFINITY;
   #retryAt = 0;
   #failuresInARow = 0;
-  /** The -shm file, kept open (undefined: not opened yet; null: cannot be, use the WAL file's size). */
+  /** The -shm file, kept open until closeFiles() (undefined: not opened yet; null: closed for good). */
   #shm: number | null | undefined;
   readonly #header = Buffer.alloc(136);
   /** Checkpoints this instance started (any outcome); for tests and logs. */
@@ -182,12 +182,20 @@ export class Checkpointer {
     }
   }
 
-  /** No checks from now on; resolves once the checkpoint in flight (if any) has settled. Before the connection closes. */
+  /** No checks from now on; resolves once the checkpoint in flight (if any) has settled. Before the connections close. */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.idle();
+  }
+
+  /**
+   * Closes the -shm descriptor: only after the app's connections have closed. Closing any descriptor
+   * of a file drops every POSIX lock this process holds on it, SQLite's shared-memory locks included;
+   * while SQLite holds them another process (the CLI, a tool) could then treat the WAL index as stale.
+   */
+  closeFiles(): void {
     if (typeof this.#shm === 'number') closeSync(this.#shm);
     this.#shm = null;
   }
@@ -263,12 +271,12 @@ export class Checkpointer {
   #pendingBytes(): number {
     if (this.#shm === undefined) {
       try {
-        this.#shm = openSync(`${this.#dbPath}-shm`, 'r');
+        this.#shm = openSync(`${this.#dbPath}-shm`, 'r'); // kept open: see closeFiles
       } catch {
-        this.#shm = null;
+        // Not there yet (or unreadable): the WAL file's size this time, another try at the next check.
       }
     }
-    if (this.#shm !== null) {
+    if (typeof this.#shm === 'number') {
       const read = readSync(this.#shm, this.#header, 0, this.#header.length, 0);
       const pending = pendingWalBytes(this.#header.subarray(0, read), LITTLE_ENDIAN);
       if (pending !== null) return pending;

@@ -475,6 +475,7 @@ export class SyncController implements CommitHooks, SyncHandle {
     if (this.#running) await within(this.#running).catch(() => undefined);
     await this.#checkpointer.stop(); // close()'s TRUNCATE checkpoint would find a worker's PASSIVE one busy
     await client?.close();
+    this.#checkpointer.closeFiles(); // after the connections (POSIX locks, see there)
     this.#closed = true;
     const pending = this.#pending();
     if (pending === 0) {

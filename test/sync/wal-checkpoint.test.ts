@@ -26,7 +26,11 @@ const MiB = 1024 * 1024;
 /** SQLite's default wal_autocheckpoint, in pages: a connection with the default folds the WAL past it. */
 const SQLITE_AUTOCHECKPOINT_PAGES = 1000;
 
-/** The WAL index header: `walFrames` (mxFrame) frames in the WAL, `backfilled` (nBackfill) of them folded into the file. */
+/**
+ * The WAL index header: `walFrames` (mxFrame) frames in the WAL, `backfilled` (nBackfill) of them folded
+ * into the file. (Reading opens and closes the -shm file, which drops this process's POSIX locks on it;
+ * harmless here, where no other process uses these files: the library keeps its descriptor open.)
+ */
 async function walIndex(dbPath: string): Promise<{ walFrames: number; backfilled: number }> {
   for (;;) {
     const shm = await readFile(`${dbPath}-shm`);
@@ -176,6 +180,7 @@ test('checkpointer over the counting client (small bound, a check after every co
       return { maxWal, checkpoints: checkpointer.checkpoints, maxCommitBytes };
     } finally {
       inner.close();
+      checkpointer.closeFiles();
     }
   }
 
@@ -193,12 +198,15 @@ test('a writer that never yields to the event loop (a bulk import, bench/) still
   t.after(() => dir.cleanup());
   const dbPath = join(dir.path, 'tight.db');
   const inner = createClient({ url: pathToFileURL(dbPath).href });
-  t.after(() => inner.close());
   await inner.execute('PRAGMA journal_mode=WAL');
   await inner.executeMultiple(writerConnectionSetup('PRAGMA synchronous=NORMAL', 1 * MiB));
   await inner.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)');
   const checkpointer = new Checkpointer({ dbPath, log: { info() {}, warn() {}, error() {} }, boundBytes: 1 * MiB, minCheckIntervalMs: 0 });
-  t.after(() => checkpointer.stop());
+  t.after(async () => {
+    await checkpointer.stop();
+    inner.close();
+    checkpointer.closeFiles();
+  });
   const client = new CountingClient(inner, { admitWrite() {}, beforeWrite() {}, committed: () => checkpointer.noteCommit() });
   let loopTurned = false;
   setImmediate(() => (loopTurned = true)); // runs at the first turn of the event loop
