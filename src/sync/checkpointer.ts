@@ -2,6 +2,7 @@ import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { errorMessage } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
+import type { WriteLock } from '../client/write-lock.ts';
 import { runInWorker } from './run-in-worker.ts';
 
 /**
@@ -79,6 +80,31 @@ export function walNeedsCheckpoint(pendingBytes: number, boundBytes: number): bo
   return pendingBytes > boundBytes;
 }
 
+export interface WalShape {
+  /** Frames not yet folded, in bytes. */
+  pendingBytes: number;
+  /** The WAL file's size. */
+  fileBytes: number;
+  boundBytes: number;
+  /** The app's write lock can be taken (the writer's client is there). */
+  canHoldWrites: boolean;
+}
+
+/**
+ * 'passive': a PASSIVE checkpoint beside the writer. 'hold-writes': the same, and if it caught up
+ * with every frame it saw, a second short pass with the app's writes held in their queue (not
+ * blocked: the event loop runs) for the frames they appended meanwhile. A WAL restarts from the start
+ * of its file only after a checkpoint that caught up with every frame, which a checkpoint beside a
+ * writer that never pauses (a bulk import) never does: its file then grows without limit although
+ * nearly all of it is folded. So past twice the bound, the second pass lets the next commit restart
+ * it (and cut the file back to the bound). A reader holding frames back (a snapshot) makes the first
+ * pass fall short, and writes are not held then: it would not help until the reader ends.
+ */
+export function checkpointKind(w: WalShape): 'none' | 'passive' | 'hold-writes' {
+  if (w.canHoldWrites && w.fileBytes > 2 * w.boundBytes) return 'hold-writes';
+  return walNeedsCheckpoint(w.pendingBytes, w.boundBytes) ? 'passive' : 'none';
+}
+
 /**
  * Bytes of WAL frames not yet folded into the database, from the WAL index header (the -shm file;
  * layout: https://www.sqlite.org/walformat.html, section 2.1): mxFrame (offset 16) frames in the WAL,
@@ -119,22 +145,29 @@ export interface CheckpointerOptions {
   boundBytes?: number;
   /** Default WAL_CHECK_INTERVAL_MS. */
   minCheckIntervalMs?: number;
+  /** The app's write lock, once there is a client (see checkpointKind 'hold-writes'). */
+  writeLock?: () => WriteLock | undefined;
 }
 
 /**
- * A checkpoint's completion, shared with the worker: [state, busy, walFrames, checkpointedFrames].
- * state: 0 running, 1 done, 2 failed. Read synchronously on a commit, because an app writing in a
+ * A checkpoint's progress, shared with the worker: [state, busy, walFrames, checkpointedFrames].
+ * state: 0 running, 1 done, 2 failed, 3-5 the 'hold-writes' handshake. Read synchronously on a commit, because an app writing in a
  * tight loop of settled promises (a bulk import, bench/) starves timers, I/O callbacks and the
  * worker's reply message alike; the WAL index header is read synchronously for the same reason.
  */
-const RUNNING = 0;
 const DONE = 1;
 const FAILED = 2;
+/** 'hold-writes': the worker's first pass caught up; it waits for the app's writes to be held (HELD) or gives up (ABANDONED). */
+const READY = 3;
+const HELD = 4;
+const ABANDONED = 5;
 
 interface InFlight {
   shared: Int32Array;
   reply: Promise<unknown>;
   pendingBytes: number;
+  kind: 'passive' | 'hold-writes';
+  holdAsked: boolean;
 }
 
 /**
@@ -158,14 +191,17 @@ export class Checkpointer {
   /** The -shm file, kept open until closeFiles() (undefined: not opened yet; null: closed for good). */
   #shm: number | null | undefined;
   readonly #header = Buffer.alloc(136);
-  /** Checkpoints this instance started (any outcome); for tests and logs. */
+  readonly #writeLock: () => WriteLock | undefined;
+  /** Checkpoints this instance started (any outcome), and how many of them held writes; for tests and logs. */
   checkpoints = 0;
+  heldWrites = 0;
 
   constructor(options: CheckpointerOptions) {
     this.#dbPath = options.dbPath;
     this.#log = options.log;
     this.#boundBytes = options.boundBytes ?? WAL_CHECKPOINT_BYTES;
     this.#minIntervalMs = options.minCheckIntervalMs ?? WAL_CHECK_INTERVAL_MS;
+    this.#writeLock = options.writeLock ?? (() => undefined);
   }
 
   /** After each commit: a comparison unless a check is due (then a few µs); never waits, never throws. */
@@ -187,6 +223,8 @@ export class Checkpointer {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    const shared = this.#inFlight?.shared;
+    if (shared && Atomics.compareExchange(shared, 0, READY, ABANDONED) === READY) Atomics.notify(shared, 0); // no hold now
     await this.idle();
   }
 
@@ -216,7 +254,8 @@ export class Checkpointer {
       this.#lastCheckAt = now;
       this.#committedSinceCheck = false;
       const pendingBytes = this.#pendingBytes();
-      if (walNeedsCheckpoint(pendingBytes, this.#boundBytes)) this.#start(pendingBytes);
+      const kind = checkpointKind({ pendingBytes, fileBytes: walFileBytes(this.#dbPath), boundBytes: this.#boundBytes, canHoldWrites: this.#writeLock() !== undefined });
+      if (kind !== 'none') this.#start(pendingBytes, kind);
     } catch (error) {
       this.#log.warn({ error: errorMessage(error) }, 'WAL check failed, will look again after later commits');
     }
@@ -232,17 +271,37 @@ export class Checkpointer {
     this.#timer.unref(); // never keeps the process alive
   }
 
-  #start(pendingBytes: number): void {
+  #start(pendingBytes: number, kind: 'passive' | 'hold-writes'): void {
     const shared = new Int32Array(new SharedArrayBuffer(16));
     this.checkpoints++;
-    const reply = runInWorker({ op: 'checkpoint', dbPath: this.#dbPath, shared: shared.buffer as SharedArrayBuffer }).catch((error: unknown) => {
+    const reply = runInWorker({ op: 'checkpoint', dbPath: this.#dbPath, shared: shared.buffer as SharedArrayBuffer, holdWrites: kind === 'hold-writes' }).catch((error: unknown) => {
       // The worker never started or crashed before writing its state: record the failure where #settle looks.
-      if (Atomics.load(shared, 0) === RUNNING) Atomics.store(shared, 0, FAILED);
+      Atomics.store(shared, 0, FAILED);
       this.#failure = errorMessage(error);
     });
-    this.#inFlight = { shared, reply, pendingBytes };
+    this.#inFlight = { shared, reply, pendingBytes, kind, holdAsked: false };
     // When the loop is free, the reply settles it without waiting for the next commit.
     void reply.then(() => this.#schedule(Date.now()));
+  }
+
+  /**
+   * The worker's first pass caught up and it waits (HOLD_WAIT_MS at most) for the app's writes to be
+   * held: take the write lock (writes queue behind it), say so, and give it back once the worker is done.
+   */
+  #holdWrites(inFlight: InFlight): void {
+    const { shared } = inFlight;
+    const lock = this.#stopped ? undefined : this.#writeLock();
+    if (!lock) {
+      if (Atomics.compareExchange(shared, 0, READY, ABANDONED) === READY) Atomics.notify(shared, 0);
+      return;
+    }
+    void lock.acquire().then((release) => {
+      if (Atomics.compareExchange(shared, 0, READY, HELD) !== READY) return release(); // the worker stopped waiting
+      Atomics.notify(shared, 0);
+      this.heldWrites++;
+      const done = waitAsync(shared, 0, HELD); // until the worker writes DONE (or the reply says it failed)
+      void Promise.race([done.async ? done.value : Promise.resolve(), inFlight.reply]).then(release);
+    });
   }
 
   /** A finished checkpoint (as the worker wrote it into shared memory): log it, decide when to look again. */
@@ -250,7 +309,11 @@ export class Checkpointer {
     const inFlight = this.#inFlight;
     if (!inFlight) return;
     const state = Atomics.load(inFlight.shared, 0);
-    if (state === RUNNING) return;
+    if (state === READY && !inFlight.holdAsked) {
+      inFlight.holdAsked = true;
+      this.#holdWrites(inFlight);
+    }
+    if (state !== DONE && state !== FAILED) return;
     this.#inFlight = undefined;
     const result =
       state === DONE
@@ -260,10 +323,12 @@ export class Checkpointer {
     const outcome = checkpointOutcome(result);
     this.#failuresInARow = outcome === 'failed' ? this.#failuresInARow + 1 : 0;
     this.#retryAt = nextCheckAt(outcome, now, this.#failuresInARow);
+    // A held pass whose WAL still cannot restart (a reader on an old frame): not again at once.
+    if (inFlight.kind === 'hold-writes') this.#retryAt = Math.max(this.#retryAt, now + PARTIAL_RETRY_MS);
     if (result instanceof Error) {
       this.#log.warn({ pendingBytes: inFlight.pendingBytes, retryInMs: this.#retryAt - now, error: result.message }, 'WAL checkpoint failed, will retry after later commits');
     } else {
-      this.#log.info({ pendingBytes: inFlight.pendingBytes, ...result, outcome }, 'WAL checkpointed (it held more than its bound)');
+      this.#log.info({ pendingBytes: inFlight.pendingBytes, kind: inFlight.kind, ...result, outcome }, 'WAL checkpointed (it held more than its bound)');
     }
   }
 
@@ -281,12 +346,19 @@ export class Checkpointer {
       const pending = pendingWalBytes(this.#header.subarray(0, read), LITTLE_ENDIAN);
       if (pending !== null) return pending;
     }
-    try {
-      return statSync(`${this.#dbPath}-wal`).size;
-    } catch {
-      return 0; // no WAL file (yet): nothing to fold
-    }
+    return walFileBytes(this.#dbPath);
+  }
+}
+
+function walFileBytes(dbPath: string): number {
+  try {
+    return statSync(`${dbPath}-wal`).size;
+  } catch {
+    return 0; // no WAL file (yet): nothing to fold
   }
 }
 
 const LITTLE_ENDIAN = endianness() === 'LE';
+
+/** Atomics.waitAsync (Node 16+; not in TypeScript's ES2022 lib). */
+const waitAsync = (Atomics as unknown as { waitAsync(array: Int32Array, index: number, value: number): { async: boolean; value: Promise<string> | string } }).waitAsync.bind(Atomics);

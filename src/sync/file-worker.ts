@@ -73,7 +73,7 @@ async function handle(request: WorkerRequest): Promise<WorkerReply | CheckpointR
       await unlink(request.rawPath).catch(() => undefined);
     }
   }
-  if (request.op === 'checkpoint') return checkpointWal(request.dbPath, new Int32Array(request.shared));
+  if (request.op === 'checkpoint') return checkpointWal(request.dbPath, new Int32Array(request.shared), request.holdWrites);
   if (request.op === 'chunks') return snapshotChunks(request);
   if (request.op === 'assemble') return assembleChunks(request);
   // 'restore': decode what the main thread downloads, as it arrives.
@@ -86,18 +86,31 @@ async function handle(request: WorkerRequest): Promise<WorkerReply | CheckpointR
 }
 
 /** The checkpointer's op (src/sync/checkpointer.ts): folds the WAL into the file here, never on the app's thread. */
-async function checkpointWal(dbPath: string, shared: Int32Array): Promise<CheckpointReply> {
+async function checkpointWal(dbPath: string, shared: Int32Array, holdWrites: boolean): Promise<CheckpointReply> {
   let client;
   try {
     client = (await libsql).createClient({ url: pathToFileURL(dbPath).href });
     const started = performance.now();
-    const row = (await client.execute('PRAGMA wal_checkpoint(PASSIVE)')).rows[0]!;
-    const reply = { ok: true as const, busy: Number(row[0]) !== 0, walFrames: Number(row[1]), checkpointedFrames: Number(row[2]), durationMs: performance.now() - started };
-    shared.set([reply.busy ? 1 : 0, reply.walFrames, reply.checkpointedFrames], 1);
+    const passive = async (): Promise<[number, number, number]> => {
+      const row = (await client!.execute('PRAGMA wal_checkpoint(PASSIVE)')).rows[0]!;
+      return [Number(row[0]), Number(row[1]), Number(row[2])];
+    };
+    let [busy, walFrames, checkpointedFrames] = await passive();
+    // Caught up with what we saw, short of the frames the write in progress reads past (a reader that
+    // holds many back, e.g. a snapshot, is not helped by held writes): ask for the app's writes to be
+    // held, then fold what they appended meanwhile.
+    if (holdWrites && busy === 0 && walFrames - checkpointedFrames <= 1024) {
+      Atomics.store(shared, 0, 3);
+      Atomics.wait(shared, 0, 3, 1_000); // this thread may block
+      if (Atomics.compareExchange(shared, 0, 3, 5) === 4) [busy, walFrames, checkpointedFrames] = await passive();
+    }
+    shared.set([busy, walFrames, checkpointedFrames], 1);
     Atomics.store(shared, 0, 1); // the state last: whoever sees 1 sees the numbers
-    return reply;
+    Atomics.notify(shared, 0);
+    return { ok: true, busy: busy !== 0, walFrames, checkpointedFrames, durationMs: performance.now() - started };
   } catch (error) {
     Atomics.store(shared, 0, 2);
+    Atomics.notify(shared, 0);
     throw error;
   } finally {
     client?.close();

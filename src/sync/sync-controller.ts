@@ -160,7 +160,7 @@ export class SyncController implements CommitHooks, SyncHandle {
     this.#role = role;
     this.#dirtyAtStart = dirtyAtStart;
     this.#scheduler = new SnapshotScheduler(options.schedule, () => void this.#runSnapshot().catch(() => undefined));
-    this.#checkpointer = new Checkpointer({ dbPath: options.dbPath, log: options.log });
+    this.#checkpointer = new Checkpointer({ dbPath: options.dbPath, log: options.log, writeLock: () => this.#client?.writeLock });
   }
 
   /**

@@ -26,8 +26,10 @@ export type WorkerRequest =
    * PRAGMA wal_checkpoint(PASSIVE) on the live database through the worker's own connection (never
    * blocks the app's writer). The result also goes into `shared` ([state 1 done / 2 failed, busy,
    * walFrames, checkpointedFrames]), which the checkpointer reads without waiting for the reply.
+   * `holdWrites`: if that pass caught up, ask (state 3) for the app's writes to be held and, once they
+   * are (4), fold what they appended meanwhile; go on without (5) if not held within a second.
    */
-  | { op: 'checkpoint'; dbPath: string; shared: SharedArrayBuffer };
+  | { op: 'checkpoint'; dbPath: string; shared: SharedArrayBuffer; holdWrites: boolean };
 
 /** An 'assemble' worker with a base: the chunk indexes it still needs. */
 export type WorkerNeed = { need: number[] };

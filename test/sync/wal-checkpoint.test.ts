@@ -12,6 +12,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { endianness } from 'node:os';
@@ -218,4 +219,52 @@ test('a writer that never yields to the event loop (a bulk import, bench/) still
   assert.ok(checkpointer.checkpoints >= 3, `checkpoints started while the loop ran: ${checkpointer.checkpoints}`);
   const { walFrames, backfilled } = await walIndex(dbPath);
   assert.ok(backfilled > 0, `frames were folded while the loop ran (${backfilled} of ${walFrames})`);
+});
+
+test('a writer that never pauses: past twice the bound, one short pass with its writes held lets the WAL restart (without it the file only grows)', async (t) => {
+  const dir = await tempDir('wal-hold');
+  t.after(() => dir.cleanup());
+  const BOUND = 1 * MiB;
+
+  /** Writes 2 KiB rows back to back until the WAL restarted twice, its file reached `capBytes`, or 20 s passed. */
+  async function run(name: string, holdWrites: boolean, capBytes: number): Promise<{ restarts: number; heldWrites: number; maxWal: number }> {
+    const dbPath = join(dir.path, `${name}.db`);
+    const inner = createClient({ url: pathToFileURL(dbPath).href });
+    await inner.execute('PRAGMA journal_mode=WAL');
+    await inner.executeMultiple(writerConnectionSetup('PRAGMA synchronous=NORMAL', BOUND));
+    await inner.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)');
+    let client: CountingClient | undefined;
+    const checkpointer = new Checkpointer({ dbPath, log: { info() {}, warn() {}, error() {} }, boundBytes: BOUND, minCheckIntervalMs: 0, writeLock: () => (holdWrites ? client?.writeLock : undefined) });
+    client = new CountingClient(inner, { admitWrite() {}, beforeWrite() {}, committed: () => checkpointer.noteCommit() });
+    const frames = () => readFileSync(`${dbPath}-shm`).readUInt32LE(16); // synchronous: the loop must not pause
+    const row = body(2 * 1024);
+    let restarts = 0;
+    let maxWal = 0;
+    try {
+      const deadline = Date.now() + 20_000;
+      let last = 0;
+      while (restarts < 2 && maxWal < capBytes && Date.now() < deadline) {
+        await client.execute({ sql: 'INSERT INTO t (v) VALUES (?)', args: [row] });
+        const now = frames();
+        if (now < last) restarts++;
+        last = now;
+        maxWal = Math.max(maxWal, statSync(`${dbPath}-wal`).size);
+      }
+      return { restarts, heldWrites: checkpointer.heldWrites, maxWal };
+    } finally {
+      await checkpointer.stop();
+      inner.close();
+      checkpointer.closeFiles();
+    }
+  }
+
+  // The first checkpoints start a worker thread each (slow under tsx): the file overshoots meanwhile.
+  const held = await run('held', true, Number.POSITIVE_INFINITY);
+  assert.ok(held.heldWrites >= 1, `writes were held ${held.heldWrites} times`);
+  assert.equal(held.restarts, 2, `the WAL restarted while the writer never paused (file at most ${(held.maxWal / MiB).toFixed(1)} MiB)`);
+  // The same writer with no way to hold writes: checkpoints run, the WAL never restarts, the file only grows.
+  const free = await run('free', false, Math.max(128 * BOUND, 2 * held.maxWal));
+  assert.equal(free.heldWrites, 0);
+  assert.equal(free.restarts, 0, 'without held writes the WAL never restarts under a writer that never pauses');
+  assert.ok(free.maxWal > held.maxWal, `${(free.maxWal / MiB).toFixed(1)} MiB vs ${(held.maxWal / MiB).toFixed(1)} MiB`);
 });
