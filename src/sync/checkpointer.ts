@@ -80,6 +80,15 @@ export function walNeedsCheckpoint(pendingBytes: number, boundBytes: number): bo
   return pendingBytes > boundBytes;
 }
 
+/**
+ * 8 (512 MiB at the default bound): a safety valve, not a routine. The held pass ends with the
+ * checkpoint's fsync, and writes wait for it: at 2x the bound it ran during the 1M-row snapshot bench
+ * (the WAL grows ~130 MiB while a snapshot reads) and one write waited 175-180 ms under load (59 ms
+ * without it). A writer that pauses lets the WAL restart after any complete checkpoint, and the
+ * snapshot's checkpoint folds it after each snapshot; only a writer that never pauses gets here.
+ */
+export const HOLD_WRITES_FACTOR = 8;
+
 export interface WalShape {
   /** Frames not yet folded, in bytes. */
   pendingBytes: number;
@@ -96,12 +105,13 @@ export interface WalShape {
  * blocked: the event loop runs) for the frames they appended meanwhile. A WAL restarts from the start
  * of its file only after a checkpoint that caught up with every frame, which a checkpoint beside a
  * writer that never pauses (a bulk import) never does: its file then grows without limit although
- * nearly all of it is folded. So past twice the bound, the second pass lets the next commit restart
- * it (and cut the file back to the bound). A reader holding frames back (a snapshot) makes the first
- * pass fall short, and writes are not held then: it would not help until the reader ends.
+ * nearly all of it is folded. So past HOLD_WRITES_FACTOR times the bound, the second pass lets the
+ * next commit restart it (and cut the file back to the bound). A reader holding frames back (a
+ * snapshot) makes the first pass fall short, and writes are not held then: it would not help until
+ * the reader ends.
  */
 export function checkpointKind(w: WalShape): 'none' | 'passive' | 'hold-writes' {
-  if (w.canHoldWrites && w.fileBytes > 2 * w.boundBytes) return 'hold-writes';
+  if (w.canHoldWrites && w.fileBytes > HOLD_WRITES_FACTOR * w.boundBytes) return 'hold-writes';
   return walNeedsCheckpoint(w.pendingBytes, w.boundBytes) ? 'passive' : 'none';
 }
 
