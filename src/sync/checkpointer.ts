@@ -81,13 +81,13 @@ export function walNeedsCheckpoint(pendingBytes: number, boundBytes: number): bo
 }
 
 /**
- * 8 (512 MiB at the default bound): a safety valve, not a routine. The held pass ends with the
- * checkpoint's fsync, and writes wait for it: at 2x the bound it ran during the 1M-row snapshot bench
- * (the WAL grows ~130 MiB while a snapshot reads) and one write waited 175-180 ms under load (59 ms
- * without it). A writer that pauses lets the WAL restart after any complete checkpoint, and the
- * snapshot's checkpoint folds it after each snapshot; only a writer that never pauses gets here.
+ * 16 (1 GiB at the default bound): a safety valve, not a routine. The held pass ends with the
+ * checkpoint's fsync and writes wait for it: in the 1M-row snapshot bench (whose writer never pauses,
+ * so its WAL never restarts) holds at 2x and 8x the bound made one write wait 175-320 ms under load,
+ * against a longest gap of 31-74 ms without. A writer that pauses lets the WAL restart after any
+ * complete checkpoint (the snapshot's included); only a writer that never pauses gets here.
  */
-export const HOLD_WRITES_FACTOR = 8;
+export const HOLD_WRITES_FACTOR = 16;
 
 export interface WalShape {
   /** Frames not yet folded, in bytes. */

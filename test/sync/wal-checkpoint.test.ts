@@ -221,7 +221,7 @@ test('a writer that never yields to the event loop (a bulk import, bench/) still
   assert.ok(backfilled > 0, `frames were folded while the loop ran (${backfilled} of ${walFrames})`);
 });
 
-test('a writer that never pauses: past 8x the bound, one short pass with its writes held lets the WAL restart (without it the file only grows)', async (t) => {
+test('a writer that never pauses: past 16x the bound, one short pass with its writes held lets the WAL restart (without it the file only grows)', async (t) => {
   const dir = await tempDir('wal-hold');
   t.after(() => dir.cleanup());
   const BOUND = 1 * MiB;

@@ -54,18 +54,18 @@ test('walNeedsCheckpoint: only more pending than the bound', () => {
   for (const [walBytes, expected] of table) assert.equal(walNeedsCheckpoint(walBytes, bound), expected, `${walBytes} bytes`);
 });
 
-test('checkpointKind: passive past the bound; past 8x the bound (a writer that never lets the WAL restart) with writes held if a write lock is there', () => {
+test('checkpointKind: passive past the bound; past 16x the bound (a writer that never lets the WAL restart) with writes held if a write lock is there', () => {
   const bound = 64;
   const table: Array<[string, { pendingBytes: number; fileBytes: number; canHoldWrites: boolean }, string]> = [
     ['little pending, small file', { pendingBytes: 10, fileBytes: 64, canHoldWrites: true }, 'none'],
     ['pending past the bound', { pendingBytes: 65, fileBytes: 100, canHoldWrites: true }, 'passive'],
-    ['file 2x the bound, nearly all folded: a snapshot or a pause will let it restart', { pendingBytes: 1, fileBytes: 129, canHoldWrites: true }, 'none'],
-    ['file past 8x the bound, nearly all folded', { pendingBytes: 1, fileBytes: 8 * 64 + 1, canHoldWrites: true }, 'hold-writes'],
-    ['file exactly 8x the bound', { pendingBytes: 1, fileBytes: 8 * 64, canHoldWrites: true }, 'none'],
-    ['file past 8x the bound, no write lock (no client yet)', { pendingBytes: 1, fileBytes: 5000, canHoldWrites: false }, 'none'],
-    ['file past 8x the bound, much pending, no write lock', { pendingBytes: 100, fileBytes: 5000, canHoldWrites: false }, 'passive'],
+    ['file 8x the bound, nearly all folded: a snapshot or a pause will let it restart', { pendingBytes: 1, fileBytes: 8 * 64 + 1, canHoldWrites: true }, 'none'],
+    ['file past 16x the bound, nearly all folded', { pendingBytes: 1, fileBytes: 16 * 64 + 1, canHoldWrites: true }, 'hold-writes'],
+    ['file exactly 16x the bound', { pendingBytes: 1, fileBytes: 16 * 64, canHoldWrites: true }, 'none'],
+    ['file past 16x the bound, no write lock (no client yet)', { pendingBytes: 1, fileBytes: 5000, canHoldWrites: false }, 'none'],
+    ['file past 16x the bound, much pending, no write lock', { pendingBytes: 100, fileBytes: 5000, canHoldWrites: false }, 'passive'],
   ];
-  assert.equal(HOLD_WRITES_FACTOR, 8);
+  assert.equal(HOLD_WRITES_FACTOR, 16);
   for (const [name, w, expected] of table) assert.equal(checkpointKind({ ...w, boundBytes: bound }), expected, name);
 });
 
