@@ -17,6 +17,7 @@ import type { RestoreMode } from './sync/restore.ts';
 import { startUp, type StartupResult } from './sync/startup.ts';
 import type { RetryPolicy } from './sync/retry.ts';
 import { Snapshotter } from './sync/snapshotter.ts';
+import { writerConnectionSetup } from './sync/checkpointer.ts';
 import { SyncController, syncHandle, type SyncHandle } from './sync/sync-controller.ts';
 import { WriterLease } from './sync/lease.ts';
 import { resolveChunkKeys, type ChunkKeys, type EncryptionOptions } from './sync/chunks/encryption.ts';
@@ -178,6 +179,7 @@ async function openLocked<TSchema extends Record<string, unknown>>(start: Locked
   const isWriter = started.role === 'writer';
 
   const openClient = (): Client => createClient(resolved.libsql);
+  const poolSize = resolved.libsql.concurrency || 20; // @libsql/client's default (expandConfig)
   const inner = openClient();
   const snapshotter = (head: RemoteHead | null | undefined) =>
     new Snapshotter(
@@ -197,7 +199,7 @@ async function openLocked<TSchema extends Record<string, unknown>>(start: Locked
       head,
     );
   try {
-    if (isWriter) await prepareWriterConnection(inner, synchronousPragma);
+    if (isWriter) await prepareWriterConnection(inner, synchronousPragma, poolSize);
   } catch (error) {
     inner.close();
     await lease?.release();
@@ -220,7 +222,7 @@ async function openLocked<TSchema extends Record<string, unknown>>(start: Locked
     isWriter && started.pending, // a replica uploads nothing; its file is the store's
   );
   const sync = controller;
-  const client = new CountingClient(inner, controller, synchronousPragma);
+  const client = new CountingClient(inner, controller, writerConnectionSetup(synchronousPragma));
   const db = drizzleLibsql({ ...drizzleConfig, client }) as unknown as BlobDatabase<TSchema>;
   const startAs = isWriter
     ? { writer: snapshotter(started.head), lease: lease! }
@@ -239,7 +241,7 @@ async function openLocked<TSchema extends Record<string, unknown>>(start: Locked
           onUpdate: (entry, head, ms) => sync.replicaUpdated(entry, head, ms),
           onLeaseTaken: () => sync.leaseTaken(),
           onPromote: async (head) => {
-            await prepareWriterConnection(client.inner, synchronousPragma);
+            await prepareWriterConnection(client.inner, synchronousPragma, poolSize);
             sync.promote(snapshotter(head), head);
           },
         }),
@@ -270,10 +272,18 @@ async function openLocked<TSchema extends Record<string, unknown>>(start: Locked
   return db;
 }
 
-/** WAL lets the snapshot's read transaction run beside writers; `synchronous` per the option. */
-async function prepareWriterConnection(client: Client, synchronousPragma: string): Promise<void> {
+/**
+ * WAL lets the snapshot's read transaction run beside writers; `synchronous` per the option; no
+ * automatic checkpoints (they ran inside the app's commits: the worker folds the WAL, see
+ * sync/checkpointer.ts). These settings are per connection and the client is a pool: a write runs on
+ * whichever connection the pool hands out next, and reads that overlap open more (up to `concurrency`,
+ * libSQL's default 20). So every connection the pool may ever hold is opened and prepared now, all at
+ * once (each call borrows a distinct one; ~4 ms for 20).
+ */
+async function prepareWriterConnection(client: Client, synchronousPragma: string, poolSize: number): Promise<void> {
   await client.execute('PRAGMA journal_mode=WAL');
-  await client.execute(synchronousPragma);
+  const setup = writerConnectionSetup(synchronousPragma);
+  await Promise.all(Array.from({ length: Math.max(1, poolSize) }, () => client.executeMultiple(setup)));
 }
 
 /** Temp files a killed process left beside the database (snapshot copies, spools, half-restored files). */

@@ -1,5 +1,5 @@
 import type { Client, InArgs, InStatement, ResultSet, Transaction, TransactionMode, Replicated } from '@libsql/client';
-import { isWriteStatement, scriptWrites } from './sql-kind.ts';
+import { WriteVerdictCache, scriptWrites } from './sql-kind.ts';
 import { WriteLock } from './write-lock.ts';
 
 export type CommitSource = 'execute' | 'batch' | 'migrate' | 'executeMultiple' | 'transaction';
@@ -28,20 +28,25 @@ function sqlOf(stmt: InStatement | [string, InArgs?] | string): string {
  * A libSQL `Client` that counts committed writes and serializes them. drizzle calls only `execute`,
  * `batch`, `migrate` and `transaction()`, so wrapping the client sees every commit drizzle makes
  * (its logger fires before execution and misses batches).
+ *
+ * The write path is kept at parity with the plain client: no `async` wrappers (each costs promise
+ * hops per statement), a cached read/write verdict per SQL text, and a free write lock is taken
+ * synchronously, so a write adds one `then` (the release) to what the inner client does.
  */
 export class CountingClient implements Client {
   #inner: Client;
   readonly #hooks: CommitHooks;
   readonly #lock = new WriteLock();
+  readonly #verdicts = new WriteVerdictCache();
 
   readonly #prepareTransaction: string | undefined;
 
   /**
-   * @param prepareTransaction SQL run just before each interactive transaction, under the write lock.
-   *   The pool hands the most recently released connection to the next call, so a per-connection
-   *   setting (PRAGMA synchronous) run here applies to the transaction's connection; the only other
-   *   connections are the ones reads open while a transaction holds the first. Plain writes reuse the
-   *   connection configured at open, so they pay nothing.
+   * @param prepareTransaction SQL (one or more statements) run just before each interactive
+   *   transaction, under the write lock. The pool hands the most recently released connection to the
+   *   next call, so per-connection settings (PRAGMA synchronous, wal_autocheckpoint) run here usually
+   *   land on the transaction's connection. The writer prepares every connection of the pool when it
+   *   opens (drizzle.ts, prepareWriterConnection); this covers one the pool opened afresh since.
    */
   constructor(inner: Client, hooks: CommitHooks, prepareTransaction?: string) {
     this.#inner = inner;
@@ -82,26 +87,42 @@ export class CountingClient implements Client {
 
   execute(stmt: InStatement): Promise<ResultSet>;
   execute(sql: string, args?: InArgs): Promise<ResultSet>;
-  async execute(stmtOrSql: InStatement | string, args?: InArgs): Promise<ResultSet> {
-    const run = () => (typeof stmtOrSql === 'string' ? this.#inner.execute(stmtOrSql, args) : this.#inner.execute(stmtOrSql));
-    if (!isWriteStatement(sqlOf(stmtOrSql))) return run();
-    return this.#write('execute', run);
+  execute(stmtOrSql: InStatement | string, args?: InArgs): Promise<ResultSet> {
+    try {
+      const sql = typeof stmtOrSql === 'string' ? stmtOrSql : stmtOrSql.sql;
+      if (!this.#verdicts.isWrite(sql)) return this.#executeInner(stmtOrSql, args);
+      return this.#write('execute', () => this.#executeInner(stmtOrSql, args));
+    } catch (error) {
+      return Promise.reject(error); // like the async client: failures reject, never throw
+    }
   }
 
-  async batch(stmts: BatchItem[], mode?: TransactionMode): Promise<ResultSet[]> {
-    if (mode === 'read' || !stmts.some((s) => isWriteStatement(sqlOf(s)))) return this.#inner.batch(stmts, mode);
-    return this.#write('batch', () => this.#inner.batch(stmts, mode));
+  batch(stmts: BatchItem[], mode?: TransactionMode): Promise<ResultSet[]> {
+    try {
+      if (mode === 'read' || !this.#anyWrites(stmts)) return this.#inner.batch(stmts, mode);
+      return this.#write('batch', () => this.#inner.batch(stmts, mode));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async migrate(stmts: InStatement[]): Promise<ResultSet[]> {
-    // drizzle's migrator calls migrate([]) when every migration is already applied: nothing commits.
-    if (!stmts.some((s) => isWriteStatement(sqlOf(s)))) return this.#inner.migrate(stmts);
-    return this.#write('migrate', () => this.#inner.migrate(stmts));
+  migrate(stmts: InStatement[]): Promise<ResultSet[]> {
+    try {
+      // drizzle's migrator calls migrate([]) when every migration is already applied: nothing commits.
+      if (!this.#anyWrites(stmts)) return this.#inner.migrate(stmts);
+      return this.#write('migrate', () => this.#inner.migrate(stmts));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async executeMultiple(sql: string): Promise<void> {
-    if (!scriptWrites(sql)) return this.#inner.executeMultiple(sql);
-    return this.#write('executeMultiple', () => this.#inner.executeMultiple(sql));
+  executeMultiple(sql: string): Promise<void> {
+    try {
+      if (!scriptWrites(sql)) return this.#inner.executeMultiple(sql);
+      return this.#write('executeMultiple', () => this.#inner.executeMultiple(sql));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   transaction(mode?: TransactionMode): Promise<Transaction>;
@@ -112,9 +133,9 @@ export class CountingClient implements Client {
     // The transaction holds the write lock from BEGIN until commit, rollback or close.
     const release = await this.#lock.acquire();
     try {
-      if (this.#prepareTransaction && !readOnly) await this.#inner.execute(this.#prepareTransaction);
+      if (this.#prepareTransaction && !readOnly) await this.#inner.executeMultiple(this.#prepareTransaction);
       const tx = await this.#inner.transaction(mode);
-      return new CountingTransaction(tx, this.#hooks, release);
+      return new CountingTransaction(tx, this.#hooks, release, this.#verdicts);
     } catch (error) {
       release();
       throw error;
@@ -134,14 +155,54 @@ export class CountingClient implements Client {
     (this.#inner as Client & { reconnect?: () => void }).reconnect?.();
   }
 
-  async #write<T>(source: CommitSource, run: () => Promise<T>): Promise<T> {
+  #executeInner(stmtOrSql: InStatement | string, args: InArgs | undefined): Promise<ResultSet> {
+    return typeof stmtOrSql === 'string' ? this.#inner.execute(stmtOrSql, args) : this.#inner.execute(stmtOrSql);
+  }
+
+  #anyWrites(stmts: Array<BatchItem>): boolean {
+    for (const s of stmts) if (this.#verdicts.isWrite(sqlOf(s))) return true;
+    return false;
+  }
+
+  /**
+   * admitWrite before joining the queue (a refusal leaves the lock untouched); a free lock is taken
+   * synchronously (the statement starts in the caller's tick), a held one queued for in FIFO order.
+   */
+  #write<T>(source: CommitSource, run: () => Promise<T>): Promise<T> {
     this.#hooks.admitWrite('statement');
-    return this.#lock.run(async () => {
+    if (this.#lock.tryAcquire()) return this.#writeHolding(source, run);
+    return this.#lock.acquire().then(() => this.#writeHolding(source, run));
+  }
+
+  /**
+   * With the write lock held: beforeWrite before the statement reaches SQLite, committed once it
+   * succeeded, then the release, all in the one `then` the write adds. A statement that throws or
+   * rejects (or a refusing beforeWrite) releases the lock and counts nothing.
+   */
+  #writeHolding<T>(source: CommitSource, run: () => Promise<T>): Promise<T> {
+    const lock = this.#lock;
+    let op: Promise<T>;
+    try {
       this.#hooks.beforeWrite();
-      const result = await run();
-      this.#hooks.committed(source);
-      return result;
-    });
+      op = run();
+    } catch (error) {
+      lock.release();
+      return Promise.reject(error);
+    }
+    return op.then(
+      (result) => {
+        try {
+          this.#hooks.committed(source);
+        } finally {
+          lock.release();
+        }
+        return result;
+      },
+      (error: unknown) => {
+        lock.release();
+        throw error;
+      },
+    );
   }
 }
 
@@ -149,32 +210,45 @@ class CountingTransaction implements Transaction {
   readonly #inner: Transaction;
   readonly #hooks: CommitHooks;
   readonly #release: () => void;
+  readonly #verdicts: WriteVerdictCache;
   #wrote = false;
 
-  constructor(inner: Transaction, hooks: CommitHooks, release: () => void) {
+  constructor(inner: Transaction, hooks: CommitHooks, release: () => void, verdicts: WriteVerdictCache) {
     this.#inner = inner;
     this.#hooks = hooks;
     this.#release = release;
+    this.#verdicts = verdicts;
   }
 
   get closed(): boolean {
     return this.#inner.closed;
   }
 
-
-  async execute(stmt: InStatement): Promise<ResultSet> {
-    this.#noteWrite(isWriteStatement(sqlOf(stmt)));
-    return this.#settleIfClosed(this.#inner.execute(stmt));
+  execute(stmt: InStatement): Promise<ResultSet> {
+    try {
+      this.#noteWrite(this.#verdicts.isWrite(sqlOf(stmt)));
+      return this.#settleIfClosed(this.#inner.execute(stmt));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async batch(stmts: InStatement[]): Promise<ResultSet[]> {
-    this.#noteWrite(stmts.some((s) => isWriteStatement(sqlOf(s))));
-    return this.#settleIfClosed(this.#inner.batch(stmts));
+  batch(stmts: InStatement[]): Promise<ResultSet[]> {
+    try {
+      this.#noteWrite(stmts.some((s) => this.#verdicts.isWrite(sqlOf(s))));
+      return this.#settleIfClosed(this.#inner.batch(stmts));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async executeMultiple(sql: string): Promise<void> {
-    this.#noteWrite(scriptWrites(sql));
-    return this.#settleIfClosed(this.#inner.executeMultiple(sql));
+  executeMultiple(sql: string): Promise<void> {
+    try {
+      this.#noteWrite(scriptWrites(sql));
+      return this.#settleIfClosed(this.#inner.executeMultiple(sql));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   async commit(): Promise<void> {
@@ -209,13 +283,11 @@ class CountingTransaction implements Transaction {
     }
   }
 
-  /** A failed statement can end the transaction inside libSQL; give the lock back if so. */
-  async #settleIfClosed<T>(op: Promise<T>): Promise<T> {
-    try {
-      return await op;
-    } catch (error) {
+  /** A failed statement can end the transaction inside libSQL; give the lock back if so (one `catch`, no async wrapper). */
+  #settleIfClosed<T>(op: Promise<T>): Promise<T> {
+    return op.catch((error: unknown) => {
       if (this.#inner.closed) this.#release();
       throw error;
-    }
+    });
   }
 }

@@ -109,3 +109,36 @@ export function splitStatements(script: string): string[] {
   out.push(script.slice(start));
   return out.filter((s) => s.trim() !== '' && stripLeadingComments(s).trim() !== '');
 }
+
+/**
+ * `isWriteStatement` remembered per SQL text. drizzle builds the same text for every run of a query
+ * shape (values travel as parameters), so nearly every statement is a hit: one Map lookup instead of a
+ * scan. Bounded: when full, the oldest entry goes (insertion order), so an app generating unbounded
+ * distinct texts costs a scan per miss and at most `capacity` entries. Texts longer than
+ * `maxSqlLength` are not kept (a statement that long costs far more to run than to classify).
+ */
+export class WriteVerdictCache {
+  readonly #verdicts = new Map<string, boolean>();
+  readonly capacity: number;
+  readonly maxSqlLength: number;
+
+  constructor(capacity = 1000, maxSqlLength = 4096) {
+    this.capacity = capacity;
+    this.maxSqlLength = maxSqlLength;
+  }
+
+  get size(): number {
+    return this.#verdicts.size;
+  }
+
+  isWrite(sql: string): boolean {
+    const known = this.#verdicts.get(sql);
+    if (known !== undefined) return known;
+    const verdict = isWriteStatement(sql);
+    if (sql.length <= this.maxSqlLength) {
+      if (this.#verdicts.size >= this.capacity) this.#verdicts.delete(this.#verdicts.keys().next().value!);
+      this.#verdicts.set(sql, verdict);
+    }
+    return verdict;
+  }
+}

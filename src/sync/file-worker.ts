@@ -11,7 +11,7 @@ import { canonicalizeHeaderBytes, openPageImage } from './chunks/page-image.ts';
 import { pathToFileURL } from 'node:url';
 import { compressFile, decodeToFile, type CodecResult } from './codec.ts';
 import { SyncError } from '../errors.ts';
-import type { WorkerAck, WorkerInput, WorkerNeed, WorkerRequest, WorkerReply } from './worker-protocol.ts';
+import type { CheckpointReply, WorkerAck, WorkerInput, WorkerNeed, WorkerRequest, WorkerReply } from './worker-protocol.ts';
 
 // Only the local-file driver, and loading starts at once without blocking: a restore decodes while it loads.
 const libsql = import('@libsql/client/sqlite3');
@@ -60,7 +60,7 @@ async function quickCheck(path: string): Promise<void> {
   }
 }
 
-async function handle(request: WorkerRequest): Promise<WorkerReply> {
+async function handle(request: WorkerRequest): Promise<WorkerReply | CheckpointReply> {
   if (request.op === 'snapshot') {
     const started = performance.now();
     await copyConsistently(request.dbPath, request.rawPath);
@@ -73,6 +73,7 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
       await unlink(request.rawPath).catch(() => undefined);
     }
   }
+  if (request.op === 'checkpoint') return checkpointWal(request.dbPath, new Int32Array(request.shared), request.holdWrites);
   if (request.op === 'chunks') return snapshotChunks(request);
   if (request.op === 'assemble') return assembleChunks(request);
   // 'restore': decode what the main thread downloads, as it arrives.
@@ -82,6 +83,38 @@ async function handle(request: WorkerRequest): Promise<WorkerReply> {
   const decodedAt = performance.now();
   await quickCheck(request.path);
   return { ok: true, ...decoded, firstStepMs: decodedAt - started, secondStepMs: performance.now() - decodedAt };
+}
+
+/** The checkpointer's op (src/sync/checkpointer.ts): folds the WAL into the file here, never on the app's thread. */
+async function checkpointWal(dbPath: string, shared: Int32Array, holdWrites: boolean): Promise<CheckpointReply> {
+  let client;
+  try {
+    client = (await libsql).createClient({ url: pathToFileURL(dbPath).href });
+    const started = performance.now();
+    const passive = async (): Promise<[number, number, number]> => {
+      const row = (await client!.execute('PRAGMA wal_checkpoint(PASSIVE)')).rows[0]!;
+      return [Number(row[0]), Number(row[1]), Number(row[2])];
+    };
+    let [busy, walFrames, checkpointedFrames] = await passive();
+    // Caught up with what we saw, short of the frames the write in progress reads past (a reader that
+    // holds many back, e.g. a snapshot, is not helped by held writes): ask for the app's writes to be
+    // held, then fold what they appended meanwhile.
+    if (holdWrites && busy === 0 && walFrames - checkpointedFrames <= 1024) {
+      Atomics.store(shared, 0, 3);
+      Atomics.wait(shared, 0, 3, 1_000); // this thread may block
+      if (Atomics.compareExchange(shared, 0, 3, 5) === 4) [busy, walFrames, checkpointedFrames] = await passive();
+    }
+    shared.set([busy, walFrames, checkpointedFrames], 1);
+    Atomics.store(shared, 0, 1); // the state last: whoever sees 1 sees the numbers
+    Atomics.notify(shared, 0);
+    return { ok: true, busy: busy !== 0, walFrames, checkpointedFrames, durationMs: performance.now() - started };
+  } catch (error) {
+    Atomics.store(shared, 0, 2);
+    Atomics.notify(shared, 0);
+    throw error;
+  } finally {
+    client?.close();
+  }
 }
 
 function verifyAgainstManifest(label: string, got: CodecResult, expected: { compressedBytes: number; bytes: number; sha256: string }): void {

@@ -11,6 +11,7 @@ import type { RemoteHead, VerifiedSnapshot } from './restore.ts';
 import type { RestoreCheck } from './startup.ts';
 import type { RestoreVerify } from '../config.ts';
 import { SnapshotScheduler, type SchedulePolicy } from './scheduler.ts';
+import { Checkpointer } from './checkpointer.ts';
 import { nextRole, type RoleEvent, type RoleState } from './role.ts';
 import type { SnapshotInfo, Snapshotter } from './snapshotter.ts';
 
@@ -144,6 +145,8 @@ export class SyncController implements CommitHooks, SyncHandle {
   #rolledBackTo: SnapshotEntry['rolledBackTo'];
   readonly #events = new EventEmitter();
   readonly #scheduler: SnapshotScheduler;
+  /** Folds the WAL in a worker when it passes its bound (the app's connections never checkpoint). */
+  readonly #checkpointer: Checkpointer;
   #client: ClientHandle | undefined;
   readonly #sidecar: Sidecar;
   /** The one place the role lives; changed only by #transition. */
@@ -178,6 +181,7 @@ export class SyncController implements CommitHooks, SyncHandle {
     this.#role = role;
     this.#dirtyAtStart = dirtyAtStart;
     this.#scheduler = new SnapshotScheduler(options.schedule, () => void this.#runSnapshot().catch(() => undefined));
+    this.#checkpointer = new Checkpointer({ dbPath: options.dbPath, log: options.log, writeLock: () => this.#client?.writeLock });
   }
 
   /**
@@ -343,6 +347,7 @@ export class SyncController implements CommitHooks, SyncHandle {
 
   committed(): void {
     const now = Date.now();
+    this.#checkpointer.noteCommit(now); // whatever the store does: the WAL stays bounded while it is down
     if (this.#pending() === 0) this.#firstPendingAt = now;
     this.#commits++;
     this.#lastCommitAt = now;
@@ -557,7 +562,9 @@ export class SyncController implements CommitHooks, SyncHandle {
       finalError = error;
     }
     if (this.#running) await within(this.#running).catch(() => undefined);
+    await this.#checkpointer.stop(); // close()'s TRUNCATE checkpoint would find a worker's PASSIVE one busy
     await client?.close();
+    this.#checkpointer.closeFiles(); // after the connections (POSIX locks, see there)
     this.#closed = true;
     const pending = this.#pending();
     if (pending === 0) {

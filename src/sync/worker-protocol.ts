@@ -21,7 +21,15 @@ export type WorkerRequest =
    * keeps every chunk whose content already has the right address, then says which indexes it still
    * needs (`WorkerNeed`): a catch-up downloads only what changed.
    */
-  | { op: 'assemble'; path: string; chunkSize: number; bytes: number; chunks: string[]; keys: ChunkKeys | undefined; label: string; quickCheck: boolean; base?: string };
+  | { op: 'assemble'; path: string; chunkSize: number; bytes: number; chunks: string[]; keys: ChunkKeys | undefined; label: string; quickCheck: boolean; base?: string }
+  /**
+   * PRAGMA wal_checkpoint(PASSIVE) on the live database through the worker's own connection (never
+   * blocks the app's writer). The result also goes into `shared` ([state 1 done / 2 failed, busy,
+   * walFrames, checkpointedFrames]), which the checkpointer reads without waiting for the reply.
+   * `holdWrites`: if that pass caught up, ask (state 3) for the app's writes to be held and, once they
+   * are (4), fold what they appended meanwhile; go on without (5) if not held within a second.
+   */
+  | { op: 'checkpoint'; dbPath: string; shared: SharedArrayBuffer; holdWrites: boolean };
 
 /** An 'assemble' worker with a base: the chunk indexes it still needs. */
 export type WorkerNeed = { need: number[] };
@@ -36,6 +44,17 @@ export interface ChunksResult extends CodecResult {
   /** Stored (encoded) size of each new chunk, by address. */
   fresh: Array<{ address: string; offset: number; length: number }>;
 }
+
+/** A 'checkpoint' result: PRAGMA wal_checkpoint's row (busy: another checkpoint ran; frames in the WAL, frames folded into the file). */
+export interface CheckpointResult {
+  busy: boolean;
+  walFrames: number;
+  checkpointedFrames: number;
+  durationMs: number;
+}
+
+/** What the worker replies to a 'checkpoint' request (beside the `WorkerReply` failure shape). */
+export type CheckpointReply = { ok: true } & CheckpointResult;
 
 /** The worker acknowledges every chunk so the main thread can bound what is in flight. */
 export type WorkerAck = { ack: true };

@@ -1,0 +1,374 @@
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { endianness } from 'node:os';
+import { errorMessage } from '../errors.ts';
+import type { SyncLogger } from '../log.ts';
+import type { WriteLock } from '../client/write-lock.ts';
+import { runInWorker } from './run-in-worker.ts';
+
+/**
+ * WAL checkpoints off the app's thread.
+ *
+ * SQLite's automatic checkpoint (every 1000 pages) runs inside whichever commit crosses the mark, on
+ * the app's event loop: during a 1M-row snapshot that one commit stalled writes for 140-295 ms. The
+ * writer's connections therefore run with `wal_autocheckpoint=0` (see `writerConnectionSetup`), and
+ * the WAL is folded into the file by a worker thread's own connection with PASSIVE checkpoints, which
+ * never block writers:
+ * - after each snapshot: the snapshot's worker op checkpoints as soon as its read transaction ends
+ *   (file-worker.ts copyConsistently, chunks/page-image.ts close), the earliest moment it can fold
+ *   everything the snapshot had to leave in the WAL;
+ * - when the WAL holds more than `WAL_CHECKPOINT_BYTES` not yet folded, here, whatever the store
+ *   does: with the store down no snapshot runs, and without this the WAL would grow without limit.
+ *
+ * After a complete checkpoint the next commit restarts the WAL from the start of its file, and cuts
+ * the file back to the bound (journal_size_limit) if a burst grew it past that.
+ */
+
+/**
+ * Fold the WAL once it holds this much not yet folded, and cut its file back to this size when it
+ * restarts (journal_size_limit). 64 MiB (16k frames of 4 KiB), not SQLite's 4 MiB: a smaller trigger
+ * buys nothing while writes continue (a restart needs a checkpoint that caught up with every frame,
+ * which a checkpoint beside a steady writer never does: the file grows until writes pause, whatever
+ * the trigger), and each checkpoint costs a worker; in pauses the snapshot's own checkpoint folds the
+ * WAL anyway. 64 MiB bounds the disk at ~10% above the database at 1M rows (607 MiB) while the store
+ * is down, and keeps reads (the WAL index) and a crash recovery cheap.
+ */
+export const WAL_CHECKPOINT_BYTES = 64 * 1024 * 1024;
+/** The WAL's size is looked at (an async stat) at most this often, and only after a commit. */
+export const WAL_CHECK_INTERVAL_MS = 100;
+/** After a failed checkpoint: the first retry delay (doubling up to the max). */
+const RETRY_BASE_MS = 1_000;
+const RETRY_MAX_MS = 60_000;
+/** After a checkpoint that could not fold every frame (a reader, e.g. a snapshot, still needs them): look again this much later. */
+const PARTIAL_RETRY_MS = 1_000;
+
+/**
+ * Per-connection settings of the writer's connections (run on each one). `synchronousPragma` is the
+ * `synchronous` option's `PRAGMA synchronous=...`.
+ */
+export function writerConnectionSetup(synchronousPragma: string, walBoundBytes = WAL_CHECKPOINT_BYTES): string {
+  return `${synchronousPragma}; PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=${walBoundBytes}`;
+}
+
+// ---- decisions (pure) ----
+
+export interface WalCheckState {
+  /** A stat or a checkpoint is in flight (at most one at a time). */
+  busy: boolean;
+  stopped: boolean;
+  /** Commits since the last check began (only commits grow the WAL). */
+  committedSinceCheck: boolean;
+  lastCheckAt: number;
+  /** No check before this time (after a failed or partial checkpoint). */
+  retryAt: number;
+  minIntervalMs: number;
+}
+
+/**
+ * When the next look at the WAL's size may run: null when there is nothing to look at (no commit
+ * since the last check), a check is in flight (it is looked at again when it settles) or we stopped.
+ * Otherwise the earliest time: one check per interval, none before a retry time. The caller runs it
+ * at once if that time has come, else arms one timer, so the last commit of a burst is always looked
+ * at, even if no other commit follows.
+ */
+export function walCheckAt(s: WalCheckState): number | null {
+  if (s.busy || s.stopped || !s.committedSinceCheck) return null;
+  return Math.max(s.lastCheckAt + s.minIntervalMs, s.retryAt);
+}
+
+/** Whether the WAL's frames not yet folded into the file call for a checkpoint. */
+export function walNeedsCheckpoint(pendingBytes: number, boundBytes: number): boolean {
+  return pendingBytes > boundBytes;
+}
+
+/**
+ * 16 (1 GiB at the default bound): a safety valve, not a routine. The held pass ends with the
+ * checkpoint's fsync and writes wait for it: in the 1M-row snapshot bench (whose writer never pauses,
+ * so its WAL never restarts) holds at 2x and 8x the bound made one write wait 175-320 ms under load,
+ * against a longest gap of 31-74 ms without. A writer that pauses lets the WAL restart after any
+ * complete checkpoint (the snapshot's included); only a writer that never pauses gets here.
+ */
+export const HOLD_WRITES_FACTOR = 16;
+
+export interface WalShape {
+  /** Frames not yet folded, in bytes. */
+  pendingBytes: number;
+  /** The WAL file's size. */
+  fileBytes: number;
+  boundBytes: number;
+  /** The app's write lock can be taken (the writer's client is there). */
+  canHoldWrites: boolean;
+}
+
+/**
+ * 'passive': a PASSIVE checkpoint beside the writer. 'hold-writes': the same, and if it caught up
+ * with every frame it saw, a second short pass with the app's writes held in their queue (not
+ * blocked: the event loop runs) for the frames they appended meanwhile. A WAL restarts from the start
+ * of its file only after a checkpoint that caught up with every frame, which a checkpoint beside a
+ * writer that never pauses (a bulk import) never does: its file then grows without limit although
+ * nearly all of it is folded. So past HOLD_WRITES_FACTOR times the bound, the second pass lets the
+ * next commit restart it (and cut the file back to the bound). A reader holding frames back (a
+ * snapshot) makes the first pass fall short, and writes are not held then: it would not help until
+ * the reader ends.
+ */
+export function checkpointKind(w: WalShape): 'none' | 'passive' | 'hold-writes' {
+  if (w.canHoldWrites && w.fileBytes > HOLD_WRITES_FACTOR * w.boundBytes) return 'hold-writes';
+  return walNeedsCheckpoint(w.pendingBytes, w.boundBytes) ? 'passive' : 'none';
+}
+
+/**
+ * Bytes of WAL frames not yet folded into the database, from the WAL index header (the -shm file;
+ * layout: https://www.sqlite.org/walformat.html, section 2.1): mxFrame (offset 16) frames in the WAL,
+ * nBackfill (offset 96) of them folded, page size at offset 14, native byte order. Null when the
+ * header cannot be read consistently (no -shm file, or a writer was updating it: its two copies
+ * differ); the caller then uses the WAL file's size.
+ */
+export function pendingWalBytes(header: Buffer, littleEndian: boolean): number | null {
+  if (header.length < 100 || !header.subarray(0, 48).equals(header.subarray(48, 96))) return null;
+  const u32 = (offset: number) => (littleEndian ? header.readUInt32LE(offset) : header.readUInt32BE(offset));
+  const pageField = littleEndian ? header.readUInt16LE(14) : header.readUInt16BE(14);
+  const pageSize = pageField === 1 ? 65536 : pageField;
+  if (pageSize === 0) return null; // not initialised yet
+  const pending = Math.max(0, u32(16) - u32(96));
+  return pending * (pageSize + 24); // a frame: 24-byte header + one page
+}
+
+export type CheckpointOutcome = 'complete' | 'partial' | 'failed';
+
+export function checkpointOutcome(reply: { busy: boolean; walFrames: number; checkpointedFrames: number } | Error): CheckpointOutcome {
+  if (reply instanceof Error) return 'failed';
+  return !reply.busy && reply.checkpointedFrames >= reply.walFrames ? 'complete' : 'partial';
+}
+
+/** When the next check may run after a checkpoint with this outcome (`failuresInARow` counts this one). */
+export function nextCheckAt(outcome: CheckpointOutcome, now: number, failuresInARow: number): number {
+  if (outcome === 'complete') return 0;
+  if (outcome === 'partial') return now + PARTIAL_RETRY_MS;
+  return now + Math.min(RETRY_BASE_MS * 2 ** Math.max(0, failuresInARow - 1), RETRY_MAX_MS);
+}
+
+// ---- the edge (I/O) ----
+
+export interface CheckpointerOptions {
+  dbPath: string;
+  log: SyncLogger;
+  /** Default WAL_CHECKPOINT_BYTES. */
+  boundBytes?: number;
+  /** Default WAL_CHECK_INTERVAL_MS. */
+  minCheckIntervalMs?: number;
+  /** The app's write lock, once there is a client (see checkpointKind 'hold-writes'). */
+  writeLock?: () => WriteLock | undefined;
+}
+
+/**
+ * A checkpoint's progress, shared with the worker: [state, busy, walFrames, checkpointedFrames].
+ * state: 0 running, 1 done, 2 failed, 3-5 the 'hold-writes' handshake. Read synchronously on a commit, because an app writing in a
+ * tight loop of settled promises (a bulk import, bench/) starves timers, I/O callbacks and the
+ * worker's reply message alike; the WAL index header is read synchronously for the same reason.
+ */
+const DONE = 1;
+const FAILED = 2;
+/** 'hold-writes': the worker's first pass caught up; it waits for the app's writes to be held (HELD) or gives up (ABANDONED). */
+const READY = 3;
+const HELD = 4;
+const ABANDONED = 5;
+
+interface InFlight {
+  shared: Int32Array;
+  reply: Promise<unknown>;
+  pendingBytes: number;
+  kind: 'passive' | 'hold-writes';
+  holdAsked: boolean;
+}
+
+/**
+ * Owns the bound checkpoints of one database: told of each commit, it looks at the WAL index at most
+ * once per interval (a 136-byte read) and folds the WAL in a worker when it holds too much.
+ */
+export class Checkpointer {
+  readonly #dbPath: string;
+  readonly #log: SyncLogger;
+  readonly #boundBytes: number;
+  readonly #minIntervalMs: number;
+  #inFlight: InFlight | undefined;
+  /** Why the in-flight checkpoint's worker failed, once its reply says so. */
+  #failure: string | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  #committedSinceCheck = false;
+  #lastCheckAt = Number.NEGATIVE_INFINITY;
+  #retryAt = 0;
+  #failuresInARow = 0;
+  /** The -shm file, kept open until closeFiles() (undefined: not opened yet; null: closed for good). */
+  #shm: number | null | undefined;
+  readonly #header = Buffer.alloc(136);
+  readonly #writeLock: () => WriteLock | undefined;
+  /** Checkpoints this instance started (any outcome), and how many of them held writes; for tests and logs. */
+  checkpoints = 0;
+  heldWrites = 0;
+
+  constructor(options: CheckpointerOptions) {
+    this.#dbPath = options.dbPath;
+    this.#log = options.log;
+    this.#boundBytes = options.boundBytes ?? WAL_CHECKPOINT_BYTES;
+    this.#minIntervalMs = options.minCheckIntervalMs ?? WAL_CHECK_INTERVAL_MS;
+    this.#writeLock = options.writeLock ?? (() => undefined);
+  }
+
+  /** After each commit: a comparison unless a check is due (then a few µs); never waits, never throws. */
+  noteCommit(now = Date.now()): void {
+    this.#committedSinceCheck = true;
+    this.#schedule(now);
+  }
+
+  /** Resolves once no checkpoint is in flight (a timer armed for a later check does not count). */
+  async idle(): Promise<void> {
+    while (this.#inFlight) {
+      await this.#inFlight.reply;
+      this.#settle(Date.now());
+    }
+  }
+
+  /** No checks from now on; resolves once the checkpoint in flight (if any) has settled. Before the connections close. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const shared = this.#inFlight?.shared;
+    if (shared && Atomics.compareExchange(shared, 0, READY, ABANDONED) === READY) Atomics.notify(shared, 0); // no hold now
+    await this.idle();
+  }
+
+  /**
+   * Closes the -shm descriptor: only after the app's connections have closed. Closing any descriptor
+   * of a file drops every POSIX lock this process holds on it, SQLite's shared-memory locks included;
+   * while SQLite holds them another process (the CLI, a tool) could then treat the WAL index as stale.
+   */
+  closeFiles(): void {
+    if (typeof this.#shm === 'number') closeSync(this.#shm);
+    this.#shm = null;
+  }
+
+  #schedule(now: number): void {
+    try {
+      this.#settle(now);
+      const at = walCheckAt({
+        busy: this.#inFlight !== undefined,
+        stopped: this.#stopped,
+        committedSinceCheck: this.#committedSinceCheck,
+        lastCheckAt: this.#lastCheckAt,
+        retryAt: this.#retryAt,
+        minIntervalMs: this.#minIntervalMs,
+      });
+      if (at === null) return;
+      if (at > now) return this.#armTimer(at - now);
+      this.#lastCheckAt = now;
+      this.#committedSinceCheck = false;
+      const pendingBytes = this.#pendingBytes();
+      const kind = checkpointKind({ pendingBytes, fileBytes: walFileBytes(this.#dbPath), boundBytes: this.#boundBytes, canHoldWrites: this.#writeLock() !== undefined });
+      if (kind !== 'none') this.#start(pendingBytes, kind);
+    } catch (error) {
+      this.#log.warn({ error: errorMessage(error) }, 'WAL check failed, will look again after later commits');
+    }
+  }
+
+  /** The last commit of a burst is looked at even if no other commit follows (when the loop is free again). */
+  #armTimer(delayMs: number): void {
+    if (this.#timer) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#schedule(Date.now());
+    }, delayMs);
+    this.#timer.unref(); // never keeps the process alive
+  }
+
+  #start(pendingBytes: number, kind: 'passive' | 'hold-writes'): void {
+    const shared = new Int32Array(new SharedArrayBuffer(16));
+    this.checkpoints++;
+    const reply = runInWorker({ op: 'checkpoint', dbPath: this.#dbPath, shared: shared.buffer as SharedArrayBuffer, holdWrites: kind === 'hold-writes' }).catch((error: unknown) => {
+      // The worker never started or crashed before writing its state: record the failure where #settle looks.
+      Atomics.store(shared, 0, FAILED);
+      this.#failure = errorMessage(error);
+    });
+    this.#inFlight = { shared, reply, pendingBytes, kind, holdAsked: false };
+    // When the loop is free, the reply settles it without waiting for the next commit.
+    void reply.then(() => this.#schedule(Date.now()));
+  }
+
+  /**
+   * The worker's first pass caught up and it waits (HOLD_WAIT_MS at most) for the app's writes to be
+   * held: take the write lock (writes queue behind it), say so, and give it back once the worker is done.
+   */
+  #holdWrites(inFlight: InFlight): void {
+    const { shared } = inFlight;
+    const lock = this.#stopped ? undefined : this.#writeLock();
+    if (!lock) {
+      if (Atomics.compareExchange(shared, 0, READY, ABANDONED) === READY) Atomics.notify(shared, 0);
+      return;
+    }
+    void lock.acquire().then((release) => {
+      if (Atomics.compareExchange(shared, 0, READY, HELD) !== READY) return release(); // the worker stopped waiting
+      Atomics.notify(shared, 0);
+      this.heldWrites++;
+      const done = waitAsync(shared, 0, HELD); // until the worker writes DONE (or the reply says it failed)
+      void Promise.race([done.async ? done.value : Promise.resolve(), inFlight.reply]).then(release);
+    });
+  }
+
+  /** A finished checkpoint (as the worker wrote it into shared memory): log it, decide when to look again. */
+  #settle(now: number): void {
+    const inFlight = this.#inFlight;
+    if (!inFlight) return;
+    const state = Atomics.load(inFlight.shared, 0);
+    if (state === READY && !inFlight.holdAsked) {
+      inFlight.holdAsked = true;
+      this.#holdWrites(inFlight);
+    }
+    if (state !== DONE && state !== FAILED) return;
+    this.#inFlight = undefined;
+    const result =
+      state === DONE
+        ? { busy: inFlight.shared[1] !== 0, walFrames: inFlight.shared[2]!, checkpointedFrames: inFlight.shared[3]! }
+        : new Error(this.#failure ?? 'the checkpoint worker failed');
+    this.#failure = undefined;
+    const outcome = checkpointOutcome(result);
+    this.#failuresInARow = outcome === 'failed' ? this.#failuresInARow + 1 : 0;
+    this.#retryAt = nextCheckAt(outcome, now, this.#failuresInARow);
+    // A held pass whose WAL still cannot restart (a reader on an old frame): not again at once.
+    if (inFlight.kind === 'hold-writes') this.#retryAt = Math.max(this.#retryAt, now + PARTIAL_RETRY_MS);
+    if (result instanceof Error) {
+      this.#log.warn({ pendingBytes: inFlight.pendingBytes, retryInMs: this.#retryAt - now, error: result.message }, 'WAL checkpoint failed, will retry after later commits');
+    } else {
+      this.#log.info({ pendingBytes: inFlight.pendingBytes, kind: inFlight.kind, ...result, outcome }, 'WAL checkpointed (it held more than its bound)');
+    }
+  }
+
+  /** What the WAL holds unfolded (its index header), else the WAL file's size (an upper bound). Synchronous: see RUNNING. */
+  #pendingBytes(): number {
+    if (this.#shm === undefined) {
+      try {
+        this.#shm = openSync(`${this.#dbPath}-shm`, 'r'); // kept open: see closeFiles
+      } catch {
+        // Not there yet (or unreadable): the WAL file's size this time, another try at the next check.
+      }
+    }
+    if (typeof this.#shm === 'number') {
+      const read = readSync(this.#shm, this.#header, 0, this.#header.length, 0);
+      const pending = pendingWalBytes(this.#header.subarray(0, read), LITTLE_ENDIAN);
+      if (pending !== null) return pending;
+    }
+    return walFileBytes(this.#dbPath);
+  }
+}
+
+function walFileBytes(dbPath: string): number {
+  try {
+    return statSync(`${dbPath}-wal`).size;
+  } catch {
+    return 0; // no WAL file (yet): nothing to fold
+  }
+}
+
+const LITTLE_ENDIAN = endianness() === 'LE';
+
+/** Atomics.waitAsync (Node 16+; not in TypeScript's ES2022 lib). */
+const waitAsync = (Atomics as unknown as { waitAsync(array: Int32Array, index: number, value: number): { async: boolean; value: Promise<string> | string } }).waitAsync.bind(Atomics);

@@ -1,0 +1,270 @@
+/**
+ * Checkpoints leave the app's thread (issue 13). SQLite's automatic checkpoint ran inside one of the
+ * app's commits (a 140-295 ms write stall during a 1M-row snapshot). Now: `wal_autocheckpoint=0` on
+ * every connection the writer's pool may hand a write, the snapshot's worker folds the WAL after its
+ * read, and a checkpointer folds it in a worker whenever it passes its bound, store or no store.
+ *
+ * Real components: real libSQL files, the real directory store, the real worker thread. What SQLite
+ * did is read from the WAL index (the -shm file's header: frames in the WAL, frames folded into the
+ * file; https://www.sqlite.org/walformat.html), which reading does not change.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { endianness } from 'node:os';
+import { createClient } from '@libsql/client';
+import { directoryStore, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
+import type { SyncLogger } from '../../src/log.ts';
+import { CountingClient } from '../../src/client/counting-client.ts';
+import { Checkpointer, WAL_CHECKPOINT_BYTES, writerConnectionSetup } from '../../src/sync/checkpointer.ts';
+import { notes, open, tempDir } from '../helpers/fixtures.ts';
+
+const MiB = 1024 * 1024;
+/** SQLite's default wal_autocheckpoint, in pages: a connection with the default folds the WAL past it. */
+const SQLITE_AUTOCHECKPOINT_PAGES = 1000;
+
+/**
+ * The WAL index header: `walFrames` (mxFrame) frames in the WAL, `backfilled` (nBackfill) of them folded
+ * into the file. (Reading opens and closes the -shm file, which drops this process's POSIX locks on it;
+ * harmless here, where no other process uses these files: the library keeps its descriptor open.)
+ */
+async function walIndex(dbPath: string): Promise<{ walFrames: number; backfilled: number }> {
+  for (;;) {
+    const shm = await readFile(`${dbPath}-shm`);
+    // Two copies of the header (bytes 0-47, 48-95): equal unless a writer was mid-update; read again then.
+    if (!shm.subarray(0, 48).equals(shm.subarray(48, 96))) continue;
+    const u32 = (offset: number) => (endianness() === 'LE' ? shm.readUInt32LE(offset) : shm.readUInt32BE(offset));
+    return { walFrames: u32(16), backfilled: u32(96) };
+  }
+}
+
+async function walBytes(dbPath: string): Promise<number> {
+  return stat(`${dbPath}-wal`).then((s) => s.size, () => 0);
+}
+
+/** A row that fills ~`bytes` of pages (random hex: no page is shared with another row). */
+function body(bytes: number): string {
+  return randomBytes(bytes / 2).toString('hex');
+}
+
+test('the writer: every pooled connection has wal_autocheckpoint 0 (also after reads opened more), synchronous NORMAL, journal_size_limit = the bound', async (t) => {
+  const dir = await tempDir('wal-pragmas');
+  t.after(() => dir.cleanup());
+  const db = await open(join(dir.path, 'app.db'), directoryStore({ dir: join(dir.path, 'store') }), { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000 } });
+  t.after(() => db.$sync.close().catch(() => undefined));
+  const client = db.$client;
+  // Overlapping reads make the pool open connections of its own (the pool hands the last released one
+  // to the next call: before issue 13 the next write landed on one of those, with SQLite's defaults).
+  await Promise.all(Array.from({ length: 30 }, () => client.execute('SELECT count(*) FROM notes')));
+  const tx = await client.transaction('write');
+  await tx.execute({ sql: 'INSERT INTO notes (body) VALUES (?)', args: ['in a transaction'] });
+  await Promise.all(Array.from({ length: 5 }, () => client.execute('SELECT count(*) FROM notes'))); // beside the open transaction
+  await tx.commit();
+  for (const [pragma, expected] of [['wal_autocheckpoint', 0], ['synchronous', 1], ['journal_size_limit', WAL_CHECKPOINT_BYTES]] as const) {
+    // As many at once as the pool holds (and more): every connection answers.
+    const answers = await Promise.all(Array.from({ length: 25 }, () => client.execute(`PRAGMA ${pragma}`)));
+    assert.deepEqual(new Set(answers.map((r) => Number(r.rows[0]![0]))), new Set([expected]), `PRAGMA ${pragma} on every connection`);
+  }
+});
+
+test('the app never checkpoints (the WAL passes 1000 pages unfolded); the snapshot folds every frame, in its worker', async (t) => {
+  const dir = await tempDir('wal-snapshot');
+  t.after(() => dir.cleanup());
+  const dbPath = join(dir.path, 'app.db');
+  const db = await open(dbPath, directoryStore({ dir: join(dir.path, 'store') }), { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000 } });
+  t.after(() => db.$sync.close().catch(() => undefined));
+  await db.$sync.flush(); // folds the WAL: the first commit below restarts it (frames count from 0 again)
+  // ~6 pages per commit: well past SQLite's autocheckpoint mark, still far below the checkpointer's bound.
+  for (let i = 0; i < 300; i++) await db.insert(notes).values({ body: body(20_000) });
+  const written = await walIndex(dbPath);
+  assert.ok(written.walFrames > SQLITE_AUTOCHECKPOINT_PAGES, `wrote ${written.walFrames} frames`);
+  assert.equal(written.backfilled, 0, `no automatic checkpoint ran in any of the app's commits (${written.backfilled} of ${written.walFrames} frames folded)`);
+  assert.ok(await walBytes(dbPath) < WAL_CHECKPOINT_BYTES);
+
+  await db.$sync.flush();
+  const after = await walIndex(dbPath);
+  assert.equal(after.walFrames, written.walFrames, 'no write since');
+  assert.equal(after.backfilled, after.walFrames, 'the snapshot folded every frame into the file');
+  // The next commit restarts the WAL from its start (possible only after a complete checkpoint).
+  await db.insert(notes).values({ body: 'after the snapshot' });
+  assert.ok((await walIndex(dbPath)).walFrames < 10, 'the WAL restarted');
+});
+
+test('store down: the WAL is folded (in the worker) each time it holds more than the bound (64 MiB), and its file cut back to it; nothing reaches the store', async (t) => {
+  const dir = await tempDir('wal-store-down');
+  t.after(() => dir.cleanup());
+  const dbPath = join(dir.path, 'app.db');
+  const inner = directoryStore({ dir: join(dir.path, 'store') });
+  let down = false;
+  const refuse = () => Promise.reject(new SyncError('STORE_UNREACHABLE', 'injected: store down', { transient: true }));
+  const store: SnapshotStore = {
+    ...inner,
+    list: (prefix) => (down ? refuse() : inner.list(prefix)),
+    readSmall: (key) => (down ? refuse() : inner.readSmall(key)),
+    uploadBuffer: (key, b) => (down ? refuse() : inner.uploadBuffer(key, b)),
+    uploadFile: (key, path, metadata) => (down ? refuse() : inner.uploadFile(key, path, metadata)),
+  };
+  const checkpointed: Array<{ pendingBytes: number; outcome: string }> = [];
+  let onCheckpoint = () => {};
+  const log: SyncLogger = {
+    info(fields, message) {
+      if (message?.startsWith('WAL checkpointed')) {
+        checkpointed.push(fields as { pendingBytes: number; outcome: string });
+        onCheckpoint();
+      }
+    },
+    warn() {},
+    error() {},
+  };
+  const db = await open(dbPath, store, { log, snapshot: { debounceMs: 10, retryBaseMs: 50, retryMaxMs: 200 }, retry: { retries: 0, minTimeoutMs: 1, maxTimeoutMs: 1 } });
+  t.after(() => db.$sync.close().catch(() => undefined));
+  await db.$sync.flush();
+  down = true;
+  const ROW = 256 * 1024; // ~65 pages per commit
+  const commitBytes = 70 * (4096 + 24); // one commit's frames, with room for the b-tree pages it touches
+  let maxWal = 0;
+  for (let cycle = 1; cycle <= 2; cycle++) {
+    const folded = new Promise<void>((resolve) => (onCheckpoint = resolve));
+    // Write until the WAL passes the bound, then stop: the checkpointer looks after the last commit by itself.
+    for (let commits = 0; (await walBytes(dbPath)) <= WAL_CHECKPOINT_BYTES; commits++) {
+      // 2x the bound in rows: a WAL that never passes the bound means someone else folds it (the app's own commits?).
+      assert.ok(commits < (2 * WAL_CHECKPOINT_BYTES) / ROW, `cycle ${cycle}: ${commits} commits of ${ROW / 1024} KiB and the WAL file is still ${((await walBytes(dbPath)) / MiB).toFixed(1)} MiB`);
+      await db.insert(notes).values({ body: body(ROW) });
+      maxWal = Math.max(maxWal, await walBytes(dbPath));
+    }
+    await Promise.race([folded, new Promise((_, reject) => setTimeout(() => reject(new Error(`cycle ${cycle}: no checkpoint within 20 s of the WAL passing its bound`)), 20_000).unref())]);
+    assert.equal(checkpointed.at(-1)?.outcome, 'complete');
+    await db.insert(notes).values({ body: body(ROW) });
+    const wal = await walBytes(dbPath);
+    assert.ok(wal <= WAL_CHECKPOINT_BYTES, `cycle ${cycle}: the next commit restarted the WAL and cut its file back to the bound (${(wal / MiB).toFixed(1)} MiB)`);
+  }
+  assert.ok(maxWal <= WAL_CHECKPOINT_BYTES + commitBytes, `the WAL stayed within the bound + one commit (max ${(maxWal / MiB).toFixed(1)} MiB)`);
+  const status = db.$sync.status();
+  assert.equal(status.snapshotsOk, 1, 'only the snapshot before the store went down');
+  assert.ok(status.snapshotsFailed >= 1, 'snapshots were attempted and failed meanwhile');
+  assert.equal(checkpointed.length, 2);
+  down = false; // close() lands the commits
+});
+
+test('checkpointer over the counting client (small bound, a check after every commit): the WAL never exceeds the bound + one commit; without a bound it grows past it', async (t) => {
+  const dir = await tempDir('wal-bound');
+  t.after(() => dir.cleanup());
+  const BOUND = 1 * MiB;
+  const ROW = 64 * 1024; // ~17 pages per commit
+  const COMMITS = 120; // ~8 MiB of WAL in all
+  const silent: SyncLogger = { info() {}, warn() {}, error() {} };
+
+  async function run(name: string, boundBytes: number): Promise<{ maxWal: number; checkpoints: number; maxCommitBytes: number }> {
+    const dbPath = join(dir.path, `${name}.db`);
+    const inner = createClient({ url: pathToFileURL(dbPath).href });
+    await inner.execute('PRAGMA journal_mode=WAL');
+    await inner.executeMultiple(writerConnectionSetup('PRAGMA synchronous=NORMAL', BOUND));
+    await inner.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)');
+    const checkpointer = new Checkpointer({ dbPath, log: silent, boundBytes, minCheckIntervalMs: 0 });
+    const client = new CountingClient(inner, { admitWrite() {}, beforeWrite() {}, committed: () => checkpointer.noteCommit() });
+    let maxWal = 0;
+    let maxCommitBytes = 0;
+    try {
+      for (let i = 0; i < COMMITS; i++) {
+        const { walFrames: framesBefore } = await walIndex(dbPath);
+        await client.execute({ sql: 'INSERT INTO t (v) VALUES (?)', args: [body(ROW)] });
+        const { walFrames: framesAfter } = await walIndex(dbPath);
+        if (framesAfter > framesBefore) maxCommitBytes = Math.max(maxCommitBytes, (framesAfter - framesBefore) * (4096 + 24));
+        maxWal = Math.max(maxWal, await walBytes(dbPath));
+        await checkpointer.idle();
+      }
+      await checkpointer.stop();
+      return { maxWal, checkpoints: checkpointer.checkpoints, maxCommitBytes };
+    } finally {
+      inner.close();
+      checkpointer.closeFiles();
+    }
+  }
+
+  const bounded = await run('bounded', BOUND);
+  assert.ok(bounded.checkpoints >= 3, `checkpointed ${bounded.checkpoints} times`);
+  assert.ok(bounded.maxWal <= BOUND + bounded.maxCommitBytes, `max WAL ${(bounded.maxWal / MiB).toFixed(2)} MiB, bound ${BOUND / MiB} MiB + one commit ${(bounded.maxCommitBytes / MiB).toFixed(2)} MiB`);
+  // Mutation check built in: the same writes with no bound (the app never checkpoints) grow the WAL past it.
+  const unbounded = await run('unbounded', Number.POSITIVE_INFINITY);
+  assert.equal(unbounded.checkpoints, 0);
+  assert.ok(unbounded.maxWal > 3 * BOUND, `without a bound the WAL grew to ${(unbounded.maxWal / MiB).toFixed(2)} MiB`);
+});
+
+test('a writer that never yields to the event loop (a bulk import, bench/) still gets its WAL folded: the check and the checkpoint result are read synchronously on commits', async (t) => {
+  const dir = await tempDir('wal-tight');
+  t.after(() => dir.cleanup());
+  const dbPath = join(dir.path, 'tight.db');
+  const inner = createClient({ url: pathToFileURL(dbPath).href });
+  await inner.execute('PRAGMA journal_mode=WAL');
+  await inner.executeMultiple(writerConnectionSetup('PRAGMA synchronous=NORMAL', 1 * MiB));
+  await inner.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)');
+  const checkpointer = new Checkpointer({ dbPath, log: { info() {}, warn() {}, error() {} }, boundBytes: 1 * MiB, minCheckIntervalMs: 0 });
+  t.after(async () => {
+    await checkpointer.stop();
+    inner.close();
+    checkpointer.closeFiles();
+  });
+  const client = new CountingClient(inner, { admitWrite() {}, beforeWrite() {}, committed: () => checkpointer.noteCommit() });
+  let loopTurned = false;
+  setImmediate(() => (loopTurned = true)); // runs at the first turn of the event loop
+  const deadline = Date.now() + 30_000;
+  const row = body(64 * 1024);
+  // Settled promises only: no timer, I/O callback or worker message is delivered until this loop ends.
+  while (checkpointer.checkpoints < 3 && Date.now() < deadline) await client.execute({ sql: 'INSERT INTO t (v) VALUES (?)', args: [row] });
+  assert.equal(loopTurned, false, 'the loop never yielded to the event loop');
+  assert.ok(checkpointer.checkpoints >= 3, `checkpoints started while the loop ran: ${checkpointer.checkpoints}`);
+  const { walFrames, backfilled } = await walIndex(dbPath);
+  assert.ok(backfilled > 0, `frames were folded while the loop ran (${backfilled} of ${walFrames})`);
+});
+
+test('a writer that never pauses: past 16x the bound, one short pass with its writes held lets the WAL restart (without it the file only grows)', async (t) => {
+  const dir = await tempDir('wal-hold');
+  t.after(() => dir.cleanup());
+  const BOUND = 1 * MiB;
+
+  /** Writes 2 KiB rows back to back until the WAL restarted twice, its file reached `capBytes`, or 20 s passed. */
+  async function run(name: string, holdWrites: boolean, capBytes: number): Promise<{ restarts: number; heldWrites: number; maxWal: number }> {
+    const dbPath = join(dir.path, `${name}.db`);
+    const inner = createClient({ url: pathToFileURL(dbPath).href });
+    await inner.execute('PRAGMA journal_mode=WAL');
+    await inner.executeMultiple(writerConnectionSetup('PRAGMA synchronous=NORMAL', BOUND));
+    await inner.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)');
+    let client: CountingClient | undefined;
+    const checkpointer = new Checkpointer({ dbPath, log: { info() {}, warn() {}, error() {} }, boundBytes: BOUND, minCheckIntervalMs: 0, writeLock: () => (holdWrites ? client?.writeLock : undefined) });
+    client = new CountingClient(inner, { admitWrite() {}, beforeWrite() {}, committed: () => checkpointer.noteCommit() });
+    const frames = () => readFileSync(`${dbPath}-shm`).readUInt32LE(16); // synchronous: the loop must not pause
+    const row = body(2 * 1024);
+    let restarts = 0;
+    let maxWal = 0;
+    try {
+      const deadline = Date.now() + 20_000;
+      let last = 0;
+      while (restarts < 2 && maxWal < capBytes && Date.now() < deadline) {
+        await client.execute({ sql: 'INSERT INTO t (v) VALUES (?)', args: [row] });
+        const now = frames();
+        if (now < last) restarts++;
+        last = now;
+        maxWal = Math.max(maxWal, statSync(`${dbPath}-wal`).size);
+      }
+      return { restarts, heldWrites: checkpointer.heldWrites, maxWal };
+    } finally {
+      await checkpointer.stop();
+      inner.close();
+      checkpointer.closeFiles();
+    }
+  }
+
+  // The first checkpoints start a worker thread each (slow under tsx): the file overshoots meanwhile.
+  const held = await run('held', true, Number.POSITIVE_INFINITY);
+  assert.ok(held.heldWrites >= 1, `writes were held ${held.heldWrites} times`);
+  assert.equal(held.restarts, 2, `the WAL restarted while the writer never paused (file at most ${(held.maxWal / MiB).toFixed(1)} MiB)`);
+  // The same writer with no way to hold writes: checkpoints run, the WAL never restarts, the file only grows.
+  const free = await run('free', false, Math.max(128 * BOUND, 2 * held.maxWal));
+  assert.equal(free.heldWrites, 0);
+  assert.equal(free.restarts, 0, 'without held writes the WAL never restarts under a writer that never pauses');
+  assert.ok(free.maxWal > held.maxWal, `${(free.maxWal / MiB).toFixed(1)} MiB vs ${(held.maxWal / MiB).toFixed(1)} MiB`);
+});

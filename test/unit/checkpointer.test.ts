@@ -1,0 +1,97 @@
+/** The checkpointer's decisions (pure): when to look at the WAL, when to fold it, when to look again. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { HOLD_WRITES_FACTOR, checkpointKind, checkpointOutcome, nextCheckAt, pendingWalBytes, walCheckAt, walNeedsCheckpoint, writerConnectionSetup, WAL_CHECKPOINT_BYTES, type WalCheckState } from '../../src/sync/checkpointer.ts';
+
+const base: WalCheckState = { busy: false, stopped: false, committedSinceCheck: true, lastCheckAt: 9_000, retryAt: 0, minIntervalMs: 100 };
+
+test('walCheckAt: only after a commit, one check at a time, one per interval, none before a retry time, none once stopped', () => {
+  const table: Array<[string, Partial<WalCheckState>, number | null]> = [
+    ['a commit, last check long ago: due since its interval ended', {}, 9_100],
+    ['never checked: due at once', { lastCheckAt: Number.NEGATIVE_INFINITY }, 0],
+    ['no commit since the last check: nothing grew', { committedSinceCheck: false }, null],
+    ['a check or checkpoint in flight: looked at again when it settles', { busy: true }, null],
+    ['stopped (closing)', { stopped: true }, null],
+    ['checked at 9 950: not before 10 050', { lastCheckAt: 9_950 }, 10_050],
+    ['backing off after a failure: the retry time wins', { retryAt: 20_000 }, 20_000],
+    ['interval 0 (tests): at once', { lastCheckAt: 10_000, minIntervalMs: 0 }, 10_000],
+  ];
+  for (const [name, patch, expected] of table) assert.equal(walCheckAt({ ...base, ...patch }), expected, name);
+});
+
+test('pendingWalBytes: frames not yet folded (mxFrame - nBackfill) x (page + frame header), from the WAL index header; null when torn or uninitialised', () => {
+  const header = (pageField: number, mxFrame: number, nBackfill: number, le = true) => {
+    const h = Buffer.alloc(136);
+    const u16 = (v: number, o: number) => (le ? h.writeUInt16LE(v, o) : h.writeUInt16BE(v, o));
+    const u32 = (v: number, o: number) => (le ? h.writeUInt32LE(v, o) : h.writeUInt32BE(v, o));
+    u16(pageField, 14);
+    u32(mxFrame, 16);
+    h.copy(h, 48, 0, 48); // the second copy of the header
+    u32(nBackfill, 96);
+    return h;
+  };
+  assert.equal(pendingWalBytes(header(4096, 1000, 0), true), 1000 * 4120);
+  assert.equal(pendingWalBytes(header(4096, 1000, 400), true), 600 * 4120);
+  assert.equal(pendingWalBytes(header(4096, 1000, 1000), true), 0, 'all folded');
+  assert.equal(pendingWalBytes(header(1, 10, 0), true), 10 * (65536 + 24), 'page size 65536 is stored as 1');
+  assert.equal(pendingWalBytes(header(4096, 7, 2, false), false), 5 * 4120, 'big-endian machines');
+  const torn = header(4096, 1000, 0);
+  torn.writeUInt32LE(1001, 16); // a writer between the two copies
+  assert.equal(pendingWalBytes(torn, true), null);
+  assert.equal(pendingWalBytes(header(0, 0, 0), true), null, 'not initialised');
+  assert.equal(pendingWalBytes(Buffer.alloc(10), true), null, 'short read');
+});
+
+test('walNeedsCheckpoint: only more pending than the bound', () => {
+  const bound = 64;
+  const table: Array<[number, boolean]> = [
+    [0, false],
+    [63, false],
+    [64, false],
+    [65, true],
+    [10_000, true],
+  ];
+  for (const [walBytes, expected] of table) assert.equal(walNeedsCheckpoint(walBytes, bound), expected, `${walBytes} bytes`);
+});
+
+test('checkpointKind: passive past the bound; past 16x the bound (a writer that never lets the WAL restart) with writes held if a write lock is there', () => {
+  const bound = 64;
+  const table: Array<[string, { pendingBytes: number; fileBytes: number; canHoldWrites: boolean }, string]> = [
+    ['little pending, small file', { pendingBytes: 10, fileBytes: 64, canHoldWrites: true }, 'none'],
+    ['pending past the bound', { pendingBytes: 65, fileBytes: 100, canHoldWrites: true }, 'passive'],
+    ['file 8x the bound, nearly all folded: a snapshot or a pause will let it restart', { pendingBytes: 1, fileBytes: 8 * 64 + 1, canHoldWrites: true }, 'none'],
+    ['file past 16x the bound, nearly all folded', { pendingBytes: 1, fileBytes: 16 * 64 + 1, canHoldWrites: true }, 'hold-writes'],
+    ['file exactly 16x the bound', { pendingBytes: 1, fileBytes: 16 * 64, canHoldWrites: true }, 'none'],
+    ['file past 16x the bound, no write lock (no client yet)', { pendingBytes: 1, fileBytes: 5000, canHoldWrites: false }, 'none'],
+    ['file past 16x the bound, much pending, no write lock', { pendingBytes: 100, fileBytes: 5000, canHoldWrites: false }, 'passive'],
+  ];
+  assert.equal(HOLD_WRITES_FACTOR, 16);
+  for (const [name, w, expected] of table) assert.equal(checkpointKind({ ...w, boundBytes: bound }), expected, name);
+});
+
+test('checkpointOutcome and nextCheckAt: complete looks again at once, partial (a reader or another checkpoint) in 1 s, failures back off to 60 s', () => {
+  assert.equal(checkpointOutcome({ busy: false, walFrames: 100, checkpointedFrames: 100 }), 'complete');
+  assert.equal(checkpointOutcome({ busy: false, walFrames: 0, checkpointedFrames: 0 }), 'complete');
+  assert.equal(checkpointOutcome({ busy: false, walFrames: 100, checkpointedFrames: 40 }), 'partial');
+  assert.equal(checkpointOutcome({ busy: true, walFrames: -1, checkpointedFrames: -1 }), 'partial');
+  assert.equal(checkpointOutcome(new Error('disk I/O error')), 'failed');
+  const now = 1_000_000;
+  const table: Array<[Parameters<typeof nextCheckAt>[0], number, number]> = [
+    ['complete', 0, 0],
+    ['partial', 0, now + 1_000],
+    ['failed', 1, now + 1_000],
+    ['failed', 2, now + 2_000],
+    ['failed', 5, now + 16_000],
+    ['failed', 7, now + 60_000],
+    ['failed', 30, now + 60_000],
+  ];
+  for (const [outcome, failures, expected] of table) assert.equal(nextCheckAt(outcome, now, failures), expected, `${outcome} x${failures}`);
+});
+
+test('writerConnectionSetup: synchronous per the option, no automatic checkpoints, the WAL truncated back to the bound', () => {
+  assert.equal(
+    writerConnectionSetup('PRAGMA synchronous=NORMAL'),
+    `PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=${WAL_CHECKPOINT_BYTES}`,
+  );
+  assert.equal(WAL_CHECKPOINT_BYTES, 64 * 1024 * 1024);
+});
