@@ -37,9 +37,9 @@ export interface AzureResult {
   dbBytes: number;
   snapshots: (Timed & { workerMs: number; bytes: number; compressedBytes: number })[];
   /**
-   * Raw SDK transfers. sameBlobs = the blobs the restore downloads (the latest snapshot's distinct chunks,
-   * or its one lz4 file), `concurrency` at a time with BlobClient.downloadToBuffer, bytes discarded (kept
-   * in memory until the request ends, never written); uploads = the same bodies uploaded the same way
+   * Raw SDK transfers. sameBlobs = the blobs the restore downloads (the latest snapshot's chunk index and
+   * distinct chunks, or its one lz4 file), `concurrency` at a time, one BlobClient.download(0) each, the
+   * body read into memory and discarded (never written); uploads = the same bodies uploaded the same way
    * (compared with the first flush, the one that uploads every chunk). dbFile = BlockBlobClient
    * uploadFile / downloadToFile (SDK defaults) of the plain database file.
    */
@@ -107,7 +107,12 @@ export async function runAzure(
     // Downloads of the very blobs the restore reads; the upload baseline re-uploads them under rawPrefix.
     let bodies: Buffer[] = [];
     const [, down] = await timed(async () => {
-      bodies = await inParallel(names, RAW_CONCURRENCY, (name) => container.getBlobClient(name).downloadToBuffer());
+      bodies = await inParallel(names, RAW_CONCURRENCY, async (name) => {
+        // One GET per blob, as the restore does (downloadToBuffer would first ask for the blob's properties).
+        const parts: Buffer[] = [];
+        for await (const part of (await container.getBlobClient(name).download(0)).readableStreamBody ?? []) parts.push(part as Buffer);
+        return Buffer.concat(parts);
+      });
     });
     raw.sameBlobs.downloads.push(down);
     raw.sameBlobs.bytes = bodies.reduce((a, b) => a + b.length, 0);
