@@ -113,7 +113,7 @@ function sourceLine(files: readonly Run[]): string {
 function checkTable(items: readonly { file: Run; checks: Check[] }[]): string {
   const mixed = new Set(items.map((x) => x.file.name)).size > 1;
   const rows = items.flatMap((x) => x.checks.map((c) => [c.name, c.size, c.value, c.target, c.pass ? 'PASS' : 'FAIL', ...(mixed ? [x.file.commit] : [])]));
-  return markdownTable(['check', 'size', 'value', 'target', 'result', ...(mixed ? ['commit'] : [])], rows, ['l', 'l', 'r', 'r', 'l', 'l']);
+  return markdownTable(['check', 'size', 'value', 'target', 'result', ...(mixed ? ['commit'] : [])], rows, ['l', 'l', 'r', 'r', 'l', ...(mixed ? ['l' as const] : [])]);
 }
 
 const med = (runs: readonly ColdStartRun[], key: keyof ColdStartRun = 'wallMs') => median(runs.map((r) => Number(r[key])));
