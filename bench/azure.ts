@@ -1,7 +1,9 @@
 /**
- * Phase 4: snapshot and restore against a real Azurite, next to the raw SDK (BlockBlobClient
- * uploadFile / downloadToFile of the database file, the "just copy the file" baseline), plus the
- * commit-to-durable latency after a burst of writes.
+ * Phase 4: snapshot and restore against a real Azurite, next to the raw SDK: the same blobs our restore
+ * downloads (a chunked snapshot: every distinct chunk its index references, RAW_CONCURRENCY at a time,
+ * as the restore fetches them; a full snapshot: its one lz4 blob), and the plain database file
+ * (uploadFile / downloadToFile, the "just copy the file" baseline); plus the commit-to-durable latency
+ * after a burst of writes.
  */
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -16,18 +18,32 @@ import { median } from './stats.ts';
 import { runUnderSnapshot, writer, type SnapshotLoadResult } from './writes.ts';
 
 export const TRANSFER_RATIO_TARGET = 1.3;
+/** Parallel requests of the raw baseline: the restore's own (CHUNK_CONCURRENCY in src/sync/restore.ts). */
+export const RAW_CONCURRENCY = 8;
 export const DURABLE_SLACK_MS = 1_000;
 
 export interface Timed { wallMs: number; cpuMs: number }
+
+export interface RawTransfer {
+  bytes: number;
+  /** Objects moved per transfer (1 for a file). */
+  blobs: number;
+  concurrency: number;
+  uploads: Timed[];
+  downloads: Timed[];
+}
 
 export interface AzureResult {
   dbBytes: number;
   snapshots: (Timed & { workerMs: number; bytes: number; compressedBytes: number })[];
   /**
-   * Raw SDK transfers (BlockBlobClient.uploadFile / downloadToFile, default options) of the same bytes
-   * ours moves (its lz4 snapshot) and of the plain database file (the "just copy the file" approach).
+   * Raw SDK transfers. sameBlobs = the blobs the restore downloads (the latest snapshot's chunk index and
+   * distinct chunks, or its one lz4 file), `concurrency` at a time, one BlobClient.download(0) each, the
+   * body read into memory and discarded (never written); uploads = the same bodies uploaded the same way
+   * (compared with the first flush, the one that uploads every chunk). dbFile = BlockBlobClient
+   * uploadFile / downloadToFile (SDK defaults) of the plain database file.
    */
-  raw: Record<'snapshotFile' | 'dbFile', { bytes: number; uploads: Timed[]; downloads: Timed[] }>;
+  raw: { sameBlobs: RawTransfer; dbFile: RawTransfer };
   /** downloadMs / verifyMs: the library's own split (download; worker: decompress, sha256, quick_check). */
   restores: (Timed & { hydrateMs: number; firstQueryMs: number; downloadMs: number; verifyMs: number })[];
   /** Sum of the blob sizes under our prefix after the run (retained snapshots + manifest). */
@@ -75,23 +91,38 @@ export async function runAzure(
   await db.$sync.close();
 
   const container = BlobServiceClient.fromConnectionString(connectionString).getContainerClient('bench');
-  const manifest = JSON.parse((await container.getBlobClient(`${prefix}/manifest.json`).downloadToBuffer()).toString('utf8')) as { snapshots: { key: string }[] };
-  const snapshotFile = join(work, 'snapshot.lz4');
-  await container.getBlobClient(`${prefix}/${manifest.snapshots[0]!.key}`).downloadToFile(snapshotFile);
-  const files = { snapshotFile, dbFile: dataset.path } as const;
+  const manifest = JSON.parse((await container.getBlobClient(`${prefix}/manifest.json`).downloadToBuffer()).toString('utf8')) as { snapshots: { key: string; kind?: 'full' | 'chunks' }[] };
+  const latest = manifest.snapshots[0]!;
+  // What the restore of the latest snapshot downloads: its chunk index, then every distinct chunk (or the one file).
+  const names = latest.kind === 'chunks'
+    ? [`${prefix}/${latest.key}`, ...new Set((JSON.parse((await container.getBlobClient(`${prefix}/${latest.key}`).downloadToBuffer()).toString('utf8')) as { chunks: string[] }).chunks.map((a) => `${prefix}/chunks/${a}`))]
+    : [`${prefix}/${latest.key}`];
+  const rawPrefix = `raw-${label}-${process.pid}`;
   const raw: AzureResult['raw'] = {
-    snapshotFile: { bytes: (await stat(snapshotFile)).size, uploads: [], downloads: [] },
-    dbFile: { bytes: (await stat(dataset.path)).size, uploads: [], downloads: [] },
+    sameBlobs: { bytes: 0, blobs: names.length, concurrency: RAW_CONCURRENCY, uploads: [], downloads: [] },
+    dbFile: { bytes: (await stat(dataset.path)).size, blobs: 1, concurrency: 1, uploads: [], downloads: [] },
   };
   const restores: AzureResult['restores'] = [];
   for (let r = 0; r < o.reps; r++) {
-    for (const kind of ['snapshotFile', 'dbFile'] as const) {
-      const blob = container.getBlockBlobClient(`raw-${label}-${process.pid}/${kind}`);
-      raw[kind].uploads.push((await timed(() => blob.uploadFile(files[kind])))[1]);
-      const dl = join(work, `raw-download-${kind}`);
-      raw[kind].downloads.push((await timed(() => blob.downloadToFile(dl)))[1]);
-      await rm(dl, { force: true });
-    }
+    // Downloads of the very blobs the restore reads; the upload baseline re-uploads them under rawPrefix.
+    let bodies: Buffer[] = [];
+    const [, down] = await timed(async () => {
+      bodies = await inParallel(names, RAW_CONCURRENCY, async (name) => {
+        // One GET per blob, as the restore does (downloadToBuffer would first ask for the blob's properties).
+        const parts: Buffer[] = [];
+        for await (const part of (await container.getBlobClient(name).download(0)).readableStreamBody ?? []) parts.push(part as Buffer);
+        return Buffer.concat(parts);
+      });
+    });
+    raw.sameBlobs.downloads.push(down);
+    raw.sameBlobs.bytes = bodies.reduce((a, b) => a + b.length, 0);
+    raw.sameBlobs.uploads.push((await timed(() => inParallel(bodies.map((b, i) => [i, b] as const), RAW_CONCURRENCY, ([i, b]) => container.getBlockBlobClient(`${rawPrefix}/same/${i}`).upload(b, b.length))))[1]);
+    bodies = [];
+    const blob = container.getBlockBlobClient(`${rawPrefix}/dbFile`);
+    raw.dbFile.uploads.push((await timed(() => blob.uploadFile(dataset.path)))[1]);
+    const dl = join(work, 'raw-download-dbFile');
+    raw.dbFile.downloads.push((await timed(() => blob.downloadToFile(dl)))[1]);
+    await rm(dl, { force: true });
 
     const dir = join(work, `restore-${r}`);
     await rm(dir, { recursive: true, force: true });
@@ -113,7 +144,7 @@ export async function runAzure(
   let storedBytes = 0;
   for await (const blob of container.listBlobsFlat({ prefix: `${prefix}/` })) storedBytes += blob.properties.contentLength ?? 0;
   await deletePrefix(container, `${prefix}/`); // Azurite keeps blobs in memory
-  await deletePrefix(container, `raw-${label}-${process.pid}/`);
+  await deletePrefix(container, `${rawPrefix}/`);
   return { dbBytes: (await stat(dataset.path)).size, snapshots, raw, restores, storedBytes, underLoad, workerStartupMs: await workerStartupMs() };
 }
 
@@ -171,8 +202,21 @@ async function workerStartupMs(): Promise<number> {
   return median(xs);
 }
 
+/** Maps `items` through `fn`, at most `concurrency` at a time, results in input order. */
+export async function inParallel<T, R>(items: readonly T[], concurrency: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, lane));
+  return out;
+}
+
 export async function deletePrefix(container: ContainerClient, prefix: string): Promise<void> {
-  for await (const blob of container.listBlobsFlat({ prefix })) await container.deleteBlob(blob.name);
+  const names: string[] = [];
+  for await (const blob of container.listBlobsFlat({ prefix })) names.push(blob.name);
+  await inParallel(names, 16, (name) => container.deleteBlob(name));
 }
 
 export const med = (xs: Timed[], key: keyof Timed = 'wallMs'): number => median(xs.map((x) => x[key]));

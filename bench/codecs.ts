@@ -10,7 +10,7 @@
  * compressFile/decompressFile sync their lz4 output but not gzip/none, so timing the calls alone
  * would penalise lz4 for durability the others skip. Codec times also include sha256 of the raw bytes.
  */
-import { fork } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync, writeFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -204,7 +204,10 @@ async function main(): Promise<void> {
 
     const outDir = fileURLToPath(new URL('./results/', import.meta.url));
     await mkdir(outDir, { recursive: true });
-    const meta = { date: new Date().toISOString(), node: process.version, platform: `${process.platform}-${process.arch}` };
+    // The commit measured (bench/readme.ts refuses results that do not name theirs).
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: fileURLToPath(new URL('../', import.meta.url)), encoding: 'utf8' }).trim();
+    const srcUncommitted = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: fileURLToPath(new URL('../', import.meta.url)), encoding: 'utf8' }).trim() !== '';
+    const meta = { date: new Date().toISOString(), commit, srcUncommitted, node: process.version, platform: `${process.platform}-${process.arch}` };
     await writeFile(join(outDir, 'codecs.json'), `${JSON.stringify({ ...meta, rows, rawBytes, reps: REPS, timesIncludeFsync: true, results }, null, 2)}\n`);
   } finally {
     await rm(dir, { recursive: true, force: true });

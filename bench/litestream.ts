@@ -6,15 +6,18 @@
  * bench/results/tmp/litestream/ on first use; it is not a dependency of the project.
  */
 import { execFile, spawn } from 'node:child_process';
+import { pathToFileURL, fileURLToPath } from 'node:url';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BlobServiceClient } from '@azure/storage-blob';
 import Database from 'better-sqlite3';
-import { deletePrefix } from './azure.ts';
+import { deletePrefix, oursStore } from './azure.ts';
 import { CACHE_DIR, type Dataset } from './dataset.ts';
-import { copyDb, sleep } from './drivers.ts';
+import { copyDb, NO_AUTO_SNAPSHOT, openOurs, sleep } from './drivers.ts';
+import { LIB_KIND, LIB_URL } from './lib.ts';
+import { median } from './stats.ts';
 
 const PACKAGE = '@flydotio/litestream-linux-x64@1.0.1';
 const EXPECTED_VERSION = 'v0.3.13';
@@ -33,7 +36,87 @@ export interface LitestreamResult {
   /** restore + open + one primary-key query. */
   firstQueryMs: number;
   restoredBytes: number;
+  /** Empty disk → first query in a fresh process, ours and Litestream interleaved (absent in results made before it existed). */
+  coldStart?: ColdStart;
 }
+
+/** One fresh process, from spawn to its "first query answered" line (wallMs, the parent's clock) and its own split. */
+export interface ColdStartRun {
+  wallMs: number;
+  /** The child's performance.now() at the answer: its time since its own start (Node's boot included). */
+  sinceProcessStartMs: number;
+  /** import of the library (ours) or of @libsql/client + drizzle-orm (Litestream). */
+  importMs: number;
+  /** ours: drizzle() over the empty folder (restore + open); Litestream: the `litestream restore` child process. */
+  hydrateMs: number;
+  /** The first SELECT (Litestream: createClient + drizzle() + the SELECT). */
+  queryMs: number;
+  /** ours: VmHWM minus VmRSS after imports (VmHWM reset there), read after close(). */
+  peakRssAboveIdle?: number | null;
+}
+
+export interface ColdStart {
+  reps: number;
+  /** How ours' child ran the library: 'dist' = plain node on the compiled build (what users run). */
+  build: 'dist' | 'source';
+  ours: ColdStartRun[];
+  litestream: ColdStartRun[];
+}
+
+const COLD_START_DIR = fileURLToPath(new URL('./cold-start/', import.meta.url));
+
+/** Spawns `node script job`, timing from spawn to the child's first-query line; resolves once it exits. */
+function coldStartChild(script: string, job: object, execArgv: string[] = []): Promise<ColdStartRun> {
+  return new Promise((resolvePromise, reject) => {
+    const t0 = performance.now();
+    const child = spawn(process.execPath, [...execArgv, join(COLD_START_DIR, script), JSON.stringify(job)], { stdio: ['ignore', 'pipe', 'pipe'], cwd: COLD_START_DIR });
+    let run: ColdStartRun | undefined;
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      out += chunk;
+      for (let nl = out.indexOf('\n'); nl >= 0; nl = out.indexOf('\n')) {
+        const line = out.slice(0, nl);
+        out = out.slice(nl + 1);
+        const m = JSON.parse(line) as { event: string } & Partial<ColdStartRun>;
+        if (m.event === 'first-query') run = { wallMs: performance.now() - t0, sinceProcessStartMs: m.sinceProcessStartMs!, importMs: m.importMs!, hydrateMs: m.hydrateMs!, queryMs: m.queryMs! };
+        else if (m.event === 'closed' && run) run.peakRssAboveIdle = m.peakRssAboveIdle ?? null;
+      }
+    });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+    child.once('error', reject);
+    child.once('exit', (code) => (code === 0 && run ? resolvePromise(run) : reject(new Error(`${script} exited ${code}: ${err.trim()}`))));
+  });
+}
+
+/**
+ * Empty disk → first query in a fresh process, `reps` times each, interleaved (the order alternates):
+ * ours restores `ourPrefix` in bench/cold-start/ours.mjs, Litestream restores its replica in
+ * bench/cold-start/litestream.mjs; both into a new empty folder, the same SELECT by primary key.
+ */
+async function runColdStart(reps: number, work: string, ours: { connectionString: string; prefix: string }, ls: { bin: string; config: string; replicaDbPath: string }, probeId: string): Promise<ColdStart> {
+  const result: ColdStart = { reps, build: LIB_KIND, ours: [], litestream: [] };
+  // Plain node runs the compiled build; a source build (BENCH_LIB=source) needs tsx's loader.
+  const execArgv = LIB_KIND === 'dist' ? [] : ['--conditions=source', '--import', 'tsx'];
+  for (let r = 0; r < reps; r++) {
+    const dir = join(work, `cold-${r}`);
+    const runOurs = async () => {
+      await rm(dir, { recursive: true, force: true });
+      await mkdir(dir, { recursive: true });
+      result.ours.push(await coldStartChild('ours.mjs', { libUrl: LIB_URL, dbUrl: pathToFileURL(join(dir, 'app.db')).href, connectionString: ours.connectionString, container: 'bench', prefix: ours.prefix, probeId }, execArgv));
+    };
+    const runLs = async () => {
+      await rm(dir, { recursive: true, force: true });
+      await mkdir(dir, { recursive: true });
+      result.litestream.push(await coldStartChild('litestream.mjs', { bin: ls.bin, config: ls.config, replicaDbPath: ls.replicaDbPath, outPath: join(dir, 'app.db'), probeId }));
+    };
+    for (const step of r % 2 === 0 ? [runOurs, runLs] : [runLs, runOurs]) await step();
+    await rm(dir, { recursive: true, force: true });
+  }
+  return result;
+}
+
+export const coldStartMedian = (runs: readonly ColdStartRun[], key: keyof ColdStartRun = 'wallMs'): number => median(runs.map((r) => Number(r[key])));
 
 /** The binary, installing it on first use; throws with the reason when that is impossible here. */
 export async function ensureLitestream(): Promise<{ bin: string; version: string }> {
@@ -67,7 +150,7 @@ export function spawnTimed(bin: string, args: string[], timesFile: string) {
   return { child, result, output: () => output };
 }
 
-export async function runLitestream(bin: string, version: string, az: { connectionString: string; blobEndpoint: string; accountName: string; accountKey: string }, dataset: Dataset, work: string, label: string, probeId: string): Promise<LitestreamResult> {
+export async function runLitestream(bin: string, version: string, az: { connectionString: string; blobEndpoint: string; accountName: string; accountKey: string }, dataset: Dataset, work: string, label: string, probeId: string, o: { coldStartReps: number }): Promise<LitestreamResult> {
   const dbPath = join(work, 'litestream-live.db');
   await copyDb(dataset.path, dbPath);
   await rm(`${dbPath}-litestream`, { recursive: true, force: true });
@@ -128,6 +211,27 @@ export async function runLitestream(bin: string, version: string, az: { connecti
   }
   const firstQueryMs = performance.now() - r0;
   const restoredBytes = (await stat(outPath)).size;
+  await rm(outPath, { force: true });
+
+  // Ours needs a snapshot of the same dataset in the store: one flush of a copy, then the process is gone.
+  let coldStart: ColdStart | undefined;
+  if (o.coldStartReps > 0) {
+    const ourPrefix = `cold-${label}-${process.pid}`;
+    const ourPath = join(work, 'cold-source.db');
+    await copyDb(dataset.path, ourPath);
+    const source = await openOurs(ourPath, oursStore(az.connectionString, ourPrefix), NO_AUTO_SNAPSHOT);
+    try {
+      if (!(await source.$sync.flush())) throw new Error('the cold-start source took no snapshot');
+    } finally {
+      await source.$sync.close();
+    }
+    await rm(ourPath, { force: true });
+    try {
+      coldStart = await runColdStart(o.coldStartReps, work, { connectionString: az.connectionString, prefix: ourPrefix }, { bin, config, replicaDbPath: dbPath }, probeId);
+    } finally {
+      await deletePrefix(BlobServiceClient.fromConnectionString(az.connectionString).getContainerClient('bench'), `${ourPrefix}/`);
+    }
+  }
   await rm(`${dbPath}-litestream`, { recursive: true, force: true });
   await deletePrefix(container, `${replicaPath}/`);
   return {
@@ -140,5 +244,6 @@ export async function runLitestream(bin: string, version: string, az: { connecti
     restoreCpuMs: res.cpuMs,
     firstQueryMs,
     restoredBytes,
+    coldStart,
   };
 }

@@ -61,8 +61,8 @@ if (!Number.isFinite(delayMs) || delayMs < 0) throw new Error('--artificial-dela
 const apiSecondsArg = values['api-seconds'] === undefined ? undefined : Number(values['api-seconds']);
 if (apiSecondsArg !== undefined && !(Number.isInteger(apiSecondsArg) && apiSecondsArg >= 1)) throw new Error('--api-seconds must be a positive integer');
 const cfg = ci
-  ? { writesPerDriver: 300, flushes: 2, idleMs: 1_500, reps: 2, durabilityReps: 2, apiSeconds: 6, incrReps: 1, incrChunkSizes: [DEFAULT_CHUNK_SIZE], incrProfileChunkSizes: [DEFAULT_CHUNK_SIZE] }
-  : { writesPerDriver: 1_000, flushes: 3, idleMs: 3_000, reps: 3, durabilityReps: 3, apiSeconds: 20, incrReps: 3, incrChunkSizes: [DEFAULT_CHUNK_SIZE, 256 << 10], incrProfileChunkSizes: [64 << 10, 256 << 10, DEFAULT_CHUNK_SIZE, 4 << 20] };
+  ? { writesPerDriver: 300, flushes: 2, idleMs: 1_500, reps: 2, coldStartReps: 2, coldStartMinRows: 100_000, durabilityReps: 2, apiSeconds: 6, incrReps: 1, incrChunkSizes: [DEFAULT_CHUNK_SIZE], incrProfileChunkSizes: [DEFAULT_CHUNK_SIZE] }
+  : { writesPerDriver: 1_000, flushes: 3, idleMs: 3_000, reps: 3, coldStartReps: 3, coldStartMinRows: 0, durabilityReps: 3, apiSeconds: 20, incrReps: 3, incrChunkSizes: [DEFAULT_CHUNK_SIZE, 256 << 10], incrProfileChunkSizes: [64 << 10, 256 << 10, DEFAULT_CHUNK_SIZE, 4 << 20] };
 // 64 KiB end to end costs minutes at 1M on Azurite (~10k blob requests per whole-database upload): profiled by default, measured on request.
 const parseChunk = (s: string): number => {
   const m = /^(\d+)\s*(k|kib|m|mib)?$/i.exec(s.trim());
@@ -72,6 +72,8 @@ const parseChunk = (s: string): number => {
 if (values['incr-chunk-sizes']) cfg.incrChunkSizes = values['incr-chunk-sizes'].split(',').map(parseChunk);
 const LOAD_MIN_ROWS = 100_000;
 const apiSeconds = apiSecondsArg ?? cfg.apiSeconds;
+// --ci measures the cold start (empty disk -> first query, ours vs Litestream) at 100k only, where issue 13
+// judges it, to keep bench:ci near two minutes; the full run measures it at every size.
 
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 const started = performance.now();
@@ -158,7 +160,7 @@ try {
     }
     if (litestream && azurite) {
       log(`[${label}] litestream`);
-      s.litestream = 'error' in litestream ? litestream : await runLitestream(litestream.bin, litestream.version, azurite, dataset, work, label, ids[0]!).catch((e: unknown) => ({ error: (e as Error).message }));
+      s.litestream = 'error' in litestream ? litestream : await runLitestream(litestream.bin, litestream.version, azurite, dataset, work, label, ids[0]!, { coldStartReps: rows >= cfg.coldStartMinRows ? cfg.coldStartReps : 0 }).catch((e: unknown) => ({ error: (e as Error).message }));
     }
     if (phases.has('incremental') && azurite) {
       log(`[${label}] incremental vs full snapshots vs Litestream, ${cfg.incrReps} reps`);
