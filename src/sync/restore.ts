@@ -9,7 +9,7 @@ import type { ObjectStore } from '../store/store.ts';
 import { MANIFEST_KEY, decodeManifest, latestSnapshot, type Manifest, type SnapshotEntry } from './manifest.ts';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.ts';
 import { retrying, retryWhole } from '../store/retrying-store.ts';
-import { POOL_SIZE, runInWorker, startWorkerJob } from './run-in-worker.ts';
+import { POOL_SIZE, idleWorkers, runInWorker, startWorkerJob } from './run-in-worker.ts';
 import { rootHash } from './chunks/chunk-codec.ts';
 import { chunkKey, chunkPositions, decodeChunkIndex } from './chunks/chunk-index.ts';
 import { KEY_ENV, resolveChunkKeys, type ChunkKeys, type EncryptionOptions } from './chunks/encryption.ts';
@@ -92,6 +92,8 @@ export interface DownloadOptions {
 
 /** What the restore's chunks in memory may take at most (downloading, queued for a worker, being decoded): bounded whatever the database size. */
 const CHUNK_MEMORY_BUDGET = 48 * 1024 * 1024;
+/** Stored bytes that justify starting one more decoding worker (a boot costs about what decoding ~30 MiB of stored chunks does). */
+const BYTES_PER_STARTED_WORKER = 32 * 1024 * 1024;
 /** Downloads at once: enough to keep the link busy (8-16 measured alike on loopback at 1 MiB chunks). */
 const MAX_DOWNLOADS = 8;
 
@@ -112,6 +114,8 @@ export function restoreFanOut(chunkSize: number, poolSize: number): { workers: n
 interface Fetched {
   pipelineMs: number;
   afterMs: number;
+  /** Chunked snapshots: how many workers decoded and wrote chunks. */
+  decodeWorkers?: number;
 }
 
 /**
@@ -143,7 +147,11 @@ async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path:
   const missing = [...chunks.keys()].filter((i) => !filled.has(i));
   const fanOut = restoreFanOut(chunkSize, POOL_SIZE);
   const queue = [...chunkPositions(chunks, missing).entries()];
-  const workers = Math.min(fanOut.workers, Math.max(1, queue.length));
+  // A worker that is not running yet costs a boot (~60 ms of CPU, more wall time on a busy machine):
+  // worth it only for enough data to decode; idle ones are free.
+  const storedToFetch = queue.reduce((sum, [, indexes]) => sum + (index.stored[indexes[0]!] ?? chunkSize), 0);
+  const worthStarting = Math.ceil(storedToFetch / BYTES_PER_STARTED_WORKER);
+  const workers = Math.max(1, Math.min(fanOut.workers, queue.length, Math.max(idleWorkers(), worthStarting)));
   const request = { op: 'write-chunks', path, chunkSize, bytes, chunks, keys, label: entry.key } as const;
   const jobs = Array.from({ length: workers }, () => startWorkerJob(request, { maxInFlight: fanOut.perWorker }));
   // The first job to fail (a corrupt chunk) stops the downloads at once.
@@ -175,7 +183,7 @@ async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path:
   }
   const assembledAt = performance.now();
   await afterChecks(path, options);
-  return { pipelineMs: assembledAt - started, afterMs: performance.now() - assembledAt };
+  return { pipelineMs: assembledAt - started, afterMs: performance.now() - assembledAt, decodeWorkers: workers };
 }
 
 async function downloadChunk(store: ObjectStore, entry: SnapshotEntry, address: string): Promise<Buffer> {
@@ -229,7 +237,7 @@ export async function downloadSnapshot(
   entry: SnapshotEntry,
   dbPath: string,
   options: DownloadOptions = {},
-): Promise<{ downloadMs: number; verifyMs: number }> {
+): Promise<{ downloadMs: number; verifyMs: number; decodeWorkers?: number }> {
   const restoredPath = `${dbPath}.restore-${randomBytes(4).toString('hex')}.db`;
   const install = options.install ?? ((verifiedPath: string) => installFile(verifiedPath, dbPath));
   try {
@@ -237,7 +245,7 @@ export async function downloadSnapshot(
     const fetch = () => (entry.kind === 'chunks' ? assembleInWorkers(store, entry, restoredPath, options) : streamIntoWorker(store, entry, restoredPath, options));
     const fetched = await retryWhole(store, `download ${entry.key}`, fetch);
     await install(restoredPath);
-    return { downloadMs: performance.now() - t0 - fetched.afterMs, verifyMs: fetched.afterMs };
+    return { downloadMs: performance.now() - t0 - fetched.afterMs, verifyMs: fetched.afterMs, ...(fetched.decodeWorkers ? { decodeWorkers: fetched.decodeWorkers } : {}) };
   } finally {
     await rm(restoredPath, { force: true });
   }

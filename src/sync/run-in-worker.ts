@@ -79,6 +79,11 @@ export function warmWorkers(count = 1): void {
   while (slots.length < Math.min(count, POOL_SIZE)) startSlot();
 }
 
+/** Workers running and free right now: a job given to one starts at once, without a worker boot. */
+export function idleWorkers(): number {
+  return slots.filter((s) => !s.dead && s.job === undefined).length;
+}
+
 /** How many worker threads this process has started (tests: reuse means this does not grow). */
 export function workerStarts(): number {
   return starts;

@@ -162,13 +162,15 @@ test('the pool: two operations start one worker; a failed request does not poiso
 test('a chunked restore, twice, reuses the workers; checkDatabase runs while this thread reads the file', async () => {
   const store = await freshStore();
   const entry = await uploadChunked(store, await makeDatabase('reuse-source.db'));
-  assert.ok(restoreFanOut(CHUNK_SIZE, POOL_SIZE).workers >= 2, 'the restore fans out');
   const dir = join(fixture.dir.path, 'reuse');
   await mkdir(dir, { recursive: true });
-  await downloadSnapshot(store, entry, join(dir, 'a.db'));
+  warmWorkers(POOL_SIZE); // a small restore starts no worker of its own for its few chunks, but uses every idle one
+  const first = await downloadSnapshot(store, entry, join(dir, 'a.db'));
+  assert.ok(first.decodeWorkers! >= 2, `the restore fans out: ${first.decodeWorkers} workers`);
   const started = workerStarts();
-  await downloadSnapshot(store, entry, join(dir, 'b.db'), { check: 'none', fsync: false });
+  const second = await downloadSnapshot(store, entry, join(dir, 'b.db'), { check: 'none', fsync: false });
   assert.equal(workerStarts(), started, 'the second restore started no worker');
+  assert.equal(second.decodeWorkers, first.decodeWorkers);
   assert.equal(await rowCount(join(dir, 'b.db')), 3000);
 
   const client = createClient({ url: pathToFileURL(join(dir, 'b.db')).href });
@@ -192,6 +194,7 @@ test('a corrupt chunk in a multi-worker restore: SNAPSHOT_CORRUPT, nothing insta
   await store.uploadBuffer(chunkKey(victim), encodeChunk(Buffer.alloc(CHUNK_SIZE, 7), undefined));
   const dir = join(fixture.dir.path, 'corrupt-chunk');
   await mkdir(dir, { recursive: true });
+  warmWorkers(POOL_SIZE); // several workers decode (as the test above shows)
   for (const options of [{}, { check: 'none', fsync: false } as const]) {
     await assert.rejects(downloadSnapshot(store, entry, join(dir, 'app.db'), options), (error: Error) => {
       assert.ok(isCode('SNAPSHOT_CORRUPT')(error), String(error));
