@@ -149,7 +149,8 @@ async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path:
   const queue = [...chunkPositions(chunks, missing).entries()];
   // A worker that is not running yet costs a boot (~60 ms of CPU, more wall time on a busy machine):
   // worth it only for enough data to decode; idle ones are free.
-  const storedToFetch = queue.reduce((sum, [, indexes]) => sum + (index.stored[indexes[0]!] ?? chunkSize), 0);
+  const storedSize = (i: number) => (Number.isSafeInteger(index.stored[i]) && index.stored[i]! > 0 ? index.stored[i]! : chunkSize);
+  const storedToFetch = queue.reduce((sum, [, indexes]) => sum + storedSize(indexes[0]!), 0);
   const worthStarting = Math.ceil(storedToFetch / BYTES_PER_STARTED_WORKER);
   const workers = Math.max(1, Math.min(fanOut.workers, queue.length, Math.max(idleWorkers(), worthStarting)));
   const request = { op: 'write-chunks', path, chunkSize, bytes, chunks, keys, label: entry.key } as const;
@@ -159,13 +160,18 @@ async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path:
   for (const job of jobs) job.result.catch((error: unknown) => (failure ??= error));
   try {
     const fetchNext = async (): Promise<void> => {
-      for (let next = queue.shift(); next && failure === undefined; next = queue.shift()) {
-        const [address, indexes] = next;
-        const chunk = await downloadChunk(store, entry, address);
-        onProgress?.(chunk.length);
-        // The least loaded worker: a slow one (descheduled, a bigger chunk) does not hold the others up.
-        const job = jobs.reduce((a, b) => (b.inFlight < a.inFlight ? b : a));
-        await job.send(chunk, indexes);
+      try {
+        for (let next = queue.shift(); next && failure === undefined; next = queue.shift()) {
+          const [address, indexes] = next;
+          const chunk = await downloadChunk(store, entry, address);
+          onProgress?.(chunk.length);
+          // The least loaded worker: a slow one (descheduled, a bigger chunk) does not hold the others up.
+          const job = jobs.reduce((a, b) => (b.inFlight < a.inFlight ? b : a));
+          await job.send(chunk, indexes);
+        }
+      } catch (error) {
+        failure ??= error; // the other downloads stop after their current chunk
+        throw error;
       }
     };
     await Promise.all(Array.from({ length: fanOut.downloads }, fetchNext));

@@ -18,7 +18,7 @@ import { BlobServiceClient } from '@azure/storage-blob';
 import { createClient } from '@libsql/client';
 import { azureBlobStore, type ObjectStore } from 'drizzle-libsql-blob';
 import { checkDatabase, downloadSnapshot, restoreFanOut, syncFile } from '../../src/sync/restore.ts';
-import { POOL_SIZE, runInWorker, stopIdleWorkers, warmWorkers, workerStarts } from '../../src/sync/run-in-worker.ts';
+import { POOL_SIZE, idleWorkers, runInWorker, stopIdleWorkers, warmWorkers, workerStarts } from '../../src/sync/run-in-worker.ts';
 import { compressFile } from '../../src/sync/codec.ts';
 import { chunkAddress, encodeChunk, rootHash } from '../../src/sync/chunks/chunk-codec.ts';
 import { chunkKey, encodeChunkIndex } from '../../src/sync/chunks/chunk-index.ts';
@@ -206,6 +206,18 @@ test('a corrupt chunk in a multi-worker restore: SNAPSHOT_CORRUPT, nothing insta
   const started = workerStarts();
   await checkDatabase(await makeDatabase('corrupt-chunk-after.db'));
   assert.equal(workerStarts(), started, 'the failed restore left its workers serving');
+});
+
+test('a chunk missing from the store: NOT_FOUND, nothing installed, every worker released', async () => {
+  const store = await freshStore();
+  const entry = await uploadChunked(store, await makeDatabase('missing-chunk-source.db'));
+  await store.delete(chunkKey(entry.chunks[entry.chunks.length - 2]!));
+  const dir = join(fixture.dir.path, 'missing-chunk');
+  await mkdir(dir, { recursive: true });
+  warmWorkers(POOL_SIZE);
+  await assert.rejects(downloadSnapshot(store, entry, join(dir, 'app.db'), { check: 'none', fsync: false }), isCode('NOT_FOUND'));
+  assertNothingInstalled(dir, join(dir, 'app.db'));
+  assert.equal(idleWorkers(), POOL_SIZE, 'the aborted jobs let their workers go');
 });
 
 test("check: 'none' installs a snapshot whose chunks verify but whose b-tree is corrupt; checkDatabase then rejects it", async () => {
