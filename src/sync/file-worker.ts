@@ -28,17 +28,20 @@ function loadLibsql(): Promise<Libsql> {
  * A young-generation collection on demand. Every chunk restored leaves two buffers behind (the stored
  * chunk and lz4-napi's decoded output) whose memory lives outside V8's heap; V8 only collects for
  * external memory after ~64 MiB of it, per worker, so several decoding workers held +40 MiB peak RSS
- * at 1M rows. A scavenge every few chunks frees them for well under a millisecond.
+ * at 1M rows. A scavenge every few chunks frees them for well under a millisecond. The worker outlives
+ * its jobs: after each one a full collection (a few ms, after the reply) returns what the job left to
+ * the system, so an idle pool stays small.
  */
-const collectYoung: () => void = (() => {
+const collect: (type: 'minor' | 'major') => void = (() => {
   try {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as (options?: { type: 'minor' | 'major' }) => void;
-    return () => gc({ type: 'minor' });
+    return (type) => gc({ type });
   } catch {
     return () => {};
   }
 })();
+const collectYoung = () => collect('minor');
 /** Decoded bytes between two collections: bounds each worker's garbage. */
 const COLLECT_EVERY_BYTES = 8 * 1024 * 1024;
 
@@ -183,6 +186,7 @@ async function snapshotChunks(request: ChunksRequest): Promise<WorkerReply> {
   const fresh: Array<{ address: string; offset: number; length: number }> = [];
   let offset = 0;
   let encodeMs = 0;
+  let sinceCollect = 0;
   try {
     for await (const { data } of image.chunks()) {
       const address = chunkAddress(data, request.keys);
@@ -195,6 +199,11 @@ async function snapshotChunks(request: ChunksRequest): Promise<WorkerReply> {
       await spool.write(stored, 0, stored.length, offset);
       fresh.push({ address, offset, length: stored.length });
       offset += stored.length;
+      sinceCollect += data.length + stored.length;
+      if (sinceCollect >= COLLECT_EVERY_BYTES) {
+        sinceCollect = 0;
+        collectYoung();
+      }
     }
   } finally {
     await spool.close();
@@ -335,6 +344,7 @@ parentPort!.on('message', (message: ToWorker) => {
       .then((reply) => {
         running.delete(message.id);
         parentPort!.postMessage({ id: message.id, reply } satisfies FromWorker);
+        if (running.size === 0) setImmediate(() => running.size === 0 && collect('major'));
       });
     return;
   }
