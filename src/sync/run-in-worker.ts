@@ -91,7 +91,12 @@ export function workerStarts(): number {
 
 /** Terminates every idle worker (tests; a later request starts fresh ones). Busy workers are left alone. */
 export async function stopIdleWorkers(): Promise<void> {
-  await Promise.all(slots.filter((s) => s.job === undefined && !s.dead).map((s) => s.worker.terminate()));
+  const idle = slots.filter((s) => s.job === undefined && !s.dead);
+  for (const slot of idle) {
+    slot.dead = true; // no job is given to a worker on its way out
+    slots.splice(slots.indexOf(slot), 1);
+  }
+  await Promise.all(idle.map((s) => s.worker.terminate()));
 }
 
 export interface WorkerJob<Op extends WorkerOp = WorkerOp> {
