@@ -183,10 +183,11 @@ export async function decompressFile(src: string, dst: string, codec: Codec): Pr
 
 /**
  * Decodes compressed chunks as they arrive (from a file or straight from the network, so download and
- * decompression overlap) into `dst`, hashing the raw bytes. Codec errors become SNAPSHOT_CORRUPT;
+ * decompression overlap) into `dst`, hashing the raw bytes, then fsyncs it unless `fsync` is false (a
+ * caller that syncs later, off its critical path). Codec errors become SNAPSHOT_CORRUPT;
  * errors of the source (a store failure) pass through unchanged.
  */
-export async function decodeToFile(chunks: AsyncIterable<Buffer>, dst: string, codec: Codec, label: string): Promise<CodecResult> {
+export async function decodeToFile(chunks: AsyncIterable<Buffer>, dst: string, codec: Codec, label: string, { fsync = true }: { fsync?: boolean } = {}): Promise<CodecResult> {
   const hash = createHash('sha256');
   let rawBytes = 0;
   let compressedBytes = 0;
@@ -203,7 +204,7 @@ export async function decodeToFile(chunks: AsyncIterable<Buffer>, dst: string, c
         }
       }
       decoder.finish();
-      await out.sync();
+      if (fsync) await out.sync();
     } finally {
       await out.close();
     }
@@ -229,8 +230,8 @@ export async function decodeToFile(chunks: AsyncIterable<Buffer>, dst: string, c
     },
   });
   try {
-    if (codec === 'gzip') await pipeline(Readable.from(counted()), createGunzip(), tap, createWriteStream(dst, { flush: true }));
-    else await pipeline(Readable.from(counted()), tap, createWriteStream(dst, { flush: true }));
+    if (codec === 'gzip') await pipeline(Readable.from(counted()), createGunzip(), tap, createWriteStream(dst, { flush: fsync }));
+    else await pipeline(Readable.from(counted()), tap, createWriteStream(dst, { flush: fsync }));
   } catch (error) {
     if (sourceError !== undefined) throw sourceError;
     throw corrupt(label, `${codec} stream does not decode`, error);

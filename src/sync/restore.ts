@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, renameSync, rmSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SyncError, isSyncError } from '../errors.ts';
@@ -9,7 +9,7 @@ import type { ObjectStore } from '../store/store.ts';
 import { MANIFEST_KEY, decodeManifest, latestSnapshot, type Manifest, type SnapshotEntry } from './manifest.ts';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.ts';
 import { retrying, retryWhole } from '../store/retrying-store.ts';
-import { startWorkerJob, type WorkerSuccess } from './run-in-worker.ts';
+import { POOL_SIZE, idleWorkers, runInWorker, startWorkerJob } from './run-in-worker.ts';
 import { rootHash } from './chunks/chunk-codec.ts';
 import { chunkKey, chunkPositions, decodeChunkIndex } from './chunks/chunk-index.ts';
 import { KEY_ENV, resolveChunkKeys, type ChunkKeys, type EncryptionOptions } from './chunks/encryption.ts';
@@ -79,25 +79,53 @@ export interface DownloadOptions {
   base?: string;
   /** Chunked snapshots: called with the stored bytes of each chunk downloaded (a full snapshot's download is the store's own stream). */
   onProgress?: (bytes: number) => void;
-  /** 'quick-check' (default): PRAGMA quick_check before install; 'none': the caller checks later (checkDatabase). */
+  /**
+   * 'quick-check' (default): PRAGMA quick_check before the file is installed; a failure is
+   * SNAPSHOT_CORRUPT (and `downloadFirstVerifying` tries the next older snapshot). 'none': only the
+   * hashes are checked (every chunk against its address, the index against the manifest's root hash,
+   * or a full snapshot's sha256); run `checkDatabase` on the installed file yourself.
+   */
   check?: 'quick-check' | 'none';
-  /** Default true: fsync before install; false: the caller calls syncFile later. */
+  /** true (default): the file is fsynced before it is installed. false: call `syncFile` on the installed file before relying on it. */
   fsync?: boolean;
 }
 
-/** Chunks fetched at once: bounds memory (chunk size x this, plus the worker's queue) while keeping the pipe full. */
-const CHUNK_CONCURRENCY = 8;
+/** What the restore's chunks in memory may take at most (downloading, queued for a worker, being decoded): bounded whatever the database size. */
+const CHUNK_MEMORY_BUDGET = 48 * 1024 * 1024;
+/** Stored bytes that justify starting one more decoding worker (a boot costs about what decoding ~30 MiB of stored chunks does). */
+const BYTES_PER_STARTED_WORKER = 32 * 1024 * 1024;
+/** Downloads at once: enough to keep the link busy (8-16 measured alike on loopback at 1 MiB chunks). */
+const MAX_DOWNLOADS = 8;
 
 /**
- * A chunked snapshot: the index, then every distinct chunk fetched in parallel and handed to a worker
- * that verifies each against its address and writes it at its offsets, then runs quick_check.
+ * How a chunked restore fans out for a given chunk size: every chunk held in memory (downloading,
+ * queued in a worker, decoded in a worker) counts against `CHUNK_MEMORY_BUDGET` (stored chunks are at
+ * most a chunk plus a few bytes; a worker holds one decoded chunk). Pure, for a table test.
  */
-async function assembleInWorker(
-  store: ObjectStore,
-  entry: SnapshotEntry,
-  path: string,
-  { keys, base, onProgress, check }: Pick<DownloadOptions, 'keys' | 'base' | 'onProgress' | 'check'>,
-): Promise<WorkerSuccess> {
+export function restoreFanOut(chunkSize: number, poolSize: number): { workers: number; downloads: number; perWorker: number } {
+  const budget = Math.max(3, Math.floor(CHUNK_MEMORY_BUDGET / chunkSize));
+  const workers = Math.max(1, Math.min(poolSize, Math.floor(budget / 3)));
+  const downloads = Math.max(1, Math.min(MAX_DOWNLOADS, Math.floor((budget - workers) / 2)));
+  const perWorker = Math.max(1, Math.min(4, Math.floor((budget - workers - downloads) / workers)));
+  return { workers, downloads, perWorker };
+}
+
+/** What `downloadSnapshot` hands back: the main pipeline's time, and the checks after it (fsync, quick_check). */
+interface Fetched {
+  pipelineMs: number;
+  afterMs: number;
+  /** Chunked snapshots: how many workers decoded and wrote chunks. */
+  decodeWorkers?: number;
+}
+
+/**
+ * A chunked snapshot: the index, then every distinct chunk fetched in parallel and handed to one of
+ * several workers, which verifies it against its address and writes it at its offsets (disjoint ranges
+ * of one file). Downloads, decoding and writing overlap. Then fsync and quick_check, as asked, side by side.
+ */
+async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path: string, options: DownloadOptions): Promise<Fetched> {
+  const { keys, base, onProgress } = options;
+  const started = performance.now();
   checkKey(entry, keys, store.location);
   const body = await store.readSmall(entry.key);
   if (!body) throw new SyncError('NOT_FOUND', `The chunk index ${entry.key} of snapshot seq ${entry.seq} is missing from ${store.location}.`);
@@ -108,32 +136,76 @@ async function assembleInWorker(
   if (index.bytes !== entry.bytes || rootHash(index.bytes, index.chunkSize, index.chunks) !== entry.sha256) {
     throw new SyncError('SNAPSHOT_CORRUPT', `The chunk index ${entry.key} does not match snapshot seq ${entry.seq} in the manifest (size or root hash).`);
   }
-  const useBase = base !== undefined && existsSync(base);
-  const job = startWorkerJob({ op: 'assemble', path, chunkSize: index.chunkSize, bytes: index.bytes, chunks: index.chunks, keys, label: entry.key, quickCheck: check !== 'none', ...(useBase ? { base } : {}) });
+  const { chunkSize, bytes, chunks } = index;
+  const filled = new Set<number>();
+  if (base !== undefined && existsSync(base)) {
+    const { kept } = await runInWorker({ op: 'keep-base', path, base, chunkSize, bytes, chunks, keys });
+    for (const i of kept) filled.add(i);
+  } else {
+    await writeFile(path, ''); // the workers write into it at their offsets
+  }
+  const missing = [...chunks.keys()].filter((i) => !filled.has(i));
+  const fanOut = restoreFanOut(chunkSize, POOL_SIZE);
+  const queue = [...chunkPositions(chunks, missing).entries()];
+  // A worker that is not running yet costs a boot (~60 ms of CPU, more wall time on a busy machine):
+  // worth it only for enough data to decode; idle ones are free.
+  const storedSize = (i: number) => (Number.isSafeInteger(index.stored[i]) && index.stored[i]! > 0 ? index.stored[i]! : chunkSize);
+  const storedToFetch = queue.reduce((sum, [, indexes]) => sum + storedSize(indexes[0]!), 0);
+  const worthStarting = Math.ceil(storedToFetch / BYTES_PER_STARTED_WORKER);
+  const workers = Math.max(1, Math.min(fanOut.workers, queue.length, Math.max(idleWorkers(), worthStarting)));
+  const request = { op: 'write-chunks', path, chunkSize, bytes, chunks, keys, label: entry.key } as const;
+  const jobs = Array.from({ length: workers }, () => startWorkerJob(request, { maxInFlight: fanOut.perWorker }));
+  // The first job to fail (a corrupt chunk) stops the downloads at once.
+  let failure: unknown;
+  for (const job of jobs) job.result.catch((error: unknown) => (failure ??= error));
   try {
-    const queue = [...chunkPositions(index.chunks, useBase ? await job.needed : undefined).entries()];
     const fetchNext = async (): Promise<void> => {
-      for (let next = queue.shift(); next; next = queue.shift()) {
-        const [address, indexes] = next;
-        const parts: Buffer[] = [];
-        try {
-          for await (const part of store.download(chunkKey(address))) parts.push(part);
-        } catch (error) {
-          if (!isSyncError(error, 'NOT_FOUND')) throw error;
-          throw new SyncError('NOT_FOUND', `Chunk ${address.slice(0, 16)}… of snapshot seq ${entry.seq} is missing from ${store.location}.`, { cause: error });
+      try {
+        for (let next = queue.shift(); next && failure === undefined; next = queue.shift()) {
+          const [address, indexes] = next;
+          const chunk = await downloadChunk(store, entry, address);
+          onProgress?.(chunk.length);
+          // The least loaded worker: a slow one (descheduled, a bigger chunk) does not hold the others up.
+          const job = jobs.reduce((a, b) => (b.inFlight < a.inFlight ? b : a));
+          await job.send(chunk, indexes);
         }
-        const chunk = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-        onProgress?.(chunk.length);
-        await job.send(chunk, indexes);
+      } catch (error) {
+        failure ??= error; // the other downloads stop after their current chunk
+        throw error;
       }
     };
-    await Promise.all(Array.from({ length: CHUNK_CONCURRENCY }, fetchNext));
-    job.end();
+    await Promise.all(Array.from({ length: fanOut.downloads }, fetchNext));
+    if (failure !== undefined) throw failure;
+    for (const job of jobs) job.end();
+    const results = await Promise.allSettled(jobs.map((job) => job.result));
+    if (failure !== undefined) throw failure;
+    for (const result of results) if (result.status === 'fulfilled') for (const i of result.value.filled) filled.add(i);
   } catch (error) {
-    await job.terminate();
+    await Promise.all(jobs.map((job) => job.abort()));
     throw error;
   }
-  return job.result;
+  if (filled.size !== chunks.length) {
+    throw new SyncError('SNAPSHOT_CORRUPT', `Snapshot ${entry.key}: ${chunks.length - filled.size} of ${chunks.length} chunks never arrived.`);
+  }
+  const assembledAt = performance.now();
+  await afterChecks(path, options);
+  return { pipelineMs: assembledAt - started, afterMs: performance.now() - assembledAt, decodeWorkers: workers };
+}
+
+async function downloadChunk(store: ObjectStore, entry: SnapshotEntry, address: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  try {
+    for await (const part of store.download(chunkKey(address))) parts.push(part);
+  } catch (error) {
+    if (!isSyncError(error, 'NOT_FOUND')) throw error;
+    throw new SyncError('NOT_FOUND', `Chunk ${address.slice(0, 16)}… of snapshot seq ${entry.seq} is missing from ${store.location}.`, { cause: error });
+  }
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+}
+
+/** fsync and quick_check, as the options ask, in two pooled workers at once (one waits on the disk, the other on the CPU). */
+async function afterChecks(path: string, { check = 'quick-check', fsync = true }: DownloadOptions): Promise<void> {
+  await Promise.all([fsync ? runInWorker({ op: 'fsync', path, directory: false }) : undefined, check === 'quick-check' ? runInWorker({ op: 'quick-check', path }) : undefined]);
 }
 
 /** A wrong or missing key is a configuration problem, not corruption: never fall back past it. */
@@ -146,42 +218,57 @@ function checkKey(entry: SnapshotEntry, keys: ChunkKeys | undefined, location: s
   }
 }
 
-/** The main thread downloads; a worker (started at once, in parallel) decodes, hashes and quick_checks. */
-async function streamIntoWorker(store: ObjectStore, entry: SnapshotEntry, path: string): Promise<WorkerSuccess> {
+/** A full snapshot: the main thread downloads; a pooled worker decodes, hashes, fsyncs and quick_checks (as asked). */
+async function streamIntoWorker(store: ObjectStore, entry: SnapshotEntry, path: string, { check = 'quick-check', fsync = true }: DownloadOptions): Promise<Fetched> {
   const expected = { compressedBytes: entry.compressedBytes, bytes: entry.bytes, sha256: entry.sha256 };
-  const job = startWorkerJob({ op: 'restore', path, codec: entry.codec, label: entry.key, expected });
+  const job = startWorkerJob({ op: 'restore', path, codec: entry.codec, label: entry.key, expected, quickCheck: check === 'quick-check', fsync });
   try {
     for await (const chunk of store.download(entry.key)) await job.send(chunk);
     job.end();
   } catch (error) {
-    await job.terminate();
+    await job.abort();
     throw error;
   }
-  return job.result;
+  const decoded = await job.result;
+  return { pipelineMs: decoded.firstStepMs, afterMs: decoded.secondStepMs };
 }
 
 /**
- * Streams a snapshot from the store into a decoding worker (download and decompression overlap), which
- * verifies it (sizes, sha256, quick_check); then atomically moves it into place. A download that
- * breaks mid-stream restarts as a whole (`retryWhole`: the worker already consumed its bytes).
+ * Streams a snapshot from the store into decoding workers (download and decoding overlap), which
+ * verify it (sizes, hashes, and as `check` says quick_check); then atomically moves it into place. A
+ * download that breaks mid-stream restarts as a whole (`retryWhole`: the workers already consumed its bytes).
  */
 export async function downloadSnapshot(
   store: ObjectStore,
   entry: SnapshotEntry,
   dbPath: string,
   options: DownloadOptions = {},
-): Promise<{ downloadMs: number; verifyMs: number }> {
+): Promise<{ downloadMs: number; verifyMs: number; decodeWorkers?: number }> {
   const restoredPath = `${dbPath}.restore-${randomBytes(4).toString('hex')}.db`;
   const install = options.install ?? ((verifiedPath: string) => installFile(verifiedPath, dbPath));
   try {
     const t0 = performance.now();
-    const fetch = () => (entry.kind === 'chunks' ? assembleInWorker(store, entry, restoredPath, options) : streamIntoWorker(store, entry, restoredPath));
-    const decoded = await retryWhole(store, `download ${entry.key}`, fetch);
+    const fetch = () => (entry.kind === 'chunks' ? assembleInWorkers(store, entry, restoredPath, options) : streamIntoWorker(store, entry, restoredPath, options));
+    const fetched = await retryWhole(store, `download ${entry.key}`, fetch);
     await install(restoredPath);
-    return { downloadMs: performance.now() - t0 - decoded.secondStepMs, verifyMs: decoded.secondStepMs };
+    return { downloadMs: performance.now() - t0 - fetched.afterMs, verifyMs: fetched.afterMs, ...(fetched.decodeWorkers ? { decodeWorkers: fetched.decodeWorkers } : {}) };
   } finally {
     await rm(restoredPath, { force: true });
   }
+}
+
+/**
+ * PRAGMA quick_check of a database file in a pooled worker, on its own connection: safe while this
+ * thread has the file open and serves reads from it. Rejects SNAPSHOT_CORRUPT when it fails.
+ */
+export async function checkDatabase(path: string): Promise<{ durationMs: number }> {
+  const { durationMs } = await runInWorker({ op: 'quick-check', path });
+  return { durationMs };
+}
+
+/** fsync of the file and of its directory (its rename into place is durable too), in a pooled worker: off the main thread. */
+export async function syncFile(path: string): Promise<void> {
+  await runInWorker({ op: 'fsync', path, directory: true });
 }
 
 /** Moves a verified file into place. Synchronous, so a replica can swap files between two queries. */
@@ -233,36 +320,4 @@ export async function verifyLatest(given: ObjectStore, options: VerifyLatestOpti
     await rm(dir, { recursive: true, force: true });
   }
   return { seq: entry.seq, generation: entry.generation, key: entry.key, createdAt: entry.createdAt, bytes: entry.bytes, durationMs: performance.now() - started };
-}
-
-// LEAD STUB (replaced by the restore pipeline's versions): quick_check and fsync after install.
-export async function checkDatabase(path: string): Promise<{ durationMs: number }> {
-  const started = performance.now();
-  const { createClient } = await import('@libsql/client');
-  const { pathToFileURL } = await import('node:url');
-  const client = createClient({ url: pathToFileURL(path).href });
-  try {
-    const result = await client.execute('PRAGMA quick_check');
-    const verdicts = result.rows.map((row) => String(row[0]));
-    if (verdicts.length !== 1 || verdicts[0] !== 'ok') throw new SyncError('SNAPSHOT_CORRUPT', `Restored database failed PRAGMA quick_check: ${verdicts.slice(0, 5).join('; ')}.`);
-  } catch (error) {
-    if (error instanceof SyncError) throw error;
-    throw new SyncError('SNAPSHOT_CORRUPT', `Restored database cannot be opened by SQLite: ${(error as Error).message}.`, { cause: error });
-  } finally {
-    client.close();
-  }
-  return { durationMs: performance.now() - started };
-}
-
-export async function syncFile(path: string): Promise<void> {
-  const { open } = await import('node:fs/promises');
-  const { dirname } = await import('node:path');
-  for (const p of [path, dirname(path)]) {
-    const handle = await open(p, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  }
 }

@@ -1,96 +1,245 @@
+/**
+ * The file workers: a small pool of threads started on first use and reused by every later request
+ * (snapshot copies, chunk encoding, restores, quick_check, fsync). Starting a worker costs 80-140 ms
+ * (tsx from source: more), which every snapshot and restore used to pay. Each worker serves one job at
+ * a time; a job waits for a free worker when all are busy. Idle workers are `unref()`'d so they never
+ * keep the process alive; a worker that crashed or exited is dropped and replaced on next use.
+ */
+import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { SyncError } from '../errors.ts';
-import type { WorkerAck, WorkerInput, WorkerNeed, WorkerReply, WorkerRequest } from './worker-protocol.ts';
+import type { FromWorker, ResultFor, ToWorker, WorkerOp, WorkerReply, WorkerRequest, WorkerResults } from './worker-protocol.ts';
 
 // From dist/ the worker is the compiled .js beside this file. From .ts sources (tsx), worker threads
 // do not inherit tsx's loader on Node 20, so a tiny bootstrap registers it first.
 const FROM_SOURCE = import.meta.url.endsWith('.ts');
 const WORKER_URL = new URL(FROM_SOURCE ? './file-worker.ts' : './file-worker.js', import.meta.url);
-/** Chunks sent but not yet decoded: bounds the restore's memory (a full snapshot's 8 MiB ranges: 32 MiB; 4 vs 8 measured the same speed and ~15 MiB lower peak at 1M rows) while the download runs ahead as the worker boots. */
+/** Default bound on a job's chunks sent but not yet consumed (a full snapshot's 8 MiB ranges: 32 MiB). */
 const MAX_IN_FLIGHT = 4;
 
-function startWorker(request: WorkerRequest): Worker {
-  if (!FROM_SOURCE) return new Worker(WORKER_URL, { workerData: request });
+/** Workers in the pool, and the restore's decoding fan-out: every core, at least 2 (download and decode overlap), at most 4 (memory, diminishing returns). */
+export const POOL_SIZE = Math.min(4, Math.max(2, availableParallelism()));
+
+export type WorkerSuccess = ResultFor<'snapshot'> | ResultFor<'restore'> | ResultFor<'chunks'>;
+
+interface Slot {
+  readonly worker: Worker;
+  /** The job it runs, if any (one at a time). */
+  job: PooledJob | undefined;
+  dead: boolean;
+}
+
+let nextId = 1;
+let starts = 0;
+const slots: Slot[] = [];
+/** Jobs waiting for a free worker, oldest first. */
+const waiting: PooledJob[] = [];
+
+function spawnWorker(): Worker {
+  starts++;
+  if (!FROM_SOURCE) return new Worker(WORKER_URL);
   const tsxApi = import.meta.resolve('tsx/esm/api');
   const bootstrap = `import(${JSON.stringify(tsxApi)}).then((api) => { api.register(); return import(${JSON.stringify(WORKER_URL.href)}); })`;
-  return new Worker(bootstrap, { eval: true, workerData: request });
+  return new Worker(bootstrap, { eval: true });
 }
 
-export type WorkerSuccess = Extract<WorkerReply, { ok: true }>;
+function startSlot(): Slot {
+  const slot: Slot = { worker: spawnWorker(), job: undefined, dead: false };
+  slot.worker.unref();
+  slot.worker.on('message', (message: FromWorker) => slot.job?.receive(message));
+  const lost = (why: string, cause?: unknown) => {
+    if (slot.dead) return;
+    slot.dead = true;
+    slots.splice(slots.indexOf(slot), 1);
+    const job = slot.job;
+    slot.job = undefined;
+    job?.fail(new SyncError('SNAPSHOT_FAILED', why, cause === undefined ? {} : { cause }));
+    assignWaiting(); // a replacement may start for a waiting job
+  };
+  slot.worker.on('error', (error) => lost(`File worker crashed: ${error.message}`, error));
+  slot.worker.on('exit', (code) => lost(`File worker exited with code ${code} before replying.`));
+  slots.push(slot);
+  return slot;
+}
 
-export interface WorkerJob {
-  /** Resolves once the worker has room for more (at most MAX_IN_FLIGHT chunks queued). The chunk is handed over: do not use it afterwards. */
+function freeSlot(): Slot | undefined {
+  return slots.find((s) => !s.dead && s.job === undefined) ?? (slots.length < POOL_SIZE ? startSlot() : undefined);
+}
+
+function assignWaiting(): void {
+  while (waiting.length > 0) {
+    const slot = freeSlot();
+    if (!slot) return;
+    waiting.shift()!.attach(slot);
+  }
+}
+
+/** Starts up to `count` workers now (default 1) so a later request does not wait for one to boot. They stay idle and unref'd. */
+export function warmWorkers(count = 1): void {
+  while (slots.length < Math.min(count, POOL_SIZE)) startSlot();
+}
+
+/** Workers running and free right now: a job given to one starts at once, without a worker boot. */
+export function idleWorkers(): number {
+  return slots.filter((s) => !s.dead && s.job === undefined).length;
+}
+
+/** How many worker threads this process has started (tests: reuse means this does not grow). */
+export function workerStarts(): number {
+  return starts;
+}
+
+/** Terminates every idle worker (tests; a later request starts fresh ones). Busy workers are left alone. */
+export async function stopIdleWorkers(): Promise<void> {
+  const idle = slots.filter((s) => s.job === undefined && !s.dead);
+  for (const slot of idle) {
+    slot.dead = true; // no job is given to a worker on its way out
+    slots.splice(slots.indexOf(slot), 1);
+  }
+  await Promise.all(idle.map((s) => s.worker.terminate()));
+}
+
+export interface WorkerJob<Op extends WorkerOp = WorkerOp> {
+  /** Resolves once the job has room for more (at most `maxInFlight` chunks queued). The chunk is handed over: do not use it afterwards. */
   send(chunk: Buffer, indexes?: number[]): Promise<void>;
   end(): void;
-  /** Stops the worker (e.g. the download failed); `result` then rejects. */
-  terminate(): Promise<void>;
-  readonly result: Promise<WorkerSuccess>;
-  /** 'assemble' with a base: the chunk indexes the worker still needs (rejects if it fails first). */
-  readonly needed: Promise<number[]>;
+  /** Ends the job with an error (e.g. the download failed) and resolves once the worker has let it go; `result` then rejects. */
+  abort(): Promise<void>;
+  /** Chunks sent and not yet consumed by the worker. */
+  readonly inFlight: number;
+  readonly settled: boolean;
+  readonly result: Promise<ResultFor<Op>>;
 }
 
-/** Starts a worker thread for one request; for 'restore' the caller streams input into it. */
-export function startWorkerJob(request: WorkerRequest): WorkerJob {
-  const worker = startWorker(request);
-  let inFlight = 0;
-  // Several senders may wait at once (parallel chunk downloads): wake them all, each re-checks.
-  let waiters: Array<() => void> = [];
-  const wake = () => {
-    const woken = waiters;
-    waiters = [];
-    for (const w of woken) w();
-  };
-  let settled = false;
-  let gotNeed: (need: number[]) => void = () => {};
-  const needed = new Promise<number[]>((resolve) => (gotNeed = resolve));
-  const result = new Promise<WorkerSuccess>((resolve, reject) => {
-    const settle = (fn: () => void) => {
-      if (settled) return;
-      settled = true;
-      wake();
-      fn();
-    };
-    worker.on('message', (message: WorkerReply | WorkerAck | WorkerNeed) => {
-      if ('need' in message) {
-        gotNeed(message.need);
-        return;
-      }
-      if ('ack' in message) {
-        inFlight--;
-        wake();
-        return;
-      }
-      settle(() => (message.ok ? resolve(message) : reject(new SyncError(message.code, message.message))));
+class PooledJob {
+  readonly id = nextId++;
+  #slot: Slot | undefined;
+  /** Messages for the worker while the job waits for one. */
+  #pending: Array<{ message: ToWorker; transfer: ArrayBuffer[] }> = [];
+  inFlight = 0;
+  settled = false;
+  #waiters: Array<() => void> = [];
+  #resolve!: (reply: WorkerReply & { ok: true }) => void;
+  #reject!: (error: Error) => void;
+  readonly result: Promise<WorkerReply & { ok: true }>;
+
+  constructor(request: WorkerRequest) {
+    this.result = new Promise((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
     });
-    worker.once('error', (error) => settle(() => reject(new SyncError('SNAPSHOT_FAILED', `Snapshot worker crashed: ${error.message}`, { cause: error }))));
-    worker.once('exit', (code) => settle(() => reject(new SyncError('SNAPSHOT_FAILED', `Snapshot worker exited with code ${code} before replying.`))));
-  });
-  result.catch(() => undefined); // the caller observes it; never an unhandled rejection meanwhile
-  const neededOrDone = Promise.race([needed, result.then(() => [])]);
-  neededOrDone.catch(() => undefined); // only awaited by 'assemble' jobs with a base
+    this.result.catch(() => undefined); // the caller observes it; never an unhandled rejection meanwhile
+    this.#post({ id: this.id, request });
+  }
+
+  attach(slot: Slot): void {
+    this.#slot = slot;
+    slot.job = this;
+    slot.worker.ref(); // busy: the process waits for the reply
+    for (const { message, transfer } of this.#pending) slot.worker.postMessage(message, transfer);
+    this.#pending = [];
+  }
+
+  #post(message: ToWorker, transfer: ArrayBuffer[] = []): void {
+    if (this.#slot) this.#slot.worker.postMessage(message, transfer);
+    else this.#pending.push({ message, transfer });
+  }
+
+  receive(message: FromWorker): void {
+    if (message.id !== this.id) return;
+    if ('ack' in message) {
+      this.inFlight--;
+      this.#wake();
+      return;
+    }
+    const { reply } = message;
+    this.#release();
+    if (reply.ok) this.#settle(() => this.#resolve(reply));
+    else this.#settle(() => this.#reject(new SyncError(reply.code, reply.message)));
+  }
+
+  fail(error: Error): void {
+    this.#slot = undefined;
+    this.#settle(() => this.#reject(error));
+  }
+
+  #settle(fn: () => void): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.#pending = [];
+    this.#wake();
+    fn();
+  }
+
+  /** The worker is free again: idle (unref'd) or on to the next waiting job. */
+  #release(): void {
+    const slot = this.#slot;
+    this.#slot = undefined;
+    if (!slot || slot.job !== this) return;
+    slot.job = undefined;
+    slot.worker.unref();
+    assignWaiting();
+  }
+
+  #wake(): void {
+    const woken = this.#waiters;
+    this.#waiters = [];
+    for (const w of woken) w();
+  }
+
+  async send(chunk: Buffer, maxInFlight: number, indexes?: number[]): Promise<void> {
+    // Several senders may wait at once (parallel chunk downloads): all are woken, each re-checks.
+    while (this.inFlight >= maxInFlight && !this.settled) await new Promise<void>((r) => this.#waiters.push(r));
+    if (this.settled) return; // the job already failed or finished: `result` says why
+    this.inFlight++;
+    // Hand the memory over when the buffer owns all of it (the caller gives it up); copy a view into
+    // a shared pool or larger read buffer, which must not be detached under its other users.
+    const owned = chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength && chunk.buffer instanceof ArrayBuffer;
+    const data = owned ? new Uint8Array(chunk.buffer) : Uint8Array.from(chunk);
+    this.#post(indexes ? { id: this.id, chunk: data, indexes } : { id: this.id, chunk: data }, [data.buffer as ArrayBuffer]);
+  }
+
+  end(): void {
+    if (!this.settled) this.#post({ id: this.id, end: true });
+  }
+
+  async abort(): Promise<void> {
+    if (this.settled) return;
+    if (!this.#slot) {
+      // Still waiting for a worker: it never started.
+      waiting.splice(waiting.indexOf(this), 1);
+      this.#settle(() => this.#reject(new SyncError('SNAPSHOT_FAILED', 'The file worker job was aborted before it started.')));
+      return;
+    }
+    this.#post({ id: this.id, abort: true });
+    await this.result.then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+}
+
+/** Starts a job on a pooled worker (or queues it until one is free); 'restore' and 'write-chunks' take streamed input. */
+export function startWorkerJob<R extends WorkerRequest>(request: R, { maxInFlight = MAX_IN_FLIGHT }: { maxInFlight?: number } = {}): WorkerJob<R['op']> {
+  const job = new PooledJob(request);
+  const slot = waiting.length === 0 ? freeSlot() : undefined;
+  if (slot) job.attach(slot);
+  else waiting.push(job);
   return {
-    async send(chunk: Buffer, indexes?: number[]) {
-      while (inFlight >= MAX_IN_FLIGHT && !settled) await new Promise<void>((r) => waiters.push(r));
-      if (settled) return; // the worker already failed or finished: `result` says why
-      inFlight++;
-      // Hand the memory over when the buffer owns all of it (the caller gives it up); copy a view into
-      // a shared pool or larger read buffer, which must not be detached under its other users.
-      const owned = chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength && chunk.buffer instanceof ArrayBuffer;
-      const message = owned ? new Uint8Array(chunk.buffer) : Uint8Array.from(chunk);
-      worker.postMessage((indexes ? { chunk: message, indexes } : { chunk: message }) satisfies WorkerInput, [message.buffer]);
+    send: (chunk, indexes) => job.send(chunk, maxInFlight, indexes),
+    end: () => job.end(),
+    abort: () => job.abort(),
+    get inFlight() {
+      return job.inFlight;
     },
-    end() {
-      if (!settled) worker.postMessage({ end: true } satisfies WorkerInput);
+    get settled() {
+      return job.settled;
     },
-    async terminate() {
-      await worker.terminate();
-    },
-    result,
-    needed: neededOrDone,
+    result: job.result as Promise<unknown> as Promise<ResultFor<R['op']>>,
   };
 }
 
-/** Runs one self-contained request (no streamed input) in a fresh worker thread. */
-export function runInWorker(request: WorkerRequest): Promise<WorkerSuccess> {
+/** Runs one self-contained request (no streamed input) on a pooled worker thread. */
+export function runInWorker<R extends WorkerRequest>(request: R): Promise<{ ok: true } & WorkerResults[R['op']]> {
   return startWorkerJob(request).result;
 }

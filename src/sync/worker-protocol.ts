@@ -7,21 +7,30 @@ export type WorkerRequest =
   | { op: 'snapshot'; dbPath: string; rawPath: string; outPath: string; codec: Codec }
   /**
    * Decode compressed chunks streamed in as `WorkerInput` messages into `path`, hashing as it goes,
-   * then verify sizes and sha256 against the manifest and run PRAGMA quick_check. The main thread only downloads, so network and decoding overlap.
+   * then verify sizes and sha256 against the manifest, fsync (`fsync`) and run PRAGMA quick_check
+   * (`quickCheck`). The main thread only downloads, so network and decoding overlap.
    */
-  | { op: 'restore'; path: string; codec: Codec; label: string; expected: { compressedBytes: number; bytes: number; sha256: string } }
+  | { op: 'restore'; path: string; codec: Codec; label: string; expected: { compressedBytes: number; bytes: number; sha256: string }; quickCheck: boolean; fsync: boolean }
   /**
    * Read the live database's page image in one read transaction, split it into chunks, address each,
    * and encode (compress, seal) into `spoolPath` those whose address is not in `known`.
    */
   | { op: 'chunks'; dbPath: string; chunkSize: number; known: string[]; keys: ChunkKeys | undefined; spoolPath: string }
   /**
-   * Write chunks streamed in (any order, each with its indexes) into `path`, verifying each, then quick_check.
-   * With `base` (a local file, e.g. the replica's current database), the worker first copies it and
-   * keeps every chunk whose content already has the right address, then says which indexes it still
-   * needs (`WorkerNeed`): a catch-up downloads only what changed.
+   * Copy `base` (a local file, e.g. the replica's current database) to `path`, cut it to `bytes`, and
+   * say which chunk indexes already hold their address (each one hashed): a catch-up downloads only the rest.
    */
-  | { op: 'assemble'; path: string; chunkSize: number; bytes: number; chunks: string[]; keys: ChunkKeys | undefined; label: string; quickCheck: boolean; base?: string }
+  | { op: 'keep-base'; path: string; base: string; chunkSize: number; bytes: number; chunks: string[]; keys: ChunkKeys | undefined }
+  /**
+   * Write chunks streamed in (any order, each with its indexes) into the existing file `path` at their
+   * offsets, verifying each against its address first. Several of these run at once on one file: the
+   * main thread gives each distinct chunk to one of them, so their writes never overlap.
+   */
+  | { op: 'write-chunks'; path: string; chunkSize: number; bytes: number; chunks: string[]; keys: ChunkKeys | undefined; label: string }
+  /** PRAGMA quick_check on its own connection (safe beside another connection that reads the file). */
+  | { op: 'quick-check'; path: string }
+  /** fsync the file, and with `directory` its directory (a rename or creation in it is durable too). */
+  | { op: 'fsync'; path: string; directory: boolean }
   /**
    * PRAGMA wal_checkpoint(PASSIVE) on the live database through the worker's own connection (never
    * blocks the app's writer). The result also goes into `shared` ([state 1 done / 2 failed, busy,
@@ -31,11 +40,13 @@ export type WorkerRequest =
    */
   | { op: 'checkpoint'; dbPath: string; shared: SharedArrayBuffer; holdWrites: boolean };
 
-/** An 'assemble' worker with a base: the chunk indexes it still needs. */
-export type WorkerNeed = { need: number[] };
+export type WorkerOp = WorkerRequest['op'];
 
-/** Messages to a 'restore' worker: chunks in order (an 'assemble' worker: with the indexes they fill), then the end. */
-export type WorkerInput = { chunk: Uint8Array; indexes?: number[] } | { end: true };
+/** Steps: snapshot = VACUUM INTO, then compress + hash; restore = decode + hash + verify, then quick_check. */
+export interface StepTimes {
+  firstStepMs: number;
+  secondStepMs: number;
+}
 
 /** What a 'chunks' snapshot found: every chunk's address and stored size, and where the new ones are in the spool. */
 export interface ChunksResult extends CodecResult {
@@ -43,6 +54,19 @@ export interface ChunksResult extends CodecResult {
   chunks: string[];
   /** Stored (encoded) size of each new chunk, by address. */
   fresh: Array<{ address: string; offset: number; length: number }>;
+}
+
+/** Each op's successful reply (without `ok`). */
+export interface WorkerResults {
+  snapshot: StepTimes & CodecResult;
+  restore: StepTimes & CodecResult;
+  chunks: StepTimes & ChunksResult;
+  'keep-base': { kept: number[] };
+  /** `filled`: the indexes written (each verified); `busyMs`: time spent decoding, hashing and writing. */
+  'write-chunks': { filled: number[]; storedBytes: number; busyMs: number };
+  'quick-check': { durationMs: number };
+  fsync: { durationMs: number };
+  checkpoint: CheckpointResult;
 }
 
 /** A 'checkpoint' result: PRAGMA wal_checkpoint's row (busy: another checkpoint ran; frames in the WAL, frames folded into the file). */
@@ -53,14 +77,16 @@ export interface CheckpointResult {
   durationMs: number;
 }
 
-/** What the worker replies to a 'checkpoint' request (beside the `WorkerReply` failure shape). */
-export type CheckpointReply = { ok: true } & CheckpointResult;
+export type WorkerFailure = { ok: false; code: SyncErrorCode; message: string };
+export type ResultFor<Op extends WorkerOp> = { ok: true } & WorkerResults[Op];
+export type WorkerReply = { [Op in WorkerOp]: ResultFor<Op> }[WorkerOp] | WorkerFailure;
 
-/** The worker acknowledges every chunk so the main thread can bound what is in flight. */
-export type WorkerAck = { ack: true };
+/** Main thread → worker. A request starts job `id`; chunks and the end are its streamed input; abort ends it with an error. */
+export type ToWorker =
+  | { id: number; request: WorkerRequest }
+  | { id: number; chunk: Uint8Array; indexes?: number[] }
+  | { id: number; end: true }
+  | { id: number; abort: true };
 
-export type WorkerReply =
-  /** Steps: snapshot = VACUUM INTO, then compress + hash; restore = decode + hash + verify, then quick_check. */
-  | ({ ok: true; firstStepMs: number; secondStepMs: number } & CodecResult)
-  | ({ ok: true; firstStepMs: number; secondStepMs: number } & ChunksResult)
-  | { ok: false; code: SyncErrorCode; message: string };
+/** Worker → main thread: a job's reply; an acknowledged input chunk (the main thread bounds what is in flight). */
+export type FromWorker = { id: number; reply: WorkerReply } | { id: number; ack: true };
