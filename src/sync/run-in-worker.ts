@@ -46,6 +46,11 @@ function spawnWorker(): Worker {
 function startSlot(): Slot {
   const slot: Slot = { worker: spawnWorker(), job: undefined, dead: false };
   slot.worker.unref();
+  // Again once it is online: a worker unref'd before it came up still held the process open (a
+  // MessagePort of its start stays referenced), which a warmed worker that never got a job showed.
+  slot.worker.once('online', () => {
+    if (slot.job === undefined) slot.worker.unref();
+  });
   slot.worker.on('message', (message: FromWorker) => slot.job?.receive(message));
   const lost = (why: string, cause?: unknown) => {
     if (slot.dead) return;

@@ -263,13 +263,17 @@ test("a full snapshot: check 'none' skips quick_check, the default runs it", asy
   await assert.rejects(checkDatabase(join(dir, 'fast.db')), isCode('SNAPSHOT_CORRUPT'));
 });
 
-test('a process whose pool is idle exits promptly', async () => {
-  const db = await makeDatabase('exit.db');
-  const pool = pathToFileURL(fileURLToPath(new URL('../../src/sync/run-in-worker.ts', import.meta.url))).href;
+for (const [label, body] of [
   // Two operations (two workers at once), then nothing: the idle, unref'd workers must not hold the process.
+  ['after two operations', (db: string) => `await Promise.all([runInWorker({ op: 'quick-check', path: ${JSON.stringify(db)} }), runInWorker({ op: 'fsync', path: ${JSON.stringify(db)}, directory: false })]);`],
+  // drizzle() warms a worker that may never get a job (a start with nothing to restore, then close()).
+  ['with a warmed worker that never got a job', () => `warmWorkers(1);`],
+] as const) test(`a process whose pool is idle exits promptly (${label})`, async () => {
+  const db = await makeDatabase(`exit-${label.length}.db`);
+  const pool = pathToFileURL(fileURLToPath(new URL('../../src/sync/run-in-worker.ts', import.meta.url))).href;
   const script = `
-    const { runInWorker } = await import(${JSON.stringify(pool)});
-    await Promise.all([runInWorker({ op: 'quick-check', path: ${JSON.stringify(db)} }), runInWorker({ op: 'fsync', path: ${JSON.stringify(db)}, directory: false })]);
+    const { runInWorker, warmWorkers } = await import(${JSON.stringify(pool)});
+    ${body(db)}
     console.log('done');
   `;
   const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
