@@ -3,7 +3,7 @@ import { endianness } from 'node:os';
 import { errorMessage } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
 import type { WriteLock } from '../client/write-lock.ts';
-import { runInWorker } from './run-in-worker.ts';
+import { DedicatedWorker } from './run-in-worker.ts';
 
 /**
  * WAL checkpoints off the app's thread.
@@ -205,6 +205,8 @@ export class Checkpointer {
   /** Checkpoints this instance started (any outcome), and how many of them held writes; for tests and logs. */
   checkpoints = 0;
   heldWrites = 0;
+  /** Its own worker, not the pool's: see DedicatedWorker (a writer that never yields must still get checkpoints). */
+  readonly #worker = new DedicatedWorker();
 
   constructor(options: CheckpointerOptions) {
     this.#dbPath = options.dbPath;
@@ -236,6 +238,7 @@ export class Checkpointer {
     const shared = this.#inFlight?.shared;
     if (shared && Atomics.compareExchange(shared, 0, READY, ABANDONED) === READY) Atomics.notify(shared, 0); // no hold now
     await this.idle();
+    await this.#worker.terminate();
   }
 
   /**
@@ -284,7 +287,7 @@ export class Checkpointer {
   #start(pendingBytes: number, kind: 'passive' | 'hold-writes'): void {
     const shared = new Int32Array(new SharedArrayBuffer(16));
     this.checkpoints++;
-    const reply = runInWorker({ op: 'checkpoint', dbPath: this.#dbPath, shared: shared.buffer as SharedArrayBuffer, holdWrites: kind === 'hold-writes' }).catch((error: unknown) => {
+    const reply = this.#worker.run({ op: 'checkpoint', dbPath: this.#dbPath, shared: shared.buffer as SharedArrayBuffer, holdWrites: kind === 'hold-writes' }).catch((error: unknown) => {
       // The worker never started or crashed before writing its state: record the failure where #settle looks.
       Atomics.store(shared, 0, FAILED);
       this.#failure = errorMessage(error);

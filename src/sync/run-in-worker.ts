@@ -248,3 +248,60 @@ export function startWorkerJob<R extends WorkerRequest>(request: R, { maxInFligh
 export function runInWorker<R extends WorkerRequest>(request: R): Promise<{ ok: true } & WorkerResults[R['op']]> {
   return startWorkerJob(request).result;
 }
+
+/**
+ * A file worker of its own, outside the pool, for requests that must reach a worker while the app's
+ * thread never yields (the checkpointer beside a bulk import that loops on settled promises): a pooled
+ * worker is handed its next job only when the main thread processes the previous reply, which such a
+ * loop never lets happen, whereas a request posted here is queued in the worker at once. Started on
+ * the first request and reused; referenced only while a request is outstanding.
+ */
+export class DedicatedWorker {
+  #worker: Worker | undefined;
+  readonly #jobs = new Map<number, { resolve: (reply: WorkerReply & { ok: true }) => void; reject: (error: Error) => void }>();
+
+  run<R extends WorkerRequest>(request: R): Promise<ResultFor<R['op']>> {
+    const worker = (this.#worker ??= this.#start());
+    const id = nextId++;
+    const result = new Promise<WorkerReply & { ok: true }>((resolve, reject) => this.#jobs.set(id, { resolve, reject }));
+    worker.ref();
+    worker.postMessage({ id, request } satisfies ToWorker);
+    return result as Promise<unknown> as Promise<ResultFor<R['op']>>;
+  }
+
+  async terminate(): Promise<void> {
+    const worker = this.#worker;
+    this.#worker = undefined;
+    this.#failAll(new SyncError('SNAPSHOT_FAILED', 'File worker stopped.'));
+    await worker?.terminate();
+  }
+
+  #start(): Worker {
+    const worker = spawnWorker();
+    // ref()/unref() before the worker is online do not stick (see startSlot): set again once it is.
+    worker.once('online', () => (this.#jobs.size > 0 ? worker.ref() : worker.unref()));
+    worker.on('message', (message: FromWorker) => {
+      if (!('reply' in message)) return;
+      const job = this.#jobs.get(message.id);
+      this.#jobs.delete(message.id);
+      if (this.#jobs.size === 0) worker.unref();
+      if (!job) return;
+      if (message.reply.ok) job.resolve(message.reply);
+      else job.reject(new SyncError(message.reply.code, message.reply.message));
+    });
+    const lost = (why: string, cause?: unknown) => {
+      if (this.#worker !== worker) return;
+      this.#worker = undefined;
+      this.#failAll(new SyncError('SNAPSHOT_FAILED', why, cause === undefined ? {} : { cause }));
+    };
+    worker.on('error', (error) => lost(`File worker crashed: ${error.message}`, error));
+    worker.on('exit', (code) => lost(`File worker exited with code ${code} before replying.`));
+    return worker;
+  }
+
+  #failAll(error: Error): void {
+    const jobs = [...this.#jobs.values()];
+    this.#jobs.clear();
+    for (const job of jobs) job.reject(error);
+  }
+}

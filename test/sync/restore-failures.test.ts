@@ -75,10 +75,10 @@ describe('corrupt snapshots are never opened: restore falls back to the newest o
   }
 
   /** Opens without writing anything (so the store stays as it is), capturing error logs. */
-  async function openQuietly(dbPath: string, store: SnapshotStore) {
+  async function openQuietly(dbPath: string, store: SnapshotStore, verify?: 'before-open') {
     const errors: string[] = [];
     const log = { info() {}, warn() {}, error: (_: object, msg: string) => void errors.push(msg), debug() {} };
-    const db = await drizzle({ connection: { url: `file:${dbPath}` }, schema: { notes }, store, log, shutdown: { signals: false } });
+    const db = await drizzle({ connection: { url: `file:${dbPath}` }, schema: { notes }, store, log, shutdown: { signals: false }, ...(verify ? { verify } : {}) });
     return { db, errors };
   }
 
@@ -149,7 +149,8 @@ describe('corrupt snapshots are never opened: restore falls back to the newest o
     await db.$sync.close();
   });
 
-  test('a snapshot whose bytes match the manifest but whose database is damaged fails quick_check', async () => {
+  // verify: 'before-open' (the default 'background' opens it and refuses writes instead: test/sync/restore-check.test.ts).
+  test("verify: 'before-open': a snapshot whose bytes match the manifest but whose database is damaged fails quick_check and is skipped", async () => {
     const root = join(fixture.dir.path, 'quickcheck', 'store');
     const store = directoryStore({ dir: root });
     await seedBackup(store, 'quickcheck', 2_000);
@@ -170,7 +171,7 @@ describe('corrupt snapshots are never opened: restore falls back to the newest o
     const current = (await store.readSmall(MANIFEST_KEY))!;
     await store.writeSmall(MANIFEST_KEY, encodeManifest({ ...manifest, seq: entry.seq, snapshots: [entry, ...manifest.snapshots] }), { ifMatch: current.etag });
     const dbPath = join(fixture.dir.path, 'quickcheck', 'app.db');
-    const { db } = await openQuietly(dbPath, store);
+    const { db } = await openQuietly(dbPath, store, 'before-open');
     const [skipped] = db.$sync.status().restoredFrom!.skipped;
     assert.equal(skipped?.seq, entry.seq);
     assert.equal(skipped?.code, 'SNAPSHOT_CORRUPT');
