@@ -33,7 +33,7 @@ import { DedicatedWorker } from './run-in-worker.ts';
  * is down, and keeps reads (the WAL index) and a crash recovery cheap.
  */
 export const WAL_CHECKPOINT_BYTES = 64 * 1024 * 1024;
-/** The WAL's size is looked at (an async stat) at most this often, and only after a commit. */
+/** The WAL is looked at (its index header in -shm, read synchronously, or the file size) at most this often, and only after a commit. */
 export const WAL_CHECK_INTERVAL_MS = 100;
 /** After a failed checkpoint: the first retry delay (doubling up to the max). */
 const RETRY_BASE_MS = 1_000;
@@ -52,7 +52,7 @@ export function writerConnectionSetup(synchronousPragma: string, walBoundBytes =
 // ---- decisions (pure) ----
 
 export interface WalCheckState {
-  /** A stat or a checkpoint is in flight (at most one at a time). */
+  /** A checkpoint is in flight (at most one at a time). */
   busy: boolean;
   stopped: boolean;
   /** Commits since the last check began (only commits grow the WAL). */

@@ -250,58 +250,43 @@ export function runInWorker<R extends WorkerRequest>(request: R): Promise<{ ok: 
 }
 
 /**
- * A file worker of its own, outside the pool, for requests that must reach a worker while the app's
- * thread never yields (the checkpointer beside a bulk import that loops on settled promises): a pooled
- * worker is handed its next job only when the main thread processes the previous reply, which such a
- * loop never lets happen, whereas a request posted here is queued in the worker at once. Started on
- * the first request and reused; referenced only while a request is outstanding.
+ * A file worker of its own for each request, outside the pool, for requests that must reach a worker
+ * while the app's thread never yields (the checkpointer beside a bulk import that loops on settled
+ * promises): a pooled worker is handed its next job only when the main thread processes the previous
+ * reply, which such a loop never lets happen, whereas a new worker gets its request at once. It stays
+ * referenced (the process waits for it) until it replied, then ends. One boot per request: meant for
+ * rare requests (a checkpoint per 64 MiB of WAL), not for the hot path.
  */
 export class DedicatedWorker {
-  #worker: Worker | undefined;
-  readonly #jobs = new Map<number, { resolve: (reply: WorkerReply & { ok: true }) => void; reject: (error: Error) => void }>();
+  readonly #running = new Set<Worker>();
 
   run<R extends WorkerRequest>(request: R): Promise<ResultFor<R['op']>> {
-    const worker = (this.#worker ??= this.#start());
+    const worker = spawnWorker();
+    this.#running.add(worker);
     const id = nextId++;
-    const result = new Promise<WorkerReply & { ok: true }>((resolve, reject) => this.#jobs.set(id, { resolve, reject }));
-    worker.ref();
+    const result = new Promise<WorkerReply & { ok: true }>((resolve, reject) => {
+      let settled = false;
+      const settle = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        this.#running.delete(worker);
+        fn();
+        void worker.terminate();
+      };
+      worker.on('message', (message: FromWorker) => {
+        if (!('reply' in message) || message.id !== id) return;
+        const { reply } = message;
+        settle(() => (reply.ok ? resolve(reply) : reject(new SyncError(reply.code, reply.message))));
+      });
+      worker.once('error', (error) => settle(() => reject(new SyncError('SNAPSHOT_FAILED', `File worker crashed: ${error.message}`, { cause: error }))));
+      worker.once('exit', (code) => settle(() => reject(new SyncError('SNAPSHOT_FAILED', `File worker exited with code ${code} before replying.`))));
+    });
     worker.postMessage({ id, request } satisfies ToWorker);
     return result as Promise<unknown> as Promise<ResultFor<R['op']>>;
   }
 
+  /** Ends any worker still running (its request then rejects). */
   async terminate(): Promise<void> {
-    const worker = this.#worker;
-    this.#worker = undefined;
-    this.#failAll(new SyncError('SNAPSHOT_FAILED', 'File worker stopped.'));
-    await worker?.terminate();
-  }
-
-  #start(): Worker {
-    const worker = spawnWorker();
-    // ref()/unref() before the worker is online do not stick (see startSlot): set again once it is.
-    worker.once('online', () => (this.#jobs.size > 0 ? worker.ref() : worker.unref()));
-    worker.on('message', (message: FromWorker) => {
-      if (!('reply' in message)) return;
-      const job = this.#jobs.get(message.id);
-      this.#jobs.delete(message.id);
-      if (this.#jobs.size === 0) worker.unref();
-      if (!job) return;
-      if (message.reply.ok) job.resolve(message.reply);
-      else job.reject(new SyncError(message.reply.code, message.reply.message));
-    });
-    const lost = (why: string, cause?: unknown) => {
-      if (this.#worker !== worker) return;
-      this.#worker = undefined;
-      this.#failAll(new SyncError('SNAPSHOT_FAILED', why, cause === undefined ? {} : { cause }));
-    };
-    worker.on('error', (error) => lost(`File worker crashed: ${error.message}`, error));
-    worker.on('exit', (code) => lost(`File worker exited with code ${code} before replying.`));
-    return worker;
-  }
-
-  #failAll(error: Error): void {
-    const jobs = [...this.#jobs.values()];
-    this.#jobs.clear();
-    for (const job of jobs) job.reject(error);
+    await Promise.all([...this.#running].map((worker) => worker.terminate()));
   }
 }
