@@ -5,25 +5,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { API_READ_ROUTES, API_WRITE_ROUTES } from '../../bench/api.ts';
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+import { runBench as runBenchScript } from '../helpers/bench.ts';
 
 function runBench(extra: string[], out: string): Promise<{ code: number | null; output: string }> {
-  const args = ['--conditions=source', '--import', 'tsx', 'bench/run.ts', '--ci', '--sizes', '10k', '--only', 'api', '--api-seconds', '3', '--out', out, ...extra];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (output += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (output += s));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, output }));
-  });
+  return runBenchScript(['--ci', '--sizes', '10k', '--only', 'api', '--api-seconds', '3', '--out', out, ...extra]);
 }
 
 interface Report {
