@@ -24,6 +24,12 @@ function sqlOf(stmt: InStatement | [string, InArgs?] | string): string {
   return stmt.sql;
 }
 
+/** Whether any statement of a batch (or migration) writes, by the cached verdict of each SQL text. */
+function anyWrites(verdicts: WriteVerdictCache, stmts: readonly BatchItem[]): boolean {
+  for (const s of stmts) if (verdicts.isWrite(sqlOf(s))) return true;
+  return false;
+}
+
 /**
  * A libSQL `Client` that counts committed writes and serializes them. drizzle calls only `execute`,
  * `batch`, `migrate` and `transaction()`, so wrapping the client sees every commit drizzle makes
@@ -99,7 +105,7 @@ export class CountingClient implements Client {
 
   batch(stmts: BatchItem[], mode?: TransactionMode): Promise<ResultSet[]> {
     try {
-      if (mode === 'read' || !this.#anyWrites(stmts)) return this.#inner.batch(stmts, mode);
+      if (mode === 'read' || !anyWrites(this.#verdicts, stmts)) return this.#inner.batch(stmts, mode);
       return this.#write('batch', () => this.#inner.batch(stmts, mode));
     } catch (error) {
       return Promise.reject(error);
@@ -109,7 +115,7 @@ export class CountingClient implements Client {
   migrate(stmts: InStatement[]): Promise<ResultSet[]> {
     try {
       // drizzle's migrator calls migrate([]) when every migration is already applied: nothing commits.
-      if (!this.#anyWrites(stmts)) return this.#inner.migrate(stmts);
+      if (!anyWrites(this.#verdicts, stmts)) return this.#inner.migrate(stmts);
       return this.#write('migrate', () => this.#inner.migrate(stmts));
     } catch (error) {
       return Promise.reject(error);
@@ -157,11 +163,6 @@ export class CountingClient implements Client {
 
   #executeInner(stmtOrSql: InStatement | string, args: InArgs | undefined): Promise<ResultSet> {
     return typeof stmtOrSql === 'string' ? this.#inner.execute(stmtOrSql, args) : this.#inner.execute(stmtOrSql);
-  }
-
-  #anyWrites(stmts: Array<BatchItem>): boolean {
-    for (const s of stmts) if (this.#verdicts.isWrite(sqlOf(s))) return true;
-    return false;
   }
 
   /**
@@ -235,7 +236,7 @@ class CountingTransaction implements Transaction {
 
   batch(stmts: InStatement[]): Promise<ResultSet[]> {
     try {
-      this.#noteWrite(stmts.some((s) => this.#verdicts.isWrite(sqlOf(s))));
+      this.#noteWrite(anyWrites(this.#verdicts, stmts));
       return this.#settleIfClosed(this.#inner.batch(stmts));
     } catch (error) {
       return Promise.reject(error);

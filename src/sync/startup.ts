@@ -191,8 +191,8 @@ export async function startUp(options: StartupOptions): Promise<StartupResult> {
             position: finalPosition,
             pending,
             async run() {
-              await syncFile(dbPath);
-              if (verify === 'background') await checkDatabase(dbPath);
+              // Side by side, as downloadSnapshot's own checks: one waits on the disk, the other on the CPU.
+              await Promise.all([syncFile(dbPath), verify === 'background' ? checkDatabase(dbPath) : undefined]);
             },
           },
         }),

@@ -252,11 +252,7 @@ export class SyncController implements CommitHooks, SyncHandle {
             `or start with verify: 'before-open', which falls back to the newest snapshot that passes.`,
           { cause: error },
         );
-        this.#stoppedBy = err;
-        this.#transition('check-failed');
-        this.#scheduler.cancel();
-        this.#lastError = { code: err.code, message: err.message, at: new Date().toISOString() };
-        this.#o.log.error({ code: err.code }, err.message);
+        this.#stop(err, 'check-failed');
         settle('failed', err);
       } finally {
         this.#checking = undefined;
@@ -323,12 +319,17 @@ export class SyncController implements CommitHooks, SyncHandle {
       this.#o.log.warn({ code: error.code }, `the writer lease was lost while promoting; staying a replica: ${error.message}`);
       return;
     }
+    this.#stop(error, 'lease-lost');
+    this.#events.emit('lease-lost', error);
+  }
+
+  /** Stops for good (fenced, diverged, or a restored file that failed its check): no more writes or snapshots. */
+  #stop(error: SyncError, event: 'lease-lost' | 'check-failed'): void {
     this.#stoppedBy = error;
-    this.#transition('lease-lost');
+    this.#transition(event);
     this.#scheduler.cancel();
     this.#lastError = { code: error.code, message: error.message, at: new Date().toISOString() };
     this.#o.log.error({ code: error.code, pendingCommits: this.#pending() }, error.message);
-    this.#events.emit('lease-lost', error);
   }
 
   // ---- CommitHooks ----
@@ -512,10 +513,7 @@ export class SyncController implements CommitHooks, SyncHandle {
         if (err.code === 'LEASE_LOST') {
           this.leaseLost(err);
         } else if (err.code === 'CONFLICT' || err.code === 'DIVERGED') {
-          this.#stoppedBy = err;
-          this.#transition('lease-lost');
-          this.#scheduler.cancel();
-          this.#o.log.error({ code: err.code, pendingCommits: this.#pending() }, err.message);
+          this.#stop(err, 'lease-lost');
         } else {
           const delay = Math.min(this.#o.retryBaseMs * 2 ** (this.#failuresInARow - 1), this.#o.retryMaxMs);
           this.#o.log.warn({ code: err.code, retryInMs: delay, pendingCommits: this.#pending() }, `snapshot failed, will retry: ${err.message}`);
