@@ -13,7 +13,7 @@ import type { SyncLogger } from '../log.ts';
 import type { ObjectStore } from '../store/store.ts';
 import { changedOutside, newGeneration, type Position, type Sidecar, type SidecarState } from '../local/sidecar.ts';
 import { describeTarget, latestSnapshot, selectSnapshot, type Manifest, type RestoreTarget, type SnapshotEntry } from './manifest.ts';
-import { checkDatabase, downloadFirstVerifying, installFile, readHead, syncFile, type RemoteHead, type RestoreMode, type SkippedSnapshot } from './restore.ts';
+import { checkDatabase, downloadFirstVerifying, installFile, markWalMode, readHead, syncFile, type RemoteHead, type RestoreMode, type SkippedSnapshot } from './restore.ts';
 import type { ChunkKeys } from './chunks/encryption.ts';
 import type { WriterLease } from './lease.ts';
 import { decideStartup, leaseRequest, type StartupDecision, type StartupFacts } from './startup-decision.ts';
@@ -173,7 +173,11 @@ export async function startUp(options: StartupOptions): Promise<StartupResult> {
     check: before ? 'quick-check' : 'none',
     fsync: before,
     // Checked later: the sidecar says so before the file is in place (a restart then downloads again).
-    ...(before ? {} : { install: (verifiedPath: string) => (options.sidecar.restoring(finalPosition), installFile(verifiedPath, dbPath)) }),
+    install: (verifiedPath: string) => {
+      if (!before) options.sidecar.restoring(finalPosition);
+      markWalMode(verifiedPath);
+      installFile(verifiedPath, dbPath);
+    },
   });
   log.info({ store: store.location, seq: entry.seq, bytes: entry.bytes, compressedBytes: entry.compressedBytes, skipped: skipped.length, verify, ...info }, 'restored database from snapshot');
   if (before) options.sidecar.started(finalPosition, pending);

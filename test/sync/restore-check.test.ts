@@ -184,3 +184,43 @@ test('verify: a wrong value is a CONFIG error naming the three modes', async () 
     (e: SyncError) => e.code === 'CONFIG' && /'background', 'before-open', 'hash-only'/.test(e.message),
   );
 });
+
+/** Header bytes of a database file: [18, 19] = write/read format version (2 = WAL), 24-27 = file change counter. */
+function header(path: string): { format: [number, number]; changeCounter: number } {
+  const fd = openSync(path, 'r');
+  try {
+    const b = Buffer.alloc(28);
+    readSync(fd, b, 0, 28, 0);
+    return { format: [b[18]!, b[19]!], changeCounter: b.readUInt32BE(24) };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+for (const verify of ['background', 'before-open'] as const) {
+  test(`verify '${verify}': the restored file is installed as a WAL database, so opening it commits nothing (no whole-file sync before the first query)`, async () => {
+    const dir = await tempDir('restore-check-wal-header');
+    try {
+      const store = directoryStore({ dir: join(dir.path, 'store') });
+      const live = join(dir.path, 'live');
+      const dbPath = join(live, 'app.db');
+      const seed = await openDb(dbPath, store);
+      await seed.run(CREATE_NOTES);
+      await seed.run(sql`INSERT INTO notes (body) SELECT 'note ' || value FROM generate_series(1, 500)`);
+      await seed.$sync.close();
+
+      await wipe(live);
+      const db = await openDb(dbPath, store, { verify });
+      if (verify === 'background') await nextEvent(db.$sync, 'restore-check'); // 'before-open' checked before drizzle() resolved
+      assert.equal((await db.select({ n: count() }).from(notes))[0]!.n, 500);
+      // Snapshots store the legacy format with a change counter of 1 (canonical header). Had the app's
+      // `PRAGMA journal_mode=WAL` switched the file, that switch would be a commit (counter 2) that syncs the file.
+      assert.deepEqual(header(dbPath), { format: [2, 2], changeCounter: 1 });
+      await db.insert(notes).values({ body: 'after' }).run();
+      await db.$sync.close();
+      assert.equal(header(dbPath).format[0], 2, 'still a WAL database after a write and close');
+    } finally {
+      await dir.cleanup();
+    }
+  });
+}
