@@ -49,7 +49,8 @@ export const INCR_WALL_TARGET = 0.25;
 export const RESTORE_RAW_TARGET = TRANSFER_RATIO_TARGET;
 export const MEMORY_TARGET_BYTES = 128 * 2 ** 20;
 /** The library's default chunk size (src/config.ts); the checks are judged on it. */
-export const DEFAULT_CHUNK_SIZE = 1 << 20;
+import { DEFAULT_CHUNK_SIZE } from '../src/config.ts';
+export { DEFAULT_CHUNK_SIZE };
 export const UPDATE_FRACTION = 0.01;
 const BATCH = 500;
 const RAW_CONCURRENCY = 8;

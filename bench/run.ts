@@ -62,7 +62,7 @@ const apiSecondsArg = values['api-seconds'] === undefined ? undefined : Number(v
 if (apiSecondsArg !== undefined && !(Number.isInteger(apiSecondsArg) && apiSecondsArg >= 1)) throw new Error('--api-seconds must be a positive integer');
 const cfg = ci
   ? { writesPerDriver: 300, flushes: 2, idleMs: 1_500, reps: 2, coldStartReps: 2, coldStartMinRows: 100_000, durabilityReps: 2, apiSeconds: 6, incrReps: 1, incrChunkSizes: [DEFAULT_CHUNK_SIZE], incrProfileChunkSizes: [DEFAULT_CHUNK_SIZE] }
-  : { writesPerDriver: 1_000, flushes: 3, idleMs: 3_000, reps: 3, coldStartReps: 3, coldStartMinRows: 0, durabilityReps: 3, apiSeconds: 20, incrReps: 3, incrChunkSizes: [DEFAULT_CHUNK_SIZE, 256 << 10], incrProfileChunkSizes: [64 << 10, 256 << 10, DEFAULT_CHUNK_SIZE, 4 << 20] };
+  : { writesPerDriver: 1_000, flushes: 3, idleMs: 3_000, reps: 3, coldStartReps: 3, coldStartMinRows: 0, durabilityReps: 3, apiSeconds: 20, incrReps: 3, incrChunkSizes: [DEFAULT_CHUNK_SIZE, 1 << 20], incrProfileChunkSizes: [256 << 10, 1 << 20, DEFAULT_CHUNK_SIZE, 16 << 20] };
 // 64 KiB end to end costs minutes at 1M on Azurite (~10k blob requests per whole-database upload): profiled by default, measured on request.
 const parseChunk = (s: string): number => {
   const m = /^(\d+)\s*(k|kib|m|mib)?$/i.exec(s.trim());
