@@ -61,6 +61,8 @@ export interface ColdStart {
   build: 'dist' | 'source';
   ours: ColdStartRun[];
   litestream: ColdStartRun[];
+  /** Fresh processes that only import @azure/storage-blob (bench/cold-start/sdk-import.mjs); absent in older results. */
+  sdkImport?: ColdStartRun[];
 }
 
 const COLD_START_DIR = fileURLToPath(new URL('./cold-start/', import.meta.url));
@@ -95,7 +97,7 @@ function coldStartChild(script: string, job: object, execArgv: string[] = []): P
  * bench/cold-start/litestream.mjs; both into a new empty folder, the same SELECT by primary key.
  */
 async function runColdStart(reps: number, work: string, ours: { connectionString: string; prefix: string }, ls: { bin: string; config: string; replicaDbPath: string }, probeId: string): Promise<ColdStart> {
-  const result: ColdStart = { reps, build: LIB_KIND, ours: [], litestream: [] };
+  const result: ColdStart = { reps, build: LIB_KIND, ours: [], litestream: [], sdkImport: [] };
   // Plain node runs the compiled build; a source build (BENCH_LIB=source) needs tsx's loader.
   const execArgv = LIB_KIND === 'dist' ? [] : ['--conditions=source', '--import', 'tsx'];
   for (let r = 0; r < reps; r++) {
@@ -111,6 +113,7 @@ async function runColdStart(reps: number, work: string, ours: { connectionString
       result.litestream.push(await coldStartChild('litestream.mjs', { bin: ls.bin, config: ls.config, replicaDbPath: ls.replicaDbPath, outPath: join(dir, 'app.db'), probeId }));
     };
     for (const step of r % 2 === 0 ? [runOurs, runLs] : [runLs, runOurs]) await step();
+    result.sdkImport!.push(await coldStartChild('sdk-import.mjs', {}));
     await rm(dir, { recursive: true, force: true });
   }
   return result;
