@@ -259,15 +259,22 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
       const blob = container.getBlobClient(blobName(key));
       const dog = new Watchdog(timeoutMs);
       let done = false;
+      // Copied into one buffer of the range's size as the parts arrive (not joined at the end): each
+      // network part is dead at once, so a body never holds twice its size.
       const readBody = async (response: { readableStreamBody?: NodeJS.ReadableStream }, offset: number, count: number, size: number): Promise<Buffer> => {
-        const parts: Buffer[] = [];
+        const body = Buffer.allocUnsafeSlow(count);
+        let filled = 0;
         for await (const chunk of response.readableStreamBody ?? []) {
-          parts.push(chunk as Buffer);
+          const part = chunk as Buffer;
+          if (filled + part.length > count) {
+            throw new SyncError('STORE_UNREACHABLE', `Download of ${key} from ${endpoint} returned more than the ${count} bytes asked for at byte ${offset}.`, { transient: true });
+          }
+          part.copy(body, filled);
+          filled += part.length;
           dog.touch();
         }
-        const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-        if (body.length !== count) {
-          throw new SyncError('STORE_UNREACHABLE', `Download of ${key} from ${endpoint} ended early at byte ${offset + body.length} of ${size}.`, { transient: true });
+        if (filled !== count) {
+          throw new SyncError('STORE_UNREACHABLE', `Download of ${key} from ${endpoint} ended early at byte ${offset + filled} of ${size}.`, { transient: true });
         }
         return body;
       };

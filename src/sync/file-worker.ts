@@ -4,8 +4,6 @@
  * on the app's event loop (VACUUM INTO on the main thread froze writes for 2.7 s on a 450 MB file).
  */
 import { parentPort } from 'node:worker_threads';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { dirname } from 'node:path';
 import { writeSync } from 'node:fs';
 import { copyFile, open, unlink, writeFile } from 'node:fs/promises';
@@ -14,6 +12,7 @@ import { canonicalizeHeaderBytes, openPageImage } from './chunks/page-image.ts';
 import { pathToFileURL } from 'node:url';
 import { compressFile, decodeToFile, type CodecResult } from './codec.ts';
 import { SyncError } from '../errors.ts';
+import { collectGarbage, COLLECT_EVERY_BYTES } from './collect-garbage.ts';
 import type { FromWorker, ToWorker, WorkerRequest, WorkerReply } from './worker-protocol.ts';
 
 // Only the local-file driver, loaded on first use: a worker that only decodes chunks never pays for it.
@@ -24,26 +23,10 @@ function loadLibsql(): Promise<Libsql> {
   return libsqlModule;
 }
 
-/**
- * A young-generation collection on demand. Every chunk restored leaves two buffers behind (the stored
- * chunk and lz4-napi's decoded output) whose memory lives outside V8's heap; V8 only collects for
- * external memory after ~64 MiB of it, per worker, so several decoding workers held +40 MiB peak RSS
- * at 1M rows. A scavenge every few chunks frees them for well under a millisecond. The worker outlives
- * its jobs: after each one a full collection (a few ms, after the reply) returns what the job left to
- * the system, so an idle pool stays small.
- */
-const collect: (type: 'minor' | 'major') => void = (() => {
-  try {
-    setFlagsFromString('--expose-gc');
-    const gc = runInNewContext('gc') as (options?: { type: 'minor' | 'major' }) => void;
-    return (type) => gc({ type });
-  } catch {
-    return () => {};
-  }
-})();
+// The worker outlives its jobs: after each one a full collection (a few ms, after the reply) returns
+// what the job left to the system, so an idle pool stays small (see collect-garbage.ts).
+const collect = collectGarbage;
 const collectYoung = () => collect('minor');
-/** Decoded bytes between two collections: bounds each worker's garbage. */
-const COLLECT_EVERY_BYTES = 8 * 1024 * 1024;
 
 async function copyConsistently(dbPath: string, rawPath: string): Promise<void> {
   const client = (await loadLibsql()).createClient({ url: pathToFileURL(dbPath).href });
