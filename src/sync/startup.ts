@@ -175,7 +175,10 @@ export async function startUp(options: StartupOptions): Promise<StartupResult> {
     // Checked later: the sidecar says so before the file is in place (a restart then downloads again).
     install: (verifiedPath: string) => {
       if (!before) options.sidecar.restoring(finalPosition);
-      markWalMode(verifiedPath);
+      // A writer's connection switches the file to WAL at once (prepareWriterConnection). A replica's file
+      // stays in rollback mode: it swaps files under its own connections, and a closed connection whose
+      // statements are not yet garbage-collected closes later and then deletes `-wal`/`-shm` by path.
+      if (decision.role === 'writer') markWalMode(verifiedPath);
       installFile(verifiedPath, dbPath);
     },
   });
