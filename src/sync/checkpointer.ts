@@ -224,6 +224,8 @@ export class Checkpointer {
   /** Why the in-flight checkpoint's worker failed, once its reply says so. */
   #failure: string | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** When the armed timer is due (commits before then need no look of their own). */
+  #timerDueAt = 0;
   #stopped = false;
   #committedSinceCheck = false;
   #warmed = false;
@@ -262,6 +264,9 @@ export class Checkpointer {
       this.#worker.warm();
     }
     this.#committedSinceCheck = true;
+    // Most commits: a look is already armed for later and no checkpoint is in flight, so there is
+    // nothing to decide (with one in flight, its shared state is read on every commit: see #settle).
+    if (this.#inFlight === undefined && this.#timer !== undefined && now < this.#timerDueAt) return;
     this.#schedule(now);
   }
 
@@ -320,6 +325,7 @@ export class Checkpointer {
   /** The last commit of a burst is looked at even if no other commit follows (when the loop is free again). */
   #armTimer(delayMs: number): void {
     if (this.#timer) return;
+    this.#timerDueAt = Date.now() + delayMs;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#schedule(Date.now());
@@ -451,7 +457,15 @@ class CheckpointWorker {
     const worker = this.#worker;
     this.#worker = undefined;
     this.#failAll(new SyncError('SNAPSHOT_FAILED', 'The checkpoint worker was stopped.'));
-    await worker?.terminate();
+    if (!worker) return;
+    // The worker is never referenced: without a referenced handle the event loop could empty before
+    // its exit, leaving whoever awaits this (close()) pending forever.
+    const keepAlive = setInterval(() => undefined, 1 << 30);
+    try {
+      await worker.terminate();
+    } finally {
+      clearInterval(keepAlive);
+    }
   }
 
   #start(): Worker {

@@ -278,7 +278,7 @@ test('a writer that never pauses: one short pass with its writes held lets the W
   assert.ok(free.maxWal > held.maxWal, `${(free.maxWal / MiB).toFixed(1)} MiB vs ${(held.maxWal / MiB).toFixed(1)} MiB`);
 });
 
-test('a writer that yields between writes (a request loop), default bound: the WAL restarts after every checkpoint as plain libSQL\'s does after its automatic ones, its file stays near the bound, and one worker serves every checkpoint', async (t) => {
+test('a writer that yields between writes (a request loop), default bound: the WAL restarts after every checkpoint as plain libSQL\'s does after its automatic ones, each cycle stays near the bound, and one worker serves every checkpoint', async (t) => {
   const dir = await tempDir('wal-routine');
   t.after(() => dir.cleanup());
   const dbPath = join(dir.path, 'routine.db');
@@ -297,18 +297,37 @@ test('a writer that yields between writes (a request loop), default bound: the W
   const row = body(16 * 1024);
   let restarts = 0;
   let last = 0;
-  let maxWal = 0;
+  /** The most frames a WAL cycle held, after the first restart (the first cycle may wait for the worker's boot: ~0.5 s under tsx). */
+  let maxCycleFrames = 0;
   const deadline = Date.now() + 30_000;
   while (restarts < 4 && Date.now() < deadline) {
     await client.execute({ sql: 'INSERT INTO t (v) VALUES (?)', args: [row] });
     const { walFrames } = await walIndex(dbPath);
     if (walFrames < last) restarts++;
     last = walFrames;
-    maxWal = Math.max(maxWal, await walBytes(dbPath));
+    if (restarts >= 1) maxCycleFrames = Math.max(maxCycleFrames, walFrames);
     await new Promise((resolve) => setImmediate(resolve));
   }
-  assert.equal(restarts, 4, `the WAL restarted after its checkpoints (${checkpointer.checkpoints} checkpoints, ${checkpointer.heldWrites} with writes held, file at most ${(maxWal / MiB).toFixed(1)} MiB)`);
-  assert.ok(maxWal <= 4 * WAL_CHECKPOINT_BYTES, `the WAL file stayed near the bound: ${(maxWal / MiB).toFixed(1)} MiB`);
+  const maxCycleBytes = maxCycleFrames * (4096 + 24);
+  assert.equal(restarts, 4, `the WAL restarted after its checkpoints (${checkpointer.checkpoints} checkpoints, ${checkpointer.heldWrites} with writes held)`);
+  assert.ok(maxCycleBytes <= 4 * WAL_CHECKPOINT_BYTES, `each WAL cycle after the first stayed near the bound: at most ${(maxCycleBytes / MiB).toFixed(1)} MiB`);
   assert.ok(checkpointer.checkpoints >= 4, `${checkpointer.checkpoints} checkpoints`);
   assert.equal(checkpointer.workerStarts, 1, `one worker thread for ${checkpointer.checkpoints} checkpoints`);
+});
+
+test('close() right after the first commit started the checkpoint worker resolves: the worker is never referenced, so its termination holds the event loop open itself', async (t) => {
+  const dir = await tempDir('wal-stop');
+  t.after(() => dir.cleanup());
+  // Timing-dependent (the worker's boot against the loop emptying): without the fix about 1 run in 3 of 6 rounds failed.
+  for (let i = 0; i < 16; i++) {
+    const checkpointer = new Checkpointer({ dbPath: join(dir.path, `stop-${i}.db`), log: { info() {}, warn() {}, error() {} } });
+    checkpointer.noteCommit(); // the first commit starts the worker (no checkpoint yet: there is no WAL)
+    assert.equal(checkpointer.workerStarts, 1);
+    if (i % 2 === 1) await new Promise((resolve) => setTimeout(resolve, 10 * i)); // also once it may be online
+    await checkpointer.stop(); // nothing else keeps the loop alive here
+    checkpointer.closeFiles();
+    // The same through drizzle(): its first commit (CREATE TABLE) starts the worker, close() stops it.
+    const db = await open(join(dir.path, `db-${i}.db`), directoryStore({ dir: join(dir.path, `store-${i}`) }));
+    await db.$sync.close();
+  }
 });
