@@ -132,6 +132,8 @@ export class WriteVerdictCache {
   }
 
   isWrite(sql: string): boolean {
+    const leading = leadingVerbVerdict(sql);
+    if (leading !== undefined) return leading;
     const known = this.#verdicts.get(sql);
     if (known !== undefined) return known;
     const verdict = isWriteStatement(sql);
@@ -141,4 +143,31 @@ export class WriteVerdictCache {
     }
     return verdict;
   }
+}
+
+/** Lower-case ASCII letters of the verbs whose verdict the first word alone decides (isWriteStatement). */
+const LEADING_VERBS: ReadonlyArray<readonly [string, boolean]> = [
+  ['select', false],
+  ['insert', true],
+  ['update', true],
+  ['delete', true],
+];
+
+/**
+ * The verdict of a statement that starts with SELECT, INSERT, UPDATE or DELETE (any case) as its very
+ * first characters and then a non-word character, as drizzle writes every query; undefined for anything
+ * else (leading space or comments, WITH, PRAGMA, ...), which the cache and the parser handle. Read from
+ * the first seven characters: the statement's text is built afresh for each call, and a Map lookup
+ * hashes and compares all of it (a few µs per write for drizzle's insert of a wide row).
+ */
+export function leadingVerbVerdict(sql: string): boolean | undefined {
+  if (sql.length < 7) return undefined;
+  const next = sql.charCodeAt(6);
+  const isWordChar = (next >= 48 && next <= 57) || (next >= 65 && next <= 90) || (next >= 97 && next <= 122) || next === 95 || next === 36;
+  if (isWordChar) return undefined;
+  outer: for (const [verb, writes] of LEADING_VERBS) {
+    for (let i = 0; i < 6; i++) if ((sql.charCodeAt(i) | 0x20) !== verb.charCodeAt(i)) continue outer;
+    return writes;
+  }
+  return undefined;
 }

@@ -1,9 +1,11 @@
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { endianness } from 'node:os';
-import { errorMessage } from '../errors.ts';
+import type { Worker } from 'node:worker_threads';
+import { SyncError, errorMessage } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
 import type { WriteLock } from '../client/write-lock.ts';
-import { DedicatedWorker } from './run-in-worker.ts';
+import { spawnWorker } from './run-in-worker.ts';
+import type { FromWorker, ToWorker, WorkerReply, WorkerRequest } from './worker-protocol.ts';
 
 /**
  * WAL checkpoints off the app's thread.
@@ -24,17 +26,22 @@ import { DedicatedWorker } from './run-in-worker.ts';
  */
 
 /**
- * Fold the WAL once it holds this much not yet folded, and cut its file back to this size when it
- * restarts (journal_size_limit). 64 MiB (16k frames of 4 KiB), not SQLite's 4 MiB: a smaller trigger
- * buys nothing while writes continue (a restart needs a checkpoint that caught up with every frame,
- * which a checkpoint beside a steady writer never does: the file grows until writes pause, whatever
- * the trigger), and each checkpoint costs a worker; in pauses the snapshot's own checkpoint folds the
- * WAL anyway. 64 MiB bounds the disk at ~10% above the database at 1M rows (607 MiB) while the store
- * is down, and keeps reads (the WAL index) and a crash recovery cheap.
+ * Fold the WAL once it holds this much not yet folded: 4 MiB (1000 frames of 4 KiB), SQLite's own
+ * automatic checkpoint mark. Plain libSQL restarts its WAL after every such checkpoint, so its commits
+ * overwrite blocks the WAL file already has; a WAL that is never folded is extended by every commit
+ * instead, and its index grows, which made our insert/update p50 1.12-1.18x plain's (a 64 MiB bound
+ * restarted it about never). A checkpoint here costs a message to a worker that stays up (not a boot).
  */
-export const WAL_CHECKPOINT_BYTES = 64 * 1024 * 1024;
+export const WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024;
+/**
+ * The WAL file's size limit (journal_size_limit): when the WAL restarts, SQLite cuts its file back to
+ * this. Well above the checkpoint bound, so a WAL that restarts after every checkpoint keeps its file
+ * (commits overwrite it instead of extending it), while a burst or a store outage never leaves more
+ * than this much on disk once the WAL restarts: ~10% above the database at 1M rows (607 MiB).
+ */
+export const WAL_FILE_LIMIT_BYTES = 64 * 1024 * 1024;
 /** The WAL is looked at (its index header in -shm, read synchronously, or the file size) at most this often, and only after a commit. */
-export const WAL_CHECK_INTERVAL_MS = 100;
+export const WAL_CHECK_INTERVAL_MS = 25;
 /** After a failed checkpoint: the first retry delay (doubling up to the max). */
 const RETRY_BASE_MS = 1_000;
 const RETRY_MAX_MS = 60_000;
@@ -45,8 +52,8 @@ const PARTIAL_RETRY_MS = 1_000;
  * Per-connection settings of the writer's connections (run on each one). `synchronousPragma` is the
  * `synchronous` option's `PRAGMA synchronous=...`.
  */
-export function writerConnectionSetup(synchronousPragma: string, walBoundBytes = WAL_CHECKPOINT_BYTES): string {
-  return `${synchronousPragma}; PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=${walBoundBytes}`;
+export function writerConnectionSetup(synchronousPragma: string, walFileLimitBytes = WAL_FILE_LIMIT_BYTES): string {
+  return `${synchronousPragma}; PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=${walFileLimitBytes}`;
 }
 
 // ---- decisions (pure) ----
@@ -81,7 +88,7 @@ export function walNeedsCheckpoint(pendingBytes: number, boundBytes: number): bo
 }
 
 /**
- * 16 (1 GiB at the default bound): a safety valve, not a routine. The held pass ends with the
+ * 16 times the WAL file's size limit (1 GiB by default): a safety valve, not a routine. The held pass ends with the
  * checkpoint's fsync and writes wait for it: in the 1M-row snapshot bench (whose writer never pauses,
  * so its WAL never restarts) holds at 2x and 8x the bound made one write wait 175-320 ms under load,
  * against a longest gap of 31-74 ms without. A writer that pauses lets the WAL restart after any
@@ -89,12 +96,30 @@ export function walNeedsCheckpoint(pendingBytes: number, boundBytes: number): bo
  */
 export const HOLD_WRITES_FACTOR = 16;
 
+/**
+ * The routine hold: a checkpoint that starts with at most this many times the bound unfolded may hold
+ * the app's writes for its second pass, so the WAL restarts as plain libSQL's does after each of its
+ * automatic checkpoints (a PASSIVE pass beside a steady writer never catches up with the last commit,
+ * and a WAL that never restarts is extended by every commit). Only after a small first pass: the
+ * second folds what was appended during the first (a few dozen frames) and the writes wait for that
+ * alone. A larger backlog (after a snapshot, whose reader held frames back) gets a plain pass first.
+ */
+export const HOLD_PENDING_FACTOR = 2;
+
+/**
+ * The longest the app's writes are held for a second pass. Its fsyncs can take 100-200 ms on a busy
+ * disk (a 1M-row snapshot uploading beside it); past this the writes go on and only this restart is lost.
+ */
+export const HOLD_MAX_MS = 15;
+
 export interface WalShape {
   /** Frames not yet folded, in bytes. */
   pendingBytes: number;
   /** The WAL file's size. */
   fileBytes: number;
   boundBytes: number;
+  /** The WAL file's size limit (journal_size_limit), which a restart cuts it back to. */
+  fileLimitBytes: number;
   /** The app's write lock can be taken (the writer's client is there). */
   canHoldWrites: boolean;
 }
@@ -105,14 +130,15 @@ export interface WalShape {
  * blocked: the event loop runs) for the frames they appended meanwhile. A WAL restarts from the start
  * of its file only after a checkpoint that caught up with every frame, which a checkpoint beside a
  * writer that never pauses (a bulk import) never does: its file then grows without limit although
- * nearly all of it is folded. So past HOLD_WRITES_FACTOR times the bound, the second pass lets the
- * next commit restart it (and cut the file back to the bound). A reader holding frames back (a
+ * nearly all of it is folded. So past HOLD_WRITES_FACTOR times the file's size limit, the second
+ * pass lets the next commit restart it (and cut the file back to its limit). A reader holding frames back (a
  * snapshot) makes the first pass fall short, and writes are not held then: it would not help until
  * the reader ends.
  */
 export function checkpointKind(w: WalShape): 'none' | 'passive' | 'hold-writes' {
-  if (w.canHoldWrites && w.fileBytes > HOLD_WRITES_FACTOR * w.boundBytes) return 'hold-writes';
-  return walNeedsCheckpoint(w.pendingBytes, w.boundBytes) ? 'passive' : 'none';
+  if (w.canHoldWrites && w.fileBytes > HOLD_WRITES_FACTOR * w.fileLimitBytes) return 'hold-writes';
+  if (!walNeedsCheckpoint(w.pendingBytes, w.boundBytes)) return 'none';
+  return w.canHoldWrites && w.pendingBytes <= HOLD_PENDING_FACTOR * w.boundBytes ? 'hold-writes' : 'passive';
 }
 
 /**
@@ -153,6 +179,8 @@ export interface CheckpointerOptions {
   log: SyncLogger;
   /** Default WAL_CHECKPOINT_BYTES. */
   boundBytes?: number;
+  /** The journal_size_limit the writer's connections run with (writerConnectionSetup); default WAL_FILE_LIMIT_BYTES. */
+  fileLimitBytes?: number;
   /** Default WAL_CHECK_INTERVAL_MS. */
   minCheckIntervalMs?: number;
   /** The app's write lock, once there is a client (see checkpointKind 'hold-writes'). */
@@ -178,6 +206,8 @@ interface InFlight {
   pendingBytes: number;
   kind: 'passive' | 'hold-writes';
   holdAsked: boolean;
+  /** How long the app's writes were held, if they were. */
+  heldMs?: number;
 }
 
 /**
@@ -188,13 +218,17 @@ export class Checkpointer {
   readonly #dbPath: string;
   readonly #log: SyncLogger;
   readonly #boundBytes: number;
+  readonly #fileLimitBytes: number;
   readonly #minIntervalMs: number;
   #inFlight: InFlight | undefined;
   /** Why the in-flight checkpoint's worker failed, once its reply says so. */
   #failure: string | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** When the armed timer is due (commits before then need no look of their own). */
+  #timerDueAt = 0;
   #stopped = false;
   #committedSinceCheck = false;
+  #warmed = false;
   #lastCheckAt = Number.NEGATIVE_INFINITY;
   #retryAt = 0;
   #failuresInARow = 0;
@@ -205,20 +239,34 @@ export class Checkpointer {
   /** Checkpoints this instance started (any outcome), and how many of them held writes; for tests and logs. */
   checkpoints = 0;
   heldWrites = 0;
-  /** Its own worker, not the pool's: see DedicatedWorker (a writer that never yields must still get checkpoints). */
-  readonly #worker = new DedicatedWorker();
+  /** Worker threads this instance started (one, unless a worker crashed); for tests. */
+  get workerStarts(): number {
+    return this.#worker.starts;
+  }
+  /** Its own worker, not the pool's (a writer that never yields must still get checkpoints), kept between checkpoints. */
+  readonly #worker = new CheckpointWorker();
 
   constructor(options: CheckpointerOptions) {
     this.#dbPath = options.dbPath;
     this.#log = options.log;
     this.#boundBytes = options.boundBytes ?? WAL_CHECKPOINT_BYTES;
+    this.#fileLimitBytes = options.fileLimitBytes ?? WAL_FILE_LIMIT_BYTES;
     this.#minIntervalMs = options.minCheckIntervalMs ?? WAL_CHECK_INTERVAL_MS;
     this.#writeLock = options.writeLock ?? (() => undefined);
   }
 
   /** After each commit: a comparison unless a check is due (then a few µs); never waits, never throws. */
   noteCommit(now = Date.now()): void {
+    if (!this.#warmed && !this.#stopped) {
+      // At the first commit, not at start-up (a cold start pays for no thread it does not need yet):
+      // the WAL's first cycle then ends at the bound, not a worker boot (80-140 ms of commits) past it.
+      this.#warmed = true;
+      this.#worker.warm();
+    }
     this.#committedSinceCheck = true;
+    // Most commits: a look is already armed for later and no checkpoint is in flight, so there is
+    // nothing to decide (with one in flight, its shared state is read on every commit: see #settle).
+    if (this.#inFlight === undefined && this.#timer !== undefined && now < this.#timerDueAt) return;
     this.#schedule(now);
   }
 
@@ -267,7 +315,7 @@ export class Checkpointer {
       this.#lastCheckAt = now;
       this.#committedSinceCheck = false;
       const pendingBytes = this.#pendingBytes();
-      const kind = checkpointKind({ pendingBytes, fileBytes: walFileBytes(this.#dbPath), boundBytes: this.#boundBytes, canHoldWrites: this.#writeLock() !== undefined });
+      const kind = checkpointKind({ pendingBytes, fileBytes: walFileBytes(this.#dbPath), boundBytes: this.#boundBytes, fileLimitBytes: this.#fileLimitBytes, canHoldWrites: this.#writeLock() !== undefined });
       if (kind !== 'none') this.#start(pendingBytes, kind);
     } catch (error) {
       this.#log.warn({ error: errorMessage(error) }, 'WAL check failed, will look again after later commits');
@@ -277,6 +325,7 @@ export class Checkpointer {
   /** The last commit of a burst is looked at even if no other commit follows (when the loop is free again). */
   #armTimer(delayMs: number): void {
     if (this.#timer) return;
+    this.#timerDueAt = Date.now() + delayMs;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#schedule(Date.now());
@@ -312,8 +361,17 @@ export class Checkpointer {
       if (Atomics.compareExchange(shared, 0, READY, HELD) !== READY) return release(); // the worker stopped waiting
       Atomics.notify(shared, 0);
       this.heldWrites++;
-      const done = waitAsync(shared, 0, HELD); // until the worker writes DONE (or the reply says it failed)
-      void Promise.race([done.async ? done.value : Promise.resolve(), inFlight.reply]).then(release);
+      const heldAt = performance.now();
+      // Until the worker writes DONE (or the reply says it failed), HOLD_MAX_MS at most: the second pass
+      // is a PASSIVE checkpoint, safe beside writes, so letting them go early only costs this restart.
+      const done = waitAsync(shared, 0, HELD);
+      let timer: NodeJS.Timeout | undefined;
+      const cap = new Promise<void>((resolve) => (timer = setTimeout(resolve, HOLD_MAX_MS)));
+      void Promise.race([done.async ? done.value : Promise.resolve(), inFlight.reply, cap]).then(() => {
+        clearTimeout(timer);
+        inFlight.heldMs = performance.now() - heldAt;
+        release();
+      });
     });
   }
 
@@ -337,11 +395,11 @@ export class Checkpointer {
     this.#failuresInARow = outcome === 'failed' ? this.#failuresInARow + 1 : 0;
     this.#retryAt = nextCheckAt(outcome, now, this.#failuresInARow);
     // A held pass whose WAL still cannot restart (a reader on an old frame): not again at once.
-    if (inFlight.kind === 'hold-writes') this.#retryAt = Math.max(this.#retryAt, now + PARTIAL_RETRY_MS);
+    if (inFlight.kind === 'hold-writes' && outcome !== 'complete') this.#retryAt = Math.max(this.#retryAt, now + PARTIAL_RETRY_MS);
     if (result instanceof Error) {
       this.#log.warn({ pendingBytes: inFlight.pendingBytes, retryInMs: this.#retryAt - now, error: result.message }, 'WAL checkpoint failed, will retry after later commits');
     } else {
-      this.#log.info({ pendingBytes: inFlight.pendingBytes, kind: inFlight.kind, ...result, outcome }, 'WAL checkpointed (it held more than its bound)');
+      this.#log.info({ pendingBytes: inFlight.pendingBytes, kind: inFlight.kind, ...result, outcome, ...(inFlight.heldMs === undefined ? {} : { heldMs: Math.round(inFlight.heldMs * 10) / 10 }) }, 'WAL checkpointed (it held more than its bound)');
     }
   }
 
@@ -360,6 +418,91 @@ export class Checkpointer {
       if (pending !== null) return pending;
     }
     return walFileBytes(this.#dbPath);
+  }
+}
+
+/**
+ * The checkpointer's own file worker, started on its first checkpoint and kept for the next ones: at
+ * the 4 MiB bound a steady writer checkpoints several times a second, and a boot costs 50-140 ms of a
+ * core. Not the pool's: a pooled worker gets its next job only when the main thread processes the
+ * previous reply, which a writer that never yields never lets happen; a request posted here reaches
+ * the worker at once. The worker itself is never referenced; while a request is outstanding a
+ * referenced timer keeps the process alive instead (a reused worker with ref()/unref() around its
+ * requests let the event loop empty while a held write waited, 1 run in 3: commit 9806732).
+ */
+class CheckpointWorker {
+  #worker: Worker | undefined;
+  readonly #pending = new Map<number, { resolve: (reply: WorkerReply & { ok: true }) => void; reject: (error: Error) => void }>();
+  #keepAlive: NodeJS.Timeout | undefined;
+  #nextId = 1;
+  /** Workers started, for tests. */
+  starts = 0;
+
+  /** Starts the worker if it is not running, so the first checkpoint does not wait for its boot. */
+  warm(): void {
+    this.#worker ??= this.#start();
+  }
+
+  run(request: WorkerRequest): Promise<WorkerReply & { ok: true }> {
+    const worker = (this.#worker ??= this.#start());
+    const id = this.#nextId++;
+    const reply = new Promise<WorkerReply & { ok: true }>((resolve, reject) => this.#pending.set(id, { resolve, reject }));
+    this.#keepAlive ??= setInterval(() => undefined, 1 << 30);
+    worker.postMessage({ id, request } satisfies ToWorker);
+    return reply;
+  }
+
+  /** Ends the worker; a request still outstanding rejects. */
+  async terminate(): Promise<void> {
+    const worker = this.#worker;
+    this.#worker = undefined;
+    this.#failAll(new SyncError('SNAPSHOT_FAILED', 'The checkpoint worker was stopped.'));
+    if (!worker) return;
+    // The worker is never referenced: without a referenced handle the event loop could empty before
+    // its exit, leaving whoever awaits this (close()) pending forever.
+    const keepAlive = setInterval(() => undefined, 1 << 30);
+    try {
+      await worker.terminate();
+    } finally {
+      clearInterval(keepAlive);
+    }
+  }
+
+  #start(): Worker {
+    const worker = spawnWorker();
+    this.starts++;
+    worker.unref();
+    worker.once('online', () => worker.unref()); // an unref() before the worker is online does not stick (see run-in-worker.ts)
+    worker.on('message', (message: FromWorker) => {
+      if (!('reply' in message)) return;
+      const job = this.#pending.get(message.id);
+      this.#pending.delete(message.id);
+      this.#releaseKeepAlive();
+      if (!job) return;
+      if (message.reply.ok) job.resolve(message.reply);
+      else job.reject(new SyncError(message.reply.code, message.reply.message));
+    });
+    const lost = (why: string, cause?: unknown) => {
+      if (this.#worker !== worker) return;
+      this.#worker = undefined; // the next request starts another
+      this.#failAll(new SyncError('SNAPSHOT_FAILED', why, cause === undefined ? {} : { cause }));
+    };
+    worker.on('error', (error) => lost(`The checkpoint worker crashed: ${error.message}`, error));
+    worker.on('exit', (code) => lost(`The checkpoint worker exited with code ${code} before replying.`));
+    return worker;
+  }
+
+  #failAll(error: Error): void {
+    const jobs = [...this.#pending.values()];
+    this.#pending.clear();
+    this.#releaseKeepAlive();
+    for (const job of jobs) job.reject(error);
+  }
+
+  #releaseKeepAlive(): void {
+    if (this.#pending.size > 0 || !this.#keepAlive) return;
+    clearInterval(this.#keepAlive);
+    this.#keepAlive = undefined;
   }
 }
 

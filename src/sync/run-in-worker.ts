@@ -35,7 +35,7 @@ const slots: Slot[] = [];
 /** Jobs waiting for a free worker, oldest first. */
 const waiting: PooledJob[] = [];
 
-function spawnWorker(): Worker {
+export function spawnWorker(): Worker {
   starts++;
   if (!FROM_SOURCE) return new Worker(WORKER_URL);
   const tsxApi = import.meta.resolve('tsx/esm/api');

@@ -1,7 +1,7 @@
 /** The checkpointer's decisions (pure): when to look at the WAL, when to fold it, when to look again. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { HOLD_WRITES_FACTOR, checkpointKind, checkpointOutcome, nextCheckAt, pendingWalBytes, walCheckAt, walNeedsCheckpoint, writerConnectionSetup, WAL_CHECKPOINT_BYTES, type WalCheckState } from '../../src/sync/checkpointer.ts';
+import { HOLD_PENDING_FACTOR, HOLD_WRITES_FACTOR, WAL_FILE_LIMIT_BYTES, checkpointKind, checkpointOutcome, nextCheckAt, pendingWalBytes, walCheckAt, walNeedsCheckpoint, writerConnectionSetup, WAL_CHECKPOINT_BYTES, type WalCheckState } from '../../src/sync/checkpointer.ts';
 
 const base: WalCheckState = { busy: false, stopped: false, committedSinceCheck: true, lastCheckAt: 9_000, retryAt: 0, minIntervalMs: 100 };
 
@@ -54,19 +54,26 @@ test('walNeedsCheckpoint: only more pending than the bound', () => {
   for (const [walBytes, expected] of table) assert.equal(walNeedsCheckpoint(walBytes, bound), expected, `${walBytes} bytes`);
 });
 
-test('checkpointKind: passive past the bound; past 16x the bound (a writer that never lets the WAL restart) with writes held if a write lock is there', () => {
+test('checkpointKind: past the bound, writes held for a second pass when the backlog is small (so the WAL restarts), passive when it is large or there is no write lock; past 16x the file limit held whatever is pending', () => {
   const bound = 64;
+  const fileLimitBytes = 1000;
   const table: Array<[string, { pendingBytes: number; fileBytes: number; canHoldWrites: boolean }, string]> = [
     ['little pending, small file', { pendingBytes: 10, fileBytes: 64, canHoldWrites: true }, 'none'],
-    ['pending past the bound', { pendingBytes: 65, fileBytes: 100, canHoldWrites: true }, 'passive'],
-    ['file 8x the bound, nearly all folded: a snapshot or a pause will let it restart', { pendingBytes: 1, fileBytes: 8 * 64 + 1, canHoldWrites: true }, 'none'],
-    ['file past 16x the bound, nearly all folded', { pendingBytes: 1, fileBytes: 16 * 64 + 1, canHoldWrites: true }, 'hold-writes'],
-    ['file exactly 16x the bound', { pendingBytes: 1, fileBytes: 16 * 64, canHoldWrites: true }, 'none'],
-    ['file past 16x the bound, no write lock (no client yet)', { pendingBytes: 1, fileBytes: 5000, canHoldWrites: false }, 'none'],
-    ['file past 16x the bound, much pending, no write lock', { pendingBytes: 100, fileBytes: 5000, canHoldWrites: false }, 'passive'],
+    ['exactly the bound pending', { pendingBytes: 64, fileBytes: 100, canHoldWrites: true }, 'none'],
+    ['pending past the bound: the routine checkpoint, held so the WAL restarts', { pendingBytes: 65, fileBytes: 100, canHoldWrites: true }, 'hold-writes'],
+    ['pending at 2x the bound', { pendingBytes: 2 * 64, fileBytes: 200, canHoldWrites: true }, 'hold-writes'],
+    ['pending past 2x the bound (a snapshot held frames back): a plain pass first', { pendingBytes: 2 * 64 + 1, fileBytes: 200, canHoldWrites: true }, 'passive'],
+    ['pending past the bound, no write lock (no client yet)', { pendingBytes: 65, fileBytes: 100, canHoldWrites: false }, 'passive'],
+    ['file 8x the limit, nearly all folded: a checkpoint will let it restart', { pendingBytes: 1, fileBytes: 8 * fileLimitBytes + 1, canHoldWrites: true }, 'none'],
+    ['file past 16x the limit, nearly all folded', { pendingBytes: 1, fileBytes: 16 * fileLimitBytes + 1, canHoldWrites: true }, 'hold-writes'],
+    ['file past 16x the limit, much pending', { pendingBytes: 5000, fileBytes: 16 * fileLimitBytes + 1, canHoldWrites: true }, 'hold-writes'],
+    ['file exactly 16x the limit', { pendingBytes: 1, fileBytes: 16 * fileLimitBytes, canHoldWrites: true }, 'none'],
+    ['file past 16x the limit, no write lock', { pendingBytes: 1, fileBytes: 50_000, canHoldWrites: false }, 'none'],
+    ['file past 16x the limit, much pending, no write lock', { pendingBytes: 100, fileBytes: 50_000, canHoldWrites: false }, 'passive'],
   ];
   assert.equal(HOLD_WRITES_FACTOR, 16);
-  for (const [name, w, expected] of table) assert.equal(checkpointKind({ ...w, boundBytes: bound }), expected, name);
+  assert.equal(HOLD_PENDING_FACTOR, 2);
+  for (const [name, w, expected] of table) assert.equal(checkpointKind({ ...w, boundBytes: bound, fileLimitBytes }), expected, name);
 });
 
 test('checkpointOutcome and nextCheckAt: complete looks again at once, partial (a reader or another checkpoint) in 1 s, failures back off to 60 s', () => {
@@ -88,10 +95,11 @@ test('checkpointOutcome and nextCheckAt: complete looks again at once, partial (
   for (const [outcome, failures, expected] of table) assert.equal(nextCheckAt(outcome, now, failures), expected, `${outcome} x${failures}`);
 });
 
-test('writerConnectionSetup: synchronous per the option, no automatic checkpoints, the WAL truncated back to the bound', () => {
+test('writerConnectionSetup: synchronous per the option, no automatic checkpoints, the WAL file cut back to its limit on restart; checkpoints at 4 MiB, like SQLite\'s own mark', () => {
   assert.equal(
     writerConnectionSetup('PRAGMA synchronous=NORMAL'),
-    `PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=${WAL_CHECKPOINT_BYTES}`,
+    `PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=${WAL_FILE_LIMIT_BYTES}`,
   );
-  assert.equal(WAL_CHECKPOINT_BYTES, 64 * 1024 * 1024);
+  assert.equal(WAL_CHECKPOINT_BYTES, 4 * 1024 * 1024);
+  assert.equal(WAL_FILE_LIMIT_BYTES, 64 * 1024 * 1024);
 });

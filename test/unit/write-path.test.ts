@@ -24,25 +24,30 @@ after(async () => {
 
 test('verdict cache: same verdicts as the classifier; a repeated text is a hit (kept once)', () => {
   const cache = new WriteVerdictCache(10);
-  const insert = 'insert into "notes" ("id", "body") values (null, ?)';
-  const select = 'select "id", "body" from "notes" where "notes"."id" = ?';
+  // Texts the leading-verb fast path leaves to the cache (drizzle's plain SELECT/INSERT/UPDATE/DELETE never reach it).
+  const insert = 'with "v" as (select ?) insert into "notes" ("id", "body") select null, * from "v"';
+  const select = 'with "v" as (select ?) select "id", "body" from "notes" where "notes"."id" in "v"';
   assert.equal(cache.isWrite(insert), true);
   assert.equal(cache.isWrite(select), false);
   assert.equal(cache.size, 2);
   // A different string object with the same text (drizzle builds a new one per query): a hit, no new entry.
-  assert.equal(cache.isWrite(['insert into "notes"', '("id", "body") values (null, ?)'].join(' ')), true);
+  assert.equal(cache.isWrite(['with "v" as (select ?) insert into "notes"', '("id", "body") select null, * from "v"'].join(' ')), true);
+  assert.equal(cache.size, 2);
+  // The fast path answers without an entry.
+  assert.equal(cache.isWrite('insert into "notes" ("id", "body") values (null, ?)'), true);
+  assert.equal(cache.isWrite('select "id" from "notes"'), false);
   assert.equal(cache.size, 2);
 });
 
 test('verdict cache: bounded; the oldest entry goes first; over-long texts are classified but not kept', () => {
   const cache = new WriteVerdictCache(3, 50);
-  for (let i = 0; i < 10; i++) assert.equal(cache.isWrite(`select ${i}`), false);
+  for (let i = 0; i < 10; i++) assert.equal(cache.isWrite(`values (${i})`), false);
   assert.equal(cache.size, 3, 'never more than the capacity');
-  const long = `update t set a = '${'x'.repeat(100)}'`;
+  const long = `replace into t values ('${'x'.repeat(100)}')`;
   assert.equal(cache.isWrite(long), true);
   assert.equal(cache.size, 3, 'a text longer than maxSqlLength is not kept');
   // The three newest remain: re-asking for them keeps the size; the evicted ones are classified again.
-  for (const i of [7, 8, 9]) cache.isWrite(`select ${i}`);
+  for (const i of [7, 8, 9]) cache.isWrite(`values (${i})`);
   assert.equal(cache.size, 3);
 });
 
