@@ -13,6 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { compressFile, decodeToFile, type CodecResult } from './codec.ts';
 import { SyncError } from '../errors.ts';
 import { collectGarbage, COLLECT_EVERY_BYTES } from './collect-garbage.ts';
+import { lowerThreadPriority } from './thread-priority.ts';
 import type { FromWorker, ToWorker, WorkerRequest, WorkerReply } from './worker-protocol.ts';
 
 // Only the local-file driver, loaded on first use: a worker that only decodes chunks never pays for it.
@@ -71,6 +72,8 @@ async function quickCheck(path: string): Promise<void> {
   }
 }
 
+const BACKGROUND_OPS: ReadonlySet<WorkerRequest['op']> = new Set(['snapshot', 'chunks']);
+
 /** One request's streamed input and how to answer it. */
 interface Job {
   readonly id: number;
@@ -80,6 +83,10 @@ interface Job {
 
 /** Every op, in one place: a new op is one more case here (and in worker-protocol.ts). */
 async function handle(request: WorkerRequest, job: Job): Promise<WorkerReply> {
+  // A snapshot's work runs beside the app and yields the CPU to the app's thread. The others keep the
+  // process's priority: the app waits on a restore, a quick_check (writes wait for it), and a checkpoint
+  // (it may hold writes for its short second pass: a low-priority thread there would invert priorities).
+  if (BACKGROUND_OPS.has(request.op)) lowerThreadPriority();
   switch (request.op) {
     case 'snapshot':
       return snapshotCopy(request);

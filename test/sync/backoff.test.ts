@@ -11,7 +11,6 @@ import { nextEvent, notes, open, tempDir } from '../helpers/fixtures.ts';
 
 test('failed snapshots back off; a steady stream of commits does not shorten the backoff; the retry lands them all once healed', async (t) => {
   const dir = await tempDir('backoff');
-  t.after(() => dir.cleanup());
   const inner = directoryStore({ dir: join(dir.path, 'store') });
   let failing = true;
   const refuse = () => Promise.reject(new SyncError('STORE_UNREACHABLE', 'injected: store down', { transient: true }));
@@ -25,6 +24,7 @@ test('failed snapshots back off; a steady stream of commits does not shorten the
     retry: { retries: 0, minTimeoutMs: 1, maxTimeoutMs: 1 },
   });
   t.after(() => db.$sync.close().catch(() => undefined));
+  t.after(() => dir.cleanup()); // after close(): node:test runs after-hooks in the order they were added
   const attempts: number[] = [];
   const started = Date.now();
   db.$sync.on('snapshot-error', () => attempts.push(Date.now() - started));

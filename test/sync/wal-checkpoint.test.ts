@@ -59,9 +59,9 @@ function body(bytes: number): string {
 
 test('the writer: every pooled connection has wal_autocheckpoint 0 (also after reads opened more), synchronous NORMAL, journal_size_limit = the WAL file limit', async (t) => {
   const dir = await tempDir('wal-pragmas');
-  t.after(() => dir.cleanup());
   const db = await open(join(dir.path, 'app.db'), directoryStore({ dir: join(dir.path, 'store') }), { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000 } });
   t.after(() => db.$sync.close().catch(() => undefined));
+  t.after(() => dir.cleanup()); // after close(): node:test runs after-hooks in the order they were added
   const client = db.$client;
   // Overlapping reads make the pool open connections of its own (the pool hands the last released one
   // to the next call: before issue 13 the next write landed on one of those, with SQLite's defaults).
@@ -79,10 +79,10 @@ test('the writer: every pooled connection has wal_autocheckpoint 0 (also after r
 
 test('the app never checkpoints (the WAL passes 1000 pages unfolded); the snapshot folds every frame, in its worker', async (t) => {
   const dir = await tempDir('wal-snapshot');
-  t.after(() => dir.cleanup());
   const dbPath = join(dir.path, 'app.db');
   const db = await open(dbPath, directoryStore({ dir: join(dir.path, 'store') }), { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000 } });
   t.after(() => db.$sync.close().catch(() => undefined));
+  t.after(() => dir.cleanup()); // after close(): node:test runs after-hooks in the order they were added
   await db.$sync.flush(); // folds the WAL: the first commit below restarts it (frames count from 0 again)
   // ~6 pages per commit, until just past SQLite's autocheckpoint mark (1000 pages), still below the
   // checkpointer's bound (4 MiB = 1018 frames): nobody may fold anything yet.
@@ -105,7 +105,6 @@ test('the app never checkpoints (the WAL passes 1000 pages unfolded); the snapsh
 
 test('store down: the WAL is folded (in the worker) each time it holds more than the bound (4 MiB) and restarts, its file within its limit; nothing reaches the store', async (t) => {
   const dir = await tempDir('wal-store-down');
-  t.after(() => dir.cleanup());
   const dbPath = join(dir.path, 'app.db');
   const inner = directoryStore({ dir: join(dir.path, 'store') });
   let down = false;
@@ -131,6 +130,7 @@ test('store down: the WAL is folded (in the worker) each time it holds more than
   };
   const db = await open(dbPath, store, { log, snapshot: { debounceMs: 10, retryBaseMs: 50, retryMaxMs: 200 }, retry: { retries: 0, minTimeoutMs: 1, maxTimeoutMs: 1 } });
   t.after(() => db.$sync.close().catch(() => undefined));
+  t.after(() => dir.cleanup()); // after close(): node:test runs after-hooks in the order they were added
   await db.$sync.flush();
   down = true;
   const ROW = 256 * 1024; // ~65 pages per commit
