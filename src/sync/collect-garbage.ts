@@ -19,5 +19,9 @@ export const collectGarbage: (type: 'minor' | 'major') => void = (() => {
   }
 })();
 
-/** Bytes of chunks handled between two young-generation collections: bounds each thread's garbage. */
-export const COLLECT_EVERY_BYTES = 8 * 1024 * 1024;
+/**
+ * Bytes of chunks handled between two young-generation collections: bounds each thread's garbage. At
+ * 4 MiB chunks and a 1M-row restore, every 8 MiB gave 119-127 MiB peak RSS above idle, every 4 MiB
+ * 83-90 MiB and no slower restore (fresh memory is not faulted in again and again).
+ */
+export const COLLECT_EVERY_BYTES = 4 * 1024 * 1024;
