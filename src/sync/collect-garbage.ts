@@ -24,4 +24,15 @@ export const collectGarbage: (type: 'minor' | 'major') => void = (() => {
  * 4 MiB chunks and a 1M-row restore, every 8 MiB gave 119-127 MiB peak RSS above idle, every 4 MiB
  * 83-90 MiB and no slower restore (fresh memory is not faulted in again and again).
  */
-export const COLLECT_EVERY_BYTES = 4 * 1024 * 1024;
+const COLLECT_EVERY_BYTES = 4 * 1024 * 1024;
+
+/** Counts the bytes of chunks a loop handles and collects the young generation every COLLECT_EVERY_BYTES of them. */
+export function youngCollector(): (bytes: number) => void {
+  let since = 0;
+  return (bytes) => {
+    since += bytes;
+    if (since < COLLECT_EVERY_BYTES) return;
+    since = 0;
+    collectGarbage('minor');
+  };
+}

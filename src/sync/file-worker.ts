@@ -12,7 +12,7 @@ import { canonicalizeHeaderBytes, openPageImage } from './chunks/page-image.ts';
 import { pathToFileURL } from 'node:url';
 import { compressFile, decodeToFile, type CodecResult } from './codec.ts';
 import { SyncError } from '../errors.ts';
-import { collectGarbage, COLLECT_EVERY_BYTES } from './collect-garbage.ts';
+import { collectGarbage, youngCollector } from './collect-garbage.ts';
 import { lowerThreadPriority } from './thread-priority.ts';
 import type { FromWorker, ToWorker, WorkerRequest, WorkerReply } from './worker-protocol.ts';
 
@@ -24,10 +24,6 @@ function loadLibsql(): Promise<Libsql> {
   return libsqlModule;
 }
 
-// The worker outlives its jobs: after each one a full collection (a few ms, after the reply) returns
-// what the job left to the system, so an idle pool stays small (see collect-garbage.ts).
-const collect = collectGarbage;
-const collectYoung = () => collect('minor');
 
 async function copyConsistently(dbPath: string, rawPath: string): Promise<void> {
   const client = (await loadLibsql()).createClient({ url: pathToFileURL(dbPath).href });
@@ -219,7 +215,7 @@ async function snapshotChunks(request: ChunksRequest): Promise<WorkerReply> {
   const fresh: Array<{ address: string; offset: number; length: number }> = [];
   let offset = 0;
   let encodeMs = 0;
-  let sinceCollect = 0;
+  const collect = youngCollector();
   let sinceSync = 0;
   try {
     for await (const { data } of image.chunks()) {
@@ -237,11 +233,7 @@ async function snapshotChunks(request: ChunksRequest): Promise<WorkerReply> {
         sinceSync = 0;
         await spool.datasync();
       }
-      sinceCollect += data.length + stored.length;
-      if (sinceCollect >= COLLECT_EVERY_BYTES) {
-        sinceCollect = 0;
-        collectYoung();
-      }
+      collect(data.length + stored.length);
     }
   } finally {
     await spool.close();
@@ -272,7 +264,7 @@ async function writeChunks(request: WriteChunksRequest, job: Job): Promise<Worke
   const filled: number[] = [];
   let storedBytes = 0;
   let busyMs = 0;
-  let sinceCollect = 0;
+  const collect = youngCollector();
   try {
     for await (const { data, indexes } of job.input()) {
       const t0 = performance.now();
@@ -288,11 +280,7 @@ async function writeChunks(request: WriteChunksRequest, job: Job): Promise<Worke
         writeSync(file.fd, plain, 0, plain.length, index * chunkSize); // this thread may block; skips a thread-pool hop per chunk
         filled.push(index);
       }
-      sinceCollect += plain.length + data.length;
-      if (sinceCollect >= COLLECT_EVERY_BYTES) {
-        sinceCollect = 0;
-        collectYoung();
-      }
+      collect(plain.length + data.length);
       busyMs += performance.now() - t0;
     }
   } finally {
@@ -382,7 +370,9 @@ parentPort!.on('message', (message: ToWorker) => {
       .then((reply) => {
         running.delete(message.id);
         parentPort!.postMessage({ id: message.id, reply } satisfies FromWorker);
-        if (running.size === 0) setImmediate(() => running.size === 0 && collect('major'));
+        // The worker outlives its jobs: a full collection once idle (a few ms, after the reply) returns
+        // what the jobs left to the system, so an idle pool stays small.
+        if (running.size === 0) setImmediate(() => running.size === 0 && collectGarbage('major'));
       });
     return;
   }

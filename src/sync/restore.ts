@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { collectGarbage, COLLECT_EVERY_BYTES } from './collect-garbage.ts';
+import { youngCollector } from './collect-garbage.ts';
 import { closeSync, existsSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -163,7 +163,7 @@ async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path:
   // The first job to fail (a corrupt chunk) stops the downloads at once.
   let failure: unknown;
   for (const job of jobs) job.result.catch((error: unknown) => (failure ??= error));
-  let sinceCollect = 0;
+  const collect = youngCollector();
   try {
     const fetchNext = async (): Promise<void> => {
       try {
@@ -171,12 +171,7 @@ async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path:
           const [address, indexes] = next;
           const chunk = await downloadChunk(store, entry, address);
           onProgress?.(chunk.length);
-          // The body's network buffers are dead once joined; this thread's share of the memory bound.
-          sinceCollect += chunk.length;
-          if (sinceCollect >= COLLECT_EVERY_BYTES) {
-            sinceCollect = 0;
-            collectGarbage('minor');
-          }
+          collect(chunk.length); // the body's network buffers are dead once joined: this thread's share of the memory bound
           // The least loaded worker: a slow one (descheduled, a bigger chunk) does not hold the others up.
           const job = jobs.reduce((a, b) => (b.inFlight < a.inFlight ? b : a));
           await job.send(chunk, indexes);
@@ -283,7 +278,6 @@ export async function syncFile(path: string): Promise<void> {
   await runInWorker({ op: 'fsync', path, directory: true });
 }
 
-/** Moves a verified file into place. Synchronous, so a replica can swap files between two queries. */
 /**
  * Marks a verified copy as a WAL database (header bytes 18-19 = 2) before the app's connection opens
  * it. Snapshots store the legacy value (canonical form, see canonicalizeHeaderBytes), and switching a
@@ -302,6 +296,7 @@ export function markWalMode(path: string): void {
   }
 }
 
+/** Moves a verified file into place. Synchronous, so a replica can swap files between two queries. */
 export function installFile(verifiedPath: string, dbPath: string): void {
   // Stale -wal/-shm belong to the file being replaced; SQLite would replay them onto the new one.
   rmSync(`${dbPath}-wal`, { force: true });
