@@ -9,7 +9,7 @@ import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createClient } from '@libsql/client';
-import { count, sql } from 'drizzle-orm';
+import { count, sql, type SQL } from 'drizzle-orm';
 import { directoryStore, drizzle, hasSyncError, type SnapshotStore, type SyncError } from 'drizzle-libsql-blob';
 import { assessSync } from '../../app/sync-health.ts';
 import { CREATE_NOTES, isCode, nextEvent, notes, schema, tempDir } from '../helpers/fixtures.ts';
@@ -24,6 +24,19 @@ function openDb(dbPath: string, store: SnapshotStore, extra: Record<string, unkn
 async function wipe(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
+}
+
+/** A store whose latest snapshot holds `notes` as `fill` left it, and the emptied local folder to restore into. */
+async function seededStore(root: string, fill: SQL): Promise<{ store: SnapshotStore; live: string; dbPath: string }> {
+  const store = directoryStore({ dir: join(root, 'store') });
+  const live = join(root, 'live');
+  const dbPath = join(live, 'app.db');
+  const seed = await openDb(dbPath, store);
+  await seed.run(CREATE_NOTES);
+  await seed.run(fill);
+  await seed.$sync.close();
+  await wipe(live);
+  return { store, live, dbPath };
 }
 
 /** Store listing with contents, to prove a test wrote nothing. */
@@ -133,15 +146,7 @@ async function uploadAsLatest(dbPath: string, store: SnapshotStore, mode: 'incre
 test("verify 'background': writes issued while the check runs wait, then all succeed; a restart finds every row", async () => {
   const dir = await tempDir('restore-check-writes');
   try {
-    const store = directoryStore({ dir: join(dir.path, 'store') });
-    const live = join(dir.path, 'live');
-    const dbPath = join(live, 'app.db');
-    const seed = await openDb(dbPath, store);
-    await seed.run(CREATE_NOTES);
-    await seed.run(sql`INSERT INTO notes (body) SELECT hex(randomblob(300)) FROM generate_series(1, 20000)`);
-    await seed.$sync.close();
-
-    await wipe(live);
+    const { store, live, dbPath } = await seededStore(dir.path, sql`INSERT INTO notes (body) SELECT hex(randomblob(300)) FROM generate_series(1, 20000)`);
     const db = await openDb(dbPath, store);
     let checkedAt = 0;
     const checked = nextEvent(db.$sync, 'restore-check').then((e) => ((checkedAt = performance.now()), e));
@@ -201,15 +206,7 @@ for (const verify of ['background', 'before-open'] as const) {
   test(`verify '${verify}': the restored file is installed as a WAL database, so opening it commits nothing (no whole-file sync before the first query)`, async () => {
     const dir = await tempDir('restore-check-wal-header');
     try {
-      const store = directoryStore({ dir: join(dir.path, 'store') });
-      const live = join(dir.path, 'live');
-      const dbPath = join(live, 'app.db');
-      const seed = await openDb(dbPath, store);
-      await seed.run(CREATE_NOTES);
-      await seed.run(sql`INSERT INTO notes (body) SELECT 'note ' || value FROM generate_series(1, 500)`);
-      await seed.$sync.close();
-
-      await wipe(live);
+      const { store, dbPath } = await seededStore(dir.path, sql`INSERT INTO notes (body) SELECT 'note ' || value FROM generate_series(1, 500)`);
       const db = await openDb(dbPath, store, { verify });
       if (verify === 'background') await nextEvent(db.$sync, 'restore-check'); // 'before-open' checked before drizzle() resolved
       assert.equal((await db.select({ n: count() }).from(notes))[0]!.n, 500);

@@ -16,7 +16,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { endianness } from 'node:os';
-import { createClient } from '@libsql/client';
+import { createClient, type Client } from '@libsql/client';
 import { directoryStore, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
 import type { SyncLogger } from '../../src/log.ts';
 import { CountingClient } from '../../src/client/counting-client.ts';
@@ -50,6 +50,15 @@ async function pendingBytes(dbPath: string): Promise<number> {
 
 async function walBytes(dbPath: string): Promise<number> {
   return stat(`${dbPath}-wal`).then((s) => s.size, () => 0);
+}
+
+/** A raw client on a new file, prepared as the library prepares the writer's connections (WAL file limit `walFileLimitBytes`), with a table t. */
+async function writerClient(dbPath: string, walFileLimitBytes?: number): Promise<Client> {
+  const inner = createClient({ url: pathToFileURL(dbPath).href });
+  await inner.execute('PRAGMA journal_mode=WAL');
+  await inner.executeMultiple(writerConnectionSetup('PRAGMA synchronous=NORMAL', walFileLimitBytes));
+  await inner.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)');
+  return inner;
 }
 
 /** A row that fills ~`bytes` of pages (random hex: no page is shared with another row). */
@@ -169,10 +178,7 @@ test('checkpointer over the counting client (small bound, a check after every co
 
   async function run(name: string, boundBytes: number): Promise<{ maxWal: number; checkpoints: number; maxCommitBytes: number }> {
     const dbPath = join(dir.path, `${name}.db`);
-    const inner = createClient({ url: pathToFileURL(dbPath).href });
-    await inner.execute('PRAGMA journal_mode=WAL');
-    await inner.executeMultiple(writerConnectionSetup('PRAGMA synchronous=NORMAL', BOUND));
-    await inner.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)');
+    const inner = await writerClient(dbPath, BOUND);
     const checkpointer = new Checkpointer({ dbPath, log: silent, boundBytes, minCheckIntervalMs: 0 });
     const client = new CountingClient(inner, { admitWrite() {}, beforeWrite() {}, committed: () => checkpointer.noteCommit() });
     let maxWal = 0;
@@ -207,10 +213,7 @@ test('a writer that never yields to the event loop (a bulk import, bench/) still
   const dir = await tempDir('wal-tight');
   t.after(() => dir.cleanup());
   const dbPath = join(dir.path, 'tight.db');
-  const inner = createClient({ url: pathToFileURL(dbPath).href });
-  await inner.execute('PRAGMA journal_mode=WAL');
-  await inner.executeMultiple(writerConnectionSetup('PRAGMA synchronous=NORMAL', 1 * MiB));
-  await inner.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)');
+  const inner = await writerClient(dbPath, 1 * MiB);
   const checkpointer = new Checkpointer({ dbPath, log: { info() {}, warn() {}, error() {} }, boundBytes: 1 * MiB, minCheckIntervalMs: 0 });
   t.after(async () => {
     await checkpointer.stop();
@@ -238,10 +241,7 @@ test('a writer that never pauses: one short pass with its writes held lets the W
   /** Writes 2 KiB rows back to back until the WAL restarted twice, its file reached `capBytes`, or 20 s passed. */
   async function run(name: string, holdWrites: boolean, capBytes: number): Promise<{ restarts: number; heldWrites: number; maxWal: number }> {
     const dbPath = join(dir.path, `${name}.db`);
-    const inner = createClient({ url: pathToFileURL(dbPath).href });
-    await inner.execute('PRAGMA journal_mode=WAL');
-    await inner.executeMultiple(writerConnectionSetup('PRAGMA synchronous=NORMAL', BOUND));
-    await inner.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)');
+    const inner = await writerClient(dbPath, BOUND);
     let client: CountingClient | undefined;
     const checkpointer = new Checkpointer({ dbPath, log: { info() {}, warn() {}, error() {} }, boundBytes: BOUND, fileLimitBytes: BOUND, minCheckIntervalMs: 0, writeLock: () => (holdWrites ? client?.writeLock : undefined) });
     client = new CountingClient(inner, { admitWrite() {}, beforeWrite() {}, committed: () => checkpointer.noteCommit() });
@@ -282,10 +282,7 @@ test('a writer that yields between writes (a request loop), default bound: the W
   const dir = await tempDir('wal-routine');
   t.after(() => dir.cleanup());
   const dbPath = join(dir.path, 'routine.db');
-  const inner = createClient({ url: pathToFileURL(dbPath).href });
-  await inner.execute('PRAGMA journal_mode=WAL');
-  await inner.executeMultiple(writerConnectionSetup('PRAGMA synchronous=NORMAL'));
-  await inner.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)');
+  const inner = await writerClient(dbPath);
   let client: CountingClient | undefined;
   const checkpointer = new Checkpointer({ dbPath, log: { info() {}, warn() {}, error() {} }, writeLock: () => client?.writeLock });
   client = new CountingClient(inner, { admitWrite() {}, beforeWrite() {}, committed: () => checkpointer.noteCommit() });
