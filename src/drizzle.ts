@@ -1,8 +1,10 @@
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { createClient, type Client, type Config as LibsqlConfig } from '@libsql/client';
+import type { Client, Config as LibsqlConfig } from '@libsql/client';
+import { createClient } from '@libsql/client/sqlite3';
 import type { DrizzleConfig } from 'drizzle-orm';
-import { drizzle as drizzleLibsql, type LibSQLDatabase } from 'drizzle-orm/libsql';
+import type { LibSQLDatabase } from 'drizzle-orm/libsql';
+import { drizzle as drizzleLibsql } from 'drizzle-orm/libsql/sqlite3';
 import { CountingClient } from './client/counting-client.ts';
 import { checkOptions, resolveSyncConfig, type LeaseOptions, type RestoreVerify, type ReplicaOptions, type ResolvedSyncConfig, type Role, type ShutdownOptions, type SnapshotOptions } from './config.ts';
 import type { RestoreTarget } from './sync/manifest.ts';

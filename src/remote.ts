@@ -5,9 +5,9 @@
  * no snapshots, no file lock, no commit counting. `db.$sync` still exists so the app's code does not
  * change, and its status says `role: 'remote'`.
  */
-import { createClient, type Client, type Config as LibsqlConfig } from '@libsql/client';
+import type { Client, Config as LibsqlConfig } from '@libsql/client';
 import type { DrizzleConfig } from 'drizzle-orm';
-import { drizzle as drizzleLibsql, type LibSQLDatabase } from 'drizzle-orm/libsql';
+import type { LibSQLDatabase } from 'drizzle-orm/libsql';
 import { SyncError } from './errors.ts';
 import { resolveLogger, type SyncLogOption } from './log.ts';
 import type { SyncHandle, SyncStatus } from './sync/sync-controller.ts';
@@ -33,9 +33,11 @@ export type RemoteDatabase<TSchema extends Record<string, unknown>> = LibSQLData
 
 /**
  * `drizzle-orm/libsql` over `createClient(connection)`, exactly as given. The sync options the config may
- * still carry (an app that only switched its URL) are ignored, and said so once in the log.
+ * still carry (an app that only switched its URL) are ignored, and said so once in the log. Both are
+ * imported here, not with the package: their HTTP/WebSocket clients add ~50 ms to every local start.
  */
-export function openRemote<TSchema extends Record<string, unknown>>(config: { connection: string | LibsqlConfig; log?: SyncLogOption } & DrizzleConfig<TSchema>): RemoteDatabase<TSchema> {
+export async function openRemote<TSchema extends Record<string, unknown>>(config: { connection: string | LibsqlConfig; log?: SyncLogOption } & DrizzleConfig<TSchema>): Promise<RemoteDatabase<TSchema>> {
+  const [{ createClient }, { drizzle: drizzleLibsql }] = await Promise.all([import('@libsql/client'), import('drizzle-orm/libsql')]);
   const { connection, ...rest } = config;
   const log = resolveLogger(rest.log);
   const drizzleConfig: Record<string, unknown> = { ...rest };

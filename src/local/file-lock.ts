@@ -19,7 +19,8 @@
  */
 import { hostname } from 'node:os';
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { createClient, type Client } from '@libsql/client';
+import type { Client } from '@libsql/client';
+import { createClient } from '@libsql/client/sqlite3';
 import { SyncError, errorMessage } from '../errors.ts';
 
 /** Who holds the lock, as written by the holder. */

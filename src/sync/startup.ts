@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
-import { createClient } from '@libsql/client';
+import { createClient } from '@libsql/client/sqlite3';
 import { SyncError, isSyncError } from '../errors.ts';
 import type { RestoreVerify, Role } from '../config.ts';
 import type { SyncLogger } from '../log.ts';
