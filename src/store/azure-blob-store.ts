@@ -10,6 +10,7 @@ import type { BlobServiceClient, ContainerClient, RestError, StoragePipelineOpti
 import { assertKnownKeys, keysOf } from '../config-keys.ts';
 import { SyncError } from '../errors.ts';
 import type { SmallObject, SnapshotStore, StoredObject, WriteCondition } from './store.ts';
+import { rangeGetter, type RangeResponse } from './azure-range-get.ts';
 
 interface CommonOptions {
   /** Virtual folder inside the container; keys become `${prefix}/${key}`. Empty means the container root. */
@@ -159,6 +160,7 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
   });
   const { container, auth, option, sasExpiry } = connect(options, pipelineOptions);
   validateContainerName(container.containerName);
+  const rangeGet = rangeGetter(container.credential);
 
   const endpointUrl = new URL(container.url);
   endpointUrl.search = ''; // never log a SAS
@@ -284,6 +286,17 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
       const blob = container.getBlobClient(blobName(key));
       const dog = new Watchdog(timeoutMs);
       let done = false;
+      /** One range of the blob, whole, by the plain GET when it can (azure-range-get.ts) or else the SDK. */
+      const getRange = async (offset: number, count: number, ifMatch?: string): Promise<RangeResponse> => {
+        if (rangeGet) return rangeGet(blob.url, { offset, count, ifMatch, signal: dog.signal, onProgress: () => dog.touch() });
+        const response = await blob.download(offset, count, {
+          abortSignal: dog.signal,
+          ...(ifMatch ? { conditions: { ifMatch } } : {}),
+          maxRetryRequests: 3, // the SDK resumes a broken body stream from where it stopped
+        });
+        const size = totalSize(response.contentRange) ?? response.contentLength ?? 0;
+        return { size, etag: response.etag, body: await readBody(response, offset, Math.min(count, size - offset), size) };
+      };
       // Copied into one buffer of the range's size as the parts arrive (not joined at the end): each
       // network part is dead at once, so a body never holds twice its size.
       const readBody = async (response: { readableStreamBody?: NodeJS.ReadableStream }, offset: number, count: number, size: number): Promise<Buffer> => {
@@ -305,9 +318,9 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
       };
       try {
         // The first block's GET also tells the size and ETag: a small blob (a chunk) is one request.
-        let first;
+        let first: RangeResponse;
         try {
-          first = await blob.download(0, BLOCK_SIZE, { abortSignal: dog.signal, maxRetryRequests: 3 });
+          first = await getRange(0, BLOCK_SIZE);
         } catch (error) {
           // A range on an empty blob is 416; anything else (404, auth) is reported below.
           if (!(isRestError(error) && error.statusCode === 416)) throw error;
@@ -315,20 +328,22 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
           done = true;
           return;
         }
-        const size = totalSize(first.contentRange) ?? first.contentLength ?? 0;
+        const { size, etag } = first;
+        if (first.body.length !== Math.min(BLOCK_SIZE, size)) {
+          throw new SyncError('STORE_UNREACHABLE', `Download of ${key} from ${endpoint} returned ${first.body.length} bytes at byte 0 of ${size}.`, { transient: true });
+        }
         const ranges: Array<[offset: number, count: number]> = [];
         for (let offset = BLOCK_SIZE; offset < size; offset += BLOCK_SIZE) ranges.push([offset, Math.min(BLOCK_SIZE, size - offset)]);
         // The rest in parallel ranged GETs pinned to the first one's ETag (a blob replaced mid-way fails
         // with 412 instead of producing a spliced file), yielded in order. Memory: CONCURRENCY x BLOCK_SIZE.
         const fetchRange = async ([offset, count]: [number, number]): Promise<Buffer> => {
-          const response = await blob.download(offset, count, {
-            abortSignal: dog.signal,
-            conditions: { ifMatch: first.etag },
-            maxRetryRequests: 3, // the SDK resumes a broken body stream from where it stopped
-          });
-          return readBody(response, offset, count, size);
+          const { body } = await getRange(offset, count, etag);
+          if (body.length !== count) {
+            throw new SyncError('STORE_UNREACHABLE', `Download of ${key} from ${endpoint} ended early at byte ${offset + body.length} of ${size}.`, { transient: true });
+          }
+          return body;
         };
-        const inflight: Array<Promise<Buffer>> = [readBody(first, 0, Math.min(BLOCK_SIZE, size), size)];
+        const inflight: Array<Promise<Buffer>> = [Promise.resolve(first.body)];
         let next = 0;
         const fill = () => {
           while (inflight.length < CONCURRENCY && next < ranges.length) {
@@ -337,7 +352,6 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
             inflight.push(request);
           }
         };
-        inflight[0]!.catch(() => undefined);
         fill();
         while (inflight.length > 0) {
           const body = await inflight.shift()!;
