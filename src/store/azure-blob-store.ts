@@ -10,7 +10,7 @@ import type { BlobServiceClient, ContainerClient, RestError, StoragePipelineOpti
 import { assertKnownKeys, keysOf } from '../config-keys.ts';
 import { SyncError } from '../errors.ts';
 import type { SmallObject, SnapshotStore, StoredObject, WriteCondition } from './store.ts';
-import { rangeGetter, type RangeResponse } from './azure-range-get.ts';
+import { azureRest, header, type RangeResponse } from './azure-rest.ts';
 
 interface CommonOptions {
   /** Virtual folder inside the container; keys become `${prefix}/${key}`. Empty means the container root. */
@@ -160,7 +160,24 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
   });
   const { container, auth, option, sasExpiry } = connect(options, pipelineOptions);
   validateContainerName(container.containerName);
-  const rangeGet = rangeGetter(container.credential);
+  // Plain signed requests for what a start waits on (probe, small reads, the lease, chunks): azure-rest.ts.
+  const rest = azureRest(container.credential);
+  /** The URL of a blob, or of the container with `params` added (any SAS query kept). */
+  const urlOf = (name: string | undefined, params: Record<string, string> = {}): string => {
+    const url = new URL(name === undefined ? container.url : container.getBlobClient(name).url);
+    for (const [key, value] of Object.entries(params)) url.searchParams.set(key, value);
+    return url.toString();
+  };
+  /** A lease operation on a blob: plain when it can, else the SDK's lease client. */
+  const lease = (dog: Watchdog, name: string, action: 'acquire' | 'renew' | 'release', leaseId: string, durationSec?: number): Promise<unknown> => {
+    if (!rest) {
+      const client = container.getBlobClient(name).getBlobLeaseClient(leaseId);
+      const options = { abortSignal: dog.signal };
+      return action === 'acquire' ? client.acquireLease(durationSec!, options) : action === 'renew' ? client.renewLease(options) : client.releaseLease(options);
+    }
+    const headers: Record<string, string> = { 'x-ms-lease-action': action, ...(action === 'acquire' ? { 'x-ms-proposed-lease-id': leaseId, 'x-ms-lease-duration': String(durationSec) } : { 'x-ms-lease-id': leaseId }) };
+    return rest.send({ method: 'PUT', url: urlOf(name, { comp: 'lease' }), headers, expect: action === 'acquire' ? [201] : [200], signal: dog.signal });
+  };
 
   const endpointUrl = new URL(container.url);
   endpointUrl.search = ''; // never log a SAS
@@ -190,7 +207,10 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
 
   // A container SAS usually cannot read container properties, but listing is a permission we need anyway.
   const check = async (dog: Watchdog): Promise<void> => {
-    if (auth === 'sas') {
+    if (rest) {
+      const params: Record<string, string> = auth === 'sas' ? { restype: 'container', comp: 'list', maxresults: '1', ...(prefix ? { prefix: `${prefix}/` } : {}) } : { restype: 'container' };
+      await rest.send({ method: 'GET', url: urlOf(undefined, params), expect: [200], signal: dog.signal });
+    } else if (auth === 'sas') {
       await container.listBlobsFlat({ prefix: prefix ? `${prefix}/` : undefined, abortSignal: dog.signal }).byPage({ maxPageSize: 1 }).next();
     } else {
       await container.getProperties({ abortSignal: dog.signal });
@@ -214,6 +234,10 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
       const name = blobName(key);
       try {
         return await run('read', key, async (dog): Promise<SmallObject> => {
+          if (rest) {
+            const { body, headers } = await rest.send({ method: 'GET', url: urlOf(name), expect: [200], signal: dog.signal, onProgress: () => dog.touch() });
+            return { body, etag: requireEtag(header(headers['etag']), key), leased: header(headers['x-ms-lease-state']) === 'leased' };
+          }
           const response = await container.getBlobClient(name).download(0, undefined, { abortSignal: dog.signal, maxRetryRequests: 3 });
           const chunks: Buffer[] = [];
           for await (const chunk of response.readableStreamBody ?? []) {
@@ -243,16 +267,16 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
     },
 
     async acquireLease(key, leaseId, durationSec) {
-      await run('acquire lease on', key, (dog) => container.getBlobClient(blobName(key)).getBlobLeaseClient(leaseId).acquireLease(durationSec, { abortSignal: dog.signal }));
+      await run('acquire lease on', key, (dog) => lease(dog, blobName(key), 'acquire', leaseId, durationSec));
     },
 
     async renewLease(key, leaseId) {
-      await run('renew lease on', key, (dog) => container.getBlobClient(blobName(key)).getBlobLeaseClient(leaseId).renewLease({ abortSignal: dog.signal }));
+      await run('renew lease on', key, (dog) => lease(dog, blobName(key), 'renew', leaseId));
     },
 
     async releaseLease(key, leaseId) {
       try {
-        await run('release lease on', key, (dog) => container.getBlobClient(blobName(key)).getBlobLeaseClient(leaseId).releaseLease({ abortSignal: dog.signal }));
+        await run('release lease on', key, (dog) => lease(dog, blobName(key), 'release', leaseId));
       } catch (error) {
         // Already expired and taken, or broken: nothing of ours left to release.
         if (!(error instanceof SyncError && (error.code === 'LEASE_LOST' || error.code === 'NOT_FOUND'))) throw error;
@@ -286,9 +310,9 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
       const blob = container.getBlobClient(blobName(key));
       const dog = new Watchdog(timeoutMs);
       let done = false;
-      /** One range of the blob, whole, by the plain GET when it can (azure-range-get.ts) or else the SDK. */
+      /** One range of the blob, whole, by the plain GET when it can (azure-rest.ts) or else the SDK. */
       const getRange = async (offset: number, count: number, ifMatch?: string): Promise<RangeResponse> => {
-        if (rangeGet) return rangeGet(blob.url, { offset, count, ifMatch, signal: dog.signal, onProgress: () => dog.touch() });
+        if (rest) return rest.getRange(blob.url, { offset, count, ...(ifMatch ? { ifMatch } : {}), signal: dog.signal, onProgress: () => dog.touch() });
         const response = await blob.download(offset, count, {
           abortSignal: dog.signal,
           ...(ifMatch ? { conditions: { ifMatch } } : {}),

@@ -1,23 +1,33 @@
 /**
- * The plain ranged GET used for restores (src/store/azure-range-get.ts). Shared-key and SAS signing are
- * proven end to end against Azurite (test/store/azure-blob-store.test.ts, test/faults/network.test.ts);
- * here: the string-to-sign's layout, when the SDK keeps the job, and against a real local HTTP server the
- * parts Azurite cannot show (bearer tokens, which it only takes over HTTPS with OAuth on) and the retry
- * rules.
+ * The plain signed requests of src/store/azure-rest.ts (probe, small reads, leases, restore chunks).
+ * Shared-key and SAS signing are proven end to end against Azurite (test/store/azure-blob-store.test.ts,
+ * test/sync/*, test/faults/network.test.ts); here: the string-to-sign's layout, when the SDK keeps the
+ * job, and against a real local HTTP server the parts Azurite cannot show (bearer tokens, which it only
+ * takes over HTTPS with OAuth on) and the retry rules.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { rangeGetter, stringToSign } from '../../src/store/azure-range-get.ts';
+import { azureRest, stringToSign } from '../../src/store/azure-rest.ts';
 
-test('stringToSign: eleven standard headers (only If-Match set), x-ms- headers sorted, /account/path, query sorted and lower-cased', () => {
+const rangeGetter = (credential: unknown, env: NodeJS.ProcessEnv) => {
+  const rest = azureRest(credential, env);
+  return rest && rest.getRange.bind(rest);
+};
+
+test('stringToSign: the verb, eleven standard headers, x-ms- headers sorted, /account/path, query sorted and lower-cased', () => {
   const url = new URL('http://127.0.0.1:10000/devstoreaccount1/c/p/chunks/ab?comp=x&B=2&b=1');
   const headers = { 'x-ms-version': 'V', 'x-ms-date': 'D', 'x-ms-range': 'bytes=0-9', 'if-match': '"0x1"' };
   assert.equal(
-    stringToSign('devstoreaccount1', url, headers),
+    stringToSign('GET', 'devstoreaccount1', url, headers),
     'GET\n\n\n\n\n\n\n\n"0x1"\n\n\n\nx-ms-date:D\nx-ms-range:bytes=0-9\nx-ms-version:V\n/devstoreaccount1/devstoreaccount1/c/p/chunks/ab\nb:1,2\ncomp:x',
+  );
+  // A PUT without a body signs an empty Content-Length (service versions from 2015-02-21).
+  assert.equal(
+    stringToSign('PUT', 'a', new URL('https://a.blob.core.windows.net/c/manifest.json?comp=lease'), { 'content-length': '0', 'x-ms-lease-action': 'renew' }),
+    'PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-lease-action:renew\n/a/c/manifest.json\ncomp:lease',
   );
 });
 
