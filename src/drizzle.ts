@@ -247,6 +247,7 @@ async function openLocked<TSchema extends Record<string, unknown>>(start: Locked
           onUpdate: (entry, head, ms) => sync.replicaUpdated(entry, head, ms),
           onLeaseTaken: () => sync.leaseTaken(),
           onPromote: async (head) => {
+            prepareStore(store, log);
             await prepareWriterConnection(client.inner, synchronousPragma, poolSize);
             sync.promote(snapshotter(head), head);
           },
@@ -275,6 +276,9 @@ async function openLocked<TSchema extends Record<string, unknown>>(start: Locked
   const unbindMetrics = telemetry?.bind(controller);
   if (lostEarly) controller.leaseLost(lostEarly);
   db.$sync = syncHandle(controller);
+  // What start-up did not need of the store (the Azure SDK) loads at the first idle moment after it,
+  // not inside the first snapshot or lease renewal. A replica never writes: it loads it if promoted.
+  if (isWriter) setImmediate(() => prepareStore(store, log)).unref();
   return db;
 }
 
@@ -290,6 +294,15 @@ async function prepareWriterConnection(client: Client, synchronousPragma: string
   await client.execute('PRAGMA journal_mode=WAL');
   const setup = writerConnectionSetup(synchronousPragma);
   await Promise.all(Array.from({ length: Math.max(1, poolSize) }, () => client.executeMultiple(setup)));
+}
+
+/** store.prepare(), which cannot fail the app: an operation that needs what it loads reports the same error. */
+function prepareStore(store: SnapshotStore, log: SyncLogger): void {
+  try {
+    store.prepare?.();
+  } catch (error) {
+    log.warn({ store: store.location, error: String(error) }, 'preparing the store failed; its next operation will say why');
+  }
 }
 
 /** Temp files a killed process left beside the database (snapshot copies, spools, half-restored files). */

@@ -6,11 +6,12 @@ import { open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { TokenCredential } from '@azure/core-auth';
 import type * as StorageBlob from '@azure/storage-blob';
-import type { BlobServiceClient, ContainerClient, RestError, StoragePipelineOptions } from '@azure/storage-blob';
+import type { AnonymousCredential, ContainerClient, RestError, StoragePipelineOptions, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { assertKnownKeys, keysOf } from '../config-keys.ts';
 import { SyncError } from '../errors.ts';
 import type { SmallObject, SnapshotStore, StoredObject, WriteCondition } from './store.ts';
 import { azureRest, header, type RangeResponse } from './azure-rest.ts';
+import { blobUrl, containerUrlWith, resolveTarget, type AuthKind, type AzureTarget, type CredentialOption } from './azure-target.ts';
 
 interface CommonOptions {
   /** Virtual folder inside the container; keys become `${prefix}/${key}`. Empty means the container root. */
@@ -65,10 +66,11 @@ export const LIST_PAGE_SIZE = 50;
 const DEFAULT_TIMEOUT_MS = 30_000;
 
 /**
- * The SDK, loaded when the first store is made rather than when the package is imported (an app on
- * the directory store never loads it), and its CommonJS build rather than its ESM one: in a fresh
- * Node 20 process `require` takes 120-160 ms where `import` takes 190-250 ms (the ESM build is
- * hundreds of small modules to resolve and link), and every container start pays it. Same code, same
+ * The SDK, loaded when an operation first needs it (or prepare() asks) rather than when the package
+ * is imported or a store is made: a start that only probes, reads, takes the lease and restores does
+ * all of it over azure-rest.ts, and an app on the directory store never loads it. Its CommonJS build
+ * rather than its ESM one: in a fresh Node 20 process `require` takes 120-160 ms where `import` takes
+ * 190-250 ms (the ESM build is hundreds of small modules to resolve and link). Same code, same
  * version; errors are recognised by name (isRestError), not by class identity.
  */
 let storageBlobModule: typeof StorageBlob | undefined;
@@ -87,17 +89,6 @@ function totalSize(contentRange: string | undefined): number | undefined {
   return match ? Number(match[1]) : undefined;
 }
 
-type AuthKind = 'sharedKey' | 'sas' | 'token';
-type CredentialOption = 'connectionString' | 'accountUrl' | 'containerUrl';
-
-interface Target {
-  container: ContainerClient;
-  auth: AuthKind;
-  /** The option that carried the credential, for error hints. */
-  option: CredentialOption;
-  /** A SAS token's expiry (`se=`), when the URL carries one. */
-  sasExpiry?: Date;
-}
 
 /**
  * How the store was configured, so that an error names the fix in the terms the user configured it in:
@@ -158,32 +149,29 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
     retryOptions: { maxTries: 3, retryDelayInMs: 200, maxRetryDelayInMs: 2_000, tryTimeoutInMs: Math.max(1_000, timeoutMs) },
     userAgentOptions: { userAgentPrefix: 'drizzle-libsql-blob' },
   });
-  const { container, auth, option, sasExpiry } = connect(options, pipelineOptions);
-  validateContainerName(container.containerName);
+  const target = resolveTarget(options, lazyDefaultCredential);
+  validateContainerName(target.containerName);
+  const { containerName, option, sasExpiry } = target;
+  const auth: AuthKind = target.authorization.kind;
+  // The SDK client, made (and the SDK loaded) when an operation first needs it: see prepare().
+  let sdkClient: ContainerClient | undefined;
+  const container = (): ContainerClient => (sdkClient ??= containerClient(target, pipelineOptions()));
   // Plain signed requests for what a start waits on (probe, small reads, the lease, chunks): azure-rest.ts.
-  const rest = azureRest(container.credential);
-  /** The URL of a blob, or of the container with `params` added (any SAS query kept). */
-  const urlOf = (name: string | undefined, params: Record<string, string> = {}): string => {
-    const url = new URL(name === undefined ? container.url : container.getBlobClient(name).url);
-    for (const [key, value] of Object.entries(params)) url.searchParams.set(key, value);
-    return url.toString();
-  };
+  const rest = target.proxyUri ? undefined : azureRest(target.authorization);
   /** A lease operation on a blob: plain when it can, else the SDK's lease client. */
   const lease = (dog: Watchdog, name: string, action: 'acquire' | 'renew' | 'release', leaseId: string, durationSec?: number): Promise<unknown> => {
     if (!rest) {
-      const client = container.getBlobClient(name).getBlobLeaseClient(leaseId);
+      const client = container().getBlobClient(name).getBlobLeaseClient(leaseId);
       const options = { abortSignal: dog.signal };
       return action === 'acquire' ? client.acquireLease(durationSec!, options) : action === 'renew' ? client.renewLease(options) : client.releaseLease(options);
     }
     const headers: Record<string, string> = { 'x-ms-lease-action': action, ...(action === 'acquire' ? { 'x-ms-proposed-lease-id': leaseId, 'x-ms-lease-duration': String(durationSec) } : { 'x-ms-lease-id': leaseId }) };
-    return rest.send({ method: 'PUT', url: urlOf(name, { comp: 'lease' }), headers, expect: action === 'acquire' ? [201] : [200], signal: dog.signal });
+    return rest.send({ method: 'PUT', url: blobUrl(target, name, { comp: 'lease' }), headers, expect: action === 'acquire' ? [201] : [200], signal: dog.signal });
   };
 
-  const endpointUrl = new URL(container.url);
-  endpointUrl.search = ''; // never log a SAS
-  const endpoint = endpointUrl.toString();
-  const account = container.accountName || endpointUrl.hostname;
-  const location = `azure://${account}/${container.containerName}${prefix ? `/${prefix}` : ''}`;
+  const endpoint = `${target.containerUrl}`; // never a SAS: the target keeps it apart
+  const account = target.accountName || new URL(target.containerUrl).hostname;
+  const location = `azure://${account}/${containerName}${prefix ? `/${prefix}` : ''}`;
 
   const blobName = (key: string) => {
     if (typeof key !== 'string' || key === '' || key.startsWith('/')) {
@@ -199,7 +187,7 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
     try {
       return await fn(dog);
     } catch (error) {
-      throw toSyncError(error, { op, key, endpoint, account, containerName: container.containerName, auth, option, sasExpiry, hints, timeoutMs, timedOut: dog.timedOut });
+      throw toSyncError(error, { op, key, endpoint, account, containerName, auth, option, sasExpiry, hints, timeoutMs, timedOut: dog.timedOut });
     } finally {
       dog.dispose();
     }
@@ -209,23 +197,29 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
   const check = async (dog: Watchdog): Promise<void> => {
     if (rest) {
       const params: Record<string, string> = auth === 'sas' ? { restype: 'container', comp: 'list', maxresults: '1', ...(prefix ? { prefix: `${prefix}/` } : {}) } : { restype: 'container' };
-      await rest.send({ method: 'GET', url: urlOf(undefined, params), expect: [200], signal: dog.signal });
+      await rest.send({ method: 'GET', url: containerUrlWith(target, params), expect: [200], signal: dog.signal });
     } else if (auth === 'sas') {
-      await container.listBlobsFlat({ prefix: prefix ? `${prefix}/` : undefined, abortSignal: dog.signal }).byPage({ maxPageSize: 1 }).next();
+      await container().listBlobsFlat({ prefix: prefix ? `${prefix}/` : undefined, abortSignal: dog.signal }).byPage({ maxPageSize: 1 }).next();
     } else {
-      await container.getProperties({ abortSignal: dog.signal });
+      await container().getProperties({ abortSignal: dog.signal });
     }
   };
 
   return {
     location,
 
+    prepare() {
+      container();
+      // The SDK's first request checks its body against FormData, which makes Node load undici (~25 ms).
+      void globalThis.FormData;
+    },
+
     async probe() {
       try {
         await run('probe', undefined, check);
       } catch (error) {
         if (!options.createContainer || !(error instanceof SyncError) || error.code !== 'STORE_NOT_FOUND') throw error;
-        await run('create container', undefined, (dog) => container.createIfNotExists({ abortSignal: dog.signal }));
+        await run('create container', undefined, (dog) => container().createIfNotExists({ abortSignal: dog.signal }));
         await run('probe', undefined, check);
       }
     },
@@ -235,10 +229,10 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
       try {
         return await run('read', key, async (dog): Promise<SmallObject> => {
           if (rest) {
-            const { body, headers } = await rest.send({ method: 'GET', url: urlOf(name), expect: [200], signal: dog.signal, onProgress: () => dog.touch() });
+            const { body, headers } = await rest.send({ method: 'GET', url: blobUrl(target, name), expect: [200], signal: dog.signal, onProgress: () => dog.touch() });
             return { body, etag: requireEtag(header(headers['etag']), key), leased: header(headers['x-ms-lease-state']) === 'leased' };
           }
-          const response = await container.getBlobClient(name).download(0, undefined, { abortSignal: dog.signal, maxRetryRequests: 3 });
+          const response = await container().getBlobClient(name).download(0, undefined, { abortSignal: dog.signal, maxRetryRequests: 3 });
           const chunks: Buffer[] = [];
           for await (const chunk of response.readableStreamBody ?? []) {
             chunks.push(chunk as Buffer);
@@ -261,7 +255,7 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
       // Caveat: if a response is lost and the SDK retries, the retry itself can see 412/409 and report a
       // CONFLICT although our write landed; the core re-reads the manifest after a CONFLICT anyway.
       return run('write', key, async (dog) => {
-        const response = await container.getBlockBlobClient(name).upload(body, body.length, { conditions, abortSignal: dog.signal });
+        const response = await container().getBlockBlobClient(name).upload(body, body.length, { conditions, abortSignal: dog.signal });
         return { etag: requireEtag(response.etag, key) };
       });
     },
@@ -285,14 +279,14 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
 
     async uploadBuffer(key, body) {
       const name = blobName(key);
-      await run('upload', key, (dog) => container.getBlockBlobClient(name).upload(body, body.length, { abortSignal: dog.signal }));
+      await run('upload', key, (dog) => container().getBlockBlobClient(name).upload(body, body.length, { abortSignal: dog.signal }));
     },
 
     async uploadFile(key, filePath, metadata, uploadOptions) {
       const name = blobName(key);
       if (metadata) validateMetadata(metadata);
       await run('upload', key, (dog) =>
-        container.getBlockBlobClient(name).uploadFile(filePath, {
+        container().getBlockBlobClient(name).uploadFile(filePath, {
           blockSize: BLOCK_SIZE,
           concurrency: CONCURRENCY, // memory is bounded by blockSize x concurrency, whatever the file size
           maxSingleShotSize: BLOCK_SIZE, // larger files go in blocks, so each request stays small and retryable
@@ -307,13 +301,13 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
     },
 
     async *download(key) {
-      const blob = container.getBlobClient(blobName(key));
+      const blob = () => container().getBlobClient(blobName(key));
       const dog = new Watchdog(timeoutMs);
       let done = false;
       /** One range of the blob, whole, by the plain GET when it can (azure-rest.ts) or else the SDK. */
       const getRange = async (offset: number, count: number, ifMatch?: string): Promise<RangeResponse> => {
-        if (rest) return rest.getRange(blob.url, { offset, count, ...(ifMatch ? { ifMatch } : {}), signal: dog.signal, onProgress: () => dog.touch() });
-        const response = await blob.download(offset, count, {
+        if (rest) return rest.getRange(blobUrl(target, blobName(key)), { offset, count, ...(ifMatch ? { ifMatch } : {}), signal: dog.signal, onProgress: () => dog.touch() });
+        const response = await blob().download(offset, count, {
           abortSignal: dog.signal,
           ...(ifMatch ? { conditions: { ifMatch } } : {}),
           maxRetryRequests: 3, // the SDK resumes a broken body stream from where it stopped
@@ -348,7 +342,7 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
         } catch (error) {
           // A range on an empty blob is 416; anything else (404, auth) is reported below.
           if (!(isRestError(error) && error.statusCode === 416)) throw error;
-          if (((await blob.getProperties({ abortSignal: dog.signal })).contentLength ?? 0) !== 0) throw error;
+          if (((await blob().getProperties({ abortSignal: dog.signal })).contentLength ?? 0) !== 0) throw error;
           done = true;
           return;
         }
@@ -385,7 +379,7 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
         }
         done = true;
       } catch (error) {
-        throw toSyncError(error, { op: 'download', key, endpoint, account, containerName: container.containerName, auth, option, sasExpiry, hints, timeoutMs, timedOut: dog.timedOut });
+        throw toSyncError(error, { op: 'download', key, endpoint, account, containerName, auth, option, sasExpiry, hints, timeoutMs, timedOut: dog.timedOut });
       } finally {
         if (done) dog.dispose();
         else dog.cancel(); // the consumer stopped early or a range failed: abort the other requests
@@ -412,14 +406,14 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
     async delete(key, condition) {
       const name = blobName(key);
       const conditions = condition ? { ifUnmodifiedSince: condition.ifUnmodifiedSince } : undefined;
-      await run('delete', key, (dog) => container.getBlobClient(name).deleteIfExists({ deleteSnapshots: 'include', conditions, abortSignal: dog.signal }));
+      await run('delete', key, (dog) => container().getBlobClient(name).deleteIfExists({ deleteSnapshots: 'include', conditions, abortSignal: dog.signal }));
     },
 
     async list(listPrefix) {
       const full = prefix ? `${prefix}/${listPrefix}` : listPrefix;
       return run('list', listPrefix, async (dog) => {
         const out: StoredObject[] = [];
-        for await (const page of container.listBlobsFlat({ prefix: full || undefined, abortSignal: dog.signal }).byPage({ maxPageSize: LIST_PAGE_SIZE })) {
+        for await (const page of container().listBlobsFlat({ prefix: full || undefined, abortSignal: dog.signal }).byPage({ maxPageSize: LIST_PAGE_SIZE })) {
           dog.touch();
           for (const item of page.segment.blobItems) {
             out.push({ key: relativeKey(item.name), size: item.properties.contentLength ?? 0, lastModified: item.properties.lastModified });
@@ -434,71 +428,17 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
 // ---------------------------------------------------------------------------------------------------
 // Options
 
-function connect(options: AzureBlobStoreOptions, pipelineOptions: () => StoragePipelineOptions): Target {
-  const { AnonymousCredential, BlobServiceClient, ContainerClient } = storageBlob();
-  const given = (['connectionString', 'accountUrl', 'containerUrl'] as const).filter((name) => name in options && (options as unknown as Record<string, unknown>)[name] !== undefined);
-  if (given.length !== 1) {
-    throw new SyncError('CONFIG', `azureBlobStore needs exactly one of connectionString, accountUrl or containerUrl (got ${given.length ? given.join(', ') : 'none'}).`);
-  }
-  const credential = 'credential' in options ? options.credential : undefined;
-  if (credential !== undefined && typeof (credential as TokenCredential | null)?.getToken !== 'function') {
-    throw new SyncError('CONFIG', 'azureBlobStore: credential must be a TokenCredential from @azure/identity (for example new DefaultAzureCredential()).');
-  }
-
-  if ('connectionString' in options && options.connectionString !== undefined) {
-    const containerName = requireContainer(options);
-    if (typeof options.connectionString !== 'string' || options.connectionString.trim() === '') {
-      throw new SyncError('CONFIG', 'azureBlobStore: connectionString is empty; copy it from the storage account\'s "Access keys" page.');
-    }
-    let service: BlobServiceClient;
-    try {
-      service = BlobServiceClient.fromConnectionString(options.connectionString, pipelineOptions());
-    } catch (error) {
-      // The SDK's messages name the bad field and never echo the string, which may hold a key.
-      throw new SyncError('CONFIG', `azureBlobStore: connectionString is malformed: ${(error as Error).message}. Expected "DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...;EndpointSuffix=core.windows.net" or a SAS connection string.`, { cause: error });
-    }
-    return { container: service.getContainerClient(containerName), auth: service.credential instanceof AnonymousCredential ? 'sas' : 'sharedKey', option: 'connectionString' };
-  }
-
-  if ('accountUrl' in options && options.accountUrl !== undefined) {
-    const containerName = requireContainer(options);
-    const url = parseUrl(options.accountUrl, 'accountUrl');
-    if (hasSas(url) && !credential) {
-      return { container: new BlobServiceClient(url.toString(), new AnonymousCredential(), pipelineOptions()).getContainerClient(containerName), auth: 'sas', option: 'accountUrl', ...sasExpiryOf(url) };
-    }
-    requireHttps(url, 'accountUrl');
-    const service = new BlobServiceClient(url.toString(), credential ?? lazyDefaultCredential(), pipelineOptions());
-    return { container: service.getContainerClient(containerName), auth: 'token', option: 'accountUrl' };
-  }
-
-  const { containerUrl } = options as ContainerUrlOptions;
-  const url = parseUrl(containerUrl, 'containerUrl');
-  const claimed = (options as { container?: unknown }).container;
-  let client: ContainerClient;
-  let auth: AuthKind;
-  if (hasSas(url)) {
-    if (credential) throw new SyncError('CONFIG', 'azureBlobStore: containerUrl carries a SAS token and a credential was also given; pass only one of them.');
-    client = new ContainerClient(url.toString(), new AnonymousCredential(), pipelineOptions());
-    auth = 'sas';
-  } else {
-    if (!credential) {
-      throw new SyncError('CONFIG', 'azureBlobStore: containerUrl has no SAS token (no sig= parameter); append a SAS with read, write, delete and list permissions, or pass credential.');
-    }
-    requireHttps(url, 'containerUrl');
-    client = new ContainerClient(url.toString(), credential, pipelineOptions());
-    auth = 'token';
-  }
-  if (!client.containerName) throw new SyncError('CONFIG', 'azureBlobStore: containerUrl does not name a container (expected https://<account>.blob.core.windows.net/<container>?<sas>).');
-  if (claimed !== undefined && claimed !== client.containerName) {
-    throw new SyncError('CONFIG', `azureBlobStore: container ${JSON.stringify(claimed)} does not match the container in containerUrl (${JSON.stringify(client.containerName)}); drop one of them.`);
-  }
-  return { container: client, auth, option: 'containerUrl', ...(auth === 'sas' ? sasExpiryOf(url) : {}) };
-}
-
-function sasExpiryOf(url: URL): { sasExpiry?: Date } {
-  const se = url.searchParams.get('se');
-  const at = se === null ? undefined : new Date(se);
-  return at === undefined || Number.isNaN(at.getTime()) ? {} : { sasExpiry: at };
+/** The SDK's client for the target (loads the SDK on first call: see storageBlob()). */
+function containerClient(target: AzureTarget, pipelineOptions: StoragePipelineOptions): ContainerClient {
+  const { AnonymousCredential, ContainerClient, StorageSharedKeyCredential } = storageBlob();
+  const a = target.authorization;
+  const credential: StorageSharedKeyCredential | AnonymousCredential | TokenCredential =
+    a.kind === 'sharedKey' ? new StorageSharedKeyCredential(a.accountName, a.accountKey.toString('base64')) : a.kind === 'sas' ? new AnonymousCredential() : a.credential;
+  const url = containerUrlWith(target);
+  // A connection string's DevelopmentStorageProxyUri, as the SDK's fromConnectionString applies it.
+  const proxy = target.proxyUri ? new URL(target.proxyUri) : undefined;
+  const clientOptions: StoragePipelineOptions = proxy ? { ...pipelineOptions, proxyOptions: { host: `${proxy.protocol}//${proxy.hostname}`, port: Number.parseInt(proxy.port || '80', 10) } } : pipelineOptions;
+  return new ContainerClient(url, credential, clientOptions);
 }
 
 /**
@@ -522,13 +462,6 @@ function lazyDefaultCredential(): TokenCredential {
   };
 }
 
-function requireContainer(options: { container?: unknown }): string {
-  if (typeof options.container !== 'string' || options.container === '') {
-    throw new SyncError('CONFIG', 'azureBlobStore: container is required (the blob container name, for example "backups").');
-  }
-  return options.container;
-}
-
 /** Azure's container naming rules; checked up front because the service answers a bad name with a vague 400. */
 function validateContainerName(name: string): void {
   if (name === '$root') return;
@@ -545,28 +478,6 @@ function normalizePrefix(prefix: unknown): string {
     throw new SyncError('CONFIG', `azureBlobStore: prefix ${JSON.stringify(prefix)} has an empty, "." or ".." segment.`);
   }
   return trimmed;
-}
-
-function parseUrl(value: unknown, option: string): URL {
-  let url: URL | undefined;
-  try {
-    if (typeof value === 'string') url = new URL(value);
-  } catch {
-    // reported below
-  }
-  if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
-    throw new SyncError('CONFIG', `azureBlobStore: ${option} must be an http(s) URL such as https://myaccount.blob.core.windows.net.`);
-  }
-  return url;
-}
-
-const hasSas = (url: URL) => url.searchParams.has('sig');
-
-function requireHttps(url: URL, option: string): void {
-  // The SDK refuses to send bearer tokens over plain http; say so before the first request does.
-  if (url.protocol !== 'https:') {
-    throw new SyncError('CONFIG', `azureBlobStore: ${option} must use https when authenticating with a TokenCredential (use a connection string or SAS for Azurite over http).`);
-  }
 }
 
 function validateMetadata(metadata: Record<string, string>): void {

@@ -13,9 +13,10 @@
  * 'RestError', `statusCode`, `code` = the service's x-ms-error-code or the network error's code), so the
  * store's one error translator maps both paths alike.
  */
+import { createHmac } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
-import type { TokenCredential } from '@azure/core-auth';
+import type { Authorization } from './azure-target.ts';
 
 /** The service version the SDK in use sends (@azure/storage-blob 12.32); Azurite checks it. */
 const SERVICE_VERSION = '2026-04-06';
@@ -69,21 +70,14 @@ export interface AzureRest {
   getRange(blobUrl: string, request: RangeRequest): Promise<RangeResponse>;
 }
 
-/** The SDK's StorageSharedKeyCredential, as far as signing needs it. */
-interface SharedKeyCredential {
-  accountName: string;
-  computeHMACSHA256(stringToSign: string): string;
-}
-
 /**
- * Requests authorized by `credential` (the SDK client's own: a shared key, an anonymous one for SAS
- * URLs, or a token credential). Undefined when this path cannot do what the SDK would (a proxy is
- * configured, an unknown credential): the caller then uses the SDK for everything.
+ * Requests authorized as the store is (a shared key, a SAS in the URLs, or a token credential).
+ * Undefined when a proxy is configured, which the SDK honours and this path does not: the caller then
+ * uses the SDK for everything.
  */
-export function azureRest(credential: unknown, env: NodeJS.ProcessEnv = process.env): AzureRest | undefined {
+export function azureRest(authorization: Authorization, env: NodeJS.ProcessEnv = process.env): AzureRest | undefined {
   if (PROXY_VARIABLES.some((name) => env[name])) return undefined;
-  const authorize = authorizer(credential);
-  if (!authorize) return undefined;
+  const authorize = authorizer(authorization);
   // Own keep-alive agents (idle sockets do not hold the process open): as many sockets as a restore has
   // ranges in flight, reused across chunks.
   const agents = { 'http:': new http.Agent({ keepAlive: true, maxSockets: 16 }), 'https:': new https.Agent({ keepAlive: true, maxSockets: 16 }) };
@@ -123,26 +117,29 @@ export function azureRest(credential: unknown, env: NodeJS.ProcessEnv = process.
 
 type Authorize = (method: string, url: URL, headers: Record<string, string>, signal: AbortSignal) => Promise<Record<string, string>>;
 
-function authorizer(credential: unknown): Authorize | undefined {
-  const c = credential as Partial<SharedKeyCredential & TokenCredential> | null | undefined;
-  if (c && typeof c.computeHMACSHA256 === 'function' && typeof c.accountName === 'string') {
-    const key = c as SharedKeyCredential;
-    return async (method, url, headers) => ({ authorization: `SharedKey ${key.accountName}:${key.computeHMACSHA256(stringToSign(method, key.accountName, url, headers))}` });
+function authorizer(authorization: Authorization): Authorize {
+  switch (authorization.kind) {
+    case 'sharedKey': {
+      const { accountName, accountKey } = authorization;
+      return async (method, url, headers) => {
+        const signature = createHmac('sha256', accountKey).update(stringToSign(method, accountName, url, headers), 'utf8').digest('base64');
+        return { authorization: `SharedKey ${accountName}:${signature}` };
+      };
+    }
+    case 'token': {
+      const { credential } = authorization;
+      let cached: { token: string; expiresOnTimestamp: number } | null = null;
+      return async (_method, _url, _headers, signal) => {
+        if (!cached || cached.expiresOnTimestamp - TOKEN_MARGIN_MS < Date.now()) {
+          cached = await credential.getToken(STORAGE_SCOPE, { abortSignal: signal });
+          if (!cached) throw Object.assign(new Error('The credential returned no token for Azure Storage.'), { name: 'CredentialUnavailableError' });
+        }
+        return { authorization: `Bearer ${cached.token}` };
+      };
+    }
+    case 'sas':
+      return async () => ({}); // the SAS is in the URL's query
   }
-  if (c && typeof c.getToken === 'function') {
-    const tokens = c as TokenCredential;
-    let cached: { token: string; expiresOnTimestamp: number } | null = null;
-    return async (_method, _url, _headers, signal) => {
-      if (!cached || cached.expiresOnTimestamp - TOKEN_MARGIN_MS < Date.now()) {
-        cached = await tokens.getToken(STORAGE_SCOPE, { abortSignal: signal });
-        if (!cached) throw Object.assign(new Error('The credential returned no token for Azure Storage.'), { name: 'CredentialUnavailableError' });
-      }
-      return { authorization: `Bearer ${cached.token}` };
-    };
-  }
-  // AnonymousCredential: the SAS (if any) is in the URL's query.
-  if (c && c.constructor?.name === 'AnonymousCredential') return async () => ({});
-  return undefined;
 }
 
 /**

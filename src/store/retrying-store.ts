@@ -76,6 +76,7 @@ export function retrying(store: ObjectStore & Partial<Leaser>, policy: RetryPoli
     location: store.location,
     ...(store.timeResolutionMs === undefined ? {} : { timeResolutionMs: store.timeResolutionMs }),
     probe: () => run('probe', undefined, () => store.probe()),
+    ...(store.prepare ? { prepare: () => store.prepare!() } : {}),
     readSmall: (key) => run(`read ${key}`, key, () => store.readSmall(key)),
     writeSmall: (key, body, condition) => run(`write ${key}`, key, () => store.writeSmall(key, body, condition)),
     uploadBuffer: (key, body) => run(`upload ${key}`, key, () => store.uploadBuffer(key, body)),

@@ -39,6 +39,13 @@ export interface ObjectStore {
   /** Checks that the store exists and that we may read and write it. Throws a typed error naming the fix. */
   probe(): Promise<void>;
 
+  /**
+   * Loads now what later operations need and start-up did not (the Azure store: its SDK, ~120 ms on
+   * this thread), so that pause does not land inside a snapshot or a lease renewal. Called once, at
+   * the first idle moment after a writer has started. Optional; synchronous by nature.
+   */
+  prepare?(): void;
+
   /** Reads a small object (the manifest). Resolves null when it does not exist. */
   readSmall(key: string): Promise<SmallObject | null>;
 
