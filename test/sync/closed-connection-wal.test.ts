@@ -7,13 +7,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { setImmediate as macrotask } from 'node:timers/promises';
 import { createClient } from '@libsql/client';
 import { sql } from 'drizzle-orm';
-import { azureBlobStore, type SnapshotStore } from 'drizzle-libsql-blob';
+import { azureBlobStore, drizzle, type SnapshotStore } from 'drizzle-libsql-blob';
 import { collectGarbage } from '../../src/sync/collect-garbage.ts';
-import { isCode, notes, open } from '../helpers/fixtures.ts';
+import { isCode, nextEvent, notes, open, schema } from '../helpers/fixtures.ts';
 import { useAzuriteAndTempDir } from '../helpers/suite.ts';
 
 const fixture = useAzuriteAndTempDir('closed-wal');
@@ -34,7 +34,7 @@ async function finalizeGarbage(): Promise<void> {
 
 /** Descriptors of this process on the database file or its -wal/-shm (replaced inodes included). */
 function descriptorsOn(dbPath: string): string[] {
-  const real = join(realpathSync(join(dbPath, '..')), 'app.db');
+  const real = join(realpathSync(dirname(dbPath)), basename(dbPath));
   const names = new Set([real, `${real}-wal`, `${real}-shm`].flatMap((p) => [p, `${p} (deleted)`]));
   const out: string[] = [];
   for (const fd of readdirSync('/proc/self/fd')) {
@@ -134,4 +134,26 @@ test('a download is not installed over a file this process still has open: LOCKE
   const b = await open(dbPath, store, { ...MANUAL, restore: { seq: s1 } });
   assert.deepEqual((await b.select().from(notes)).map((r) => r.body), ['r1']);
   await b.$sync.close();
+});
+
+test("a replica's close() also closes the connections of the files it swapped out", { skip: !existsSync('/proc/self/fd') }, async () => {
+  const store = azure('replica');
+  const writer = await open(join(fixture.dir.path, 'replica', 'writer.db'), store, MANUAL);
+  await writer.insert(notes).values({ body: 'w1' });
+  await writer.$sync.flush();
+  const replicaPath = join(fixture.dir.path, 'replica', 'replica.db');
+  const replica = await drizzle({ connection: { url: `file:${replicaPath}` }, schema, store, log: false, shutdown: { signals: false }, ...MANUAL, role: 'replica', replica: { pollMs: 50 } });
+  try {
+    for (const body of ['w2', 'w3']) {
+      await writer.insert(notes).values({ body });
+      const { seq } = (await writer.$sync.flush())!;
+      await nextEvent(replica.$sync, 'replica-update', (update) => update.seq === seq);
+      await replica.select().from(notes); // a query on the swapped-in file
+    }
+    assert.deepEqual((await replica.select().from(notes)).map((r) => r.body), ['w1', 'w2', 'w3']);
+  } finally {
+    await replica.$sync.close();
+  }
+  assert.deepEqual(descriptorsOn(replicaPath), [], 'no descriptor on the replica file nor on the ones it replaced');
+  await writer.$sync.close();
 });
