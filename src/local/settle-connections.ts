@@ -122,16 +122,17 @@ async function collectAllAvailableGarbage(): Promise<void> {
 
 /**
  * After our own close() of every client on `dbPath`: collects until no connection of this process is
- * left on it, or the bound. Never throws; the result says whether it is confirmed.
+ * left on it, or the bound. Never throws; the result says whether it is confirmed. `look` lists the
+ * process's descriptor targets (null: cannot tell); tests pass their own.
  */
-export async function settleClosedConnections(dbPath: string): Promise<SettleResult> {
+export async function settleClosedConnections(dbPath: string, look: () => string[] | null = descriptorTargets): Promise<SettleResult> {
   const started = performance.now();
   const paths = connectionPaths(dbPath);
   let open: string[] = [];
   for (let round = 0; round < SETTLE_WAITS_MS.length; round++) {
     await collectFor(round);
     await macrotask(); // native finalizers (the statements, then the connection) run here
-    const targets = descriptorTargets();
+    const targets = look();
     if (targets === null) {
       if (round + 1 < UNCONFIRMED_ROUNDS) continue;
       return { confirmed: false, open: [], rounds: round + 1, durationMs: performance.now() - started };
@@ -150,8 +151,8 @@ export async function settleClosedConnections(dbPath: string): Promise<SettleRes
  * client's statements, or a client never closed): nothing is replaced, the local file and the store
  * are untouched.
  */
-export async function settleBeforeReplacing(dbPath: string): Promise<void> {
-  const settled = await settleClosedConnections(dbPath);
+export async function settleBeforeReplacing(dbPath: string, look?: () => string[] | null): Promise<void> {
+  const settled = await settleClosedConnections(dbPath, look);
   if (!blocksReplacing(settled.open)) return;
   throw new SyncError(
     'LOCKED',

@@ -1,10 +1,11 @@
-/** src/local/settle-connections.ts's decisions, as tables: which descriptors belong to a database, and which forbid replacing it. */
+/** src/local/settle-connections.ts: which descriptors belong to a database and which forbid replacing it (tables), and the settle loop's bound. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { blocksReplacing, connectionPaths, openOn } from '../../src/local/settle-connections.ts';
+import { SETTLE_WAITS_MS, blocksReplacing, connectionPaths, openOn, settleBeforeReplacing, settleClosedConnections } from '../../src/local/settle-connections.ts';
+import { isCode } from '../helpers/fixtures.ts';
 
 const paths = ['/data/app.db', '/data/app.db-wal'];
 
@@ -48,4 +49,28 @@ test('connectionPaths: absolute, through the real folder (as /proc spells a desc
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('settleClosedConnections: done at the first look that finds nothing; unconfirmed (not waiting) without /proc', async () => {
+  const [db, wal] = connectionPaths('/data/app.db');
+  const looks = [[db!, wal!, '/dev/null'], [`${db} (deleted)`], ['/dev/null']];
+  let calls = 0;
+  const settled = await settleClosedConnections('/data/app.db', () => looks[calls++] ?? []);
+  assert.deepEqual({ confirmed: settled.confirmed, open: settled.open, rounds: settled.rounds }, { confirmed: true, open: [], rounds: 3 });
+
+  const blind = await settleClosedConnections('/data/app.db', () => null);
+  assert.deepEqual({ confirmed: blind.confirmed, open: blind.open, rounds: blind.rounds }, { confirmed: false, open: [], rounds: 2 });
+  await settleBeforeReplacing('/data/app.db', () => null); // cannot tell: the replacement goes ahead
+});
+
+test('settleClosedConnections: bounded (~1 s) when a descriptor stays; replacing is refused only over the file now at the path', async () => {
+  const [db] = connectionPaths('/data/app.db');
+  const stuck = await settleClosedConnections('/data/app.db', () => [db!]);
+  assert.equal(stuck.confirmed, false);
+  assert.deepEqual(stuck.open, [db]);
+  assert.equal(stuck.rounds, SETTLE_WAITS_MS.length);
+  assert.ok(stuck.durationMs >= 900 && stuck.durationMs < 5_000, `${stuck.durationMs} ms`);
+
+  await assert.rejects(settleBeforeReplacing('/data/app.db', () => [db!]), isCode('LOCKED'));
+  await settleBeforeReplacing('/data/app.db', () => [`${db} (deleted)`]); // an already replaced inode: SQLite sees it moved
 });
