@@ -44,9 +44,10 @@ export interface SettleResult {
 export const SETTLE_WAITS_MS: readonly number[] = [0, 0, 2, 5, 10, 20, 50, 100, 200, 600];
 
 /**
- * Round 0 is a plain major collection, enough almost always. Round 1 collects all available garbage
- * (see collectAllAvailableGarbage): the first connections a process closes were, in about half the runs
- * here, still reachable after any number of plain major collections, and freed by that one.
+ * Round 0 is a plain major collection: enough for 42 of 45 closes measured across three test files.
+ * Round 1 collects all available garbage (see collectAllAvailableGarbage): in the other 3, and in every
+ * run for the second instance a fresh process closes, the connections stayed reachable through ten
+ * plain major collections over a second and were freed by that one (30-70 ms).
  */
 function collectFor(round: number): Promise<void> | void {
   return round === 1 ? collectAllAvailableGarbage() : collectGarbage('major');
