@@ -16,6 +16,7 @@ import { describeTarget, latestSnapshot, selectSnapshot, type Manifest, type Res
 import { checkDatabase, downloadFirstVerifying, installFile, markWalMode, readHead, syncFile, type RemoteHead, type RestoreMode, type SkippedSnapshot } from './restore.ts';
 import type { ChunkKeys } from './chunks/encryption.ts';
 import type { WriterLease } from './lease.ts';
+import { settleBeforeReplacing } from '../local/settle-connections.ts';
 import { decideStartup, leaseRequest, type StartupDecision, type StartupFacts } from './startup-decision.ts';
 
 export interface StartupResult {
@@ -173,7 +174,10 @@ export async function startUp(options: StartupOptions): Promise<StartupResult> {
     check: before ? 'quick-check' : 'none',
     fsync: before,
     // Checked later: the sidecar says so before the file is in place (a restart then downloads again).
-    install: (verifiedPath: string) => {
+    install: async (verifiedPath: string) => {
+      // Our connections on the file being replaced (hasContent's, an earlier close()d instance's, a
+      // worker's) must be gone first: one closing later could delete the new file's WAL by path.
+      if (localExists) await settleBeforeReplacing(dbPath);
       if (!before) options.sidecar.restoring(finalPosition);
       // A writer's connection switches the file to WAL at once (prepareWriterConnection). A replica's file
       // stays in rollback mode: it swaps files under its own connections, and a closed connection whose
