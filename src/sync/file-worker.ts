@@ -8,6 +8,7 @@ import { dirname } from 'node:path';
 import { writeSync } from 'node:fs';
 import { copyFile, open, unlink, writeFile } from 'node:fs/promises';
 import { chunkAddress, decodeChunk, encodeChunk, rootHash } from './chunks/chunk-codec.ts';
+import { chunkWriter } from './chunks/chunk-writer.ts';
 import { canonicalizeHeaderBytes, openPageImage } from './chunks/page-image.ts';
 import { pathToFileURL } from 'node:url';
 import { compressFile, decodeToFile, type CodecResult } from './codec.ts';
@@ -258,9 +259,8 @@ async function snapshotChunks(request: ChunksRequest): Promise<WorkerReply> {
  * workers write other chunks into it at the same time, never the same ranges.
  */
 async function writeChunks(request: WriteChunksRequest, job: Job): Promise<WorkerReply> {
-  const { chunks, chunkSize, bytes, keys, label } = request;
-  const corrupt = (why: string) => new SyncError('SNAPSHOT_CORRUPT', `Snapshot ${label}: ${why}.`);
   const file = await open(request.path, 'r+');
+  const write = chunkWriter(file.fd, request);
   const filled: number[] = [];
   let storedBytes = 0;
   let busyMs = 0;
@@ -268,19 +268,10 @@ async function writeChunks(request: WriteChunksRequest, job: Job): Promise<Worke
   try {
     for await (const { data, indexes } of job.input()) {
       const t0 = performance.now();
-      if (!indexes || indexes.length === 0) throw corrupt('a chunk arrived without its position');
-      const address = chunks[indexes[0]!];
-      if (address === undefined) throw corrupt(`chunk index ${indexes[0]} is out of range`);
-      const plain = decodeChunk(data, address, keys, label);
+      const plainBytes = write(data, indexes);
+      filled.push(...indexes!);
       storedBytes += data.length;
-      for (const index of indexes) {
-        if (chunks[index] !== address) throw corrupt(`chunk index ${index} does not hold ${address.slice(0, 16)}…`);
-        const expected = Math.min(chunkSize, bytes - index * chunkSize);
-        if (plain.length !== expected) throw corrupt(`chunk ${index} is ${plain.length} bytes, expected ${expected}`);
-        writeSync(file.fd, plain, 0, plain.length, index * chunkSize); // this thread may block; skips a thread-pool hop per chunk
-        filled.push(index);
-      }
-      collect(plain.length + data.length);
+      collect(plainBytes + data.length);
       busyMs += performance.now() - t0;
     }
   } finally {
@@ -378,3 +369,7 @@ parentPort!.on('message', (message: ToWorker) => {
   }
   running.get(message.id)?.push(message);
 });
+
+// Said once everything above is loaded: the pool counts this worker as ready from here (a start-up
+// restore decodes on its own thread until then rather than wait for the boot).
+parentPort!.postMessage({ ready: true } satisfies FromWorker);

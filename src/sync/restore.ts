@@ -10,8 +10,9 @@ import type { ObjectStore } from '../store/store.ts';
 import { MANIFEST_KEY, decodeManifest, latestSnapshot, type Manifest, type SnapshotEntry } from './manifest.ts';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.ts';
 import { retrying, retryWhole } from '../store/retrying-store.ts';
-import { POOL_SIZE, idleWorkers, runInWorker, startWorkerJob } from './run-in-worker.ts';
+import { POOL_SIZE, idleWorkers, readyWorkers, runInWorker, startWorkerJob, warmWorkers, type WorkerJob } from './run-in-worker.ts';
 import { rootHash } from './chunks/chunk-codec.ts';
+import { chunkWriter } from './chunks/chunk-writer.ts';
 import { chunkKey, chunkPositions, decodeChunkIndex } from './chunks/chunk-index.ts';
 import { KEY_ENV, resolveChunkKeys, type ChunkKeys, type EncryptionOptions } from './chunks/encryption.ts';
 
@@ -45,7 +46,7 @@ export async function downloadFirstVerifying(
   dbPath: string,
   log: SyncLogger,
   options: DownloadOptions = {},
-): Promise<{ entry: SnapshotEntry; skipped: SkippedSnapshot[]; info: { downloadMs: number; verifyMs: number } }> {
+): Promise<{ entry: SnapshotEntry; skipped: SkippedSnapshot[]; info: { downloadMs: number; verifyMs: number; decodeWorkers?: number; decodedHere?: number } }> {
   const skipped: SkippedSnapshot[] = [];
   for (const entry of candidates) {
     try {
@@ -89,6 +90,12 @@ export interface DownloadOptions {
   check?: 'quick-check' | 'none';
   /** true (default): the file is fsynced before it is installed. false: call `syncFile` on the installed file before relying on it. */
   fsync?: boolean;
+  /**
+   * Chunked snapshots: chunks that arrive before any decoding worker has booted are verified and
+   * written on this thread instead of waiting for one (a worker's boot is 45-80 ms, a small database's
+   * whole restore). Only where this thread serves nothing yet: a start-up restore, not a replica's.
+   */
+  decodeHereUntilWorkersBoot?: boolean;
 }
 
 /**
@@ -121,6 +128,8 @@ interface Fetched {
   afterMs: number;
   /** Chunked snapshots: how many workers decoded and wrote chunks. */
   decodeWorkers?: number;
+  /** Chunked snapshots: chunks decoded and written on this thread while no worker had booted. */
+  decodedHere?: number;
 }
 
 /**
@@ -159,10 +168,23 @@ async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path:
   const worthStarting = Math.ceil(storedToFetch / BYTES_PER_STARTED_WORKER);
   const workers = Math.max(1, Math.min(fanOut.workers, queue.length, Math.max(idleWorkers(), worthStarting)));
   const request = { op: 'write-chunks', path, chunkSize, bytes, chunks, keys, label: entry.key } as const;
-  const jobs = Array.from({ length: workers }, () => startWorkerJob(request, { maxInFlight: fanOut.perWorker }));
+  const jobs: Array<WorkerJob<'write-chunks'>> = [];
   // The first job to fail (a corrupt chunk) stops the downloads at once.
   let failure: unknown;
-  for (const job of jobs) job.result.catch((error: unknown) => (failure ??= error));
+  const startJobs = () => {
+    for (let i = 0; i < workers; i++) {
+      const job = startWorkerJob(request, { maxInFlight: fanOut.perWorker });
+      job.result.catch((error: unknown) => (failure ??= error));
+      jobs.push(job);
+    }
+  };
+  // Until a worker has booted, a start-up restore verifies and writes chunks here; the jobs start (and
+  // are waited for) only once one can take them, so a small database never waits for a boot at all.
+  const here = options.decodeHereUntilWorkersBoot ? openSync(path, 'r+') : undefined;
+  const writeHere = here === undefined ? undefined : chunkWriter(here, { chunks, chunkSize, bytes, keys, label: entry.key });
+  if (!writeHere) startJobs();
+  else warmWorkers(workers); // booting meanwhile (drizzle() warmed one already)
+  let decodedHere = 0;
   const collect = youngCollector();
   try {
     const fetchNext = async (): Promise<void> => {
@@ -172,7 +194,15 @@ async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path:
           const chunk = await downloadChunk(store, entry, address);
           onProgress?.(chunk.length);
           collect(chunk.length); // the body's network buffers are dead once joined: this thread's share of the memory bound
-          // The least loaded worker: a slow one (descheduled, a bigger chunk) does not hold the others up.
+          if (writeHere && jobs.length === 0) {
+            if (readyWorkers() === 0) {
+              collect(writeHere(chunk, indexes));
+              for (const i of indexes) filled.add(i);
+              decodedHere++;
+              continue;
+            }
+            startJobs();
+          }
           const job = jobs.reduce((a, b) => (b.inFlight < a.inFlight ? b : a));
           await job.send(chunk, indexes);
         }
@@ -190,13 +220,15 @@ async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path:
   } catch (error) {
     await Promise.all(jobs.map((job) => job.abort()));
     throw error;
+  } finally {
+    if (here !== undefined) closeSync(here);
   }
   if (filled.size !== chunks.length) {
     throw new SyncError('SNAPSHOT_CORRUPT', `Snapshot ${entry.key}: ${chunks.length - filled.size} of ${chunks.length} chunks never arrived.`);
   }
   const assembledAt = performance.now();
   await afterChecks(path, options);
-  return { pipelineMs: assembledAt - started, afterMs: performance.now() - assembledAt, decodeWorkers: workers };
+  return { pipelineMs: assembledAt - started, afterMs: performance.now() - assembledAt, decodeWorkers: jobs.length, decodedHere };
 }
 
 async function downloadChunk(store: ObjectStore, entry: SnapshotEntry, address: string): Promise<Buffer> {
@@ -250,7 +282,7 @@ export async function downloadSnapshot(
   entry: SnapshotEntry,
   dbPath: string,
   options: DownloadOptions = {},
-): Promise<{ downloadMs: number; verifyMs: number; decodeWorkers?: number }> {
+): Promise<{ downloadMs: number; verifyMs: number; decodeWorkers?: number; decodedHere?: number }> {
   const restoredPath = `${dbPath}.restore-${randomBytes(4).toString('hex')}.db`;
   const install = options.install ?? ((verifiedPath: string) => installFile(verifiedPath, dbPath));
   try {
@@ -258,7 +290,7 @@ export async function downloadSnapshot(
     const fetch = () => (entry.kind === 'chunks' ? assembleInWorkers(store, entry, restoredPath, options) : streamIntoWorker(store, entry, restoredPath, options));
     const fetched = await retryWhole(store, `download ${entry.key}`, fetch);
     await install(restoredPath);
-    return { downloadMs: performance.now() - t0 - fetched.afterMs, verifyMs: fetched.afterMs, ...(fetched.decodeWorkers ? { decodeWorkers: fetched.decodeWorkers } : {}) };
+    return { downloadMs: performance.now() - t0 - fetched.afterMs, verifyMs: fetched.afterMs, ...(fetched.decodeWorkers ? { decodeWorkers: fetched.decodeWorkers } : {}), ...(fetched.decodedHere ? { decodedHere: fetched.decodedHere } : {}) };
   } finally {
     await rm(restoredPath, { force: true });
   }

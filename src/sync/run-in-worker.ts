@@ -27,6 +27,8 @@ interface Slot {
   /** The job it runs, if any (one at a time). */
   job: PooledJob | undefined;
   dead: boolean;
+  /** Booted: its module has loaded and it serves messages at once. */
+  ready: boolean;
 }
 
 let nextId = 1;
@@ -44,14 +46,14 @@ export function spawnWorker(): Worker {
 }
 
 function startSlot(): Slot {
-  const slot: Slot = { worker: spawnWorker(), job: undefined, dead: false };
+  const slot: Slot = { worker: spawnWorker(), job: undefined, dead: false, ready: false };
   slot.worker.unref();
   // Again once it is online: a worker unref'd before it came up still held the process open (a
   // MessagePort of its start stays referenced), which a warmed worker that never got a job showed.
   slot.worker.once('online', () => {
     if (slot.job === undefined) slot.worker.unref();
   });
-  slot.worker.on('message', (message: FromWorker) => slot.job?.receive(message));
+  slot.worker.on('message', (message: FromWorker) => ('ready' in message ? (slot.ready = true) : slot.job?.receive(message)));
   const lost = (why: string, cause?: unknown) => {
     if (slot.dead) return;
     slot.dead = true;
@@ -87,6 +89,11 @@ export function warmWorkers(count = 1): void {
 /** Workers running and free right now: a job given to one starts at once, without a worker boot. */
 export function idleWorkers(): number {
   return slots.filter((s) => !s.dead && s.job === undefined).length;
+}
+
+/** Workers booted and free right now: a job given to one is served at once, without waiting for a boot. */
+export function readyWorkers(): number {
+  return slots.filter((s) => !s.dead && s.ready && s.job === undefined).length;
 }
 
 /** How many worker threads this process has started (tests: reuse means this does not grow). */
@@ -150,7 +157,7 @@ class PooledJob {
     else this.#pending.push({ message, transfer });
   }
 
-  receive(message: FromWorker): void {
+  receive(message: Exclude<FromWorker, { ready: true }>): void {
     if (message.id !== this.id) return;
     if ('ack' in message) {
       this.inFlight--;

@@ -173,6 +173,7 @@ export async function startUp(options: StartupOptions): Promise<StartupResult> {
     ...(localExists ? { base: dbPath } : {}),
     check: before ? 'quick-check' : 'none',
     fsync: before,
+    decodeHereUntilWorkersBoot: true, // nothing is served yet
     // Checked later: the sidecar says so before the file is in place (a restart then downloads again).
     install: async (verifiedPath: string) => {
       // Our connections on the file being replaced (hasContent's, an earlier close()d instance's, a

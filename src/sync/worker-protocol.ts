@@ -88,5 +88,5 @@ export type ToWorker =
   | { id: number; end: true }
   | { id: number; abort: true };
 
-/** Worker → main thread: a job's reply; an acknowledged input chunk (the main thread bounds what is in flight). */
-export type FromWorker = { id: number; reply: WorkerReply } | { id: number; ack: true };
+/** Worker → main thread: a job's reply; an acknowledged input chunk (the main thread bounds what is in flight); once, that it has booted. */
+export type FromWorker = { id: number; reply: WorkerReply } | { id: number; ack: true } | { ready: true };

@@ -208,6 +208,28 @@ test('a corrupt chunk in a multi-worker restore: SNAPSHOT_CORRUPT, nothing insta
   assert.equal(workerStarts(), started, 'the failed restore left its workers serving');
 });
 
+test('a start-up restore verifies and writes chunks on its own thread until a worker has booted; corrupt ones fail there the same way', async () => {
+  const store = await freshStore();
+  const entry = await uploadChunked(store, await makeDatabase('here-source.db'));
+  const dir = join(fixture.dir.path, 'here');
+  await mkdir(dir, { recursive: true });
+  // No worker at all: one starts now and boots (from source, through tsx: hundreds of ms) while the
+  // chunks arrive in a few ms each.
+  await stopIdleWorkers();
+  const here = await downloadSnapshot(store, entry, join(dir, 'app.db'), { decodeHereUntilWorkersBoot: true });
+  assert.ok(here.decodedHere! >= 1, `chunks decoded here: ${here.decodedHere}, in ${here.decodeWorkers} workers`);
+  assert.equal(await rowCount(join(dir, 'app.db')), 3000);
+  // Every chunk replaced by valid lz4 of other bytes: whichever thread decodes one, it fails its address.
+  for (const address of new Set(entry.chunks)) await store.uploadBuffer(chunkKey(address), encodeChunk(Buffer.alloc(CHUNK_SIZE, 7), undefined));
+  await stopIdleWorkers();
+  await assert.rejects(downloadSnapshot(store, entry, join(dir, 'bad.db'), { decodeHereUntilWorkersBoot: true }), (error: Error) => {
+    assert.ok(isCode('SNAPSHOT_CORRUPT')(error), String(error));
+    assert.match(error.message, /does not match its address/);
+    return true;
+  });
+  assertNothingInstalled(dir, join(dir, 'bad.db'));
+});
+
 test('a chunk missing from the store: NOT_FOUND, nothing installed, every worker released', async () => {
   const store = await freshStore();
   const entry = await uploadChunked(store, await makeDatabase('missing-chunk-source.db'));
