@@ -82,9 +82,9 @@ function coldStartChecks(size: string, c: ColdStart): Check[] {
     { name: 'hydrate only: drizzle() / `litestream restore` (informational)', size, value: `${fmtMs(coldStartMedian(c.ours, 'hydrateMs'))} / ${fmtMs(coldStartMedian(c.litestream, 'hydrateMs'))} ms = ${fmtRatio(hydrate)}`, target: `≤ ${COLD_START_TARGET.toFixed(1)}×`, pass: hydrate <= COLD_START_TARGET, gating: false },
   ];
   if (c.sdkImport?.length) {
-    // What ours pays before any restore work that Litestream's child does not: importing the Azure SDK.
+    // What start-up no longer waits for (it loads after the first query): the Azure SDK's load.
     const sdk = coldStartMedian(c.sdkImport, 'importMs');
-    out.push({ name: 'floor: importing @azure/storage-blob alone (fresh process) / Litestream restore + open (informational)', size, value: `${fmtMs(sdk)} / ${fmtMs(ls)} ms = ${fmtRatio(ratio(sdk, ls))} of Litestream's whole cold start`, target: '–', pass: true, gating: false });
+    out.push({ name: 'off the start-up path: loading @azure/storage-blob (CommonJS, fresh process) / Litestream restore + open (informational)', size, value: `${fmtMs(sdk)} / ${fmtMs(ls)} ms = ${fmtRatio(ratio(sdk, ls))} of Litestream's whole cold start`, target: '–', pass: true, gating: false });
   }
   const peaks = c.ours.map((x) => x.peakRssAboveIdle).filter((x): x is number => typeof x === 'number');
   if (peaks.length) {
