@@ -20,8 +20,6 @@ const MAX_IN_FLIGHT = 4;
 /** Workers in the pool, and the restore's decoding fan-out: every core, at least 2 (download and decode overlap), at most 4 (memory, diminishing returns). */
 export const POOL_SIZE = Math.min(4, Math.max(2, availableParallelism()));
 
-export type WorkerSuccess = ResultFor<'snapshot'> | ResultFor<'restore'> | ResultFor<'chunks'>;
-
 interface Slot {
   readonly worker: Worker;
   /** The job it runs, if any (one at a time). */

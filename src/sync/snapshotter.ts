@@ -8,7 +8,7 @@ import type { SidecarState } from '../local/sidecar.ts';
 import type { WriterLease } from './lease.ts';
 import { MANIFEST_KEY, applyRetention, encodeManifest, isOwnLeftover, latestSnapshot, nextLineage, snapshotKey, type Lineage, type Manifest, type RetentionPolicy, type SnapshotEntry } from './manifest.ts';
 import { readHead, type RemoteHead } from './restore.ts';
-import { runInWorker, type WorkerSuccess } from './run-in-worker.ts';
+import { runInWorker } from './run-in-worker.ts';
 import { CHUNK_PREFIX, chunkKey, decodeChunkIndex, encodeChunkIndex, type ChunkIndex } from './chunks/chunk-index.ts';
 import type { ChunkKeys } from './chunks/encryption.ts';
 import type { ChunksResult } from './worker-protocol.ts';
@@ -156,7 +156,7 @@ export class Snapshotter {
       // lost to an operator or a lifecycle rule is uploaded again instead of being referenced blindly).
       const stored = await this.#storedChunks();
       const sizes = await this.#knownChunks(previous, stored);
-      const result = (await runInWorker({ op: 'chunks', dbPath, chunkSize, known: [...sizes.keys()], keys, spoolPath })) as WorkerSuccess & ChunksResult;
+      const result = await runInWorker({ op: 'chunks', dbPath, chunkSize, known: [...sizes.keys()], keys, spoolPath });
       const at = new Date().toISOString();
       // Before the unchanged check: a re-uploaded lost chunk repairs every snapshot that references it.
       await this.#uploadFresh(spoolPath, result.fresh);
