@@ -255,6 +255,15 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
       // Caveat: if a response is lost and the SDK retries, the retry itself can see 412/409 and report a
       // CONFLICT although our write landed; the core re-reads the manifest after a CONFLICT anyway.
       return run('write', key, async (dog) => {
+        if (rest) {
+          const headers = {
+            'x-ms-blob-type': 'BlockBlob',
+            ...('ifMatch' in condition ? { 'if-match': condition.ifMatch } : { 'if-none-match': '*' }),
+            ...(condition.leaseId ? { 'x-ms-lease-id': condition.leaseId } : {}),
+          };
+          const response = await rest.send({ method: 'PUT', url: blobUrl(target, name), headers, body, expect: [201], signal: dog.signal });
+          return { etag: requireEtag(header(response.headers['etag']), key) };
+        }
         const response = await container().getBlockBlobClient(name).upload(body, body.length, { conditions, abortSignal: dog.signal });
         return { etag: requireEtag(response.etag, key) };
       });
@@ -279,7 +288,11 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
 
     async uploadBuffer(key, body) {
       const name = blobName(key);
-      await run('upload', key, (dog) => container().getBlockBlobClient(name).upload(body, body.length, { abortSignal: dog.signal }));
+      await run('upload', key, (dog): Promise<unknown> =>
+        rest
+          ? rest.send({ method: 'PUT', url: blobUrl(target, name), headers: { 'x-ms-blob-type': 'BlockBlob' }, body, expect: [201], signal: dog.signal })
+          : container().getBlockBlobClient(name).upload(body, body.length, { abortSignal: dog.signal }),
+      );
     },
 
     async uploadFile(key, filePath, metadata, uploadOptions) {
