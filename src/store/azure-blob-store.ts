@@ -10,7 +10,7 @@ import type { AnonymousCredential, ContainerClient, RestError, StoragePipelineOp
 import { assertKnownKeys, keysOf } from '../config-keys.ts';
 import { SyncError } from '../errors.ts';
 import type { SmallObject, SnapshotStore, StoredObject, WriteCondition } from './store.ts';
-import { azureRest, header, type RangeResponse } from './azure-rest.ts';
+import { azureRest, header, parseBlobList, type RangeResponse } from './azure-rest.ts';
 import { blobUrl, containerUrlWith, resolveTarget, type AuthKind, type AzureTarget, type CredentialOption } from './azure-target.ts';
 
 interface CommonOptions {
@@ -67,8 +67,9 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 
 /**
  * The SDK, loaded when an operation first needs it (or prepare() asks) rather than when the package
- * is imported or a store is made: a start that only probes, reads, takes the lease and restores does
- * all of it over azure-rest.ts, and an app on the directory store never loads it. Its CommonJS build
+ * is imported or a store is made: every operation but a whole-file upload (full mode) goes over
+ * azure-rest.ts, so an app in the default incremental mode never loads it, nor does one on the
+ * directory store. Its CommonJS build
  * rather than its ESM one: in a fresh Node 20 process `require` takes 120-160 ms where `import` takes
  * 190-250 ms (the ESM build is hundreds of small modules to resolve and link). Same code, same
  * version; errors are recognised by name (isRestError), not by class identity.
@@ -209,6 +210,9 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
     location,
 
     prepare() {
+      // Only where the SDK does everything (a proxy is configured). Otherwise it does only whole-file
+      // uploads (full mode), and loads at the first one.
+      if (rest) return;
       container();
       // The SDK's first request checks its body against FormData, which makes Node load undici (~25 ms).
       void globalThis.FormData;
@@ -219,7 +223,15 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
         await run('probe', undefined, check);
       } catch (error) {
         if (!options.createContainer || !(error instanceof SyncError) || error.code !== 'STORE_NOT_FOUND') throw error;
-        await run('create container', undefined, (dog) => container().createIfNotExists({ abortSignal: dog.signal }));
+        await run('create container', undefined, async (dog) => {
+          if (!rest) return container().createIfNotExists({ abortSignal: dog.signal });
+          try {
+            return await rest.send({ method: 'PUT', url: containerUrlWith(target, { restype: 'container' }), expect: [201], signal: dog.signal });
+          } catch (error) {
+            if (isRestError(error) && error.statusCode === 409 && serviceCode(error) === 'ContainerAlreadyExists') return undefined;
+            throw error;
+          }
+        });
         await run('probe', undefined, check);
       }
     },
@@ -355,7 +367,10 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
         } catch (error) {
           // A range on an empty blob is 416; anything else (404, auth) is reported below.
           if (!(isRestError(error) && error.statusCode === 416)) throw error;
-          if (((await blob().getProperties({ abortSignal: dog.signal })).contentLength ?? 0) !== 0) throw error;
+          const length = rest
+            ? (await rest.send({ method: 'GET', url: blobUrl(target, blobName(key)), expect: [200], signal: dog.signal })).body.length
+            : ((await blob().getProperties({ abortSignal: dog.signal })).contentLength ?? 0);
+          if (length !== 0) throw error;
           done = true;
           return;
         }
@@ -419,13 +434,32 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
     async delete(key, condition) {
       const name = blobName(key);
       const conditions = condition ? { ifUnmodifiedSince: condition.ifUnmodifiedSince } : undefined;
-      await run('delete', key, (dog) => container().getBlobClient(name).deleteIfExists({ deleteSnapshots: 'include', conditions, abortSignal: dog.signal }));
+      await run('delete', key, async (dog) => {
+        if (!rest) return container().getBlobClient(name).deleteIfExists({ deleteSnapshots: 'include', conditions, abortSignal: dog.signal });
+        const headers = { 'x-ms-delete-snapshots': 'include', ...(condition ? { 'if-unmodified-since': condition.ifUnmodifiedSince.toUTCString() } : {}) };
+        try {
+          return await rest.send({ method: 'DELETE', url: blobUrl(target, name), headers, expect: [202], signal: dog.signal });
+        } catch (error) {
+          if (isRestError(error) && error.statusCode === 404 && serviceCode(error) === 'BlobNotFound') return undefined; // already gone
+          throw error;
+        }
+      });
     },
 
     async list(listPrefix) {
       const full = prefix ? `${prefix}/${listPrefix}` : listPrefix;
       return run('list', listPrefix, async (dog) => {
         const out: StoredObject[] = [];
+        if (rest) {
+          let marker = '';
+          do {
+            const params = { restype: 'container', comp: 'list', maxresults: String(LIST_PAGE_SIZE), ...(full ? { prefix: full } : {}), ...(marker ? { marker } : {}) };
+            const page = parseBlobList((await rest.send({ method: 'GET', url: containerUrlWith(target, params), expect: [200], signal: dog.signal, onProgress: () => dog.touch() })).body);
+            for (const item of page.blobs) out.push({ key: relativeKey(item.name), size: item.size, lastModified: item.lastModified });
+            marker = page.nextMarker;
+          } while (marker);
+          return out.sort((a, b) => a.key.localeCompare(b.key));
+        }
         for await (const page of container().listBlobsFlat({ prefix: full || undefined, abortSignal: dog.signal }).byPage({ maxPageSize: LIST_PAGE_SIZE })) {
           dog.touch();
           for (const item of page.segment.blobItems) {

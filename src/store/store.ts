@@ -40,9 +40,9 @@ export interface ObjectStore {
   probe(): Promise<void>;
 
   /**
-   * Loads now what later operations need and start-up did not (the Azure store: its SDK, ~120 ms on
-   * this thread), so that pause does not land inside a snapshot or a lease renewal. Called once, at
-   * the first idle moment after a writer has started. Optional; synchronous by nature.
+   * Loads now what later operations need and start-up did not (the Azure store behind a proxy: its
+   * SDK, ~120 ms on this thread), so that pause does not land inside a snapshot or a lease renewal.
+   * Called once, at the first idle moment after a writer has started. Optional; synchronous by nature.
    */
   prepare?(): void;
 

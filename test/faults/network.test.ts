@@ -353,10 +353,6 @@ async function restoreThroughDeadProxy(how: DeadHow, totals: Totals): Promise<st
 test('network faults through a TCP proxy: commits continue, snapshots retry and land once healed, restores fail closed', { timeout: 240_000 }, async (t) => {
   const startedAt = performance.now();
   const unhandled = trapUnhandledRejections();
-  // A process loads the Azure SDK once, synchronously (~120-180 ms; an app's writer does it at the first
-  // idle moment after its start, store.prepare()): done before the monitor starts, which watches the
-  // stores' work, not module loading.
-  azureBlobStore({ connectionString: fixture.azurite.connectionString, container: 'sdk-load' }).prepare?.();
   const loop = startLoopMonitor();
   mark = (label) => loop.mark(label);
   const totals: Totals = { faults: 0, acked: 0, lost: 0, snapshotFailures: 0, maxCommitMs: 0 };

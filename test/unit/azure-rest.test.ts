@@ -11,7 +11,7 @@ import http from 'node:http';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type { TokenCredential } from '@azure/core-auth';
-import { azureRest, stringToSign } from '../../src/store/azure-rest.ts';
+import { azureRest, parseBlobList, stringToSign } from '../../src/store/azure-rest.ts';
 
 const rangeGetter = (credential: TokenCredential, env: NodeJS.ProcessEnv) => {
   const rest = azureRest({ kind: 'token', credential }, env);
@@ -96,4 +96,22 @@ test('retries: a 503 is retried and then served; a 404 is not retried and carrie
   } finally {
     await missing.close();
   }
+});
+
+test('parseBlobList: names (XML-escaped, or URL-encoded when Encoded="true"), sizes, times, the next marker', () => {
+  const xml = Buffer.from(
+    '<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="http://x/" ContainerName="c"><Prefix>p/</Prefix><MaxResults>2</MaxResults><Blobs>' +
+      '<Blob><Name>p/chunks/a&amp;b</Name><Properties><Last-Modified>Mon, 30 Nov 2026 18:00:00 GMT</Last-Modified><Etag>0x1</Etag><Content-Length>12</Content-Length></Properties><OrMetadata /></Blob>' +
+      '<Blob><Name Encoded="true">p/odd%0Aname</Name><Properties><Last-Modified>Mon, 30 Nov 2026 18:00:01 GMT</Last-Modified><Content-Length>0</Content-Length></Properties></Blob>' +
+      '</Blobs><NextMarker>2!12!MDAw&amp;</NextMarker></EnumerationResults>',
+  );
+  assert.deepEqual(parseBlobList(xml), {
+    blobs: [
+      { name: 'p/chunks/a&b', size: 12, lastModified: new Date('2026-11-30T18:00:00Z') },
+      { name: 'p/odd\nname', size: 0, lastModified: new Date('2026-11-30T18:00:01Z') },
+    ],
+    nextMarker: '2!12!MDAw&',
+  });
+  assert.deepEqual(parseBlobList(Buffer.from('<EnumerationResults><Blobs /><NextMarker /></EnumerationResults>')), { blobs: [], nextMarker: '' });
+  assert.throws(() => parseBlobList(Buffer.from('<EnumerationResults><Blobs><Blob><Name>x</Name></Blob></Blobs></EnumerationResults>')), /cannot read/);
 });
