@@ -250,7 +250,7 @@ export function coldStartTable(sizes: readonly SizeResult[]): string {
     }
     if (c.sdkImport?.length) {
       const sdk = coldStartMedian(c.sdkImport, 'importMs');
-      rows.push([s.label, 'import @azure/storage-blob alone (part of ours)', String(c.sdkImport.length), '', fmtMs(coldStartMedian(c.sdkImport, 'sinceProcessStartMs')), fmtMs(sdk), '', '', '', `${fmtRatio(ratio(sdk, coldStartMedian(c.litestream)))} of Litestream's total`]);
+      rows.push([s.label, 'loading @azure/storage-blob alone (CommonJS; not on our start-up path)', String(c.sdkImport.length), '', fmtMs(coldStartMedian(c.sdkImport, 'sinceProcessStartMs')), fmtMs(sdk), '', '', '', `${fmtRatio(ratio(sdk, coldStartMedian(c.litestream)))} of Litestream's total`]);
     }
   }
   return markdownTable(['size', 'who', 'n', 'spawn → first query ms', 'child clock ms', 'import ms', 'hydrate ms', 'first query ms', 'peak RSS above idle', '× Litestream'], rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r']);
