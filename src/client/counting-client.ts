@@ -96,8 +96,8 @@ export class CountingClient implements Client {
   execute(stmtOrSql: InStatement | string, args?: InArgs): Promise<ResultSet> {
     try {
       const sql = typeof stmtOrSql === 'string' ? stmtOrSql : stmtOrSql.sql;
-      if (!this.#verdicts.isWrite(sql)) return this.#executeInner(stmtOrSql, args);
-      return this.#write('execute', () => this.#executeInner(stmtOrSql, args));
+      if (!this.#verdicts.isWrite(sql)) return typeof stmtOrSql === 'string' ? this.#inner.execute(stmtOrSql, args) : this.#inner.execute(stmtOrSql);
+      return this.#write('execute', stmtOrSql, args);
     } catch (error) {
       return Promise.reject(error); // like the async client: failures reject, never throw
     }
@@ -106,7 +106,7 @@ export class CountingClient implements Client {
   batch(stmts: BatchItem[], mode?: TransactionMode): Promise<ResultSet[]> {
     try {
       if (mode === 'read' || !anyWrites(this.#verdicts, stmts)) return this.#inner.batch(stmts, mode);
-      return this.#write('batch', () => this.#inner.batch(stmts, mode));
+      return this.#write('batch', stmts, mode);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -116,7 +116,7 @@ export class CountingClient implements Client {
     try {
       // drizzle's migrator calls migrate([]) when every migration is already applied: nothing commits.
       if (!anyWrites(this.#verdicts, stmts)) return this.#inner.migrate(stmts);
-      return this.#write('migrate', () => this.#inner.migrate(stmts));
+      return this.#write('migrate', stmts, undefined);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -125,7 +125,7 @@ export class CountingClient implements Client {
   executeMultiple(sql: string): Promise<void> {
     try {
       if (!scriptWrites(sql)) return this.#inner.executeMultiple(sql);
-      return this.#write('executeMultiple', () => this.#inner.executeMultiple(sql));
+      return this.#write('executeMultiple', sql, undefined);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -161,18 +161,16 @@ export class CountingClient implements Client {
     (this.#inner as Client & { reconnect?: () => void }).reconnect?.();
   }
 
-  #executeInner(stmtOrSql: InStatement | string, args: InArgs | undefined): Promise<ResultSet> {
-    return typeof stmtOrSql === 'string' ? this.#inner.execute(stmtOrSql, args) : this.#inner.execute(stmtOrSql);
-  }
-
   /**
    * admitWrite before joining the queue (a refusal leaves the lock untouched); a free lock is taken
    * synchronously (the statement starts in the caller's tick), a held one queued for in FIFO order.
+   * A write's operation travels as (source, what, option) rather than a closure: nothing is allocated
+   * per write on the fast path beyond the one `then` it adds to the inner client's promise.
    */
-  #write<T>(source: CommitSource, run: () => Promise<T>): Promise<T> {
+  #write<S extends CommitSource>(source: S, what: WriteArgs[S][0], option: WriteArgs[S][1]): Promise<WriteResult[S]> {
     this.#hooks.admitWrite('statement');
-    if (this.#lock.tryAcquire()) return this.#writeHolding(source, run);
-    return this.#lock.acquire().then(() => this.#writeHolding(source, run));
+    if (this.#lock.tryAcquire()) return this.#writeHolding(source, what, option);
+    return this.#lock.acquire().then(() => this.#writeHolding(source, what, option));
   }
 
   /**
@@ -180,31 +178,73 @@ export class CountingClient implements Client {
    * succeeded, then the release, all in the one `then` the write adds. A statement that throws or
    * rejects (or a refusing beforeWrite) releases the lock and counts nothing.
    */
-  #writeHolding<T>(source: CommitSource, run: () => Promise<T>): Promise<T> {
-    const lock = this.#lock;
-    let op: Promise<T>;
+  #writeHolding<S extends CommitSource>(source: S, what: WriteArgs[S][0], option: WriteArgs[S][1]): Promise<WriteResult[S]> {
+    let op: Promise<unknown>;
     try {
       this.#hooks.beforeWrite();
-      op = run();
+      op = this.#run(source, what, option);
     } catch (error) {
-      lock.release();
+      this.#lock.release();
       return Promise.reject(error);
     }
-    return op.then(
-      (result) => {
-        try {
-          this.#hooks.committed(source);
-        } finally {
-          lock.release();
-        }
-        return result;
-      },
-      (error: unknown) => {
-        lock.release();
-        throw error;
-      },
-    );
+    return op.then(this.#settled[source], this.#failed) as Promise<WriteResult[S]>;
   }
+
+  #run(source: CommitSource, what: unknown, option: unknown): Promise<unknown> {
+    const inner = this.#inner;
+    switch (source) {
+      case 'execute':
+        return typeof what === 'string' ? inner.execute(what, option as InArgs | undefined) : inner.execute(what as InStatement);
+      case 'batch':
+        return inner.batch(what as BatchItem[], option as TransactionMode | undefined);
+      case 'migrate':
+        return inner.migrate(what as InStatement[]);
+      case 'executeMultiple':
+        return inner.executeMultiple(what as string);
+      case 'transaction':
+        throw new Error('a transaction is not a single write'); // unreachable: transaction() takes the lock itself
+    }
+  }
+
+  /** A write committed: count it, then give the lock back (even if counting threw), with its result. */
+  #committed<T>(source: CommitSource, result: T): T {
+    try {
+      this.#hooks.committed(source);
+    } finally {
+      this.#lock.release();
+    }
+    return result;
+  }
+
+  /** The settle callbacks of each kind of write, made once (not per write). */
+  readonly #settled: Record<CommitSource, (result: unknown) => unknown> = {
+    execute: (result) => this.#committed('execute', result),
+    batch: (result) => this.#committed('batch', result),
+    migrate: (result) => this.#committed('migrate', result),
+    executeMultiple: (result) => this.#committed('executeMultiple', result),
+    transaction: (result) => this.#committed('transaction', result),
+  };
+
+  readonly #failed = (error: unknown): never => {
+    this.#lock.release();
+    throw error;
+  };
+}
+
+/** What each kind of single write passes to the inner client, and what it resolves with. */
+interface WriteArgs {
+  execute: [InStatement | string, InArgs | undefined];
+  batch: [BatchItem[], TransactionMode | undefined];
+  migrate: [InStatement[], undefined];
+  executeMultiple: [string, undefined];
+  transaction: [never, never];
+}
+interface WriteResult {
+  execute: ResultSet;
+  batch: ResultSet[];
+  migrate: ResultSet[];
+  executeMultiple: void;
+  transaction: never;
 }
 
 class CountingTransaction implements Transaction {

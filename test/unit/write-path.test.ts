@@ -207,3 +207,53 @@ test('transactions: take the lock for their lifetime, count on commit only if th
     inner.close();
   }
 });
+
+test('interleaved execute, batch, migrate, script and transaction writes: FIFO behind an open transaction, each commit counted once with its own source', async () => {
+  const { inner, client, hooks } = await openClient('interleaved');
+  try {
+    const tx = await client.transaction('write'); // holds the lock: every write below must queue, not hit SQLITE_BUSY
+    const issued = [
+      client.execute({ sql: 'INSERT INTO t (v) VALUES (?)', args: ['e1'] }),
+      client.batch([{ sql: 'INSERT INTO t (v) VALUES (?)', args: ['b1'] }, { sql: 'INSERT INTO t (v) VALUES (?)', args: ['b2'] }], 'write'),
+      client.execute('SELECT count(*) FROM t'), // a read: no lock, no count, runs now
+      client.executeMultiple("INSERT INTO t (v) VALUES ('s1'); INSERT INTO t (v) VALUES ('s2');"),
+      client.migrate([{ sql: 'INSERT INTO t (v) VALUES (?)', args: ['m1'] }]),
+      client.execute('INSERT INTO t (v) VALUES (?)', ['e2']),
+    ];
+    assert.deepEqual(hooks.events.filter((e) => e === 'before'), [], 'no queued write reached SQLite while the transaction is open');
+    await tx.execute({ sql: 'INSERT INTO t (v) VALUES (?)', args: ['tx'] });
+    const second = client.transaction('write'); // queued behind the writes above
+    await tx.commit();
+    await Promise.all(issued);
+    const tx2 = await second;
+    await tx2.execute({ sql: 'INSERT INTO t (v) VALUES (?)', args: ['tx2'] });
+    await tx2.commit();
+    // Then, with the lock free, each kind on the fast path.
+    await client.execute({ sql: 'INSERT INTO t (v) VALUES (?)', args: ['e3'] });
+    await client.batch(['INSERT INTO t (v) VALUES (\'b3\')'], 'write');
+    await client.executeMultiple("INSERT INTO t (v) VALUES ('s3');");
+    await client.migrate(['INSERT INTO t (v) VALUES (\'m2\')']);
+    assert.deepEqual(await values(inner), ['tx', 'e1', 'b1', 'b2', 's1', 's2', 'm1', 'e2', 'tx2', 'e3', 'b3', 's3', 'm2']);
+    assert.deepEqual(hooks.commits, ['transaction', 'execute', 'batch', 'executeMultiple', 'migrate', 'execute', 'transaction', 'execute', 'batch', 'executeMultiple', 'migrate']);
+    assert.equal(client.writeLock.held, false);
+  } finally {
+    inner.close();
+  }
+});
+
+test('a committed hook that throws still gives the lock back; the write stays committed', async () => {
+  const { inner, client, hooks } = await openClient('hook-throws');
+  try {
+    const committed = hooks.committed.bind(hooks);
+    hooks.committed = (source) => {
+      committed(source);
+      throw new Error('committed hook failed');
+    };
+    await assert.rejects(client.execute({ sql: 'INSERT INTO t (v) VALUES (?)', args: ['kept'] }), /committed hook failed/);
+    assert.equal(client.writeLock.held, false);
+    assert.deepEqual(await values(inner), ['kept']);
+    assert.deepEqual(hooks.commits, ['execute']);
+  } finally {
+    inner.close();
+  }
+});
