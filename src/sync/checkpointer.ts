@@ -239,9 +239,6 @@ export class Checkpointer {
   /** Checkpoints this instance started (any outcome), and how many of them held writes; for tests and logs. */
   checkpoints = 0;
   heldWrites = 0;
-  /** Looks at the WAL's size, and commits (or timers) that had more to decide than a comparison; for tests. */
-  looks = 0;
-  decisions = 0;
   /** Worker threads this instance started (one, unless a worker crashed); for tests. */
   get workerStarts(): number {
     return this.#worker.starts;
@@ -303,7 +300,6 @@ export class Checkpointer {
   }
 
   #schedule(now: number): void {
-    this.decisions++;
     try {
       this.#settle(now);
       const at = walCheckAt({
@@ -317,7 +313,6 @@ export class Checkpointer {
       if (at === null) return;
       if (at > now) return this.#armTimer(at - now);
       this.#lastCheckAt = now;
-      this.looks++;
       this.#committedSinceCheck = false;
       const pendingBytes = this.#pendingBytes();
       const kind = checkpointKind({ pendingBytes, fileBytes: walFileBytes(this.#dbPath), boundBytes: this.#boundBytes, fileLimitBytes: this.#fileLimitBytes, canHoldWrites: this.#writeLock() !== undefined });
@@ -327,15 +322,10 @@ export class Checkpointer {
     }
   }
 
-  /**
-   * The last commit of a burst is looked at even if no other commit follows (when the loop is free again).
-   * The due time moves even when a timer is armed already: a writer in a tight loop of settled promises
-   * starves timers, so the armed one is overdue, and without this every later commit ran #schedule
-   * (78% of the commits of bench/writes.ts, each deciding nothing) instead of one per interval.
-   */
+  /** The last commit of a burst is looked at even if no other commit follows (when the loop is free again). */
   #armTimer(delayMs: number): void {
-    this.#timerDueAt = Date.now() + delayMs;
     if (this.#timer) return;
+    this.#timerDueAt = Date.now() + delayMs;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#schedule(Date.now());

@@ -233,34 +233,6 @@ test('a writer that never yields to the event loop (a bulk import, bench/) still
   assert.ok(backfilled > 0, `frames were folded while the loop ran (${backfilled} of ${walFrames})`);
 });
 
-test('a writer that never yields to the event loop: commits between two looks at the WAL decide nothing (one comparison), though the timer armed for the next look cannot fire', async (t) => {
-  const dir = await tempDir('wal-decisions');
-  t.after(() => dir.cleanup());
-  const dbPath = join(dir.path, 'decisions.db');
-  const inner = await writerClient(dbPath);
-  // A bound never reached: no checkpoint in flight (whose state every commit must read), only looks.
-  const checkpointer = new Checkpointer({ dbPath, log: { info() {}, warn() {}, error() {} }, boundBytes: Number.POSITIVE_INFINITY, minCheckIntervalMs: 5 });
-  t.after(async () => {
-    await checkpointer.stop();
-    inner.close();
-    checkpointer.closeFiles();
-  });
-  const client = new CountingClient(inner, { admitWrite() {}, beforeWrite() {}, committed: () => checkpointer.noteCommit() });
-  let loopTurned = false;
-  setImmediate(() => (loopTurned = true));
-  let commits = 0;
-  const deadline = Date.now() + 30_000;
-  // Settled promises only: the timer armed after the first look is overdue from 5 ms on, and stays so.
-  while ((checkpointer.looks < 10 || commits < 500) && Date.now() < deadline) {
-    await client.execute({ sql: 'INSERT INTO t (v) VALUES (?)', args: ['x'] });
-    commits++;
-  }
-  assert.equal(loopTurned, false, 'the loop never yielded to the event loop');
-  assert.ok(checkpointer.looks >= 10, `looks while the loop ran: ${checkpointer.looks}`);
-  // Each look is one decision, and the commit after it one more (it arms the next look's time).
-  assert.ok(checkpointer.decisions <= 2 * checkpointer.looks + 1, `${checkpointer.decisions} decisions for ${checkpointer.looks} looks over ${commits} commits`);
-});
-
 test('a writer that never pauses: one short pass with its writes held lets the WAL restart (without it the file only grows)', async (t) => {
   const dir = await tempDir('wal-hold');
   t.after(() => dir.cleanup());
