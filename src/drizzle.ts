@@ -19,7 +19,6 @@ import type { RestoreMode } from './sync/restore.ts';
 import { startUp, type StartupResult } from './sync/startup.ts';
 import type { RetryPolicy } from './sync/retry.ts';
 import { Snapshotter } from './sync/snapshotter.ts';
-import { warmWorkers } from './sync/run-in-worker.ts';
 import { writerConnectionSetup } from './sync/checkpointer.ts';
 import { SyncController, syncHandle, type SyncHandle } from './sync/sync-controller.ts';
 import { WriterLease } from './sync/lease.ts';
@@ -103,9 +102,6 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   // before anything of ours (store, lease, file lock) is created.
   if (isRemoteConnection(config.connection)) return openRemote<TSchema>(config);
   const resolved = resolveSyncConfig(config);
-  // One file worker boots now, on another core, while the store is probed and the manifest read: the
-  // restore (or the first snapshot) then finds it ready instead of paying its start.
-  warmWorkers(1);
   const { store: givenStore, log: logOption, metrics, encryption, logger, schema, casing, cache } = config;
   const drizzleConfig: DrizzleConfig<Record<string, unknown>> = { logger, schema, casing, cache };
   const synchronousPragma = `PRAGMA synchronous=${resolved.synchronous.toUpperCase()}`;

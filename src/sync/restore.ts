@@ -104,6 +104,13 @@ export interface DownloadOptions {
  * 135-168 MiB peak RSS above idle (each thread's dead buffers come on top of the live ones), 32 MiB 116-125.
  */
 const CHUNK_MEMORY_BUDGET = 32 * 1024 * 1024;
+/**
+ * Stored bytes a start-up restore decodes on its own thread rather than boot a worker for: a boot costs
+ * 45-100 ms of CPU on a core the download and the store share, about what decoding 8 MiB of chunks
+ * costs. Larger restores boot one as soon as the manifest is read (startup.ts) and decode here only
+ * until it is ready.
+ */
+export const DECODE_HERE_BYTES = 8 * 1024 * 1024;
 /** Stored bytes that justify starting one more decoding worker (a boot costs about what decoding ~30 MiB of stored chunks does). */
 const BYTES_PER_STARTED_WORKER = 32 * 1024 * 1024;
 /** Downloads at once: enough to keep the link busy (8-16 measured alike on loopback at 1 MiB chunks). */
@@ -182,8 +189,9 @@ async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path:
   // are waited for) only once one can take them, so a small database never waits for a boot at all.
   const here = options.decodeHereUntilWorkersBoot ? openSync(path, 'r+') : undefined;
   const writeHere = here === undefined ? undefined : chunkWriter(here, { chunks, chunkSize, bytes, keys, label: entry.key });
+  const allHere = writeHere !== undefined && storedToFetch <= DECODE_HERE_BYTES;
   if (!writeHere) startJobs();
-  else warmWorkers(workers); // booting meanwhile (drizzle() warmed one already)
+  else if (!allHere) warmWorkers(workers); // booting meanwhile (startup.ts may have started one already)
   let decodedHere = 0;
   const collect = youngCollector();
   try {
@@ -195,7 +203,7 @@ async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path:
           onProgress?.(chunk.length);
           collect(chunk.length); // the body's network buffers are dead once joined: this thread's share of the memory bound
           if (writeHere && jobs.length === 0) {
-            if (readyWorkers() === 0) {
+            if (allHere || readyWorkers() === 0) {
               collect(writeHere(chunk, indexes));
               for (const i of indexes) filled.add(i);
               decodedHere++;

@@ -13,7 +13,8 @@ import type { SyncLogger } from '../log.ts';
 import type { ObjectStore } from '../store/store.ts';
 import { changedOutside, newGeneration, type Position, type Sidecar, type SidecarState } from '../local/sidecar.ts';
 import { describeTarget, latestSnapshot, selectSnapshot, type Manifest, type RestoreTarget, type SnapshotEntry } from './manifest.ts';
-import { checkDatabase, downloadFirstVerifying, installFile, markWalMode, readHead, syncFile, type RemoteHead, type RestoreMode, type SkippedSnapshot } from './restore.ts';
+import { DECODE_HERE_BYTES, checkDatabase, downloadFirstVerifying, installFile, markWalMode, readHead, syncFile, type RemoteHead, type RestoreMode, type SkippedSnapshot } from './restore.ts';
+import { warmWorkers } from './run-in-worker.ts';
 import type { ChunkKeys } from './chunks/encryption.ts';
 import type { WriterLease } from './lease.ts';
 import { settleBeforeReplacing } from '../local/settle-connections.ts';
@@ -105,6 +106,10 @@ export async function startUp(options: StartupOptions): Promise<StartupResult> {
   // 1. The store, before the lease: taking the lease on a store without a manifest creates one.
   const skip = options.mode === 'skip' && options.role !== 'replica';
   let head = skip ? undefined : await readHead(store);
+  // A restore of more than a few chunks decodes in a file worker: it boots now, on another core, beside
+  // the lease and the index read. A small one is decoded on this thread and boots none before it opens.
+  const latestStored = head ? latestSnapshot(head.manifest)?.compressedBytes : undefined;
+  if (latestStored !== undefined && latestStored > DECODE_HERE_BYTES) warmWorkers(1);
   let remote: StartupFacts['remote'] = skip ? { kind: 'not-read' } : await remoteFacts(store, head ?? null, options.target);
 
   // 2. The lease.
