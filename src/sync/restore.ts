@@ -91,9 +91,10 @@ export interface DownloadOptions {
   /** true (default): the file is fsynced before it is installed. false: call `syncFile` on the installed file before relying on it. */
   fsync?: boolean;
   /**
-   * Chunked snapshots: chunks that arrive before any decoding worker has booted are verified and
-   * written on this thread instead of waiting for one (a worker's boot is 45-80 ms, a small database's
-   * whole restore). Only where this thread serves nothing yet: a start-up restore, not a replica's.
+   * Chunked snapshots: a small one (DECODE_HERE_BYTES stored) is verified and written on this thread
+   * with no worker at all, and a larger one's chunks that arrive before any decoding worker has booted
+   * are too, instead of waiting for it (a boot is 45-100 ms, a small database's whole restore). Only
+   * where this thread serves nothing yet: a start-up restore, not a replica's.
    */
   decodeHereUntilWorkersBoot?: boolean;
 }
