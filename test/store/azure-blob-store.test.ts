@@ -11,6 +11,8 @@ import { azureBlobStore } from '../../src/store/azure-blob-store.ts';
 import { SyncError } from '../../src/errors.ts';
 import { startAzurite, type Azurite } from '../helpers/azurite.ts';
 import { startTcpProxy } from '../helpers/tcp-proxy.ts';
+import { spawnTs, waitForLine } from '../helpers/child.ts';
+import { once } from 'node:events';
 
 let azurite: Azurite;
 let service: BlobServiceClient;
@@ -322,6 +324,23 @@ describe('azureBlobStore against Azurite', () => {
       } finally {
         await proxy.close();
       }
+    });
+  });
+
+  test('behind a proxy (which only the SDK honours) every operation goes through the SDK and behaves the same', async () => {
+    const container = await newContainer();
+    // NO_PROXY names Azurite's host, so the SDK reaches it directly; HTTP_PROXY alone makes the store use the SDK.
+    const child = spawnTs('test/children/store-behind-proxy.ts', [azurite.connectionString, container], { HTTP_PROXY: 'http://127.0.0.1:9', NO_PROXY: '127.0.0.1,localhost' });
+    const line = await waitForLine(child, 'result ');
+    await once(child, 'exit');
+    assert.deepEqual(JSON.parse(line.slice('result '.length)), {
+      conflict: 'CONFLICT',
+      leased: true,
+      read: 'v2',
+      chunk: 'chunk-a',
+      listed: ['chunks/a:7', 'manifest.json:2'],
+      after: 0,
+      sdkLoaded: true,
     });
   });
 });
