@@ -10,7 +10,7 @@ import type { AnonymousCredential, ContainerClient, RestError, StoragePipelineOp
 import { assertKnownKeys, keysOf } from '../config-keys.ts';
 import { SyncError } from '../errors.ts';
 import type { SmallObject, SnapshotStore, StoredObject, WriteCondition } from './store.ts';
-import { azureRest, header, parseBlobList, type RangeResponse } from './azure-rest.ts';
+import { azureRest, header, isRestError, parseBlobList, totalSize, type RangeResponse } from './azure-rest.ts';
 import { blobUrl, containerUrlWith, resolveTarget, type AuthKind, type AzureTarget, type CredentialOption } from './azure-target.ts';
 
 interface CommonOptions {
@@ -79,16 +79,6 @@ function storageBlob(): typeof StorageBlob {
   return (storageBlobModule ??= createRequire(import.meta.url)('@azure/storage-blob') as typeof StorageBlob);
 }
 
-/** The SDK's HTTP error, from whichever build threw it (`instanceof` would tie it to one). */
-function isRestError(error: unknown): error is RestError {
-  return error instanceof Error && error.name === 'RestError';
-}
-
-/** The blob's full size from a ranged response's `Content-Range: bytes 0-99/1234`. */
-function totalSize(contentRange: string | undefined): number | undefined {
-  const match = contentRange?.match(/\/(\d+)$/);
-  return match ? Number(match[1]) : undefined;
-}
 
 
 /**
@@ -170,7 +160,7 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
     return rest.send({ method: 'PUT', url: blobUrl(target, name, { comp: 'lease' }), headers, expect: action === 'acquire' ? [201] : [200], signal: dog.signal });
   };
 
-  const endpoint = `${target.containerUrl}`; // never a SAS: the target keeps it apart
+  const endpoint = target.containerUrl; // never a SAS: the target keeps it apart
   const account = target.accountName || new URL(target.containerUrl).hostname;
   const location = `azure://${account}/${containerName}${prefix ? `/${prefix}` : ''}`;
 

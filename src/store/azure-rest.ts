@@ -110,7 +110,7 @@ export function azureRest(authorization: Authorization, env: NodeJS.ProcessEnv =
         signal,
         ...(onProgress ? { onProgress } : {}),
       });
-      const size = Number(/\/(\d+)$/.exec(header(headers['content-range']) ?? '')?.[1] ?? headers['content-length']);
+      const size = totalSize(header(headers['content-range'])) ?? Number(headers['content-length']);
       if (!Number.isSafeInteger(size) || body.length > count) {
         throw restError(`unexpected response for bytes ${offset}+${count}: ${body.length} bytes, Content-Range ${headers['content-range']}`, { code: 'ECONNRESET' });
       }
@@ -219,7 +219,7 @@ export function parseBlobList(xml: Buffer): { blobs: Array<{ name: string; size:
     const name = /<Name( Encoded="true")?>([^<]*)<\/Name>/.exec(blob!);
     const size = /<Content-Length>(\d+)<\/Content-Length>/.exec(blob!)?.[1];
     const modified = /<Last-Modified>([^<]*)<\/Last-Modified>/.exec(blob!)?.[1];
-    if (!name || size === undefined || modified === undefined) throw Object.assign(new Error('The service returned a blob listing this client cannot read.'), { name: 'RestError', code: 'ECONNRESET' });
+    if (!name || size === undefined || modified === undefined) throw restError('The service returned a blob listing this client cannot read.', { code: 'ECONNRESET' });
     blobs.push({ name: name[1] ? decodeURIComponent(unescapeXml(name[2]!)) : unescapeXml(name[2]!), size: Number(size), lastModified: new Date(modified) });
   }
   return { blobs, nextMarker: unescapeXml(/<NextMarker>([^<]*)<\/NextMarker>/.exec(text)?.[1] ?? '') };
@@ -230,6 +230,17 @@ function unescapeXml(text: string): string {
     if (entity[0] === '#') return String.fromCodePoint(entity[1] === 'x' ? Number.parseInt(entity.slice(2), 16) : Number(entity.slice(1)));
     return ({ lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" } as Record<string, string>)[entity]!;
   });
+}
+
+/** The SDK's HTTP error or ours, from whichever build threw it (`instanceof` would tie it to one). */
+export function isRestError(error: unknown): error is Error & { statusCode?: number; code?: string; details?: unknown } {
+  return error instanceof Error && error.name === 'RestError';
+}
+
+/** The blob's full size from a ranged response's `Content-Range: bytes 0-99/1234`. */
+export function totalSize(contentRange: string | undefined): number | undefined {
+  const match = contentRange?.match(/\/(\d+)$/);
+  return match ? Number(match[1]) : undefined;
 }
 
 export function header(value: string | string[] | undefined): string | undefined {
@@ -247,9 +258,9 @@ function networkError(error: Error & { code?: string }): Error {
 }
 
 function retryable(error: unknown): boolean {
-  const e = error as { name?: string; statusCode?: number };
-  if (e?.name !== 'RestError') return false;
-  return e.statusCode === undefined || e.statusCode === 408 || e.statusCode === 429 || e.statusCode >= 500;
+  if (!isRestError(error)) return false;
+  const { statusCode } = error;
+  return statusCode === undefined || statusCode === 408 || statusCode === 429 || statusCode >= 500;
 }
 
 function delay(ms: number, signal: AbortSignal): Promise<void> {

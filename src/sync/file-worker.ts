@@ -5,9 +5,8 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { dirname } from 'node:path';
-import { writeSync } from 'node:fs';
 import { copyFile, open, unlink, writeFile } from 'node:fs/promises';
-import { chunkAddress, decodeChunk, encodeChunk, rootHash } from './chunks/chunk-codec.ts';
+import { chunkAddress, encodeChunk, rootHash } from './chunks/chunk-codec.ts';
 import { chunkWriter } from './chunks/chunk-writer.ts';
 import { canonicalizeHeaderBytes, openPageImage } from './chunks/page-image.ts';
 import { pathToFileURL } from 'node:url';
