@@ -6,7 +6,7 @@
 import { parentPort } from 'node:worker_threads';
 import { dirname } from 'node:path';
 import { copyFile, open, unlink, writeFile } from 'node:fs/promises';
-import { chunkAddress, encodeChunk, rootHash } from './chunks/chunk-codec.ts';
+import { chunkAddress, encodeChunk, rootHash, storedDigest } from './chunks/chunk-codec.ts';
 import { chunkWriter } from './chunks/chunk-writer.ts';
 import { canonicalizeHeaderBytes, openPageImage } from './chunks/page-image.ts';
 import { pathToFileURL } from 'node:url';
@@ -14,7 +14,7 @@ import { compressFile, decodeToFile, type CodecResult } from './codec.ts';
 import { SyncError } from '../errors.ts';
 import { collectGarbage, youngCollector } from './collect-garbage.ts';
 import { lowerThreadPriority } from './thread-priority.ts';
-import type { FromWorker, ToWorker, WorkerRequest, WorkerReply } from './worker-protocol.ts';
+import type { ChunksResult, FromWorker, ToWorker, WorkerRequest, WorkerReply } from './worker-protocol.ts';
 
 // Only the local-file driver, loaded on first use: a worker that only decodes chunks never pays for it.
 type Libsql = typeof import('@libsql/client/sqlite3');
@@ -212,7 +212,7 @@ async function snapshotChunks(request: ChunksRequest): Promise<WorkerReply> {
   const known = new Set(request.known);
   const spool = await open(request.spoolPath, 'w');
   const chunks: string[] = [];
-  const fresh: Array<{ address: string; offset: number; length: number }> = [];
+  const fresh: ChunksResult['fresh'] = [];
   let offset = 0;
   let encodeMs = 0;
   const collect = youngCollector();
@@ -227,7 +227,7 @@ async function snapshotChunks(request: ChunksRequest): Promise<WorkerReply> {
       const stored = encodeChunk(data, request.keys);
       encodeMs += performance.now() - t0;
       await spool.write(stored, 0, stored.length, offset);
-      fresh.push({ address, offset, length: stored.length });
+      fresh.push({ address, offset, length: stored.length, digest: storedDigest(stored) });
       offset += stored.length;
       if ((sinceSync += stored.length) >= SPOOL_SYNC_EVERY_BYTES) {
         sinceSync = 0;

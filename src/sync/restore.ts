@@ -175,7 +175,7 @@ async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path:
   const storedToFetch = queue.reduce((sum, [, indexes]) => sum + storedSize(indexes[0]!), 0);
   const worthStarting = Math.ceil(storedToFetch / BYTES_PER_STARTED_WORKER);
   const workers = Math.max(1, Math.min(fanOut.workers, queue.length, Math.max(idleWorkers(), worthStarting)));
-  const request = { op: 'write-chunks', path, chunkSize, bytes, chunks, keys, label: entry.key } as const;
+  const request = { op: 'write-chunks', path, chunkSize, bytes, chunks, digests: index.digests, keys, label: entry.key } as const;
   const jobs: Array<WorkerJob<'write-chunks'>> = [];
   // The first job to fail (a corrupt chunk) stops the downloads at once.
   let failure: unknown;
@@ -189,7 +189,7 @@ async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path:
   // Until a worker has booted, a start-up restore verifies and writes chunks here; the jobs start (and
   // are waited for) only once one can take them, so a small database never waits for a boot at all.
   const here = options.decodeHereUntilWorkersBoot ? openSync(path, 'r+') : undefined;
-  const writeHere = here === undefined ? undefined : chunkWriter(here, { chunks, chunkSize, bytes, keys, label: entry.key });
+  const writeHere = here === undefined ? undefined : chunkWriter(here, { chunks, chunkSize, bytes, keys, digests: index.digests, label: entry.key });
   const allHere = writeHere !== undefined && storedToFetch <= DECODE_HERE_BYTES;
   if (!writeHere) startJobs();
   else if (!allHere) warmWorkers(workers); // booting meanwhile (startup.ts may have started one already)

@@ -155,8 +155,8 @@ export class Snapshotter {
       // One listing per snapshot: a chunk counts as already stored only if the store has it now (a chunk
       // lost to an operator or a lifecycle rule is uploaded again instead of being referenced blindly).
       const stored = await this.#storedChunks();
-      const sizes = await this.#knownChunks(previous, stored);
-      const result = await runInWorker({ op: 'chunks', dbPath, chunkSize, known: [...sizes.keys()], keys, spoolPath });
+      const known = await this.#knownChunks(previous, stored);
+      const result = await runInWorker({ op: 'chunks', dbPath, chunkSize, known: [...known.keys()], keys, spoolPath });
       const at = new Date().toISOString();
       // Before the unchanged check: a re-uploaded lost chunk repairs every snapshot that references it.
       await this.#uploadFresh(spoolPath, result.fresh);
@@ -168,12 +168,13 @@ export class Snapshotter {
         };
       }
 
-      const fresh = new Map(result.fresh.map((f) => [f.address, f.length]));
-      const storedSizes = result.chunks.map((a) => fresh.get(a) ?? sizes.get(a)!);
+      const fresh = new Map<string, KnownChunk>(result.fresh.map((f) => [f.address, { size: f.length, digest: f.digest }]));
+      const described = result.chunks.map((a) => fresh.get(a) ?? known.get(a)!);
+      const storedSizes = described.map((c) => c.size);
       const seq = Math.max(head?.manifest.seq ?? 0, state.seq) + 1;
       const generation = state.generation;
       indexKey = snapshotKey(generation, seq, 'chunks', randomBytes(4).toString('hex'));
-      const index: ChunkIndex = { format: 1, bytes: result.rawBytes, pageSize: result.pageSize, chunkSize, chunks: result.chunks, stored: storedSizes, ...(keys ? { keyId: keys.keyId } : {}) };
+      const index: ChunkIndex = { format: 1, bytes: result.rawBytes, pageSize: result.pageSize, chunkSize, chunks: result.chunks, stored: storedSizes, digests: described.map((c) => c.digest), ...(keys ? { keyId: keys.keyId } : {}) };
       const indexBody = encodeChunkIndex(index);
       await store.uploadBuffer(indexKey, indexBody);
       this.#indexes.set(indexKey, index);
@@ -220,10 +221,10 @@ export class Snapshotter {
   }
 
   /**
-   * Address -> stored size of every chunk the retained chunked snapshots reference and the store still
-   * holds (what need not be uploaded again).
+   * Address -> stored size and digest of every chunk the retained chunked snapshots (newest first)
+   * reference and the store still holds (what need not be uploaded again).
    */
-  async #knownChunks(entries: SnapshotEntry[], stored: Map<string, StoredObject>): Promise<Map<string, number>> {
+  async #knownChunks(entries: SnapshotEntry[], stored: Map<string, StoredObject>): Promise<Map<string, KnownChunk>> {
     return knownChunks(await Promise.all(entries.map((e) => this.#indexOf(e).catch(() => undefined))), stored); // unreadable: its chunks are simply uploaded again
   }
 
@@ -409,12 +410,24 @@ export class Snapshotter {
   }
 }
 
+/** What a new index records for a chunk it references: its stored size and the digest of its stored bytes ('' when unknown). */
+export interface KnownChunk {
+  size: number;
+  digest: string;
+}
+
 /**
- * Address -> stored size of the chunks a new snapshot may reference without uploading them: referenced
- * by one of these (retained) indexes and present in the store's listing. Anything else is uploaded.
+ * Address -> stored size and digest of the chunks a new snapshot may reference without uploading them:
+ * referenced by one of these (retained) indexes, newest first, and present in the store's listing.
+ * Anything else is uploaded. The newest index that names a chunk describes it: a chunk lost and
+ * uploaded again was described anew by the snapshot that uploaded it.
  */
-export function knownChunks(indexes: ReadonlyArray<ChunkIndex | undefined>, stored: ReadonlyMap<string, unknown>): Map<string, number> {
-  const sizes = new Map<string, number>();
-  for (const index of indexes) index?.chunks.forEach((address, i) => stored.has(address) && sizes.set(address, index.stored[i]!));
-  return sizes;
+export function knownChunks(indexes: ReadonlyArray<ChunkIndex | undefined>, stored: ReadonlyMap<string, unknown>): Map<string, KnownChunk> {
+  const known = new Map<string, KnownChunk>();
+  for (const index of indexes) {
+    index?.chunks.forEach((address, i) => {
+      if (stored.has(address) && !known.has(address)) known.set(address, { size: index.stored[i]!, digest: index.digests?.[i] ?? '' });
+    });
+  }
+  return known;
 }

@@ -26,7 +26,7 @@ export type WorkerRequest =
    * offsets, verifying each against its address first. Several of these run at once on one file: the
    * main thread gives each distinct chunk to one of them, so their writes never overlap.
    */
-  | { op: 'write-chunks'; path: string; chunkSize: number; bytes: number; chunks: string[]; keys: ChunkKeys | undefined; label: string }
+  | { op: 'write-chunks'; path: string; chunkSize: number; bytes: number; chunks: string[]; digests: string[] | undefined; keys: ChunkKeys | undefined; label: string }
   /** PRAGMA quick_check on its own connection (safe beside another connection that reads the file). */
   | { op: 'quick-check'; path: string }
   /** fsync the file, and with `directory` its directory (a rename or creation in it is durable too). */
@@ -52,8 +52,8 @@ export interface StepTimes {
 export interface ChunksResult extends CodecResult {
   pageSize: number;
   chunks: string[];
-  /** Stored (encoded) size of each new chunk, by address. */
-  fresh: Array<{ address: string; offset: number; length: number }>;
+  /** Each new chunk by address: where it is in the spool, its stored (encoded) size and the sha256 of those bytes. */
+  fresh: Array<{ address: string; offset: number; length: number; digest: string }>;
 }
 
 /** Each op's successful reply (without `ok`). */

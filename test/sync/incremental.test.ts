@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { sql } from 'drizzle-orm';
@@ -53,6 +53,16 @@ test('incremental snapshots: the first uploads every chunk, a small change uploa
   assert.ok(second!.uploaded, 'the change was uploaded');
   assert.ok(fresh >= 1 && fresh <= 4, `${fresh} chunks uploaded for a one-row change`);
   assert.ok(second!.compressedBytes < firstBytes / 10, `second snapshot uploaded ${second!.compressedBytes} of ${firstBytes} bytes`);
+
+  // Every chunk the second index names carries the sha256 of its stored bytes: the few it uploaded and
+  // the many it took over from the first index (a restore verifies each by that digest).
+  const manifest2 = await readManifest(store);
+  const index2 = decodeChunkIndex((await inner.readSmall(manifest2.snapshots[0]!.key))!.body, 'second');
+  assert.equal(index2.digests?.length, index2.chunks.length);
+  for (const [i, address] of index2.chunks.entries()) {
+    const stored = (await inner.readSmall(`${CHUNK_PREFIX}${address}`))!.body;
+    assert.equal(index2.digests![i], createHash('sha256').update(stored).digest('hex'), `chunk ${i}`);
+  }
 
   // Unchanged: nothing uploaded at all.
   await db.run(sql`UPDATE notes SET body = body WHERE id = 1`);

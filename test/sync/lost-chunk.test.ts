@@ -23,16 +23,21 @@ async function latestIndex(store: SnapshotStore): Promise<ChunkIndex> {
 }
 
 test('knownChunks: only chunks a retained index references AND the store lists', () => {
-  const index = (chunks: string[]): ChunkIndex => ({ format: 1, bytes: 0, pageSize: 4096, chunkSize: 4096, chunks, stored: chunks.map((_, i) => 100 + i) });
+  const index = (chunks: string[], digest = ''): ChunkIndex => ({ format: 1, bytes: 0, pageSize: 4096, chunkSize: 4096, chunks, stored: chunks.map((_, i) => 100 + i), ...(digest ? { digests: chunks.map(() => digest) } : {}) });
   const a = 'a'.repeat(64);
   const b = 'b'.repeat(64);
   const c = 'c'.repeat(64);
-  const cases: Array<[indexes: Array<ChunkIndex | undefined>, listed: string[], known: Array<[string, number]>]> = [
+  const d1 = '1'.repeat(64);
+  const d2 = '2'.repeat(64);
+  const k = (size: number, digest = '') => ({ size, digest });
+  const cases: Array<[indexes: Array<ChunkIndex | undefined>, listed: string[], known: Array<[string, { size: number; digest: string }]>]> = [
     [[], [a, b], []], // listed but referenced by no retained snapshot: not known (maybe garbage)
-    [[index([a, b])], [a, b], [[a, 100], [b, 101]]],
-    [[index([a, b])], [a], [[a, 100]]], // b is lost: uploaded again
-    [[index([a, b]), undefined, index([c])], [b, c], [[b, 101], [c, 100]]], // an unreadable index contributes nothing
+    [[index([a, b])], [a, b], [[a, k(100)], [b, k(101)]]], // an index without digests: '' (verified by address)
+    [[index([a, b])], [a], [[a, k(100)]]], // b is lost: uploaded again
+    [[index([a, b]), undefined, index([c])], [b, c], [[b, k(101)], [c, k(100)]]], // an unreadable index contributes nothing
     [[index([a])], [], []],
+    [[index([b, a], d2), index([a, b], d1)], [a, b], [[b, k(100, d2)], [a, k(101, d2)]]], // the newest index describes a chunk both name
+    [[index([a]), index([a], d1)], [a], [[a, k(100)]]], // ...even when it lacks the digest an older one has
   ];
   for (const [indexes, listed, known] of cases) {
     assert.deepEqual([...knownChunks(indexes, new Map(listed.map((x) => [x, true])))], known);

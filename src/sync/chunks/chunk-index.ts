@@ -13,6 +13,14 @@ export interface ChunkIndex {
   chunks: string[];
   /** Stored (encoded) size of each chunk, parallel to `chunks`. */
   stored: number[];
+  /**
+   * sha256 (hex) of each chunk's stored bytes as uploaded, parallel to `chunks`; '' where the writer did
+   * not know it (a chunk first stored by a version without digests). Absent in older indexes. A restore
+   * verifies a chunk whose stored bytes match their digest by that alone (half the bytes of hashing the
+   * decoded chunk: the index is authenticated by the manifest's indexSha256, so the stored bytes are
+   * exactly those uploaded), and any other chunk by its address, as before.
+   */
+  digests?: string[];
   /** Present when the chunks are encrypted: the key's public id. */
   keyId?: string;
 }
@@ -49,5 +57,9 @@ export function decodeChunkIndex(body: Buffer, label: string): ChunkIndex {
   if (!Array.isArray(chunks) || !Array.isArray(stored) || chunks.length !== stored.length) throw bad('bad chunk list');
   if (chunks.length !== Math.ceil(bytes! / chunkSize!)) throw bad(`${chunks.length} chunks for ${bytes} bytes`);
   if (!chunks.every((c) => typeof c === 'string' && /^[0-9a-f]{64}$/.test(c))) throw bad('bad chunk address');
+  const { digests } = value;
+  if (digests !== undefined && (!Array.isArray(digests) || digests.length !== chunks.length || !digests.every((d) => typeof d === 'string' && /^([0-9a-f]{64})?$/.test(d)))) {
+    throw bad('bad digest list');
+  }
   return value as ChunkIndex;
 }
