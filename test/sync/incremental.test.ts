@@ -7,6 +7,7 @@ import { sql } from 'drizzle-orm';
 import { azureBlobStore, directoryStore, drizzle, SyncError, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
 import type { Manifest } from '../../src/sync/manifest.ts';
 import { CHUNK_PREFIX, decodeChunkIndex } from '../../src/sync/chunks/chunk-index.ts';
+import { decodeChunk } from '../../src/sync/chunks/chunk-codec.ts';
 import { countingStore, notes, open, readManifest, schema } from '../helpers/fixtures.ts';
 import { useAzuriteAndTempDir } from '../helpers/suite.ts';
 
@@ -106,6 +107,50 @@ test('a damaged chunk is detected on restore, and restore falls back to the prev
   assert.match(restored.skipped[0]!.message, /Chunk/);
   assert.equal((await db2.select().from(notes)).find((r) => r.id === 4000)?.body.startsWith('v1'), true);
   await db2.$sync.close();
+});
+
+test("chunks stored again with another encoding (the index's digests now stale) restore, verified by their addresses; other content under an address still fails", async () => {
+  const root = join(fixture.dir.path, 'reencoded', 'store');
+  const store = directoryStore({ dir: root });
+  const db = await open(join(fixture.dir.path, 'reencoded', 'a.db'), store, incremental());
+  await fill(db, 5_000, 'v1');
+  await db.$sync.flush();
+  await db.update(notes).set({ body: 'v2' }).where(sql`id = 4000`);
+  await db.$sync.flush();
+  await db.$sync.close();
+  const [latest, older] = (await readManifest(store)).snapshots;
+  const index = decodeChunkIndex((await store.readSmall(latest!.key))!.body, latest!.key);
+  assert.ok(index.digests?.every((d) => d.length === 64), 'every chunk of the latest index has a digest');
+  const { readFile, writeFile } = await import('node:fs/promises');
+  // Every chunk of the latest snapshot rewritten as a stored-uncompressed chunk ([version 1][flags 0][plain]):
+  // the same content, other bytes, so no digest matches.
+  const plains = new Map<string, Buffer>();
+  for (const address of new Set(index.chunks)) {
+    const path = join(root, CHUNK_PREFIX, address);
+    const plain = decodeChunk(await readFile(path), address, undefined, 'test');
+    plains.set(address, plain);
+    const raw = Buffer.concat([Buffer.from([1, 0]), plain]);
+    assert.notEqual(createHash('sha256').update(raw).digest('hex'), index.digests![index.chunks.indexOf(address)]);
+    await writeFile(path, raw);
+  }
+  const db2 = await drizzle({ connection: { url: `file:${join(fixture.dir.path, 'reencoded', 'b.db')}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica' });
+  assert.equal(db2.$sync.status().restoredFrom?.seq, latest!.seq);
+  assert.deepEqual(db2.$sync.status().restoredFrom?.skipped, []);
+  assert.equal((await db2.select().from(notes)).find((r) => r.id === 4000)?.body, 'v2');
+  await db2.$sync.close();
+
+  // One of them (only the latest's) holding other content: neither its digest nor its address matches.
+  const olderChunks = new Set(decodeChunkIndex((await store.readSmall(older!.key))!.body, older!.key).chunks);
+  const onlyLatest = index.chunks.find((c) => !olderChunks.has(c))!;
+  const other = Buffer.from(plains.get(onlyLatest)!);
+  other[other.length - 1]! ^= 1;
+  await writeFile(join(root, CHUNK_PREFIX, onlyLatest), Buffer.concat([Buffer.from([1, 0]), other]));
+  const db3 = await drizzle({ connection: { url: `file:${join(fixture.dir.path, 'reencoded', 'c.db')}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica' });
+  const restored = db3.$sync.status().restoredFrom!;
+  assert.equal(restored.seq, older!.seq);
+  assert.equal(restored.skipped[0]!.code, 'SNAPSHOT_CORRUPT');
+  assert.match(restored.skipped[0]!.message, /does not match its address/);
+  await db3.$sync.close();
 });
 
 test('encryption: the store holds ciphertext only; the right key restores, a wrong or missing key is a clear CONFIG error', async () => {
