@@ -106,12 +106,15 @@ export interface DownloadOptions {
  */
 const CHUNK_MEMORY_BUDGET = 32 * 1024 * 1024;
 /**
- * Stored bytes a start-up restore decodes on its own thread rather than boot a worker for: a boot costs
- * 45-100 ms of CPU on a core the download and the store share, about what decoding 8 MiB of chunks
- * costs. Larger restores boot one as soon as the manifest is read (startup.ts) and decode here only
- * until it is ready.
+ * Stored bytes a start-up restore decodes on its own thread rather than boot a worker for. Nothing is
+ * served yet, and on 2 cores shared with the store a worker's boot (45-100 ms of CPU) and the hand-over
+ * cost more than they save until a restore is large: measured as interleaved fresh-process starts
+ * against Azurite, all on this thread vs. a worker booted at the manifest, 100k rows (31 MB stored):
+ * hydrate 248 vs 301 ms, CPU 504 vs 645 ms, peak +48 vs +72 MiB; 250k rows (77 MB): 480 vs 479 ms,
+ * CPU 802 vs 912 ms; 1M rows (309 MB): 2.1 vs 1.3 s. Larger restores boot one as soon as the manifest
+ * is read (startup.ts) and decode here only until it is ready.
  */
-export const DECODE_HERE_BYTES = 8 * 1024 * 1024;
+export const DECODE_HERE_BYTES = 64 * 1024 * 1024;
 /** Stored bytes that justify starting one more decoding worker (a boot costs about what decoding ~30 MiB of stored chunks does). */
 const BYTES_PER_STARTED_WORKER = 32 * 1024 * 1024;
 /** Downloads at once: enough to keep the link busy (8-16 measured alike on loopback at 1 MiB chunks). */
