@@ -167,7 +167,7 @@ export class CountingClient implements Client {
    * A write's operation travels as (source, what, option) rather than a closure: nothing is allocated
    * per write on the fast path beyond the one `then` it adds to the inner client's promise.
    */
-  #write<S extends CommitSource>(source: S, what: WriteArgs[S][0], option: WriteArgs[S][1]): Promise<WriteResult[S]> {
+  #write<S extends SingleWrite>(source: S, what: WriteArgs[S][0], option: WriteArgs[S][1]): Promise<WriteResult[S]> {
     this.#hooks.admitWrite('statement');
     if (this.#lock.tryAcquire()) return this.#writeHolding(source, what, option);
     return this.#lock.acquire().then(() => this.#writeHolding(source, what, option));
@@ -178,7 +178,7 @@ export class CountingClient implements Client {
    * succeeded, then the release, all in the one `then` the write adds. A statement that throws or
    * rejects (or a refusing beforeWrite) releases the lock and counts nothing.
    */
-  #writeHolding<S extends CommitSource>(source: S, what: WriteArgs[S][0], option: WriteArgs[S][1]): Promise<WriteResult[S]> {
+  #writeHolding<S extends SingleWrite>(source: S, what: WriteArgs[S][0], option: WriteArgs[S][1]): Promise<WriteResult[S]> {
     let op: Promise<unknown>;
     try {
       this.#hooks.beforeWrite();
@@ -190,7 +190,7 @@ export class CountingClient implements Client {
     return op.then(this.#settled[source], this.#failed) as Promise<WriteResult[S]>;
   }
 
-  #run(source: CommitSource, what: unknown, option: unknown): Promise<unknown> {
+  #run(source: SingleWrite, what: unknown, option: unknown): Promise<unknown> {
     const inner = this.#inner;
     switch (source) {
       case 'execute':
@@ -201,8 +201,6 @@ export class CountingClient implements Client {
         return inner.migrate(what as InStatement[]);
       case 'executeMultiple':
         return inner.executeMultiple(what as string);
-      case 'transaction':
-        throw new Error('a transaction is not a single write'); // unreachable: transaction() takes the lock itself
     }
   }
 
@@ -216,13 +214,12 @@ export class CountingClient implements Client {
     return result;
   }
 
-  /** The settle callbacks of each kind of write, made once (not per write). */
-  readonly #settled: Record<CommitSource, (result: unknown) => unknown> = {
+  /** The settle callbacks of each kind of single write, made once (not per write). */
+  readonly #settled: Record<SingleWrite, (result: unknown) => unknown> = {
     execute: (result) => this.#committed('execute', result),
     batch: (result) => this.#committed('batch', result),
     migrate: (result) => this.#committed('migrate', result),
     executeMultiple: (result) => this.#committed('executeMultiple', result),
-    transaction: (result) => this.#committed('transaction', result),
   };
 
   readonly #failed = (error: unknown): never => {
@@ -231,20 +228,21 @@ export class CountingClient implements Client {
   };
 }
 
+/** The writes that run as one call under the lock; a transaction holds the lock itself (CountingTransaction). */
+type SingleWrite = Exclude<CommitSource, 'transaction'>;
+
 /** What each kind of single write passes to the inner client, and what it resolves with. */
 interface WriteArgs {
   execute: [InStatement | string, InArgs | undefined];
   batch: [BatchItem[], TransactionMode | undefined];
   migrate: [InStatement[], undefined];
   executeMultiple: [string, undefined];
-  transaction: [never, never];
 }
 interface WriteResult {
   execute: ResultSet;
   batch: ResultSet[];
   migrate: ResultSet[];
   executeMultiple: void;
-  transaction: never;
 }
 
 class CountingTransaction implements Transaction {
