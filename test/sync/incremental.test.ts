@@ -80,20 +80,29 @@ test('incremental snapshots: the first uploads every chunk, a small change uploa
   await fresh2.$sync.close();
 });
 
-test('a damaged chunk is detected on restore, and restore falls back to the previous snapshot', async () => {
-  const root = join(fixture.dir.path, 'damaged', 'store');
+/**
+ * A directory store under `<name>/store` holding two incremental snapshots of 5,000 rows: the older one,
+ * then the latest, where row 4000 reads 'v2'. Returns both entries, the latest's index and a chunk
+ * only the latest references.
+ */
+async function twoSnapshots(name: string) {
+  const root = join(fixture.dir.path, name, 'store');
   const store = directoryStore({ dir: root });
-  const db = await open(join(fixture.dir.path, 'damaged', 'a.db'), store, incremental());
+  const db = await open(join(fixture.dir.path, name, 'a.db'), store, incremental());
   await fill(db, 5_000, 'v1');
   await db.$sync.flush();
   await db.update(notes).set({ body: 'v2' }).where(sql`id = 4000`);
   await db.$sync.flush();
   await db.$sync.close();
-  const manifest = await readManifest(store);
-  const [latest, older] = manifest.snapshots;
+  const [latest, older] = (await readManifest(store)).snapshots;
   const latestIndex = decodeChunkIndex((await store.readSmall(latest!.key))!.body, latest!.key);
-  const olderIndex = new Set(decodeChunkIndex((await store.readSmall(older!.key))!.body, older!.key).chunks);
-  const onlyLatest = latestIndex.chunks.find((c) => !olderIndex.has(c))!;
+  const olderChunks = new Set(decodeChunkIndex((await store.readSmall(older!.key))!.body, older!.key).chunks);
+  const onlyLatest = latestIndex.chunks.find((c) => !olderChunks.has(c))!;
+  return { root, store, latest: latest!, older: older!, latestIndex, onlyLatest };
+}
+
+test('a damaged chunk is detected on restore, and restore falls back to the previous snapshot', async () => {
+  const { root, store, older, onlyLatest } = await twoSnapshots('damaged');
   const { readFile, writeFile } = await import('node:fs/promises');
   const path = join(root, CHUNK_PREFIX, onlyLatest);
   const bytes = await readFile(path);
@@ -102,7 +111,7 @@ test('a damaged chunk is detected on restore, and restore falls back to the prev
 
   const db2 = await drizzle({ connection: { url: `file:${join(fixture.dir.path, 'damaged', 'b.db')}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica' });
   const restored = db2.$sync.status().restoredFrom!;
-  assert.equal(restored.seq, older!.seq);
+  assert.equal(restored.seq, older.seq);
   assert.equal(restored.skipped[0]!.code, 'SNAPSHOT_CORRUPT');
   assert.match(restored.skipped[0]!.message, /Chunk/);
   assert.equal((await db2.select().from(notes)).find((r) => r.id === 4000)?.body.startsWith('v1'), true);
@@ -110,16 +119,7 @@ test('a damaged chunk is detected on restore, and restore falls back to the prev
 });
 
 test("chunks stored again with another encoding (the index's digests now stale) restore, verified by their addresses; other content under an address still fails", async () => {
-  const root = join(fixture.dir.path, 'reencoded', 'store');
-  const store = directoryStore({ dir: root });
-  const db = await open(join(fixture.dir.path, 'reencoded', 'a.db'), store, incremental());
-  await fill(db, 5_000, 'v1');
-  await db.$sync.flush();
-  await db.update(notes).set({ body: 'v2' }).where(sql`id = 4000`);
-  await db.$sync.flush();
-  await db.$sync.close();
-  const [latest, older] = (await readManifest(store)).snapshots;
-  const index = decodeChunkIndex((await store.readSmall(latest!.key))!.body, latest!.key);
+  const { root, store, latest, older, latestIndex: index, onlyLatest } = await twoSnapshots('reencoded');
   assert.ok(index.digests?.every((d) => d.length === 64), 'every chunk of the latest index has a digest');
   const { readFile, writeFile } = await import('node:fs/promises');
   // Every chunk of the latest snapshot rewritten as a stored-uncompressed chunk ([version 1][flags 0][plain]):
@@ -134,20 +134,18 @@ test("chunks stored again with another encoding (the index's digests now stale) 
     await writeFile(path, raw);
   }
   const db2 = await drizzle({ connection: { url: `file:${join(fixture.dir.path, 'reencoded', 'b.db')}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica' });
-  assert.equal(db2.$sync.status().restoredFrom?.seq, latest!.seq);
+  assert.equal(db2.$sync.status().restoredFrom?.seq, latest.seq);
   assert.deepEqual(db2.$sync.status().restoredFrom?.skipped, []);
   assert.equal((await db2.select().from(notes)).find((r) => r.id === 4000)?.body, 'v2');
   await db2.$sync.close();
 
   // One of them (only the latest's) holding other content: neither its digest nor its address matches.
-  const olderChunks = new Set(decodeChunkIndex((await store.readSmall(older!.key))!.body, older!.key).chunks);
-  const onlyLatest = index.chunks.find((c) => !olderChunks.has(c))!;
   const other = Buffer.from(plains.get(onlyLatest)!);
   other[other.length - 1]! ^= 1;
   await writeFile(join(root, CHUNK_PREFIX, onlyLatest), Buffer.concat([Buffer.from([1, 0]), other]));
   const db3 = await drizzle({ connection: { url: `file:${join(fixture.dir.path, 'reencoded', 'c.db')}` }, schema, store, log: false, shutdown: { signals: false }, role: 'replica' });
   const restored = db3.$sync.status().restoredFrom!;
-  assert.equal(restored.seq, older!.seq);
+  assert.equal(restored.seq, older.seq);
   assert.equal(restored.skipped[0]!.code, 'SNAPSHOT_CORRUPT');
   assert.match(restored.skipped[0]!.message, /does not match its address/);
   await db3.$sync.close();
