@@ -136,7 +136,7 @@ interface LockedStart {
   fileLock: FileLock;
 }
 
-/** Everything after the file lock: probe, start-up, client, controller. Throws with nothing left running. */
+/** Everything after the file lock: start-up (probe included), client, controller. Throws with nothing left running. */
 async function openLocked<TSchema extends Record<string, unknown>>(start: LockedStart): Promise<BlobDatabase<TSchema>> {
   const { resolved, store, log, keys, encryption, metrics, synchronousPragma, drizzleConfig, fileLock } = start;
   const { dbPath } = resolved;
@@ -145,10 +145,6 @@ async function openLocked<TSchema extends Record<string, unknown>>(start: Locked
   const telemetry = metrics === false || (!metrics?.meter && !meterProviderRegistered()) ? undefined : new SyncMetrics({ meter: metrics?.meter, attributes: metricAttributes(store.location, dbPath) });
   const restoreStarted = performance.now();
   const restoreFailed = (error: unknown) => telemetry?.restoreFailed({ durationMs: performance.now() - restoreStarted, code: findSyncError(error)?.code ?? 'UNKNOWN' });
-  await store.probe().catch((error: unknown) => {
-    restoreFailed(error);
-    throw error;
-  });
 
   // The controller exists only after the restore; the lease can be lost before that.
   let controller: SyncController | undefined;

@@ -9,7 +9,7 @@ import type * as StorageBlob from '@azure/storage-blob';
 import type { AnonymousCredential, ContainerClient, RestError, StoragePipelineOptions, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { assertKnownKeys, keysOf } from '../config-keys.ts';
 import { SyncError } from '../errors.ts';
-import type { SmallObject, SnapshotStore, StoredObject, WriteCondition } from './store.ts';
+import type { LeaseGrant, SmallObject, SnapshotStore, StoredObject, WriteCondition } from './store.ts';
 import { azureRest, header, isRestError, parseBlobList, totalSize, type RangeResponse } from './azure-rest.ts';
 import { blobUrl, containerUrlWith, resolveTarget, type AuthKind, type AzureTarget, type CredentialOption } from './azure-target.ts';
 
@@ -149,15 +149,17 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
   const container = (): ContainerClient => (sdkClient ??= containerClient(target, pipelineOptions()));
   // Plain signed requests for what a start waits on (probe, small reads, the lease, chunks): azure-rest.ts.
   const rest = target.proxyUri ? undefined : azureRest(target.authorization);
-  /** A lease operation on a blob: plain when it can, else the SDK's lease client. */
-  const lease = (dog: Watchdog, name: string, action: 'acquire' | 'renew' | 'release', leaseId: string, durationSec?: number): Promise<unknown> => {
+  /** A lease operation on a blob: plain when it can, else the SDK's lease client. Resolves with the blob's ETag (the service returns it). */
+  const lease = async (dog: Watchdog, name: string, action: 'acquire' | 'renew' | 'release', leaseId: string, durationSec?: number): Promise<LeaseGrant> => {
     if (!rest) {
       const client = container().getBlobClient(name).getBlobLeaseClient(leaseId);
       const options = { abortSignal: dog.signal };
-      return action === 'acquire' ? client.acquireLease(durationSec!, options) : action === 'renew' ? client.renewLease(options) : client.releaseLease(options);
+      const response = await (action === 'acquire' ? client.acquireLease(durationSec!, options) : action === 'renew' ? client.renewLease(options) : client.releaseLease(options));
+      return { etag: response.etag };
     }
     const headers: Record<string, string> = { 'x-ms-lease-action': action, ...(action === 'acquire' ? { 'x-ms-proposed-lease-id': leaseId, 'x-ms-lease-duration': String(durationSec) } : { 'x-ms-lease-id': leaseId }) };
-    return rest.send({ method: 'PUT', url: blobUrl(target, name, { comp: 'lease' }), headers, expect: action === 'acquire' ? [201] : [200], signal: dog.signal });
+    const response = await rest.send({ method: 'PUT', url: blobUrl(target, name, { comp: 'lease' }), headers, expect: action === 'acquire' ? [201] : [200], signal: dog.signal });
+    return { etag: header(response.headers['etag']) };
   };
 
   const endpoint = target.containerUrl; // never a SAS: the target keeps it apart
@@ -271,8 +273,8 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
       });
     },
 
-    async acquireLease(key, leaseId, durationSec) {
-      await run('acquire lease on', key, (dog) => lease(dog, blobName(key), 'acquire', leaseId, durationSec));
+    acquireLease(key, leaseId, durationSec) {
+      return run('acquire lease on', key, (dog) => lease(dog, blobName(key), 'acquire', leaseId, durationSec));
     },
 
     async renewLease(key, leaseId) {

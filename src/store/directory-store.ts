@@ -152,10 +152,12 @@ export function directoryStore(options: DirectoryStoreOptions): SnapshotStore {
 
     async acquireLease(key: string, leaseId: string, durationSec: number) {
       return withLock(key, async () => {
-        if ((await readSmall(key)) === null) throw new SyncError('NOT_FOUND', `${key} does not exist in ${root}; nothing to lease.`);
+        const current = await readSmall(key);
+        if (current === null) throw new SyncError('NOT_FOUND', `${key} does not exist in ${root}; nothing to lease.`);
         const active = activeLease(await readLease(key));
         if (active && active.leaseId !== leaseId) throw new SyncError('LEASE_HELD', `${key} in ${root} is leased by another writer.`);
         await writeLease(key, { leaseId, expiresAt: Date.now() + durationSec * 1000, durationMs: durationSec * 1000 });
+        return { etag: current.etag }; // under the key's lock: no write came between
       });
     },
 

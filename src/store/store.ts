@@ -93,14 +93,24 @@ export interface Leaser {
   /**
    * Takes (or, with the same id, re-takes) an exclusive lease on an existing object for `durationSec`
    * (15-60). Throws `LEASE_HELD` while another id holds an unexpired lease, `NOT_FOUND` if absent.
+   * Resolves with the object's ETag as the grant found it, when the store reports one (both built-in
+   * stores do): a start-up that read the object just before may then skip reading it again.
    */
-  acquireLease(key: string, leaseId: string, durationSec: number): Promise<void>;
+  acquireLease(key: string, leaseId: string, durationSec: number): Promise<LeaseGrant | void>;
 
   /** Extends our lease; throws `LEASE_LOST` when it is no longer ours (broken, or expired and taken). */
   renewLease(key: string, leaseId: string): Promise<void>;
 
   /** Gives the lease up so another instance can take it at once; releasing a lease we lost is not an error. */
   releaseLease(key: string, leaseId: string): Promise<void>;
+}
+
+/**
+ * What a granted lease saw. `etag`: the leased object's ETag at the grant. A lease changes no ETag, and
+ * while the lease is held no one else can change the object, so a read that returned this ETag is current.
+ */
+export interface LeaseGrant {
+  etag?: string;
 }
 
 /** What `drizzle()` takes as `store`: objects and the writer lease. Both built-in stores are one. */

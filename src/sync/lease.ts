@@ -1,6 +1,6 @@
 import { SyncError, errorMessage, isSyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
-import type { Leaser, ObjectStore } from '../store/store.ts';
+import type { LeaseGrant, Leaser, ObjectStore } from '../store/store.ts';
 import { EMPTY_MANIFEST, MANIFEST_KEY, encodeManifest } from './manifest.ts';
 
 /**
@@ -48,21 +48,24 @@ export class WriterLease {
   /**
    * Takes the lease (creating an empty manifest first on a new store, since only an existing blob can be
    * leased). Throws `LEASE_HELD` while another instance holds it. Re-taking our own unexpired lease
-   * (same id, e.g. after a crash and restart on the same disk) succeeds at once.
+   * (same id, e.g. after a crash and restart on the same disk) succeeds at once. Resolves with the
+   * manifest's ETag at the grant, when the store reports it.
    */
-  async acquire(): Promise<void> {
+  async acquire(): Promise<LeaseGrant> {
+    let grant: LeaseGrant | void;
     try {
-      await this.#store.acquireLease(MANIFEST_KEY, this.id, this.#durationSec);
+      grant = await this.#store.acquireLease(MANIFEST_KEY, this.id, this.#durationSec);
     } catch (error) {
       if (!isSyncError(error, 'NOT_FOUND')) throw error;
       await this.#store.writeSmall(MANIFEST_KEY, encodeManifest(EMPTY_MANIFEST), { ifNoneMatch: '*' }).catch((e: unknown) => {
         if (!isSyncError(e, 'CONFLICT')) throw e; // another instance created it first: fine, now race for the lease
       });
-      await this.#store.acquireLease(MANIFEST_KEY, this.id, this.#durationSec);
+      grant = await this.#store.acquireLease(MANIFEST_KEY, this.id, this.#durationSec);
     }
     this.#state = 'held';
     this.#renewedAt = Date.now();
     this.#schedule();
+    return { etag: grant?.etag };
   }
 
   /**

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SyncError, isSyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
-import type { ObjectStore } from '../store/store.ts';
+import type { ObjectStore, SmallObject } from '../store/store.ts';
 import { MANIFEST_KEY, decodeManifest, latestSnapshot, type Manifest, type SnapshotEntry } from './manifest.ts';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.ts';
 import { retrying, retryWhole } from '../store/retrying-store.ts';
@@ -74,6 +74,11 @@ export interface DownloadOptions {
   install?: (verifiedPath: string) => void | Promise<void>;
   /** Keys for encrypted chunked snapshots. */
   keys?: ChunkKeys | undefined;
+  /**
+   * Chunk indexes already being read, by key (start-up reads the latest one beside the lease). Each is
+   * used by the first attempt that needs it, then forgotten (a retry reads again), and verified as any.
+   */
+  indexes?: Map<string, Promise<SmallObject | null>>;
   /**
    * A local file that may already hold most of a chunked snapshot (a replica's current database): its
    * chunks that verify against the snapshot's addresses are kept, only the others are downloaded.
@@ -152,7 +157,9 @@ async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path:
   const { keys, base, onProgress } = options;
   const started = performance.now();
   checkKey(entry, keys, store.location);
-  const body = await store.readSmall(entry.key);
+  const early = options.indexes?.get(entry.key);
+  options.indexes?.delete(entry.key);
+  const body = await (early ?? store.readSmall(entry.key));
   if (!body) throw new SyncError('NOT_FOUND', `The chunk index ${entry.key} of snapshot seq ${entry.seq} is missing from ${store.location}.`);
   if (entry.indexSha256 && createHash('sha256').update(body.body).digest('hex') !== entry.indexSha256) {
     throw new SyncError('SNAPSHOT_CORRUPT', `The chunk index ${entry.key} of snapshot seq ${entry.seq} does not match its sha256 in the manifest (damaged or replaced).`);

@@ -10,7 +10,7 @@ import { createClient } from '@libsql/client/sqlite3';
 import { SyncError, isSyncError } from '../errors.ts';
 import type { RestoreVerify, Role } from '../config.ts';
 import type { SyncLogger } from '../log.ts';
-import type { ObjectStore } from '../store/store.ts';
+import type { LeaseGrant, ObjectStore, SmallObject } from '../store/store.ts';
 import { changedOutside, newGeneration, type Position, type Sidecar, type SidecarState } from '../local/sidecar.ts';
 import { describeTarget, latestSnapshot, selectSnapshot, type Manifest, type RestoreTarget, type SnapshotEntry } from './manifest.ts';
 import { DECODE_HERE_BYTES, checkDatabase, downloadFirstVerifying, installFile, markWalMode, readHead, syncFile, type RemoteHead, type RestoreMode, type SkippedSnapshot } from './restore.ts';
@@ -105,28 +105,40 @@ export async function startUp(options: StartupOptions): Promise<StartupResult> {
 
   // 1. The store, before the lease: taking the lease on a store without a manifest creates one.
   const skip = options.mode === 'skip' && options.role !== 'replica';
-  let head = skip ? undefined : await readHead(store);
+  let head = await probeAndReadHead(store, skip);
   // A restore of more than a few chunks decodes in a file worker: it boots now, on another core, beside
   // the lease and the index read. A small one is decoded on this thread and boots none before it opens.
-  const latestStored = head ? latestSnapshot(head.manifest)?.compressedBytes : undefined;
-  if (latestStored !== undefined && latestStored > DECODE_HERE_BYTES) warmWorkers(1);
+  const latest = head ? latestSnapshot(head.manifest) : undefined;
+  if (latest && latest.compressedBytes > DECODE_HERE_BYTES) warmWorkers(1);
+  // An empty disk downloads the latest snapshot (unless told to roll back): its chunk index is read
+  // now, beside the lease. The restore verifies it against the manifest it finally uses, as any read.
+  const indexes = new Map<string, Promise<SmallObject | null>>();
+  if (!localExists && latest?.kind === 'chunks' && options.target === undefined) {
+    const read = store.readSmall(latest.key);
+    read.catch(() => {}); // unused, or its failure is met again when the restore reads it
+    indexes.set(latest.key, read);
+  }
   let remote: StartupFacts['remote'] = skip ? { kind: 'not-read' } : await remoteFacts(store, head ?? null, options.target);
 
   // 2. The lease.
   let leaseOutcome: StartupFacts['lease'] = 'not-requested';
   if (lease && leaseRequest(options.role, remote.kind === 'not-read' ? { kind: 'empty' } : remote, options.mode === 'skip' ? 'if-exists' : options.mode)) {
+    let grant: LeaseGrant = {};
     try {
       options.sidecar.leaseRequested();
-      await lease.acquire(); // creates the empty manifest on an empty store (leaseRequest allowed it)
+      grant = await lease.acquire(); // creates the empty manifest on an empty store (leaseRequest allowed it)
       leaseOutcome = 'held';
     } catch (error) {
       if (!isSyncError(error, 'LEASE_HELD')) throw error;
       leaseOutcome = 'held-by-other';
     }
-    // Another writer may have published (and released) between the first read and the lease.
+    // Another writer may have published (and released) between the first read and the lease: read
+    // again, unless the grant shows the very manifest read (nothing was written since; now nobody can).
     if (!skip || leaseOutcome !== 'held') {
-      head = await readHead(store);
-      remote = await remoteFacts(store, head, options.target);
+      if (!(leaseOutcome === 'held' && headIsCurrent(head, grant))) {
+        head = await readHead(store);
+        remote = await remoteFacts(store, head, options.target);
+      }
     }
   }
 
@@ -175,6 +187,7 @@ export async function startUp(options: StartupOptions): Promise<StartupResult> {
   // A local file being replaced may hold most chunks of the snapshot already (a restart on the same disk).
   const { entry, skipped, info } = await downloadFirstVerifying(store, candidates, dbPath, log, {
     keys: options.keys,
+    indexes,
     ...(localExists ? { base: dbPath } : {}),
     check: before ? 'quick-check' : 'none',
     fsync: before,
@@ -214,6 +227,24 @@ export async function startUp(options: StartupOptions): Promise<StartupResult> {
           },
         }),
   });
+}
+
+/**
+ * The store's probe and its head, read side by side (one round trip, not two). The probe's failure
+ * names the fix, so it wins; a head read that failed because the probe had to create the container
+ * is read again. `skip`: only the probe.
+ */
+async function probeAndReadHead(store: ObjectStore, skip: boolean): Promise<RemoteHead | null | undefined> {
+  const [probed, read] = await Promise.allSettled([store.probe(), skip ? undefined : readHead(store)]);
+  if (probed.status === 'rejected') throw probed.reason;
+  if (read.status === 'fulfilled') return read.value;
+  if (isSyncError(read.reason, 'STORE_NOT_FOUND')) return readHead(store);
+  throw read.reason;
+}
+
+/** Whether the lease was granted on the very manifest `head` read (same ETag): then no re-read is needed. */
+export function headIsCurrent(head: RemoteHead | null | undefined, grant: LeaseGrant): boolean {
+  return head !== undefined && head !== null && grant.etag !== undefined && grant.etag === head.etag;
 }
 
 /** True when a snapshot in the history records this very roll-back (so a restart does not repeat it). */
