@@ -10,10 +10,8 @@ import type { AnonymousCredential, ContainerClient, RestError, StoragePipelineOp
 import { assertKnownKeys, keysOf } from '../config-keys.ts';
 import { SyncError } from '../errors.ts';
 import type { LeaseGrant, SmallObject, SnapshotStore, StoredObject, WriteCondition } from './store.ts';
-import { STORAGE_SCOPE, azureRest, header, isRestError, parseBlobList, totalSize, type RangeResponse } from './azure-rest.ts';
-import { workerAuthorization, type AzureWorkerReaderOptions } from './azure-worker-reader.ts';
+import { azureRest, header, isRestError, parseBlobList, totalSize, type RangeResponse } from './azure-rest.ts';
 import { blobUrl, containerUrlWith, resolveTarget, type AuthKind, type AzureTarget, type CredentialOption } from './azure-target.ts';
-import { Watchdog } from './watchdog.ts';
 
 interface CommonOptions {
   /** Virtual folder inside the container; keys become `${prefix}/${key}`. Empty means the container root. */
@@ -115,9 +113,6 @@ interface Context {
   timeoutMs: number;
   timedOut: boolean;
 }
-
-/** The worker threads' reader module (azure-worker-reader): the compiled .js beside this file, or the .ts source under tsx. */
-const WORKER_READER_URL = new URL(import.meta.url.endsWith('.ts') ? './azure-worker-reader.ts' : './azure-worker-reader.js', import.meta.url).href;
 
 export function azureBlobStore(options: AzureBlobStoreOptions): SnapshotStore {
   return configuredAzureBlobStore(options, CODE_HINTS);
@@ -411,16 +406,6 @@ export function configuredAzureBlobStore(options: AzureBlobStoreOptions, hints: 
       }
     },
 
-    async workerReader() {
-      if (!rest) return undefined; // behind a proxy only the SDK's requests go out
-      const { authorization, ...plain } = target;
-      const token = authorization.kind === 'token' ? await authorization.credential.getToken(STORAGE_SCOPE).catch(() => null) : null;
-      const carried = workerAuthorization(authorization, token);
-      if (!carried) return undefined;
-      const options: AzureWorkerReaderOptions = { target: { ...plain, authorization: carried }, prefix, timeoutMs };
-      return { module: WORKER_READER_URL, options };
-    },
-
     async downloadToFile(key, filePath) {
       // The first chunk comes before the file is created, so a missing blob leaves no empty file behind.
       const chunks = this.download(key)[Symbol.asyncIterator]();
@@ -546,6 +531,45 @@ function requireEtag(etag: string | undefined, key: string): string {
   return etag;
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Timeouts
+
+/**
+ * Aborts an operation after `ms` without progress. The SDK has no client-side per-request timeout of its
+ * own (tryTimeoutInMs is server-side only), so without this a silent network hangs a call forever.
+ * Streaming calls `touch()` on every chunk, so a large transfer that keeps moving is never cut off.
+ */
+class Watchdog {
+  private readonly controller = new AbortController();
+  private timer: NodeJS.Timeout | undefined;
+  timedOut = false;
+
+  constructor(private readonly ms: number) {
+    this.touch();
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  touch(): void {
+    clearTimeout(this.timer);
+    if (this.controller.signal.aborted) return;
+    this.timer = setTimeout(() => {
+      this.timedOut = true;
+      this.controller.abort();
+    }, this.ms);
+  }
+
+  cancel(): void {
+    clearTimeout(this.timer);
+    this.controller.abort();
+  }
+
+  dispose(): void {
+    clearTimeout(this.timer);
+  }
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Error mapping

@@ -22,7 +22,7 @@ import type { Authorization } from './azure-target.ts';
 
 /** The service version the SDK in use sends (@azure/storage-blob 12.32); Azurite checks it. */
 const SERVICE_VERSION = '2026-04-06';
-export const STORAGE_SCOPE = 'https://storage.azure.com/.default';
+const STORAGE_SCOPE = 'https://storage.azure.com/.default';
 /** Attempts per request, with the SDK's first delays between them. */
 const ATTEMPTS = 3;
 const RETRY_DELAYS_MS = [200, 800];
@@ -44,8 +44,6 @@ export interface RestRequest {
   signal: AbortSignal;
   /** Called as bytes arrive (the caller's stall watchdog). */
   onProgress?: () => void;
-  /** Receives a body of announced length into a buffer of at least that size the caller lends (a worker's reused ones); default a new buffer. */
-  bodyBuffer?: (size: number) => Buffer;
 }
 
 export interface RestResponse {
@@ -180,7 +178,7 @@ function sendOnce(url: URL, agent: http.Agent, request: RestRequest, headers: Re
       const announced = Number(res.headers['content-length']);
       // Copied into one buffer of the announced size as the parts arrive: each network part is dead at once.
       const sized = Number.isSafeInteger(announced) && announced >= 0;
-      const body = !sized ? undefined : request.bodyBuffer ? request.bodyBuffer(announced).subarray(0, announced) : Buffer.allocUnsafeSlow(announced);
+      const body = sized ? Buffer.allocUnsafeSlow(announced) : undefined;
       const parts: Buffer[] = [];
       let filled = 0;
       res.on('data', (part: Buffer) => {

@@ -6,7 +6,6 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { assertKnownKeys, describe, keysOf } from '../config-keys.ts';
 import { SyncError } from '../errors.ts';
 import type { SmallObject, SnapshotStore, StoredObject, UploadOptions, WriteCondition } from './store.ts';
-import type { DirectoryWorkerReaderOptions } from './directory-worker-reader.ts';
 
 export interface DirectoryStoreOptions {
   /** Folder that plays the role of the blob container (created if missing). */
@@ -32,9 +31,6 @@ function fsError(error: unknown, what: string): SyncError {
 }
 
 /** A store in a local folder: for development and tests, same semantics as the blob store. */
-/** The worker threads' reader module (directory-worker-reader): the compiled .js beside this file, or the .ts source under tsx. */
-const WORKER_READER_URL = new URL(import.meta.url.endsWith('.ts') ? './directory-worker-reader.ts' : './directory-worker-reader.js', import.meta.url).href;
-
 export function directoryStore(options: DirectoryStoreOptions): SnapshotStore {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new SyncError('CONFIG', 'directoryStore({ dir }) takes an options object with `dir`, the folder to keep backups in (for example "./.data/backups").');
@@ -204,11 +200,6 @@ export function directoryStore(options: DirectoryStoreOptions): SnapshotStore {
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new SyncError('NOT_FOUND', `${key} does not exist in ${root}.`, { cause: error });
         throw fsError(error, `read ${key} in ${root}`);
       }
-    },
-
-    async workerReader() {
-      const options: DirectoryWorkerReaderOptions = { root };
-      return { module: WORKER_READER_URL, options };
     },
 
     async downloadToFile(key: string, filePath: string) {

@@ -85,8 +85,6 @@ export function retrying(store: ObjectStore & Partial<Leaser>, policy: RetryPoli
     downloadToFile: (key, filePath) => run(`download ${key}`, key, () => store.downloadToFile(key, filePath)),
     delete: (key, condition) => run(`delete ${key}`, key, () => store.delete(key, condition)),
     list: (prefix) => run(`list ${prefix}`, undefined, () => store.list(prefix)),
-    // Not retried: a worker reader is an accelerator that falls back to `download` (retried above).
-    ...(store.workerReader ? { workerReader: () => store.workerReader!() } : {}),
     ...leases,
   };
   return wrapped;

@@ -78,33 +78,6 @@ export interface ObjectStore {
 
   /** Lists objects whose key starts with `prefix`. */
   list(prefix: string): Promise<StoredObject[]>;
-
-  /**
-   * How a worker thread may read this store's objects by itself: a restore's decoding workers then
-   * fetch their own chunks into buffers they reuse, and this thread neither receives nor hands over
-   * their bytes. Optional, and only an accelerator: any failure of a worker's read replays the restore
-   * through `download`, whose retries and errors decide. Undefined when the store cannot offer one now.
-   */
-  workerReader?(): Promise<WorkerReaderSpec | undefined>;
-}
-
-/**
- * A reader for worker threads: `module` (a URL) exports `openWorkerReader(options)`, which returns a
- * `WorkerReader`. `options` must survive structured cloning (no functions, no class instances).
- */
-export interface WorkerReaderSpec {
-  module: string;
-  options: unknown;
-}
-
-/** Reads whole objects in a worker thread; see `ObjectStore.workerReader`. */
-export interface WorkerReader {
-  /**
-   * The object's bytes. `buffer(size)` lends a buffer of at least `size` bytes to receive into (the
-   * reader returns a view of it); the caller takes it back once done with the bytes. Rejects on any
-   * failure (the caller then falls back to `download`), promptly once `signal` aborts.
-   */
-  read(key: string, buffer: (size: number) => Buffer, signal: AbortSignal): Promise<Buffer>;
 }
 
 /**

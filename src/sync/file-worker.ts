@@ -15,7 +15,6 @@ import { SyncError } from '../errors.ts';
 import { collectGarbage, youngCollector } from './collect-garbage.ts';
 import { lowerThreadPriority } from './thread-priority.ts';
 import type { ChunksResult, FromWorker, ToWorker, WorkerRequest, WorkerReply } from './worker-protocol.ts';
-import type { WorkerReader, WorkerReaderSpec } from '../store/store.ts';
 
 // Only the local-file driver, loaded on first use: a worker that only decodes chunks never pays for it.
 type Libsql = typeof import('@libsql/client/sqlite3');
@@ -71,21 +70,11 @@ async function quickCheck(path: string): Promise<void> {
 
 const BACKGROUND_OPS: ReadonlySet<WorkerRequest['op']> = new Set(['snapshot', 'chunks']);
 
-/** One input of a job: a chunk's bytes, or (write-chunks with a reader) the store key to read it from. */
-type JobInput = { data: Buffer; indexes: number[] | undefined; fetch?: undefined } | { fetch: string; indexes: number[]; data?: undefined };
-
 /** One request's streamed input and how to answer it. */
 interface Job {
   readonly id: number;
-  /**
-   * Inputs posted by the main thread, each acknowledged once consumed (the main thread bounds what is
-   * in flight): bytes as the next one is asked for, a `fetch` by its consumer calling `ack()`.
-   */
-  input(): AsyncGenerator<JobInput>;
-  /** `readBytes`: the stored size of a chunk read here (the main thread's progress). */
-  ack(readBytes?: number): void;
-  /** Makes `input()` throw `error` at once (work running beside the input loop failed). */
-  interrupt(error: Error): void;
+  /** Chunks posted by the main thread, each acknowledged once consumed (the main thread bounds what is in flight). */
+  input(): AsyncGenerator<{ data: Buffer; indexes: number[] | undefined }>;
 }
 
 /** Every op, in one place: a new op is one more case here (and in worker-protocol.ts). */
@@ -275,90 +264,19 @@ async function writeChunks(request: WriteChunksRequest, job: Job): Promise<Worke
   let storedBytes = 0;
   let busyMs = 0;
   const collect = youngCollector();
-  const written = (data: Buffer, indexes: number[] | undefined) => {
-    const t0 = performance.now();
-    const plainBytes = write(data, indexes);
-    filled.push(...indexes!);
-    storedBytes += data.length;
-    collect(plainBytes + data.length);
-    busyMs += performance.now() - t0;
-  };
-  const reads = request.reader ? await chunkReads(request.reader, request.chunkSize, (failure) => job.interrupt(failure)) : undefined;
   try {
-    for await (const input of job.input()) {
-      if (input.fetch === undefined) {
-        written(input.data, input.indexes);
-        continue;
-      }
-      if (!reads) throw new SyncError('SNAPSHOT_FAILED', 'A chunk to read arrived at a job without a reader.');
-      reads.start(input.fetch, (data) => written(data, input.indexes), (bytes) => job.ack(bytes));
+    for await (const { data, indexes } of job.input()) {
+      const t0 = performance.now();
+      const plainBytes = write(data, indexes);
+      filled.push(...indexes!);
+      storedBytes += data.length;
+      collect(plainBytes + data.length);
+      busyMs += performance.now() - t0;
     }
-    await reads?.finish();
   } finally {
-    // No write may land after the file is closed (its descriptor could be reused): stop and settle every read first.
-    await reads?.stop();
     await file.close();
   }
   return { ok: true, filled, storedBytes, busyMs };
-}
-
-/** Distinguishes, in the reply, a chunk this worker read itself and could not use (see toReply). */
-class ReadFailure extends Error {}
-
-/**
- * The chunks a write-chunks job reads itself, several at once (as many as the main thread lets be in
- * flight), each into a receive buffer reused from the ones before: fresh memory for every 4 MiB body
- * is what made this slower than the main thread's downloads until the buffers were reused. The first
- * failure (reading, or using what was read) goes to `failed` at once (the job ends: the main thread
- * waits for acknowledgements that will not come); the other reads are aborted.
- */
-async function chunkReads(spec: WorkerReaderSpec, chunkSize: number, failed: (failure: ReadFailure) => void) {
-  const { openWorkerReader } = (await import(spec.module)) as { openWorkerReader(options: unknown): WorkerReader };
-  const reader = openWorkerReader(spec.options);
-  const abort = new AbortController();
-  const spare: Buffer[] = [];
-  const pending = new Set<Promise<void>>();
-  let failure: ReadFailure | undefined;
-  const fail = (key: string, error: unknown) => {
-    if (failure) return;
-    failure = new ReadFailure(`Reading ${key} in a worker failed: ${error instanceof Error ? error.message : String(error)}`);
-    abort.abort();
-    failed(failure);
-  };
-  return {
-    start(key: string, use: (data: Buffer) => void, done: (bytes: number) => void): void {
-      let lent: Buffer | undefined;
-      const lend = (size: number) => {
-        const reused = spare.pop();
-        lent = reused && reused.length >= size ? reused : Buffer.allocUnsafeSlow(Math.max(size, chunkSize + 64));
-        return lent;
-      };
-      const read = reader.read(key, lend, abort.signal).then(
-        (data) => {
-          if (failure) return;
-          try {
-            use(data);
-            done(data.length);
-          } catch (error) {
-            fail(key, error);
-          }
-        },
-        (error: unknown) => fail(key, error),
-      ).finally(() => {
-        if (lent) spare.push(lent);
-        pending.delete(read);
-      });
-      pending.add(read);
-    },
-    async finish(): Promise<void> {
-      while (pending.size > 0) await Promise.all(pending);
-      if (failure) throw failure;
-    },
-    async stop(): Promise<void> {
-      if (pending.size > 0) abort.abort();
-      while (pending.size > 0) await Promise.allSettled(pending);
-    },
-  };
 }
 
 /**
@@ -395,7 +313,7 @@ async function keepFromBase(request: KeepBaseRequest): Promise<Set<number>> {
 }
 
 async function* inputBuffers(job: Job): AsyncGenerator<Buffer> {
-  for await (const input of job.input()) if (input.data) yield input.data;
+  for await (const { data } of job.input()) yield data;
 }
 
 const ABORTED = new SyncError('SNAPSHOT_FAILED', 'The job was aborted by the main thread.');
@@ -404,7 +322,6 @@ const ABORTED = new SyncError('SNAPSHOT_FAILED', 'The job was aborted by the mai
 class RunningJob implements Job {
   readonly #queue: ToWorker[] = [];
   #wake: (() => void) | undefined;
-  #interrupted: Error | undefined;
 
   constructor(readonly id: number) {}
 
@@ -413,35 +330,20 @@ class RunningJob implements Job {
     this.#wake?.();
   }
 
-  async *input(): AsyncGenerator<JobInput> {
+  async *input(): AsyncGenerator<{ data: Buffer; indexes: number[] | undefined }> {
     for (;;) {
-      while (this.#queue.length === 0 && !this.#interrupted) await new Promise<void>((r) => (this.#wake = r));
-      if (this.#interrupted) throw this.#interrupted;
+      while (this.#queue.length === 0) await new Promise<void>((r) => (this.#wake = r));
       const message = this.#queue.shift()!;
       if ('end' in message) return;
       if ('abort' in message) throw ABORTED;
-      if ('fetch' in message) {
-        yield { fetch: message.fetch, indexes: message.indexes }; // acknowledged by its consumer, once used
-        continue;
-      }
       if (!('chunk' in message)) continue;
       yield { data: Buffer.from(message.chunk.buffer, message.chunk.byteOffset, message.chunk.byteLength), indexes: message.indexes };
-      this.ack();
+      parentPort!.postMessage({ id: this.id, ack: true } satisfies FromWorker);
     }
-  }
-
-  ack(readBytes?: number): void {
-    parentPort!.postMessage((readBytes === undefined ? { id: this.id, ack: true } : { id: this.id, ack: true, readBytes }) satisfies FromWorker);
-  }
-
-  interrupt(error: Error): void {
-    this.#interrupted ??= error;
-    this.#wake?.();
   }
 }
 
 function toReply(error: unknown): WorkerReply {
-  if (error instanceof ReadFailure) return { ok: false, code: 'STORE_UNREACHABLE', message: error.message, readFailed: true };
   return error instanceof SyncError
     ? { ok: false, code: error.code, message: error.message }
     : { ok: false, code: 'SNAPSHOT_FAILED', message: error instanceof Error ? error.message : String(error) };

@@ -6,11 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SyncError, isSyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
-import type { ObjectStore, SmallObject, WorkerReaderSpec } from '../store/store.ts';
+import type { ObjectStore, SmallObject } from '../store/store.ts';
 import { MANIFEST_KEY, decodeManifest, latestSnapshot, type Manifest, type SnapshotEntry } from './manifest.ts';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.ts';
 import { retrying, retryWhole } from '../store/retrying-store.ts';
-import { POOL_SIZE, WorkerReadFailed, idleWorkers, readyWorkers, runInWorker, startWorkerJob, warmWorkers, type WorkerJob } from './run-in-worker.ts';
+import { POOL_SIZE, idleWorkers, readyWorkers, runInWorker, startWorkerJob, warmWorkers, type WorkerJob } from './run-in-worker.ts';
 import { rootHash } from './chunks/chunk-codec.ts';
 import { chunkWriter } from './chunks/chunk-writer.ts';
 import { chunkKey, chunkPositions, decodeChunkIndex } from './chunks/chunk-index.ts';
@@ -46,7 +46,7 @@ export async function downloadFirstVerifying(
   dbPath: string,
   log: SyncLogger,
   options: DownloadOptions = {},
-): Promise<{ entry: SnapshotEntry; skipped: SkippedSnapshot[]; info: DownloadInfo }> {
+): Promise<{ entry: SnapshotEntry; skipped: SkippedSnapshot[]; info: { downloadMs: number; verifyMs: number; decodeWorkers?: number; decodedHere?: number } }> {
   const skipped: SkippedSnapshot[] = [];
   for (const entry of candidates) {
     try {
@@ -130,14 +130,12 @@ const MAX_DOWNLOADS = 8;
  * queued in a worker, decoded in a worker) counts against `CHUNK_MEMORY_BUDGET` (stored chunks are at
  * most a chunk plus a few bytes; a worker holds one decoded chunk). Pure, for a table test.
  */
-export function restoreFanOut(chunkSize: number, poolSize: number): { workers: number; downloads: number; perWorker: number; readsPerWorker: number } {
+export function restoreFanOut(chunkSize: number, poolSize: number): { workers: number; downloads: number; perWorker: number } {
   const budget = Math.max(3, Math.floor(CHUNK_MEMORY_BUDGET / chunkSize));
   const workers = Math.max(1, Math.min(poolSize, Math.floor(budget / 3)));
   const downloads = Math.max(1, Math.min(MAX_DOWNLOADS, Math.floor((budget - workers) / 2)));
   const perWorker = Math.max(1, Math.min(4, Math.floor((budget - workers - downloads) / workers)));
-  // Workers that read their own chunks: nothing is held here; each holds its reads' bodies and one decoded chunk.
-  const readsPerWorker = Math.max(1, Math.min(4, Math.floor(budget / workers) - 1));
-  return { workers, downloads, perWorker, readsPerWorker };
+  return { workers, downloads, perWorker };
 }
 
 /** What `downloadSnapshot` hands back: the main pipeline's time, and the checks after it (fsync, quick_check). */
@@ -148,8 +146,6 @@ interface Fetched {
   decodeWorkers?: number;
   /** Chunked snapshots: chunks decoded and written on this thread while no worker had booted. */
   decodedHere?: number;
-  /** Chunked snapshots: chunks the workers read themselves (the store's worker reader). */
-  readInWorkers?: number;
 }
 
 /**
@@ -157,7 +153,7 @@ interface Fetched {
  * several workers, which verifies it against its address and writes it at its offsets (disjoint ranges
  * of one file). Downloads, decoding and writing overlap. Then fsync and quick_check, as asked, side by side.
  */
-async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path: string, options: DownloadOptions, reader: WorkerReaderSpec | undefined): Promise<Fetched> {
+async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path: string, options: DownloadOptions): Promise<Fetched> {
   const { keys, base, onProgress } = options;
   const started = performance.now();
   checkKey(entry, keys, store.location);
@@ -189,14 +185,13 @@ async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path:
   const storedToFetch = queue.reduce((sum, [, indexes]) => sum + storedSize(indexes[0]!), 0);
   const worthStarting = Math.ceil(storedToFetch / BYTES_PER_STARTED_WORKER);
   const workers = Math.max(1, Math.min(fanOut.workers, queue.length, Math.max(idleWorkers(), worthStarting)));
-  const request = { op: 'write-chunks', path, chunkSize, bytes, chunks, digests: index.digests, keys, label: entry.key, ...(reader ? { reader } : {}) } as const;
+  const request = { op: 'write-chunks', path, chunkSize, bytes, chunks, digests: index.digests, keys, label: entry.key } as const;
   const jobs: Array<WorkerJob<'write-chunks'>> = [];
   // The first job to fail (a corrupt chunk) stops the downloads at once.
   let failure: unknown;
-  let readInWorkers = 0;
   const startJobs = () => {
     for (let i = 0; i < workers; i++) {
-      const job = startWorkerJob(request, reader ? { maxInFlight: fanOut.readsPerWorker, ...(onProgress ? { onRead: onProgress } : {}) } : { maxInFlight: fanOut.perWorker });
+      const job = startWorkerJob(request, { maxInFlight: fanOut.perWorker });
       job.result.catch((error: unknown) => (failure ??= error));
       jobs.push(job);
     }
@@ -215,12 +210,6 @@ async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path:
       try {
         for (let next = queue.shift(); next && failure === undefined; next = queue.shift()) {
           const [address, indexes] = next;
-          if (reader && jobs.length > 0) {
-            // The workers read it themselves: nothing passes through this thread.
-            await jobs.reduce((a, b) => (b.inFlight < a.inFlight ? b : a)).fetch(chunkKey(address), indexes);
-            readInWorkers++;
-            continue;
-          }
           const chunk = await downloadChunk(store, entry, address);
           onProgress?.(chunk.length);
           collect(chunk.length); // the body's network buffers are dead once joined: this thread's share of the memory bound
@@ -241,8 +230,7 @@ async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path:
         throw error;
       }
     };
-    // With workers reading for themselves, a loop here only hands out keys: one per read in flight.
-    await Promise.all(Array.from({ length: reader ? Math.max(fanOut.downloads, workers * fanOut.readsPerWorker) : fanOut.downloads }, fetchNext));
+    await Promise.all(Array.from({ length: fanOut.downloads }, fetchNext));
     if (failure !== undefined) throw failure;
     for (const job of jobs) job.end();
     const results = await Promise.allSettled(jobs.map((job) => job.result));
@@ -259,7 +247,7 @@ async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path:
   }
   const assembledAt = performance.now();
   await afterChecks(path, options);
-  return { pipelineMs: assembledAt - started, afterMs: performance.now() - assembledAt, decodeWorkers: jobs.length, decodedHere, readInWorkers };
+  return { pipelineMs: assembledAt - started, afterMs: performance.now() - assembledAt, decodeWorkers: jobs.length, decodedHere };
 }
 
 async function downloadChunk(store: ObjectStore, entry: SnapshotEntry, address: string): Promise<Buffer> {
@@ -308,52 +296,23 @@ async function streamIntoWorker(store: ObjectStore, entry: SnapshotEntry, path: 
  * verify it (sizes, hashes, and as `check` says quick_check); then atomically moves it into place. A
  * download that breaks mid-stream restarts as a whole (`retryWhole`: the workers already consumed its bytes).
  */
-export async function downloadSnapshot(store: ObjectStore, entry: SnapshotEntry, dbPath: string, options: DownloadOptions = {}): Promise<DownloadInfo> {
+export async function downloadSnapshot(
+  store: ObjectStore,
+  entry: SnapshotEntry,
+  dbPath: string,
+  options: DownloadOptions = {},
+): Promise<{ downloadMs: number; verifyMs: number; decodeWorkers?: number; decodedHere?: number }> {
   const restoredPath = `${dbPath}.restore-${randomBytes(4).toString('hex')}.db`;
   const install = options.install ?? ((verifiedPath: string) => installFile(verifiedPath, dbPath));
   try {
     const t0 = performance.now();
-    // Chunks the workers read themselves when the store offers a reader. That path only accelerates:
-    // any failure in it (a read, or a chunk read that does not verify) replays the restore through the
-    // store's own downloads, whose retries and errors decide (a corrupt chunk is judged there, too).
-    let reader = entry.kind === 'chunks' ? await store.workerReader?.().catch(() => undefined) : undefined;
-    let workerReadFailed: string | undefined;
-    const fetch = async (): Promise<Fetched> => {
-      if (entry.kind !== 'chunks') return streamIntoWorker(store, entry, restoredPath, options);
-      if (reader) {
-        try {
-          return await assembleInWorkers(store, entry, restoredPath, options, reader);
-        } catch (error) {
-          if (!(error instanceof WorkerReadFailed)) throw error;
-          workerReadFailed = error.message;
-          reader = undefined;
-        }
-      }
-      return assembleInWorkers(store, entry, restoredPath, options, undefined);
-    };
+    const fetch = () => (entry.kind === 'chunks' ? assembleInWorkers(store, entry, restoredPath, options) : streamIntoWorker(store, entry, restoredPath, options));
     const fetched = await retryWhole(store, `download ${entry.key}`, fetch);
     await install(restoredPath);
-    const { afterMs, pipelineMs: _, ...counts } = fetched;
-    return { downloadMs: performance.now() - t0 - afterMs, verifyMs: afterMs, ...nonZero(counts), ...(workerReadFailed ? { workerReadFailed } : {}) };
+    return { downloadMs: performance.now() - t0 - fetched.afterMs, verifyMs: fetched.afterMs, ...(fetched.decodeWorkers ? { decodeWorkers: fetched.decodeWorkers } : {}), ...(fetched.decodedHere ? { decodedHere: fetched.decodedHere } : {}) };
   } finally {
     await rm(restoredPath, { force: true });
   }
-}
-
-/** What a download reports (the start-up's "restored" log line carries it). */
-export interface DownloadInfo {
-  downloadMs: number;
-  verifyMs: number;
-  /** Chunked: workers that decoded, chunks decoded on this thread, chunks the workers read themselves. */
-  decodeWorkers?: number;
-  decodedHere?: number;
-  readInWorkers?: number;
-  /** Why the workers' own reads were given up for the store's downloads, if they were. */
-  workerReadFailed?: string;
-}
-
-function nonZero<T extends Record<string, number | undefined>>(counts: T): Partial<T> {
-  return Object.fromEntries(Object.entries(counts).filter(([, n]) => n)) as Partial<T>;
 }
 
 /**

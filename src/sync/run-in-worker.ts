@@ -109,21 +109,9 @@ export async function stopIdleWorkers(): Promise<void> {
   await Promise.all(idle.map((s) => s.worker.terminate()));
 }
 
-/**
- * A job failed on a chunk its worker read by itself ('write-chunks' with a reader): the caller replays
- * the work reading through its own store, whose retries and errors decide.
- */
-export class WorkerReadFailed extends SyncError {
-  constructor(message: string) {
-    super('STORE_UNREACHABLE', message, { transient: true });
-  }
-}
-
 export interface WorkerJob<Op extends WorkerOp = WorkerOp> {
   /** Resolves once the job has room for more (at most `maxInFlight` chunks queued). The chunk is handed over: do not use it afterwards. */
   send(chunk: Buffer, indexes?: number[]): Promise<void>;
-  /** As `send`, but the worker reads the chunk itself, by its store key, with the job's reader. */
-  fetch(key: string, indexes: number[]): Promise<void>;
   end(): void;
   /** Ends the job with an error (e.g. the download failed) and resolves once the worker has let it go; `result` then rejects. */
   abort(): Promise<void>;
@@ -140,8 +128,6 @@ class PooledJob {
   #pending: Array<{ message: ToWorker; transfer: ArrayBuffer[] }> = [];
   inFlight = 0;
   settled = false;
-  /** Called with the stored size of each chunk the worker read itself. */
-  onRead: ((bytes: number) => void) | undefined;
   #waiters: Array<() => void> = [];
   #resolve!: (reply: WorkerReply & { ok: true }) => void;
   #reject!: (error: Error) => void;
@@ -173,14 +159,13 @@ class PooledJob {
     if (message.id !== this.id) return;
     if ('ack' in message) {
       this.inFlight--;
-      if (message.readBytes !== undefined) this.onRead?.(message.readBytes);
       this.#wake();
       return;
     }
     const { reply } = message;
     this.#release();
     if (reply.ok) this.#settle(() => this.#resolve(reply));
-    else this.#settle(() => this.#reject(reply.readFailed ? new WorkerReadFailed(reply.message) : new SyncError(reply.code, reply.message)));
+    else this.#settle(() => this.#reject(new SyncError(reply.code, reply.message)));
   }
 
   fail(error: Error): void {
@@ -212,21 +197,11 @@ class PooledJob {
     for (const w of woken) w();
   }
 
-  /** Waits until fewer than `maxInFlight` inputs are unconsumed; false once the job has settled (`result` says why). */
-  async #room(maxInFlight: number): Promise<boolean> {
+  async send(chunk: Buffer, maxInFlight: number, indexes?: number[]): Promise<void> {
     // Several senders may wait at once (parallel chunk downloads): all are woken, each re-checks.
     while (this.inFlight >= maxInFlight && !this.settled) await new Promise<void>((r) => this.#waiters.push(r));
-    if (this.settled) return false;
+    if (this.settled) return; // the job already failed or finished: `result` says why
     this.inFlight++;
-    return true;
-  }
-
-  async fetch(key: string, indexes: number[], maxInFlight: number): Promise<void> {
-    if (await this.#room(maxInFlight)) this.#post({ id: this.id, fetch: key, indexes });
-  }
-
-  async send(chunk: Buffer, maxInFlight: number, indexes?: number[]): Promise<void> {
-    if (!(await this.#room(maxInFlight))) return;
     // Hand the memory over when the buffer owns all of it (the caller gives it up); copy a view into
     // a shared pool or larger read buffer, which must not be detached under its other users.
     const owned = chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength && chunk.buffer instanceof ArrayBuffer;
@@ -255,15 +230,13 @@ class PooledJob {
 }
 
 /** Starts a job on a pooled worker (or queues it until one is free); 'restore' and 'write-chunks' take streamed input. */
-export function startWorkerJob<R extends WorkerRequest>(request: R, { maxInFlight = MAX_IN_FLIGHT, onRead }: { maxInFlight?: number; onRead?: (bytes: number) => void } = {}): WorkerJob<R['op']> {
+export function startWorkerJob<R extends WorkerRequest>(request: R, { maxInFlight = MAX_IN_FLIGHT }: { maxInFlight?: number } = {}): WorkerJob<R['op']> {
   const job = new PooledJob(request);
-  job.onRead = onRead;
   const slot = waiting.length === 0 ? freeSlot() : undefined;
   if (slot) job.attach(slot);
   else waiting.push(job);
   return {
     send: (chunk, indexes) => job.send(chunk, maxInFlight, indexes),
-    fetch: (key, indexes) => job.fetch(key, indexes, maxInFlight),
     end: () => job.end(),
     abort: () => job.abort(),
     get inFlight() {

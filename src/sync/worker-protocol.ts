@@ -1,7 +1,6 @@
 import type { Codec, CodecResult } from './codec.ts';
 import type { SyncErrorCode } from '../errors.ts';
 import type { ChunkKeys } from './chunks/encryption.ts';
-import type { WorkerReaderSpec } from '../store/store.ts';
 
 export type WorkerRequest =
   /** VACUUM INTO, then compress and hash. */
@@ -25,11 +24,9 @@ export type WorkerRequest =
   /**
    * Write chunks streamed in (any order, each with its indexes) into the existing file `path` at their
    * offsets, verifying each against its address first. Several of these run at once on one file: the
-   * main thread gives each distinct chunk to one of them, so their writes never overlap. With `reader`,
-   * a chunk may come as its key instead of its bytes (`fetch`): the worker reads it itself, into
-   * buffers it reuses; any failure of such a chunk (read or verification) fails the job `readFailed`.
+   * main thread gives each distinct chunk to one of them, so their writes never overlap.
    */
-  | { op: 'write-chunks'; path: string; chunkSize: number; bytes: number; chunks: string[]; digests: string[] | undefined; keys: ChunkKeys | undefined; label: string; reader?: WorkerReaderSpec }
+  | { op: 'write-chunks'; path: string; chunkSize: number; bytes: number; chunks: string[]; digests: string[] | undefined; keys: ChunkKeys | undefined; label: string }
   /** PRAGMA quick_check on its own connection (safe beside another connection that reads the file). */
   | { op: 'quick-check'; path: string }
   /** fsync the file, and with `directory` its directory (a rename or creation in it is durable too). */
@@ -80,8 +77,7 @@ export interface CheckpointResult {
   durationMs: number;
 }
 
-/** `readFailed`: a chunk the worker read itself failed (the caller falls back to reading through its store). */
-export type WorkerFailure = { ok: false; code: SyncErrorCode; message: string; readFailed?: true };
+export type WorkerFailure = { ok: false; code: SyncErrorCode; message: string };
 export type ResultFor<Op extends WorkerOp> = { ok: true } & WorkerResults[Op];
 export type WorkerReply = { [Op in WorkerOp]: ResultFor<Op> }[WorkerOp] | WorkerFailure;
 
@@ -89,10 +85,8 @@ export type WorkerReply = { [Op in WorkerOp]: ResultFor<Op> }[WorkerOp] | Worker
 export type ToWorker =
   | { id: number; request: WorkerRequest }
   | { id: number; chunk: Uint8Array; indexes?: number[] }
-  | { id: number; fetch: string; indexes: number[] }
   | { id: number; end: true }
   | { id: number; abort: true };
 
 /** Worker → main thread: a job's reply; an acknowledged input chunk (the main thread bounds what is in flight); once, that it has booted. */
-/** An acknowledged chunk the worker read itself carries its stored size (`readBytes`: the caller's progress). */
-export type FromWorker = { id: number; reply: WorkerReply } | { id: number; ack: true; readBytes?: number } | { ready: true };
+export type FromWorker = { id: number; reply: WorkerReply } | { id: number; ack: true } | { ready: true };

@@ -16,8 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { createClient } from '@libsql/client';
-import { azureBlobStore, directoryStore, type ObjectStore } from 'drizzle-libsql-blob';
-import type { AzureWorkerReaderOptions } from '../../src/store/azure-worker-reader.ts';
+import { azureBlobStore, type ObjectStore } from 'drizzle-libsql-blob';
 import { checkDatabase, downloadSnapshot, restoreFanOut, syncFile } from '../../src/sync/restore.ts';
 import { POOL_SIZE, idleWorkers, runInWorker, stopIdleWorkers, warmWorkers, workerStarts } from '../../src/sync/run-in-worker.ts';
 import { compressFile } from '../../src/sync/codec.ts';
@@ -121,39 +120,18 @@ function assertNothingInstalled(dir: string, dbPath: string): void {
   assert.deepEqual(readdirSync(dir).filter((n) => n.includes('.restore-')), [], 'no temporary file is left');
 }
 
-/** The store, counting the chunk downloads made through it (on this thread). */
-function countDownloads(store: ObjectStore): ObjectStore & { downloads(): number } {
-  let n = 0;
-  return Object.assign(Object.create(store) as ObjectStore, {
-    download: (key: string) => {
-      if (key.startsWith('chunks/')) n++;
-      return store.download(key);
-    },
-    downloads: () => n,
-  });
-}
-
-/** No temporary restore file left in `dir`. */
-function assertNothingLeft(dir: string): void {
-  assert.deepEqual(readdirSync(dir).filter((n) => n.includes('.restore-')), [], 'no temporary file is left');
-}
-
 test('restoreFanOut: chunks in memory stay under the budget at every chunk size; at 1 MiB every pool worker decodes', () => {
   for (let chunkSize = 1 << 16; chunkSize <= 1 << 24; chunkSize *= 2) {
     for (const pool of [2, 3, 4]) {
-      const { workers, downloads, perWorker, readsPerWorker } = restoreFanOut(chunkSize, pool);
-      assert.ok(workers >= 1 && workers <= pool && downloads >= 1 && perWorker >= 1 && readsPerWorker >= 1, `${chunkSize}/${pool}`);
+      const { workers, downloads, perWorker } = restoreFanOut(chunkSize, pool);
+      assert.ok(workers >= 1 && workers <= pool && downloads >= 1 && perWorker >= 1, `${chunkSize}/${pool}`);
       // Downloading + queued in workers + one decoded chunk per worker (a stored chunk is at most a chunk + a few bytes).
       const held = (downloads + workers * perWorker + workers) * chunkSize;
       assert.ok(held <= 64 * 1024 * 1024, `${chunkSize} B chunks, pool ${pool}: ${held / 2 ** 20} MiB`);
-      // Workers reading for themselves: each one's reads in flight and one decoded chunk; nothing on this thread.
-      const heldReading = workers * (readsPerWorker + 1) * chunkSize;
-      assert.ok(heldReading <= 64 * 1024 * 1024, `${chunkSize} B chunks, pool ${pool}, workers reading: ${heldReading / 2 ** 20} MiB`);
     }
   }
-  assert.deepEqual(restoreFanOut(1 << 20, 4), { workers: 4, downloads: 8, perWorker: 4, readsPerWorker: 4 });
-  assert.deepEqual(restoreFanOut(1 << 20, 2), { workers: 2, downloads: 8, perWorker: 4, readsPerWorker: 4 });
-  assert.deepEqual(restoreFanOut(4 << 20, 2), { workers: 2, downloads: 3, perWorker: 1, readsPerWorker: 3 });
+  assert.deepEqual(restoreFanOut(1 << 20, 4), { workers: 4, downloads: 8, perWorker: 4 });
+  assert.deepEqual(restoreFanOut(1 << 20, 2), { workers: 2, downloads: 8, perWorker: 4 });
   assert.equal(restoreFanOut(1 << 24, 4).workers, 1);
 });
 
@@ -250,48 +228,6 @@ test('a start-up restore verifies and writes chunks on its own thread until a wo
     return true;
   });
   assertNothingInstalled(dir, join(dir, 'bad.db'));
-});
-
-test("workers read their own chunks through the store's worker reader (Azurite and a directory): this thread downloads none", async () => {
-  const source = await makeDatabase('reader-source.db');
-  const stores: Array<[string, ObjectStore]> = [
-    ['Azurite', await freshStore()],
-    ['directory', directoryStore({ dir: join(fixture.dir.path, 'reader-store') })],
-  ];
-  for (const [name, store] of stores) {
-    const entry = await uploadChunked(store, source);
-    const counted = countDownloads(store);
-    const dir = join(fixture.dir.path, `reader-${name}`);
-    await mkdir(dir, { recursive: true });
-    warmWorkers(POOL_SIZE);
-    const info = await downloadSnapshot(counted, entry, join(dir, 'app.db'));
-    assert.equal(info.readInWorkers, new Set(entry.chunks).size, `${name}: every distinct chunk read in a worker (${JSON.stringify(info)})`);
-    assert.equal(counted.downloads(), 0, `${name}: no chunk downloaded on this thread`);
-    assert.equal(info.workerReadFailed, undefined);
-    assert.equal(await rowCount(join(dir, 'app.db')), 3000);
-  }
-});
-
-test("a worker's read that fails (the service refuses its signature) replays the restore through the store's downloads", async () => {
-  const store = await freshStore();
-  const entry = await uploadChunked(store, await makeDatabase('reader-fail-source.db'));
-  const spec = (await store.workerReader!())!;
-  const options = spec.options as AzureWorkerReaderOptions;
-  assert.equal(options.target.authorization.kind, 'sharedKey');
-  // The same store, but its workers sign with another key: Azurite answers 403 to each of their reads.
-  const badReader: ObjectStore = Object.assign(Object.create(store) as ObjectStore, {
-    workerReader: async () => ({ ...spec, options: { ...options, target: { ...options.target, authorization: { ...options.target.authorization, accountKey: randomBytes(64) } } } }),
-  });
-  const counted = countDownloads(badReader);
-  const dir = join(fixture.dir.path, 'reader-fail');
-  await mkdir(dir, { recursive: true });
-  warmWorkers(POOL_SIZE);
-  const info = await downloadSnapshot(counted, entry, join(dir, 'app.db'));
-  assert.match(info.workerReadFailed ?? '', /authenticat|signature|403/i, JSON.stringify(info));
-  assert.equal(info.readInWorkers, undefined, 'the replay read nothing in workers');
-  assert.equal(counted.downloads(), new Set(entry.chunks).size, "the replay downloaded every chunk through the store");
-  assert.equal(await rowCount(join(dir, 'app.db')), 3000);
-  assertNothingLeft(dir);
 });
 
 test('a chunk missing from the store: NOT_FOUND, nothing installed, every worker released', async () => {
