@@ -17,7 +17,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { createClient } from '@libsql/client';
 import { azureBlobStore, type ObjectStore } from 'drizzle-libsql-blob';
-import { checkDatabase, downloadSnapshot, restoreFanOut, syncFile } from '../../src/sync/restore.ts';
+import { DECODE_WORKERS, checkDatabase, downloadSnapshot, restoreFanOut, syncFile } from '../../src/sync/restore.ts';
 import { POOL_SIZE, idleWorkers, runInWorker, stopIdleWorkers, warmWorkers, workerStarts } from '../../src/sync/run-in-worker.ts';
 import { compressFile } from '../../src/sync/codec.ts';
 import { chunkAddress, encodeChunk, rootHash } from '../../src/sync/chunks/chunk-codec.ts';
@@ -122,7 +122,7 @@ function assertNothingInstalled(dir: string, dbPath: string): void {
 
 test('restoreFanOut: chunks in memory stay under the budget at every chunk size; at 1 MiB every pool worker decodes', () => {
   for (let chunkSize = 1 << 16; chunkSize <= 1 << 24; chunkSize *= 2) {
-    for (const pool of [2, 3, 4]) {
+    for (const pool of [1, 2, 3, 4]) {
       const { workers, downloads, perWorker } = restoreFanOut(chunkSize, pool);
       assert.ok(workers >= 1 && workers <= pool && downloads >= 1 && perWorker >= 1, `${chunkSize}/${pool}`);
       // Downloading + queued in workers + one decoded chunk per worker (a stored chunk is at most a chunk + a few bytes).
@@ -133,6 +133,9 @@ test('restoreFanOut: chunks in memory stay under the budget at every chunk size;
   assert.deepEqual(restoreFanOut(1 << 20, 4), { workers: 4, downloads: 8, perWorker: 4 });
   assert.deepEqual(restoreFanOut(1 << 20, 2), { workers: 2, downloads: 8, perWorker: 4 });
   assert.equal(restoreFanOut(1 << 24, 4).workers, 1);
+  // One decoding worker (2 cores: DECODE_WORKERS) gets the queue two would have shared.
+  assert.deepEqual(restoreFanOut(4 << 20, 1), { workers: 1, downloads: 3, perWorker: 4 });
+  assert.deepEqual(restoreFanOut(4 << 20, 2), { workers: 2, downloads: 3, perWorker: 1 });
 });
 
 test('the pool: two operations start one worker; a failed request does not poison the next; a lost worker is replaced', async () => {
@@ -165,13 +168,16 @@ test('a chunked restore, twice, reuses the workers; checkDatabase runs while thi
   const dir = join(fixture.dir.path, 'reuse');
   await mkdir(dir, { recursive: true });
   warmWorkers(POOL_SIZE); // a small restore starts no worker of its own for its few chunks, but uses every idle one
-  const first = await downloadSnapshot(store, entry, join(dir, 'a.db'));
+  // Allowed every pool worker (by default a restore leaves one core to this thread: DECODE_WORKERS).
+  const first = await downloadSnapshot(store, entry, join(dir, 'a.db'), { decodeWorkers: POOL_SIZE });
   assert.ok(first.decodeWorkers! >= 2, `the restore fans out: ${first.decodeWorkers} workers`);
   const started = workerStarts();
-  const second = await downloadSnapshot(store, entry, join(dir, 'b.db'), { check: 'none', fsync: false });
+  const second = await downloadSnapshot(store, entry, join(dir, 'b.db'), { check: 'none', fsync: false, decodeWorkers: POOL_SIZE });
   assert.equal(workerStarts(), started, 'the second restore started no worker');
   assert.equal(second.decodeWorkers, first.decodeWorkers);
   assert.equal(await rowCount(join(dir, 'b.db')), 3000);
+  const byDefault = await downloadSnapshot(store, entry, join(dir, 'c.db'), { check: 'none', fsync: false });
+  assert.equal(byDefault.decodeWorkers, Math.min(DECODE_WORKERS, first.decodeWorkers!), `by default one core is left to this thread: ${byDefault.decodeWorkers} of ${POOL_SIZE}`);
 
   const client = createClient({ url: pathToFileURL(join(dir, 'b.db')).href });
   try {
@@ -195,7 +201,7 @@ test('a corrupt chunk in a multi-worker restore: SNAPSHOT_CORRUPT, nothing insta
   const dir = join(fixture.dir.path, 'corrupt-chunk');
   await mkdir(dir, { recursive: true });
   warmWorkers(POOL_SIZE); // several workers decode (as the test above shows)
-  for (const options of [{}, { check: 'none', fsync: false } as const]) {
+  for (const options of [{ decodeWorkers: POOL_SIZE }, { check: 'none', fsync: false, decodeWorkers: POOL_SIZE } as const]) {
     await assert.rejects(downloadSnapshot(store, entry, join(dir, 'app.db'), options), (error: Error) => {
       assert.ok(isCode('SNAPSHOT_CORRUPT')(error), String(error));
       assert.match(error.message, /does not match its address/);
@@ -237,7 +243,7 @@ test('a chunk missing from the store: NOT_FOUND, nothing installed, every worker
   const dir = join(fixture.dir.path, 'missing-chunk');
   await mkdir(dir, { recursive: true });
   warmWorkers(POOL_SIZE);
-  await assert.rejects(downloadSnapshot(store, entry, join(dir, 'app.db'), { check: 'none', fsync: false }), isCode('NOT_FOUND'));
+  await assert.rejects(downloadSnapshot(store, entry, join(dir, 'app.db'), { check: 'none', fsync: false, decodeWorkers: POOL_SIZE }), isCode('NOT_FOUND'));
   assertNothingInstalled(dir, join(dir, 'app.db'));
   assert.equal(idleWorkers(), POOL_SIZE, 'the aborted jobs let their workers go');
 });
