@@ -133,12 +133,11 @@ export async function startUp(options: StartupOptions): Promise<StartupResult> {
       leaseOutcome = 'held-by-other';
     }
     // Another writer may have published (and released) between the first read and the lease: read
-    // again, unless the grant shows the very manifest read (nothing was written since; now nobody can).
-    if (!skip || leaseOutcome !== 'held') {
-      if (!(leaseOutcome === 'held' && headIsCurrent(head, grant))) {
-        head = await readHead(store);
-        remote = await remoteFacts(store, head, options.target);
-      }
+    // again, unless we hold the lease and either read nothing to begin with ('skip') or the grant shows
+    // the very manifest read (nothing was written since; now nobody can).
+    if (!(leaseOutcome === 'held' && (skip || headIsCurrent(head, grant)))) {
+      head = await readHead(store);
+      remote = await remoteFacts(store, head, options.target);
     }
   }
 
