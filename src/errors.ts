@@ -14,6 +14,7 @@ export type SyncErrorCode =
   | 'MANIFEST_MISSING' // the store holds snapshot objects but no manifest: refused, nothing replaced or deleted
   | 'DIVERGED' // the local file and the store each hold data the other lacks: neither may replace the other
   | 'CLOSED' // the database was closed (or is closing)
+  | 'NOT_DURABLE' // durable(): the commits were not in the store within its timeout (they stay in the local file and upload later)
   | 'LEASE_HELD' // another instance holds the writer lease (role 'writer' fails fast with it)
   | 'LEASE_LOST' // this writer's lease expired and was taken, or was broken: it is fenced off
   | 'READ_ONLY' // a write on a read replica (another instance is the writer)

@@ -5,6 +5,7 @@ export { storeFromEnv } from './store/from-env.ts';
 export type { SnapshotStore, ObjectStore, Leaser, StoredObject, SmallObject, WriteCondition } from './store/store.ts';
 export { SyncError, isSyncError, hasSyncError, findSyncError, type SyncErrorCode } from './errors.ts';
 export type { SyncHandle, SyncStatus, SyncEvents } from './sync/sync-controller.ts';
+export type { DurableOptions } from './sync/durability.ts';
 export type { SnapshotInfo } from './sync/snapshotter.ts';
 export type { SnapshotOptions, ShutdownOptions } from './config.ts';
 export type { RestoreMode, VerifiedSnapshot } from './sync/restore.ts';

@@ -11,6 +11,7 @@ import type { LibSQLDatabase } from 'drizzle-orm/libsql';
 import { SyncError } from './errors.ts';
 import { resolveLogger, type SyncLogOption } from './log.ts';
 import type { SyncHandle, SyncStatus } from './sync/sync-controller.ts';
+import { durableTimeout, type DurableOptions } from './sync/durability.ts';
 
 const REMOTE_SCHEMES = new Set(['libsql:', 'http:', 'https:', 'ws:', 'wss:']);
 
@@ -56,7 +57,8 @@ export async function openRemote<TSchema extends Record<string, unknown>>(config
 }
 
 /**
- * `db.$sync` for a remote connection: nothing to snapshot, verify or follow. `flush()` and `verify()`
+ * `db.$sync` for a remote connection: nothing to snapshot, verify or follow. `durable()` resolves at once
+ * (the server acknowledged each commit durably). `flush()` and `verify()`
  * resolve null (there is no snapshot of this library's to take or check: back up with the server's own
  * tools); `close()` closes the client; no event ever fires.
  */
@@ -67,6 +69,11 @@ export function remoteHandle(client: Client): SyncHandle {
     flush: async () => {
       if (closed) throw afterClose('flush()');
       return null;
+    },
+    // The server made each commit durable before acknowledging it: nothing to wait for.
+    durable: async (options?: DurableOptions) => {
+      durableTimeout(options);
+      if (closed) throw afterClose('durable()');
     },
     verify: async () => {
       if (closed) throw afterClose('verify()');

@@ -12,6 +12,7 @@ import type { RestoreCheck } from './startup.ts';
 import type { RestoreVerify } from '../config.ts';
 import { SnapshotScheduler, type SchedulePolicy } from './scheduler.ts';
 import { Checkpointer } from './checkpointer.ts';
+import { DurableWaiters, durableTimeout, uploadForWaitersNow, waiterVerdict, type DurabilityState, type DurableOptions } from './durability.ts';
 import { nextRole, type RoleEvent, type RoleState } from './role.ts';
 import type { SnapshotInfo, Snapshotter } from './snapshotter.ts';
 
@@ -88,6 +89,17 @@ export interface SyncEvents {
 
 export interface SyncHandle {
   flush(): Promise<SnapshotInfo | null>;
+  /**
+   * Resolves once every commit made before the call is in the store: answer a request (or ack a
+   * message) after it, and the write survives losing this machine's disk. Starts an upload at once if
+   * one is needed (no debounce); callers waiting at the same time share uploads (group commit). Waits
+   * through failed uploads and their retries; rejects with `NOT_DURABLE` after `timeoutMs` (default
+   * 30 s: the commits stay in the local file and upload when the store answers), with `LEASE_LOST`
+   * (or the error that stopped this instance) when nothing it holds will ever upload, and with
+   * `CLOSED` when close() ended with them still local. Resolves at once when nothing is pending,
+   * without a store request (a read replica, which commits nothing, always).
+   */
+  durable(options?: DurableOptions): Promise<void>;
   /**
    * The restore drill, for the app to schedule: downloads the store's latest snapshot into a temporary
    * file beside the database and verifies it exactly as a restore would (sizes, sha256, quick_check),
@@ -173,6 +185,8 @@ export class SyncController implements CommitHooks, SyncHandle {
   /** While the restored file's check runs (it holds the write lock): snapshots wait for it. */
   #checking: Promise<void> | undefined;
   #checkEvent: RestoreCheckEvent | undefined;
+  /** The durable() calls still waiting (see durability.ts). */
+  readonly #durable = new DurableWaiters();
   readonly #onSignal = (signal: NodeJS.Signals) => this.#handleSignal(signal);
 
   constructor(options: ControllerOptions, sidecar: Sidecar, role: 'writer' | 'replica', dirtyAtStart: boolean) {
@@ -330,6 +344,7 @@ export class SyncController implements CommitHooks, SyncHandle {
     this.#scheduler.cancel();
     this.#lastError = { code: error.code, message: error.message, at: new Date().toISOString() };
     this.#o.log.error({ code: error.code, pendingCommits: this.#pending() }, error.message);
+    this.#driveDurable(); // nothing will upload now: the waiters are told why
   }
 
   // ---- CommitHooks ----
@@ -451,6 +466,29 @@ export class SyncController implements CommitHooks, SyncHandle {
     }
   }
 
+  durable(options?: DurableOptions): Promise<void> {
+    let timeoutMs: number;
+    try {
+      timeoutMs = durableTimeout(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const target = this.#commits;
+    switch (waiterVerdict(target, this.#durabilityState())) {
+      case 'durable':
+        return Promise.resolve();
+      case 'stopped':
+        return Promise.reject(this.#stoppedBy);
+      case 'closed':
+        return Promise.reject(this.#closedBeforeDurable());
+      case 'waiting': {
+        const wait = this.#durable.add(target, timeoutMs, () => this.#notDurable(target, timeoutMs));
+        this.#driveDurable();
+        return wait;
+      }
+    }
+  }
+
   verify(): Promise<VerifiedSnapshot | null> {
     if (this.#closed) return Promise.reject(new SyncError('CLOSED', 'verify() after close(): the database is closed.'));
     return this.#o.verifyLatest();
@@ -462,6 +500,41 @@ export class SyncController implements CommitHooks, SyncHandle {
   }
 
   // ---- internals ----
+
+  #durabilityState(): DurabilityState {
+    return { covered: this.#covered, dirtyAtStart: this.#dirtyAtStart, stopped: this.#stoppedBy, closed: this.#closed };
+  }
+
+  /**
+   * Settles the durable() waiters after anything that can change their verdict (a snapshot settled, the
+   * instance stopped or closed) and starts the upload the rest wait for when none is under way.
+   */
+  #driveDurable(): void {
+    if (this.#durable.size === 0) return;
+    const waiting = this.#durable.settle(this.#durabilityState(), () => this.#closedBeforeDurable());
+    // A restored file's check still running is not an upload: #runSnapshot waits for it, then uploads.
+    const upload = { waiting, canSnapshot: this.#snapshotter !== undefined, running: this.#running !== undefined, closing: this.#closing !== undefined, retryAt: this.#retryAt, now: Date.now() };
+    if (uploadForWaitersNow(upload)) void this.#runSnapshot().catch(() => undefined); // a failure is logged, retried and emitted there
+  }
+
+  #notDurable(target: number, timeoutMs: number): SyncError {
+    const pending = Math.max(0, target - this.#covered) + (this.#dirtyAtStart ? 1 : 0);
+    const last = this.#failuresInARow > 0 ? this.#lastError : null;
+    const why = last ? `the last upload failed with ${last.code}: ${last.message}` : 'the upload is still running';
+    return new SyncError(
+      'NOT_DURABLE',
+      `durable(): ${pending} commit(s) made before the call were not in the store (${this.#o.storeLocation}) after ${timeoutMs} ms; ${why}. ` +
+        `They are committed in the local file ${this.#o.dbPath} and upload when the store answers: call durable() again to keep waiting, or pass a longer durable({ timeoutMs }).`,
+      { transient: true },
+    );
+  }
+
+  #closedBeforeDurable(): SyncError {
+    return new SyncError(
+      'CLOSED',
+      `durable(): the database closed with commits made before the call not in the store; they remain only in the local file ${this.#o.dbPath} (see the log line "CLOSED WITH ... COMMIT(S) NOT IN THE STORE").`,
+    );
+  }
 
   #pending(): number {
     return this.#commits - this.#covered + (this.#dirtyAtStart ? 1 : 0);
@@ -502,6 +575,7 @@ export class SyncController implements CommitHooks, SyncHandle {
           this.#firstPendingAt = Math.max(this.#firstPendingAt, startedAt);
           this.#scheduler.schedule(this.#pending(), this.#firstPendingAt, this.#lastCommitAt);
         }
+        this.#driveDurable();
         return result;
       },
       (error: unknown) => {
@@ -521,6 +595,7 @@ export class SyncController implements CommitHooks, SyncHandle {
           if (!this.#closing) this.#scheduler.retryIn(delay);
         }
         this.#events.emit('snapshot-error', err);
+        this.#driveDurable(); // they wait for the retry (or their timeout), unless this stopped the instance
         throw err;
       },
     );
@@ -576,6 +651,7 @@ export class SyncController implements CommitHooks, SyncHandle {
     clearTimeout(timer);
     this.#sidecar.closed(pending > 0);
     this.#transition('closed');
+    this.#driveDurable(); // covered by the final snapshot, or told it did not make it
     await client?.releaseFile();
     if (pending > 0) {
       this.#o.log.error(
@@ -604,6 +680,7 @@ export class SyncController implements CommitHooks, SyncHandle {
 export function syncHandle(controller: SyncController): SyncHandle {
   const handle: SyncHandle = Object.freeze({
     flush: () => controller.flush(),
+    durable: (options) => controller.durable(options),
     status: () => controller.status(),
     verify: () => controller.verify(),
     close: () => controller.close(),

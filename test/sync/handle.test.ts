@@ -13,7 +13,7 @@ test('db.$sync exposes only the SyncHandle methods, frozen', async (t) => {
   t.after(() => dir.cleanup());
   const db = await open(join(dir.path, 'app.db'), directoryStore({ dir: join(dir.path, 'store') }));
   try {
-    assert.deepEqual(Object.keys(db.$sync).sort(), ['close', 'flush', 'off', 'on', 'once', 'status', 'verify']);
+    assert.deepEqual(Object.keys(db.$sync).sort(), ['close', 'durable', 'flush', 'off', 'on', 'once', 'status', 'verify']);
     for (const internal of ['promote', 'leaseLost', 'notePublishing', 'admitWrite', 'beforeWrite', 'committed', 'replicaUpdated', 'localPosition', 'start', 'leaseTaken']) {
       assert.equal(internal in db.$sync, false, `${internal} is not reachable from db.$sync`);
     }

@@ -100,12 +100,15 @@ test('a remote URL: drizzle-orm/libsql gets the plain client, the store is never
     assert.deepEqual(status.lease, { state: 'none', renewedAt: null });
     assert.equal(await db.$sync.flush(), null);
     assert.equal(await db.$sync.verify(), null);
+    await db.$sync.durable(); // the server acknowledged each commit durably
+    await assert.rejects(db.$sync.durable({ timeoutMs: -1 }), (e: unknown) => e instanceof SyncError && e.code === 'CONFIG');
 
     await db.$sync.close();
     await noStore.$sync.close();
     assert.equal(db.$client.closed, true, 'close() closed the client');
     assert.equal(db.$sync.status().state, 'closed');
     await assert.rejects(db.$sync.flush(), (e: unknown) => e instanceof SyncError && e.code === 'CLOSED');
+    await assert.rejects(db.$sync.durable(), (e: unknown) => e instanceof SyncError && e.code === 'CLOSED');
     await db.$sync.close(); // twice is fine
   } finally {
     if (savedPrefix === undefined) delete process.env.AZURE_STORAGE_PREFIX;
