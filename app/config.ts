@@ -19,6 +19,15 @@ export interface AppConfig {
   logLevel: string;
   /** DB_ROLE: auto (default), writer or replica; see the library's `role`. */
   role: Role;
+  /**
+   * DURABLE_WRITES=true: POST, PUT and DELETE answer only once their commit is in the store
+   * (`db.$sync.durable()`), so an acknowledged write survives losing the container's disk. Costs each
+   * write the upload's latency (writes arriving together share uploads). Default false: answered at commit,
+   * uploaded by the schedule (debounce, 5-minute ceiling, final snapshot on SIGTERM).
+   */
+  durableWrites: boolean;
+  /** DURABLE_TIMEOUT_MS: how long a durable write waits for the store before answering 503 (the library's default, 30 s, when unset). */
+  durableTimeoutMs: number | undefined;
 }
 
 /** The library's default ceiling, made explicit here so /health and the scheduler agree on it. */
@@ -63,7 +72,17 @@ export function loadConfig(env: Env = process.env): AppConfig {
     drainTimeoutMs: integer(env, 'SHUTDOWN_DRAIN_MS', 10_000, 0),
     logLevel: read(env, 'LOG_LEVEL') ?? 'info',
     role: role(read(env, 'DB_ROLE') ?? 'auto'),
+    durableWrites: boolean(env, 'DURABLE_WRITES', false),
+    durableTimeoutMs: integer(env, 'DURABLE_TIMEOUT_MS', undefined, 1),
   };
+}
+
+function boolean(env: Env, name: string, fallback: boolean): boolean {
+  const raw = read(env, name);
+  if (raw === undefined) return fallback;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw new Error(`${name} must be true or false (or 1 or 0); got ${JSON.stringify(raw)}.`);
 }
 
 function role(value: string): Role {

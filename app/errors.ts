@@ -104,6 +104,13 @@ export function installErrorHandling(app: FastifyInstance): void {
     if (causes(error).some((e) => isSyncError(e, 'READ_ONLY'))) {
       return send(reply.header('retry-after', '5'), 503, { error: 'UNAVAILABLE', message: 'This instance is a read replica while another instance is the writer; it takes over when the writer stops. Retry shortly.' });
     }
+    if (causes(error).some((e) => isSyncError(e, 'NOT_DURABLE'))) {
+      // DURABLE_WRITES: the commit is in this instance's file but the store did not take it in time.
+      return send(reply.header('retry-after', '5'), 503, {
+        error: 'UNAVAILABLE',
+        message: 'The write was committed on this server but is not yet in the backup store (the store did not answer in time); it uploads when the store answers. GET the document to confirm before retrying.',
+      });
+    }
     if (causes(error).some((e) => isSyncError(e, 'LEASE_LOST'))) {
       return send(reply, 503, { error: 'UNAVAILABLE', message: 'This instance lost the writer role to another instance and accepts no more writes.' });
     }

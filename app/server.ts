@@ -22,6 +22,10 @@ export interface BuildOptions {
   /** Process start: the age of commits left pending by start-up (migrations, seeds, a dirty file). */
   startedAt?: number;
   logger?: FastifyServerOptions['logger'];
+  /** POST/PUT/DELETE answer once the write is in the store (DURABLE_WRITES). Default false. */
+  durableWrites?: boolean;
+  /** How long such a write waits for the store before a 503 (DURABLE_TIMEOUT_MS); the library's default when omitted. */
+  durableTimeoutMs?: number | undefined;
 }
 
 export function buildApp(db: AppDatabase, options: BuildOptions = {}): FastifyInstance {
@@ -42,7 +46,7 @@ export function buildApp(db: AppDatabase, options: BuildOptions = {}): FastifyIn
   const clock = new PendingClock(db.$sync, now, options.startedAt);
   app.addHook('onClose', async () => clock.dispose());
   installErrorHandling(app);
-  documentRoutes(app, { db, onWrite: () => clock.noteWrite() });
+  documentRoutes(app, { db, onWrite: () => clock.noteWrite(), durableWrites: options.durableWrites ?? false, durableTimeoutMs: options.durableTimeoutMs });
   healthRoutes(app, { db, clock, now, maxIntervalMs: options.maxIntervalMs ?? DEFAULT_MAX_INTERVAL_MS });
   return app;
 }
@@ -82,7 +86,7 @@ async function main(): Promise<void> {
   const startedAt = Date.now();
   const config = loadConfig();
   const { db } = await openDatabase({ databaseUrl: config.databaseUrl, snapshot: config.snapshot, shutdownTimeoutMs: config.shutdownTimeoutMs, role: config.role });
-  const app = buildApp(db, { maxIntervalMs: config.snapshot.maxIntervalMs, startedAt, logger: { level: config.logLevel } });
+  const app = buildApp(db, { maxIntervalMs: config.snapshot.maxIntervalMs, startedAt, logger: { level: config.logLevel }, durableWrites: config.durableWrites, durableTimeoutMs: config.durableTimeoutMs });
   handleSignals(app, db, config.drainTimeoutMs);
   try {
     await app.listen({ port: config.port, host: config.host });

@@ -199,7 +199,8 @@ function durabilityBlock(files: readonly ResultsFile[]): string {
   const d = file.run.durability!;
   const check = file.run.checks.find((c) => c.name.startsWith(`last commit of a ${d.burst}-update burst`));
   const rows = [[d.size, String(d.burst), String(d.debounceMs), d.latenciesMs.map(fmtMs).join(', '), d.snapshotMs.map(fmtMs).join(', '), check?.target ?? '–', check ? (check.pass ? 'PASS' : 'FAIL') : '–']];
-  return [sourceLine([file]), '', markdownTable(['size', 'burst', 'debounceMs', 'last commit → durable ms', 'snapshot ms', 'target (worst)', 'result'], rows, ['l', 'r', 'r', 'r', 'r', 'r', 'l'])].join('\n');
+  const calls = file.run.checks.filter((c) => c.name.startsWith('durable() after each of'));
+  return [sourceLine([file]), '', markdownTable(['size', 'burst', 'debounceMs', 'last commit → durable ms', 'snapshot ms', 'target (worst)', 'result'], rows, ['l', 'r', 'r', 'r', 'r', 'r', 'l']), ...(calls.length ? ['', checkTable([{ file, checks: calls }])] : [])].join('\n');
 }
 
 /** Full vs incremental snapshots vs Litestream (phase 'incremental'): its checks. */

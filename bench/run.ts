@@ -61,8 +61,8 @@ if (!Number.isFinite(delayMs) || delayMs < 0) throw new Error('--artificial-dela
 const apiSecondsArg = values['api-seconds'] === undefined ? undefined : Number(values['api-seconds']);
 if (apiSecondsArg !== undefined && !(Number.isInteger(apiSecondsArg) && apiSecondsArg >= 1)) throw new Error('--api-seconds must be a positive integer');
 const cfg = ci
-  ? { writesPerDriver: 300, flushes: 2, idleMs: 1_500, reps: 2, coldStartReps: 2, coldStartMinRows: 100_000, durabilityReps: 2, apiSeconds: 6, incrReps: 1, incrChunkSizes: [DEFAULT_CHUNK_SIZE], incrProfileChunkSizes: [DEFAULT_CHUNK_SIZE] }
-  : { writesPerDriver: 1_000, flushes: 3, idleMs: 3_000, reps: 3, coldStartReps: 3, coldStartMinRows: 0, durabilityReps: 3, apiSeconds: 20, incrReps: 3, incrChunkSizes: [DEFAULT_CHUNK_SIZE, 1 << 20], incrProfileChunkSizes: [256 << 10, 1 << 20, DEFAULT_CHUNK_SIZE, 16 << 20] };
+  ? { writesPerDriver: 300, flushes: 2, idleMs: 1_500, reps: 2, coldStartReps: 2, coldStartMinRows: 100_000, durabilityReps: 2, durableSeconds: 3, apiSeconds: 6, incrReps: 1, incrChunkSizes: [DEFAULT_CHUNK_SIZE], incrProfileChunkSizes: [DEFAULT_CHUNK_SIZE] }
+  : { writesPerDriver: 1_000, flushes: 3, idleMs: 3_000, reps: 3, coldStartReps: 3, coldStartMinRows: 0, durabilityReps: 3, durableSeconds: 10, apiSeconds: 20, incrReps: 3, incrChunkSizes: [DEFAULT_CHUNK_SIZE, 1 << 20], incrProfileChunkSizes: [256 << 10, 1 << 20, DEFAULT_CHUNK_SIZE, 16 << 20] };
 // 64 KiB end to end costs minutes at 1M on Azurite (~10k blob requests per whole-database upload): profiled by default, measured on request.
 const parseChunk = (s: string): number => {
   const m = /^(\d+)\s*(k|kib|m|mib)?$/i.exec(s.trim());
@@ -174,8 +174,8 @@ try {
     const dataset = await ensureDataset(parseSize(label));
     const work = join(runDir, `durability-${label}`);
     await mkdir(work, { recursive: true });
-    log(`[${label}] commit -> durable, ${cfg.durabilityReps} bursts`);
-    durability = { size: label, ...(await runDurability(azurite.connectionString, dataset, work, label, sampleIds(dataset.path, 2_000), cfg.durabilityReps)) };
+    log(`[${label}] commit -> durable, ${cfg.durabilityReps} bursts, then durable() after each of 100 writes/s for ${cfg.durableSeconds} s`);
+    durability = { size: label, ...(await runDurability(azurite.connectionString, dataset, work, label, sampleIds(dataset.path, 2_000), cfg.durabilityReps, cfg.durableSeconds)) };
   }
   if (phases.has('api')) {
     // The API runs once, on the 100k dataset when the run has it (the largest otherwise).

@@ -50,6 +50,10 @@ export interface DocumentRoutesOptions {
   db: AppDatabase;
   /** Told after every committed write (the health check tracks how long commits stay unsnapshotted). */
   onWrite?: () => void;
+  /** Answer a write only once it is in the store (`db.$sync.durable()`); see AppConfig.durableWrites. */
+  durableWrites?: boolean;
+  /** durable()'s timeout; the library's default when omitted. */
+  durableTimeoutMs?: number | undefined;
 }
 
 /** The version a client expects, from `If-Match`; '*' means "any, as long as it exists". */
@@ -80,7 +84,11 @@ function withEtag(reply: FastifyReply, row: Document): FastifyReply {
   return reply.header('etag', `"${row.version}"`);
 }
 
-export function documentRoutes(app: FastifyInstance, { db, onWrite = () => {} }: DocumentRoutesOptions): void {
+export function documentRoutes(app: FastifyInstance, { db, onWrite = () => {}, durableWrites = false, durableTimeoutMs }: DocumentRoutesOptions): void {
+  // After a write that committed, before its answer: with durable writes on, the answer waits for the store.
+  // A failure here (NOT_DURABLE, LEASE_LOST, CLOSED) is a 503 saying the write is committed but not yet safe.
+  const durableOptions = durableTimeoutMs === undefined ? undefined : { timeoutMs: durableTimeoutMs };
+  const acknowledge = (): Promise<void> | undefined => (durableWrites ? db.$sync.durable(durableOptions) : undefined);
   // URL parameters and query strings reach SQL as well as bodies. No id or name the API accepts holds a NUL
   // or a lone surrogate (bodies with one are refused), so a parameter with one is a client bug: say so
   // instead of answering 404 or an empty page.
@@ -134,6 +142,7 @@ export function documentRoutes(app: FastifyInstance, { db, onWrite = () => {} }:
     // A duplicate id or (type, name) fails the constraint: 409 from the error handler, nothing committed.
     const [row] = await db.insert(documents).values({ id, type: body.type, name: body.name, content: body.content, version: 1, createdAt: now, updatedAt: now }).returning();
     onWrite();
+    await acknowledge();
     return withEtag(reply, row!).code(201).header('location', `/api/documents/${encodeURIComponent(id)}`).send(row);
   });
 
@@ -155,6 +164,7 @@ export function documentRoutes(app: FastifyInstance, { db, onWrite = () => {} }:
       .returning();
     onWrite();
     if (!row) throw Array.isArray(expected) ? stale(id, undefined) : notFound(id);
+    await acknowledge();
     return withEtag(reply, row).send(row);
   });
 
@@ -168,6 +178,7 @@ export function documentRoutes(app: FastifyInstance, { db, onWrite = () => {} }:
     const gone = await db.delete(documents).where(guard).returning({ id: documents.id });
     onWrite();
     if (gone.length === 0) throw Array.isArray(expected) ? stale(id, undefined) : notFound(id);
+    await acknowledge();
     return reply.code(204).send();
   });
 }

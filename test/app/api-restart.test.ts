@@ -24,7 +24,7 @@ after(async () => {
 
 /** Only the variables this test means: an Azure store or other settings in the caller's env must not leak in. */
 function serverEnv(overrides: Record<string, string>): Record<string, string> {
-  const blank = ['HOST', 'DB_ROLE', 'DATABASE_URL', 'BACKUP_DIR', 'SKIP_RESTORE', 'AZURE_STORAGE_CONNECTION_STRING', 'AZURE_STORAGE_CONTAINER_URL', 'AZURE_STORAGE_ACCOUNT_URL', 'AZURE_STORAGE_ACCOUNT_NAME', 'AZURE_STORAGE_CONTAINER', 'AZURE_STORAGE_PREFIX', 'SNAPSHOT_DEBOUNCE_MS', 'SNAPSHOT_MAX_INTERVAL_MS', 'SNAPSHOT_MAX_COMMITS'];
+  const blank = ['HOST', 'DB_ROLE', 'DATABASE_URL', 'BACKUP_DIR', 'SKIP_RESTORE', 'AZURE_STORAGE_CONNECTION_STRING', 'AZURE_STORAGE_CONTAINER_URL', 'AZURE_STORAGE_ACCOUNT_URL', 'AZURE_STORAGE_ACCOUNT_NAME', 'AZURE_STORAGE_CONTAINER', 'AZURE_STORAGE_PREFIX', 'SNAPSHOT_DEBOUNCE_MS', 'SNAPSHOT_MAX_INTERVAL_MS', 'SNAPSHOT_MAX_COMMITS', 'DURABLE_WRITES', 'DURABLE_TIMEOUT_MS'];
   return { ...Object.fromEntries(blank.map((k) => [k, ''])), PORT: '0', LOG_LEVEL: 'warn', ...overrides };
 }
 

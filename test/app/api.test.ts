@@ -476,3 +476,44 @@ describe('health rules', () => {
     }
   });
 });
+
+describe('durable writes (DURABLE_WRITES)', () => {
+  test('each write answers only once it is in the store; a store that does not answer in time gets a 503 saying the write is committed but not yet safe', async () => {
+    const store = switchableStore(directoryStore({ dir: join(dir.path, 'durable-store') }));
+    const { db } = await openApp('durable', store); // MANUAL: no scheduled snapshot would upload anything
+    const app = buildApp(db, { durableWrites: true, durableTimeoutMs: 300 });
+    try {
+      const created = await post(app, { type: 'mood', name: 'durable', content: { n: 1 } });
+      assert.equal(created.statusCode, 201, created.body);
+      assert.equal(db.$sync.status().pendingCommits, 0, 'the 201 came before its commit was in the store');
+      const id = created.json().id as string;
+      const updated = await app.inject({ method: 'PUT', url: `/api/documents/${id}`, payload: { type: 'mood', name: 'durable', content: { n: 2 } } });
+      assert.equal(updated.statusCode, 200, updated.body);
+      assert.equal(db.$sync.status().pendingCommits, 0, 'the PUT answered before its commit was in the store');
+      const other = await post(app, { type: 'mood', name: 'durable 2', content: {} });
+      const removed = await app.inject({ method: 'DELETE', url: `/api/documents/${other.json().id}` });
+      assert.equal(removed.statusCode, 204, removed.body);
+      assert.equal(db.$sync.status().pendingCommits, 0, 'the DELETE answered before its commit was in the store');
+      // Refused writes commit nothing and do not wait: 404 at once.
+      assert.equal((await app.inject({ method: 'DELETE', url: '/api/documents/missing' })).statusCode, 404);
+
+      store.failing = true;
+      const started = performance.now();
+      const stranded = await post(app, { type: 'mood', name: 'store down', content: {} });
+      assert.ok(performance.now() - started >= 290, 'answered before durable() gave up');
+      assert.equal(stranded.statusCode, 503, stranded.body);
+      assert.equal(stranded.json().error, 'UNAVAILABLE');
+      assert.match(stranded.json().message, /committed on this server but is not yet in the backup store/);
+      assert.equal(stranded.headers['retry-after'], '5');
+      const list = await listAll(app, 'type=mood&namePrefix=store%20down', 10);
+      assert.equal(list.length, 1, 'the write is committed locally, as the 503 says');
+
+      store.failing = false;
+      await db.$sync.flush();
+      assert.equal(db.$sync.status().pendingCommits, 0);
+    } finally {
+      await app.close();
+      await db.$sync.close();
+    }
+  });
+});

@@ -21,7 +21,7 @@ import { tempDir } from '../helpers/fixtures.ts';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 /** The app's and the store's settings: removed from the inherited env so the defaults are what runs. */
-const CONFIG_VARS = ['PORT', 'DB_ROLE', 'HOST', 'DATABASE_URL', 'BACKUP_DIR', 'SKIP_RESTORE', 'LOG_LEVEL', 'SNAPSHOT_DEBOUNCE_MS', 'SNAPSHOT_MAX_INTERVAL_MS', 'SNAPSHOT_MAX_COMMITS', 'SNAPSHOT_RETAIN', 'SHUTDOWN_TIMEOUT_MS', 'SHUTDOWN_DRAIN_MS'];
+const CONFIG_VARS = ['PORT', 'DB_ROLE', 'HOST', 'DATABASE_URL', 'BACKUP_DIR', 'SKIP_RESTORE', 'LOG_LEVEL', 'SNAPSHOT_DEBOUNCE_MS', 'SNAPSHOT_MAX_INTERVAL_MS', 'SNAPSHOT_MAX_COMMITS', 'SNAPSHOT_RETAIN', 'SHUTDOWN_TIMEOUT_MS', 'SHUTDOWN_DRAIN_MS', 'DURABLE_WRITES', 'DURABLE_TIMEOUT_MS'];
 
 let dir: Awaited<ReturnType<typeof tempDir>>;
 /** npm process groups whose output has not closed yet (some member, e.g. the server, still runs). */
