@@ -1,0 +1,158 @@
+import { isNextGeneration } from './wal-format.ts';
+
+/**
+ * Which pages changed since the last upload, learnt from the WAL's frame headers (issue 14: an upload
+ * that follows the change reads and ships only these pages).
+ *
+ * The WAL holds every page a commit wrote until a checkpoint folds it into the file and the next commit
+ * restarts the WAL from its start, overwriting the old frames. So frames are read (their page numbers:
+ * `scanWal`) before any checkpoint that could let the WAL restart: every checkpoint of ours is bounded
+ * by a reader pinned at a frame already read, and SQLite restarts the WAL only once every frame is
+ * folded. What is read here must then be the whole story of the file since the upload; anything that
+ * breaks the chain (a restart no scan saw coming, another process's checkpoint, a WAL replaced) marks
+ * the record lost, and the next upload reads the whole file instead (the chunk snapshot).
+ *
+ * Positions: frames are counted across generations (`base` + frame), so "changed after the upload at
+ * position P" is one comparison whatever restarts came between. Pure state, no I/O: the scans come in
+ * from workers (`ScanResult`), one at a time.
+ */
+
+/** Where the record stands in the WAL: its generation (salts), the last frame read, and how it was left. */
+export interface WalCursor {
+  /** The generation's 8 salt bytes, hex. */
+  salt: string;
+  /** Frames of this generation read so far. */
+  frame: number;
+  /** Position of this generation's frame 0 across generations. */
+  base: number;
+  /**
+   * A checkpoint of ours folded every frame of this generation up to `frame` (nBackfill = mxFrame =
+   * frame): the next commit may restart the WAL, and a next generation is then expected.
+   */
+  folded: boolean;
+  /**
+   * Set while no frame of the cursor's generation has been read and none was folded since the record
+   * began: the database file's size and modification time then. See scanVerdict's fresh-WAL case.
+   */
+  fileStamp?: string;
+}
+
+/** What one scan read: frames (from, to] of one generation, and the last frame of each page among them. */
+export interface ScanResult {
+  salt: string;
+  /** The frame the scan started after: 0 for a new generation, or the cursor frame it was given. */
+  from: number;
+  to: number;
+  /** [pgno, frame] for each page written in (from, to], the frame being its last one there. */
+  pages: Array<[number, number]>;
+  /** After the scan, a checkpoint of ours folded every frame up to `to`, and `to` was the WAL's end. */
+  folded?: boolean;
+  /** The WAL could not be read as its index describes it (why): the record is lost. */
+  broken?: string;
+  /** The WAL file header's checkpoint sequence, when frames were read: 0 until a connection restarted the WAL. */
+  checkpointSeq?: number;
+  /** The database file's size and modification time, taken under the pin before any checkpoint of the scan's op. */
+  fileStamp?: string;
+}
+
+export type ScanVerdict = { kind: 'apply' } | { kind: 'lost'; why: string };
+
+/**
+ * How a scan relates to the cursor (pure). Scans are serialized (one worker op at a time reads the WAL,
+ * see WalScans), so each starts where the cursor is: 'apply' when it continues the same generation, or
+ * starts the generation SQLite opens after one we folded completely; 'lost' whenever frames may have
+ * been missed.
+ */
+export function scanVerdict(cursor: WalCursor, scan: ScanResult): ScanVerdict {
+  if (scan.broken) return { kind: 'lost', why: scan.broken };
+  if (scan.salt === cursor.salt) {
+    if (scan.from !== cursor.frame) return { kind: 'lost', why: `the scan started at frame ${scan.from}, the record at ${cursor.frame}` };
+    if (scan.to < scan.from) return { kind: 'lost', why: `the WAL has ${scan.to} frames, fewer than the ${scan.from} already read` };
+    return { kind: 'apply' };
+  }
+  if (scan.from === 0 && isNextGeneration(Buffer.from(cursor.salt, 'hex'), Buffer.from(scan.salt, 'hex'))) {
+    if (cursor.folded) return { kind: 'apply' };
+    return { kind: 'lost', why: 'the WAL restarted before every frame of its previous generation was read (another connection checkpointed it)' };
+  }
+  // An empty WAL gets fresh random salts from the first connection that writes a frame into it without
+  // having restarted a WAL before (checkpoint sequence 0): the app's first commit after the record
+  // began on an empty WAL. The WAL was then empty when that frame was written; frames of the old
+  // generation written and emptied meanwhile (another connection's TRUNCATE) would have been folded
+  // into the database file, and its size and modification time would differ from the record's start.
+  if (scan.from === 0 && cursor.frame === 0 && scan.checkpointSeq === 0 && cursor.fileStamp !== undefined && scan.fileStamp === cursor.fileStamp) {
+    return { kind: 'apply' };
+  }
+  return { kind: 'lost', why: 'the WAL is not the one read so far (replaced, reset, or restarted more than once outside this library)' };
+}
+
+export class ChangedPages {
+  #cursor: WalCursor;
+  /** pgno -> the position of its last change seen. */
+  readonly #changed = new Map<number, number>();
+  /** Set when the record broke: until a whole-file upload taken at or after `#lostAt`, no upload may rely on it. */
+  #lost: string | undefined;
+  #lostAt = 0;
+
+  /** Starts a record at `cursor`: the file's pages up to there are what the last upload holds. */
+  constructor(cursor: WalCursor) {
+    this.#cursor = { ...cursor };
+  }
+
+  get cursor(): Readonly<WalCursor> {
+    return this.#cursor;
+  }
+
+  /** Why the record cannot be trusted (an upload must read the whole file), or undefined. */
+  get lost(): string | undefined {
+    return this.#lost;
+  }
+
+  /** Pages changed since the last upload. */
+  get size(): number {
+    return this.#changed.size;
+  }
+
+  /** Position (across generations) of the last frame read. */
+  get position(): number {
+    return this.#cursor.base + this.#cursor.frame;
+  }
+
+  /** Takes in one scan; returns the verdict. A lost record follows the WAL from here on (positions stay increasing). */
+  apply(scan: ScanResult): ScanVerdict {
+    const verdict = scanVerdict(this.#cursor, scan);
+    const folded = scan.folded ?? false;
+    if (verdict.kind === 'lost') {
+      this.#cursor = { salt: scan.salt, frame: scan.to, base: this.position + 1, folded };
+      if (this.#lost === undefined) this.#lost = verdict.why;
+      this.#lostAt = this.position;
+      return verdict;
+    }
+    if (scan.salt !== this.#cursor.salt) this.#cursor = { salt: scan.salt, frame: 0, base: this.position, folded: false };
+    const base = this.#cursor.base;
+    const { fileStamp, ...rest } = this.#cursor;
+    // The fresh-WAL case holds only until a frame is read (or one of ours is folded).
+    this.#cursor = scan.to === 0 && fileStamp !== undefined && scan.fileStamp === fileStamp ? this.#cursor : rest;
+    for (const [pgno, frame] of scan.pages) {
+      const at = base + frame;
+      if ((this.#changed.get(pgno) ?? -1) < at) this.#changed.set(pgno, at);
+    }
+    this.#cursor = { ...this.#cursor, frame: scan.to, folded };
+    return verdict;
+  }
+
+  /** Every page changed up to position `upTo` (what an upload of the file as of `upTo` must carry), sorted. */
+  pagesUpTo(upTo: number): number[] {
+    const pages: number[] = [];
+    for (const [pgno, at] of this.#changed) if (at <= upTo) pages.push(pgno);
+    return pages.sort((a, b) => a - b);
+  }
+
+  /**
+   * An upload holding the file as of position `upTo` is in the store: the changes up to it are
+   * forgotten. A whole-file upload also mends a record that broke at or before `upTo`.
+   */
+  uploaded(upTo: number, wholeFile: boolean): void {
+    for (const [pgno, at] of this.#changed) if (at <= upTo) this.#changed.delete(pgno);
+    if (wholeFile && this.#lost !== undefined && this.#lostAt <= upTo) this.#lost = undefined;
+  }
+}
