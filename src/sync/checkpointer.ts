@@ -5,6 +5,7 @@ import { SyncError, errorMessage } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
 import type { WriteLock } from '../client/write-lock.ts';
 import { spawnWorker } from './run-in-worker.ts';
+import type { ChangedPages, ScanResult } from './wal/changed-pages.ts';
 import type { FromWorker, ToWorker, WorkerReply, WorkerRequest } from './worker-protocol.ts';
 
 /**
@@ -208,7 +209,12 @@ interface InFlight {
   holdAsked: boolean;
   /** How long the app's writes were held, if they were. */
   heldMs?: number;
+  /** The page record this checkpoint scanned for, and where the worker writes its scans. */
+  record?: { pages: ChangedPages; scans: SharedArrayBuffer };
 }
+
+/** Room for a checkpoint's scans (JSON of [pgno, frame] pairs): ~60k pages; more marks the record lost. */
+const SCANS_BYTES = 1 << 20;
 
 /**
  * Owns the bound checkpoints of one database: told of each commit, it looks at the WAL index at most
@@ -239,6 +245,14 @@ export class Checkpointer {
   /** Checkpoints this instance started (any outcome), and how many of them held writes; for tests and logs. */
   checkpoints = 0;
   heldWrites = 0;
+  /**
+   * The page record (src/sync/wal), once a snapshot started one (incremental mode): from then on every
+   * checkpoint reads the frames past its cursor first and folds only under a pin, and feeds it.
+   */
+  record: ChangedPages | undefined;
+  /** Pauses in force (a snapshot reading the WAL for the record): no checkpoint starts meanwhile. */
+  #paused = 0;
+  #scans: SharedArrayBuffer | undefined;
   /** Worker threads this instance started (one, unless a worker crashed); for tests. */
   get workerStarts(): number {
     return this.#worker.starts;
@@ -268,6 +282,22 @@ export class Checkpointer {
     // nothing to decide (with one in flight, its shared state is read on every commit: see #settle).
     if (this.#inFlight === undefined && this.#timer !== undefined && now < this.#timerDueAt) return;
     this.#schedule(now);
+  }
+
+  /**
+   * No checkpoint starts until resume(); resolves once the one in flight (if any) has settled and its
+   * scans are in the record. A snapshot that reads the WAL for the record runs between the two, so the
+   * record's scans never overlap.
+   */
+  async pause(): Promise<void> {
+    this.#paused++;
+    await this.idle();
+  }
+
+  resume(): void {
+    if (this.#paused === 0) return;
+    this.#paused--;
+    if (this.#paused === 0 && !this.#stopped) this.#schedule(Date.now()); // commits made meanwhile are looked at now
   }
 
   /** Resolves once no checkpoint is in flight (a timer armed for a later check does not count). */
@@ -302,6 +332,7 @@ export class Checkpointer {
   #schedule(now: number): void {
     try {
       this.#settle(now);
+      if (this.#paused > 0) return; // resume() looks again
       const at = walCheckAt({
         busy: this.#inFlight !== undefined,
         stopped: this.#stopped,
@@ -336,12 +367,15 @@ export class Checkpointer {
   #start(pendingBytes: number, kind: 'passive' | 'hold-writes'): void {
     const shared = new Int32Array(new SharedArrayBuffer(16));
     this.checkpoints++;
-    const reply = this.#worker.run({ op: 'checkpoint', dbPath: this.#dbPath, shared: shared.buffer as SharedArrayBuffer, holdWrites: kind === 'hold-writes' }).catch((error: unknown) => {
+    const pages = this.record;
+    const record = pages ? { pages, scans: (this.#scans ??= new SharedArrayBuffer(SCANS_BYTES)) } : undefined;
+    const request = { op: 'checkpoint', dbPath: this.#dbPath, shared: shared.buffer as SharedArrayBuffer, holdWrites: kind === 'hold-writes' } as const;
+    const reply = this.#worker.run(record ? { ...request, record: { cursor: { ...record.pages.cursor }, scans: record.scans } } : request).catch((error: unknown) => {
       // The worker never started or crashed before writing its state: record the failure where #settle looks.
       Atomics.store(shared, 0, FAILED);
       this.#failure = errorMessage(error);
     });
-    this.#inFlight = { shared, reply, pendingBytes, kind, holdAsked: false };
+    this.#inFlight = { shared, reply, pendingBytes, kind, holdAsked: false, ...(record ? { record } : {}) };
     // When the loop is free, the reply settles it without waiting for the next commit.
     void reply.then(() => this.#schedule(Date.now()));
   }
@@ -386,6 +420,7 @@ export class Checkpointer {
     }
     if (state !== DONE && state !== FAILED) return;
     this.#inFlight = undefined;
+    if (inFlight.record) feedRecord(inFlight.record, state === DONE, this.#failure);
     const result =
       state === DONE
         ? { busy: inFlight.shared[1] !== 0, walFrames: inFlight.shared[2]!, checkpointedFrames: inFlight.shared[3]! }
@@ -504,6 +539,17 @@ class CheckpointWorker {
     clearInterval(this.#keepAlive);
     this.#keepAlive = undefined;
   }
+}
+
+/**
+ * A finished checkpoint's scans into the page record, read synchronously from shared memory (as its
+ * state is). A checkpoint that failed may have folded frames it never reported: the record is lost.
+ */
+function feedRecord(record: { pages: ChangedPages; scans: SharedArrayBuffer }, done: boolean, failure: string | undefined): void {
+  if (!done) return record.pages.markLost(`a checkpoint failed before its scan was read (${failure ?? 'the worker failed'})`);
+  const length = new Int32Array(record.scans, 0, 1)[0]!;
+  const scans = JSON.parse(Buffer.from(record.scans, 4, length).toString('utf8')) as ScanResult[];
+  for (const scan of scans) record.pages.apply(scan);
 }
 
 function walFileBytes(dbPath: string): number {

@@ -15,6 +15,8 @@ import { SyncError } from '../errors.ts';
 import { collectGarbage, youngCollector } from './collect-garbage.ts';
 import { lowerThreadPriority } from './thread-priority.ts';
 import type { ChunksResult, FromWorker, ToWorker, WorkerRequest, WorkerReply } from './worker-protocol.ts';
+import { scanVerdict, type ScanResult, type WalCursor } from './wal/changed-pages.ts';
+import { foldedAfter, pinnedScan, readWalIndex, scanFrames } from './wal/wal-scan.ts';
 
 // Only the local-file driver, loaded on first use: a worker that only decodes chunks never pays for it.
 type Libsql = typeof import('@libsql/client/sqlite3');
@@ -105,7 +107,9 @@ async function handle(request: WorkerRequest, job: Job): Promise<WorkerReply> {
       return { ok: true, durationMs: performance.now() - started };
     }
     case 'checkpoint':
-      return checkpointWal(request.dbPath, new Int32Array(request.shared), request.holdWrites);
+      return request.record
+        ? checkpointWithRecord(request.dbPath, new Int32Array(request.shared), request.holdWrites, request.record.cursor, request.record.scans)
+        : checkpointWal(request.dbPath, new Int32Array(request.shared), request.holdWrites);
   }
 }
 
@@ -139,6 +143,54 @@ async function checkpointWal(dbPath: string, shared: Int32Array, holdWrites: boo
   } finally {
     client?.close();
   }
+}
+
+/**
+ * The checkpointer's op while a page record is kept: the same passes as checkpointWal, each one pinned
+ * and preceded by a scan of the frames past the record's cursor (wal-scan.ts pinnedScan), so no fold
+ * can let the WAL restart over a frame the record has not read. The second pass (writes held) pins
+ * again, at the WAL's end, so it can fold everything and let the WAL restart. The scans go into
+ * `scansBuffer` (JSON) before the state says DONE: the checkpointer reads them synchronously, as it
+ * reads the state, even when the app's loop is starved of I/O callbacks.
+ */
+async function checkpointWithRecord(dbPath: string, shared: Int32Array, holdWrites: boolean, cursor: WalCursor, scansBuffer: SharedArrayBuffer): Promise<WorkerReply> {
+  const started = performance.now();
+  try {
+    const libsql = await loadLibsql();
+    const first = await pinnedScan(libsql, dbPath, cursor, { checkpoint: true });
+    const scans: ScanResult[] = [first.scan];
+    let numbers = first.checkpoint ?? { busy: true, walFrames: first.scan.to, checkpointedFrames: 0 }; // no checkpoint ran (the WAL could not be read)
+    if (holdWrites && first.checkpoint && !numbers.busy && numbers.walFrames - numbers.checkpointedFrames <= 1024) {
+      Atomics.store(shared, 0, 3);
+      Atomics.wait(shared, 0, 3, 1_000); // this thread may block
+      if (Atomics.compareExchange(shared, 0, 3, 5) === 4) {
+        const next: WalCursor = { salt: first.scan.salt, frame: first.scan.to, base: 0, folded: first.scan.folded ?? false };
+        const second = await pinnedScan(libsql, dbPath, next, { checkpoint: true });
+        scans.push(second.scan);
+        if (second.checkpoint) numbers = second.checkpoint;
+      }
+    }
+    writeScans(scansBuffer, scans);
+    shared.set([numbers.busy ? 1 : 0, numbers.walFrames, numbers.checkpointedFrames], 1);
+    Atomics.store(shared, 0, 1); // the state last: whoever sees 1 sees the numbers and the scans
+    Atomics.notify(shared, 0);
+    return { ok: true, busy: numbers.busy, walFrames: numbers.walFrames, checkpointedFrames: numbers.checkpointedFrames, durationMs: performance.now() - started };
+  } catch (error) {
+    Atomics.store(shared, 0, 2);
+    Atomics.notify(shared, 0);
+    throw error;
+  }
+}
+
+/** [byte length (int32), JSON bytes]; scans that do not fit are replaced by one broken scan (the record is then lost: safe). */
+function writeScans(buffer: SharedArrayBuffer, scans: ScanResult[]): void {
+  let json = Buffer.from(JSON.stringify(scans));
+  if (json.length + 4 > buffer.byteLength) {
+    const last = scans.at(-1)!;
+    json = Buffer.from(JSON.stringify([{ ...last, pages: [], broken: `a checkpoint read more changed pages than it can report (${json.length} bytes)` }]));
+  }
+  new Uint8Array(buffer, 4, json.length).set(json);
+  new Int32Array(buffer, 0, 1)[0] = json.length;
 }
 
 async function snapshotCopy(request: Extract<WorkerRequest, { op: 'snapshot' }>): Promise<WorkerReply> {
@@ -202,13 +254,56 @@ function verifyAgainstManifest(label: string, got: CodecResult, expected: { comp
 const SPOOL_SYNC_EVERY_BYTES = 8 * 1024 * 1024;
 
 type ChunksRequest = Extract<WorkerRequest, { op: 'chunks' }>;
+
+/**
+ * Chunk indexes that may differ from the baseline: those holding a page the record names or the scan
+ * read, and, when the size changed, every chunk from the last one both sizes share.
+ */
+export function touchedChunks(pages: readonly number[], scan: ScanResult, image: { pageSize: number; bytes: number; chunkCount: number }, chunkSize: number, baselineBytes: number): Set<number> {
+  const pagesPerChunk = Math.max(1, Math.floor(chunkSize / image.pageSize));
+  const touched = new Set<number>();
+  for (const p of pages) touched.add(Math.floor((p - 1) / pagesPerChunk));
+  for (const [p] of scan.pages) touched.add(Math.floor((p - 1) / pagesPerChunk));
+  if (image.bytes !== baselineBytes) {
+    const shared = Math.min(image.bytes, baselineBytes);
+    const chunkBytes = pagesPerChunk * image.pageSize;
+    for (let i = shared === 0 ? 0 : Math.floor((shared - 1) / chunkBytes); i < image.chunkCount; i++) touched.add(i);
+  }
+  return touched;
+}
 type WriteChunksRequest = Extract<WorkerRequest, { op: 'write-chunks' }>;
 type KeepBaseRequest = Extract<WorkerRequest, { op: 'keep-base' }>;
 
-/** The page image in chunks: address each, and encode the ones the store does not have into the spool file. */
+/**
+ * The page image in chunks: address each, and encode the ones the store does not have into the spool
+ * file. With a page record (request.record): the WAL index's last frame is noted before the image is
+ * pinned (what the record may forget once this upload is in: see Snapshotter), the frames past the
+ * record's cursor are read under the image's pin, and with a baseline only the chunks holding a page
+ * the record names are read; every other chunk is, page for page, the baseline's, and keeps its address.
+ */
 async function snapshotChunks(request: ChunksRequest): Promise<WorkerReply> {
   const started = performance.now();
+  const record = request.record;
+  let start: { salt: string; frame: number } | null | undefined;
+  if (record) {
+    const index = await readWalIndex(request.dbPath);
+    start = index && index !== 'unstable' ? { salt: index.salt.toString('hex'), frame: index.mxFrame } : null;
+  }
   const image = await openPageImage(loadLibsql(), request.dbPath, request.chunkSize);
+  let scan: ScanResult | undefined;
+  let touched: Set<number> | undefined;
+  try {
+    if (record) {
+      const cursor: WalCursor = record.cursor ?? { salt: start?.salt ?? '', frame: start?.frame ?? 0, base: 0, folded: false };
+      scan = await scanFrames(request.dbPath, cursor);
+      if (record.baseline && record.cursor && record.baseline.pageSize === image.pageSize && scanVerdict(record.cursor, scan).kind === 'apply') touched = touchedChunks(record.pages, scan, image, request.chunkSize, record.baseline.bytes);
+    }
+  } catch (error) {
+    await image.close({ fold: record ? 'none' : 'after' }).catch(() => undefined);
+    throw error;
+  }
+  const baseline = touched ? record!.baseline! : undefined;
+  let readChunks = 0;
   const known = new Set(request.known);
   const spool = await open(request.spoolPath, 'w');
   const chunks: string[] = [];
@@ -218,7 +313,15 @@ async function snapshotChunks(request: ChunksRequest): Promise<WorkerReply> {
   const collect = youngCollector();
   let sinceSync = 0;
   try {
-    for await (const { data } of image.chunks()) {
+    for (let index = 0; index < image.chunkCount; index++) {
+      const kept = baseline && !touched!.has(index) ? baseline.chunks[index] : undefined;
+      // A kept chunk the store no longer has is read and uploaded again (content-addressed: same address).
+      if (kept !== undefined && known.has(kept)) {
+        chunks.push(kept);
+        continue;
+      }
+      const data = await image.chunk(index);
+      readChunks++;
       const address = chunkAddress(data, request.keys);
       chunks.push(address);
       if (known.has(address)) continue;
@@ -237,13 +340,17 @@ async function snapshotChunks(request: ChunksRequest): Promise<WorkerReply> {
     }
   } finally {
     await spool.close();
-    await image.close();
+    // With a record, the fold stops at this image's snapshot, which the scan has read up to.
+    await image.close({ fold: record && scan && !scan.broken ? 'pinned' : record ? 'none' : 'after' });
+    if (record && scan && !scan.broken) scan = { ...scan, folded: foldedAfter(scan, await readWalIndex(request.dbPath)) };
   }
   return {
     ok: true,
     pageSize: image.pageSize,
     chunks,
     fresh,
+    readChunks,
+    ...(record ? { scan, start } : {}),
     rawBytes: image.bytes,
     compressedBytes: offset,
     sha256: rootHash(image.bytes, request.chunkSize, chunks),

@@ -11,13 +11,36 @@ import { readHead, type RemoteHead } from './restore.ts';
 import { runInWorker } from './run-in-worker.ts';
 import { CHUNK_PREFIX, chunkKey, decodeChunkIndex, encodeChunkIndex, type ChunkIndex } from './chunks/chunk-index.ts';
 import type { ChunkKeys } from './chunks/encryption.ts';
-import type { ChunksResult } from './worker-protocol.ts';
+import type { ChunksRecord, ChunksResult } from './worker-protocol.ts';
+import { ChangedPages, type ScanResult } from './wal/changed-pages.ts';
 
 /** Unpublished snapshot objects younger than this may belong to an upload in flight. */
 const ORPHAN_MIN_AGE_MS = 3_600_000;
 
 /** Chunks uploaded at once: memory is chunk size x this. */
 const UPLOAD_CONCURRENCY = 4;
+
+/**
+ * Every this many uploads that read only the chunks the page record names, one reads the whole file
+ * again: whatever the record might ever have missed is then in the store within this many uploads.
+ */
+export const WHOLE_FILE_EVERY = 32;
+
+/** The checkpointer's side of the page record (src/sync/checkpointer.ts): the record, and a pause for reading the WAL. */
+export interface WalAccess {
+  record: ChangedPages | undefined;
+  pause(): Promise<void>;
+  resume(): void;
+}
+
+/**
+ * Whether this upload may read only the chunks the page record names (pure): the record is whole, it
+ * holds its pages against the latest snapshot (which this file was uploaded as, or found equal to),
+ * that snapshot is chunked the same way, no roll-back is being recorded, and a whole-file read is not due.
+ */
+export function followsRecord(record: Pick<ChangedPages, 'lost' | 'baselineKey' | 'uploadsSinceWholeFile'> | undefined, latest: SnapshotEntry | undefined, rollingBack: boolean): boolean {
+  return !!record && record.lost === undefined && !!latest && latest.kind === 'chunks' && record.baselineKey === latest.key && !rollingBack && record.uploadsSinceWholeFile < WHOLE_FILE_EVERY - 1;
+}
 
 export interface SnapshotInfo {
   seq: number;
@@ -32,6 +55,11 @@ export interface SnapshotInfo {
   uploaded: boolean;
   /** Commits this snapshot covers (filled in by the controller). */
   commits: number;
+  /**
+   * Bytes of the database this snapshot read: the whole file, or (incremental, following the page
+   * record) only the chunks holding pages changed since the last upload.
+   */
+  readBytes: number;
 }
 
 interface SnapshotterOptions {
@@ -74,10 +102,17 @@ export class Snapshotter {
   #swept = false;
   /** Whether this process has swept unpublished snapshot objects yet. */
   #sweptSnapshots = false;
+  /** Incremental mode, once the controller attached the checkpointer: the page record. */
+  #wal: WalAccess | undefined;
 
   constructor(options: SnapshotterOptions, head: RemoteHead | null | undefined) {
     this.#o = options;
     this.#head = head;
+  }
+
+  /** The writer's checkpointer: incremental snapshots keep the page record with it (full mode does not). */
+  attachWal(wal: WalAccess): void {
+    if (this.#o.mode === 'incremental') this.#wal = wal;
   }
 
   /**
@@ -102,7 +137,7 @@ export class Snapshotter {
         // Unchanged since the latest snapshot: no upload, no manifest write, no storage request.
         return {
           entry: latest,
-          info: { seq: latest.seq, generation: latest.generation, key: latest.key, at, bytes: copy.rawBytes, compressedBytes: copy.compressedBytes, sha256: copy.sha256, durationMs: performance.now() - started, uploaded: false, commits: 0 },
+          info: { seq: latest.seq, generation: latest.generation, key: latest.key, at, bytes: copy.rawBytes, compressedBytes: copy.compressedBytes, sha256: copy.sha256, durationMs: performance.now() - started, uploaded: false, commits: 0, readBytes: copy.rawBytes },
         };
       }
 
@@ -129,7 +164,7 @@ export class Snapshotter {
       uploadedKey = undefined; // published: no longer ours to clean up
       return {
         entry,
-        info: { seq, generation, key, at, bytes: copy.rawBytes, compressedBytes: copy.compressedBytes, sha256: copy.sha256, durationMs: performance.now() - started, uploaded: true, commits: 0 },
+        info: { seq, generation, key, at, bytes: copy.rawBytes, compressedBytes: copy.compressedBytes, sha256: copy.sha256, durationMs: performance.now() - started, uploaded: true, commits: 0, readBytes: copy.rawBytes },
       };
     } finally {
       await rm(rawPath, { force: true });
@@ -156,15 +191,17 @@ export class Snapshotter {
       // lost to an operator or a lifecycle rule is uploaded again instead of being referenced blindly).
       const stored = await this.#storedChunks();
       const known = await this.#knownChunks(previous, stored);
-      const result = await runInWorker({ op: 'chunks', dbPath, chunkSize, known: [...known.keys()], keys, spoolPath });
+      const { result, upTo, wholeFile } = await this.#readChunks({ dbPath, chunkSize, known: [...known.keys()], keys, spoolPath }, head ? latestSnapshot(head.manifest) : undefined, rolledBackTo !== undefined);
+      const record = this.#wal?.record;
       const at = new Date().toISOString();
       // Before the unchanged check: a re-uploaded lost chunk repairs every snapshot that references it.
       await this.#uploadFresh(spoolPath, result.fresh);
       const latest = head && latestSnapshot(head.manifest);
       if (latest && latest.kind === 'chunks' && latest.sha256 === result.sha256 && !rolledBackTo) {
+        record?.uploaded(upTo, wholeFile, latest.key); // the file is, page for page, the latest snapshot
         return {
           entry: latest,
-          info: { seq: latest.seq, generation: latest.generation, key: latest.key, at, bytes: result.rawBytes, compressedBytes: 0, sha256: result.sha256, durationMs: performance.now() - started, uploaded: false, commits: 0 },
+          info: { seq: latest.seq, generation: latest.generation, key: latest.key, at, bytes: result.rawBytes, compressedBytes: 0, sha256: result.sha256, durationMs: performance.now() - started, uploaded: false, commits: 0, readBytes: readBytesOf(result, chunkSize) },
         };
       }
 
@@ -196,15 +233,52 @@ export class Snapshotter {
       const garbage = await this.#garbage(head?.manifest, previous, snapshots, at, stored);
       await this.#publishAndTidy(head, entry, snapshots, garbage.length > 0 ? garbage : undefined);
       indexKey = undefined; // published
+      record?.uploaded(upTo, wholeFile, entry.key);
       this.#deletedGarbage.clear();
       await this.#collectGarbage(garbage);
       return {
         entry,
-        info: { seq, generation, key: entry.key, at, bytes: result.rawBytes, compressedBytes: result.compressedBytes, sha256: result.sha256, durationMs: performance.now() - started, uploaded: true, commits: 0 },
+        info: { seq, generation, key: entry.key, at, bytes: result.rawBytes, compressedBytes: result.compressedBytes, sha256: result.sha256, durationMs: performance.now() - started, uploaded: true, commits: 0, readBytes: readBytesOf(result, chunkSize) },
       };
     } finally {
       await rm(spoolPath, { force: true });
       if (indexKey) await store.delete(indexKey).catch(() => undefined); // never published
+    }
+  }
+
+  /**
+   * Runs the 'chunks' op. With the page record: the checkpointer pauses (the op reads the WAL past the
+   * record's cursor; no other scan may run meanwhile), and when the record holds its pages against the
+   * latest snapshot only the chunks holding them are read. The op's scan goes into the record (a record
+   * starts with the first whole-file read). `upTo`: the record position the image holds everything up
+   * to (the WAL index's last frame before the image was pinned; frames after it may be in the image
+   * too, and stay recorded: an upload then carries them twice, never misses them).
+   */
+  async #readChunks(
+    request: { dbPath: string; chunkSize: number; known: string[]; keys: ChunkKeys | undefined; spoolPath: string },
+    latest: SnapshotEntry | undefined,
+    rollingBack: boolean,
+  ): Promise<{ result: ChunksResult; upTo: number; wholeFile: boolean }> {
+    const wal = this.#wal;
+    if (!wal) {
+      const result = await runInWorker({ op: 'chunks', ...request });
+      return { result, upTo: 0, wholeFile: true };
+    }
+    await wal.pause();
+    try {
+      const record = wal.record;
+      const baseline = followsRecord(record, latest, rollingBack) ? await this.#indexOf(latest!).catch(() => undefined) : undefined;
+      const chunksRecord: ChunksRecord = {
+        cursor: record ? { ...record.cursor } : null,
+        pages: baseline ? record!.pagesUpTo(Number.POSITIVE_INFINITY) : [],
+        ...(baseline && baseline.chunkSize === request.chunkSize ? { baseline: { chunks: baseline.chunks, bytes: baseline.bytes, pageSize: baseline.pageSize } } : {}),
+      };
+      const result = await runInWorker({ op: 'chunks', ...request, record: chunksRecord });
+      const wholeFile = result.readChunks === result.chunks.length;
+      const upTo = recordScan(wal, result.scan!, result.start ?? null);
+      return { result, upTo, wholeFile };
+    } finally {
+      wal.resume();
     }
   }
 
@@ -422,6 +496,33 @@ export interface KnownChunk {
  * Anything else is uploaded. The newest index that names a chunk describes it: a chunk lost and
  * uploaded again was described anew by the snapshot that uploaded it.
  */
+/** Bytes a 'chunks' op read: its chunks read, at most the file (the last chunk may be short). */
+function readBytesOf(result: ChunksResult, chunkSize: number): number {
+  return Math.min(result.rawBytes, result.readChunks * chunkSize);
+}
+
+/**
+ * A 'chunks' op's scan into the record (a first one starts the record), and the position the image holds
+ * everything up to: the frame the WAL index showed before the pin, in its generation; if that generation
+ * is neither the record's nor the scan's, the record's position before the scan (conservative).
+ */
+function recordScan(wal: WalAccess, scan: ScanResult, start: { salt: string; frame: number } | null): number {
+  let record = wal.record;
+  if (!record) {
+    if (scan.salt === '' || scan.broken) return 0; // no WAL index to start from: the next upload starts the record
+    record = new ChangedPages({ salt: scan.salt, frame: scan.from, base: 0, folded: false });
+    wal.record = record;
+    record.apply(scan);
+    return start && start.salt === scan.salt ? start.frame : 0;
+  }
+  const before = { salt: record.cursor.salt, base: record.cursor.base, position: record.position };
+  record.apply(scan);
+  if (!start) return before.position;
+  if (start.salt === record.cursor.salt) return record.cursor.base + start.frame;
+  if (start.salt === before.salt) return before.base + start.frame;
+  return before.position;
+}
+
 export function knownChunks(indexes: ReadonlyArray<ChunkIndex | undefined>, stored: ReadonlyMap<string, unknown>): Map<string, KnownChunk> {
   const known = new Map<string, KnownChunk>();
   for (const index of indexes) {

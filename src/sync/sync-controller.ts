@@ -293,6 +293,7 @@ export class SyncController implements CommitHooks, SyncHandle {
 
   #becomeWriter(snapshotter: Snapshotter): void {
     this.#snapshotter = snapshotter;
+    snapshotter.attachWal(this.#checkpointer); // incremental: uploads follow the page record from the first one on
     if (this.#dirtyAtStart) {
       const now = Date.now();
       this.#firstPendingAt = now;

@@ -1,6 +1,18 @@
 import type { Codec, CodecResult } from './codec.ts';
 import type { SyncErrorCode } from '../errors.ts';
 import type { ChunkKeys } from './chunks/encryption.ts';
+import type { ScanResult, WalCursor } from './wal/changed-pages.ts';
+
+/**
+ * A snapshot that keeps the page record (src/sync/wal): `cursor` is where the record is (null: start
+ * one), `pages` what it holds, `baseline` the chunk addresses and size of the upload it holds them
+ * against. With a baseline, only chunks holding a recorded page are read; the others keep their address.
+ */
+export interface ChunksRecord {
+  cursor: WalCursor | null;
+  pages: number[];
+  baseline?: { chunks: string[]; bytes: number; pageSize: number };
+}
 
 export type WorkerRequest =
   /** VACUUM INTO, then compress and hash. */
@@ -15,7 +27,7 @@ export type WorkerRequest =
    * Read the live database's page image in one read transaction, split it into chunks, address each,
    * and encode (compress, seal) into `spoolPath` those whose address is not in `known`.
    */
-  | { op: 'chunks'; dbPath: string; chunkSize: number; known: string[]; keys: ChunkKeys | undefined; spoolPath: string }
+  | { op: 'chunks'; dbPath: string; chunkSize: number; known: string[]; keys: ChunkKeys | undefined; spoolPath: string; record?: ChunksRecord }
   /**
    * Copy `base` (a local file, e.g. the replica's current database) to `path`, cut it to `bytes`, and
    * say which chunk indexes already hold their address (each one hashed): a catch-up downloads only the rest.
@@ -38,7 +50,7 @@ export type WorkerRequest =
    * `holdWrites`: if that pass caught up, ask (state 3) for the app's writes to be held and, once they
    * are (4), fold what they appended meanwhile; go on without (5) if not held within a second.
    */
-  | { op: 'checkpoint'; dbPath: string; shared: SharedArrayBuffer; holdWrites: boolean };
+  | { op: 'checkpoint'; dbPath: string; shared: SharedArrayBuffer; holdWrites: boolean; record?: { cursor: WalCursor; scans: SharedArrayBuffer } };
 
 export type WorkerOp = WorkerRequest['op'];
 
@@ -54,6 +66,11 @@ export interface ChunksResult extends CodecResult {
   chunks: string[];
   /** Each new chunk by address: where it is in the spool, its stored (encoded) size and the sha256 of those bytes. */
   fresh: Array<{ address: string; offset: number; length: number; digest: string }>;
+  /** With a record: what the WAL held past its cursor, and the WAL index's last frame before the image was pinned. */
+  scan?: ScanResult;
+  start?: { salt: string; frame: number } | null;
+  /** Chunks read from the database (the rest kept the baseline's address); equal to chunks.length for a whole-file read. */
+  readChunks: number;
 }
 
 /** Each op's successful reply (without `ok`). */

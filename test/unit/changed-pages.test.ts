@@ -51,17 +51,26 @@ test('ChangedPages: positions grow across generations; pagesUpTo and uploaded(up
 test('ChangedPages: a lost record stays lost until a whole-file upload taken at or after the break', () => {
   const record = new ChangedPages(cursor({ frame: 0 }));
   record.apply(scan({ from: 0, to: 4, pages: [[7, 1]] }));
+  const before = record.position; // 4
   assert.equal(record.apply(scan({ salt: OTHER, from: 0, to: 3, pages: [[8, 2]], checkpointSeq: 2 })).kind, 'lost');
   assert.match(record.lost!, /not the one read so far/);
-  const broke = record.position;
+  const broke = before + 1; // the new WAL's frames count from here
+  assert.equal(record.position, broke + 3);
+  assert.deepEqual(record.pagesUpTo(record.position), [7, 8], 'the frames read after the break are recorded');
   record.uploaded(broke - 1, true);
   assert.ok(record.lost, 'an upload from before the break does not mend it');
   record.uploaded(broke, false);
-  assert.ok(record.lost, 'a delta does not mend it');
+  assert.ok(record.lost, 'an upload of the recorded pages alone does not mend it');
   assert.equal(record.apply(scan({ salt: OTHER, from: 3, to: 5, pages: [[2, 5]] })).kind, 'apply', 'it follows the WAL from the break on');
-  record.uploaded(broke, true);
+  record.uploaded(broke + 2, true);
   assert.equal(record.lost, undefined);
   assert.deepEqual(record.pagesUpTo(record.position), [2], 'changes after the whole-file upload are still recorded');
+  record.markLost('a checkpoint failed');
+  assert.equal(record.lost, 'a checkpoint failed');
+  record.uploaded(record.position - 1, true);
+  assert.ok(record.lost, 'marked at the current position');
+  record.uploaded(record.position, true);
+  assert.equal(record.lost, undefined);
 });
 
 test('WAL formats: file header, frame header, index header (both copies), generations', () => {

@@ -13,8 +13,17 @@ export interface PageImage {
   pageSize: number;
   pageCount: number;
   bytes: number;
+  /** Chunks in the image. */
+  chunkCount: number;
   chunks(): AsyncGenerator<{ index: number; data: Buffer }>;
-  close(): Promise<void>;
+  /** One chunk, read on its own (a snapshot that follows the change reads only the chunks it touched). */
+  chunk(index: number): Promise<Buffer>;
+  /**
+   * Ends the read transaction. `fold` 'after' (the default) then folds the WAL back off the app's thread;
+   * 'pinned' folds before ending it, on a second connection, so the fold stops at this image's snapshot
+   * (a snapshot that keeps a page record: it has read the WAL up to there, src/sync/wal); 'none' does not fold.
+   */
+  close(options?: { fold?: 'after' | 'pinned' | 'none' }): Promise<void>;
 }
 
 type LibsqlModule = typeof import('@libsql/client/sqlite3');
@@ -23,12 +32,23 @@ export async function openPageImage(libsql: Promise<LibsqlModule>, dbPath: strin
   const client = (await libsql).createClient({ url: pathToFileURL(dbPath).href });
   const tx = await client.transaction('read');
   const file = await open(dbPath, 'r');
-  const close = async () => {
-    tx.close();
-    await file.close();
+  const close = async ({ fold = 'after' }: { fold?: 'after' | 'pinned' | 'none' } = {}) => {
+    try {
+      if (fold === 'pinned') {
+        const folder = (await libsql).createClient({ url: pathToFileURL(dbPath).href });
+        try {
+          await folder.execute('PRAGMA wal_checkpoint(PASSIVE)');
+        } finally {
+          folder.close();
+        }
+      }
+    } finally {
+      tx.close();
+      await file.close();
+    }
     try {
       // Fold the WAL back off the app's thread, as the full snapshot does.
-      await client.execute('PRAGMA wal_checkpoint(PASSIVE)');
+      if (fold === 'after') await client.execute('PRAGMA wal_checkpoint(PASSIVE)');
     } finally {
       client.close();
     }
@@ -41,26 +61,31 @@ export async function openPageImage(libsql: Promise<LibsqlModule>, dbPath: strin
     const pagesPerChunk = Math.max(1, Math.floor(chunkSize / pageSize));
     const fileBytes = (await file.stat()).size;
 
-    async function* chunks(): AsyncGenerator<{ index: number; data: Buffer }> {
-      for (let first = 1, index = 0; first <= pageCount; first += pagesPerChunk, index++) {
-        const last = Math.min(first + pagesPerChunk - 1, pageCount);
-        const data = Buffer.alloc((last - first + 1) * pageSize);
-        const offset = (first - 1) * pageSize;
-        const inFile = Math.max(0, Math.min(data.length, fileBytes - offset));
-        const { bytesRead } = inFile > 0 ? await file.read(data, 0, inFile, offset) : { bytesRead: 0 };
-        if (bytesRead !== inFile) throw new Error(`short read at page ${first} of ${dbPath}`);
-        // One query per page: sqlite_dbpage plans only an equality on pgno (a range scans every page).
-        for (let p = first; p <= last; p++) {
-          if (!inWal.has(p) && (p - first + 1) * pageSize <= inFile) continue;
-          const row = (await tx.execute({ sql: 'SELECT data FROM sqlite_dbpage WHERE pgno = ?', args: [p] })).rows[0];
-          if (!row) throw new Error(`page ${p} of ${dbPath} is missing from sqlite_dbpage`);
-          data.set(new Uint8Array(row[0] as ArrayBuffer), (p - first) * pageSize);
-        }
-        if (index === 0) canonicalizeHeaderBytes(data);
-        yield { index, data };
+    const chunkCount = Math.ceil(pageCount / pagesPerChunk);
+
+    async function chunk(index: number): Promise<Buffer> {
+      const first = 1 + index * pagesPerChunk;
+      const last = Math.min(first + pagesPerChunk - 1, pageCount);
+      const data = Buffer.alloc((last - first + 1) * pageSize);
+      const offset = (first - 1) * pageSize;
+      const inFile = Math.max(0, Math.min(data.length, fileBytes - offset));
+      const { bytesRead } = inFile > 0 ? await file.read(data, 0, inFile, offset) : { bytesRead: 0 };
+      if (bytesRead !== inFile) throw new Error(`short read at page ${first} of ${dbPath}`);
+      // One query per page: sqlite_dbpage plans only an equality on pgno (a range scans every page).
+      for (let p = first; p <= last; p++) {
+        if (!inWal.has(p) && (p - first + 1) * pageSize <= inFile) continue;
+        const row = (await tx.execute({ sql: 'SELECT data FROM sqlite_dbpage WHERE pgno = ?', args: [p] })).rows[0];
+        if (!row) throw new Error(`page ${p} of ${dbPath} is missing from sqlite_dbpage`);
+        data.set(new Uint8Array(row[0] as ArrayBuffer), (p - first) * pageSize);
       }
+      if (index === 0) canonicalizeHeaderBytes(data);
+      return data;
     }
-    return { pageSize, pageCount, bytes: pageCount * pageSize, chunks, close };
+
+    async function* chunks(): AsyncGenerator<{ index: number; data: Buffer }> {
+      for (let index = 0; index < chunkCount; index++) yield { index, data: await chunk(index) };
+    }
+    return { pageSize, pageCount, bytes: pageCount * pageSize, chunkCount, chunks, chunk, close };
   } catch (error) {
     await close().catch(() => undefined);
     throw error;

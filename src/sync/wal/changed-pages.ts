@@ -92,6 +92,13 @@ export class ChangedPages {
   /** Set when the record broke: until a whole-file upload taken at or after `#lostAt`, no upload may rely on it. */
   #lost: string | undefined;
   #lostAt = 0;
+  /**
+   * The chunked snapshot the record's pages are changes against: the last one uploaded (or found
+   * unchanged) from this file. An upload may keep the other chunks' addresses only against it.
+   */
+  baselineKey: string | undefined;
+  /** Uploads since the last one that read the whole file (a whole-file read every so often bounds any drift). */
+  uploadsSinceWholeFile = 0;
 
   /** Starts a record at `cursor`: the file's pages up to there are what the last upload holds. */
   constructor(cursor: WalCursor) {
@@ -117,17 +124,26 @@ export class ChangedPages {
     return this.#cursor.base + this.#cursor.frame;
   }
 
+  /** Something that could have let the WAL restart unread happened (a checkpoint whose scan was lost). */
+  markLost(why: string): void {
+    if (this.#lost === undefined) this.#lost = why;
+    this.#lostAt = Math.max(this.#lostAt, this.position);
+  }
+
   /** Takes in one scan; returns the verdict. A lost record follows the WAL from here on (positions stay increasing). */
   apply(scan: ScanResult): ScanVerdict {
     const verdict = scanVerdict(this.#cursor, scan);
     const folded = scan.folded ?? false;
     if (verdict.kind === 'lost') {
-      this.#cursor = { salt: scan.salt, frame: scan.to, base: this.position + 1, folded };
+      // Changes before this scan's frames are unknown; its own frames are real changes after the break,
+      // recorded as usual, so a whole-file upload from after the break mends the record.
+      const base = this.position + 1;
+      this.#cursor = { salt: scan.salt, frame: scan.from, base, folded: false };
       if (this.#lost === undefined) this.#lost = verdict.why;
-      this.#lostAt = this.position;
-      return verdict;
+      this.#lostAt = Math.max(this.#lostAt, base + scan.from);
+    } else if (scan.salt !== this.#cursor.salt) {
+      this.#cursor = { salt: scan.salt, frame: 0, base: this.position, folded: false };
     }
-    if (scan.salt !== this.#cursor.salt) this.#cursor = { salt: scan.salt, frame: 0, base: this.position, folded: false };
     const base = this.#cursor.base;
     const { fileStamp, ...rest } = this.#cursor;
     // The fresh-WAL case holds only until a frame is read (or one of ours is folded).
@@ -151,8 +167,10 @@ export class ChangedPages {
    * An upload holding the file as of position `upTo` is in the store: the changes up to it are
    * forgotten. A whole-file upload also mends a record that broke at or before `upTo`.
    */
-  uploaded(upTo: number, wholeFile: boolean): void {
+  uploaded(upTo: number, wholeFile: boolean, baselineKey?: string): void {
     for (const [pgno, at] of this.#changed) if (at <= upTo) this.#changed.delete(pgno);
     if (wholeFile && this.#lost !== undefined && this.#lostAt <= upTo) this.#lost = undefined;
+    this.uploadsSinceWholeFile = wholeFile ? 0 : this.uploadsSinceWholeFile + 1;
+    if (baselineKey !== undefined) this.baselineKey = baselineKey;
   }
 }

@@ -76,5 +76,6 @@ export function parseFrameHeader(bytes: Buffer, offset = 0): FrameHeader {
  * incremented by one (salt-2 is random). Two restarts in a row look like anything else.
  */
 export function isNextGeneration(previous: Buffer, next: Buffer): boolean {
+  if (previous.length < 4 || next.length < 4) return false;
   return ((previous.readUInt32BE(0) + 1) >>> 0) === next.readUInt32BE(0);
 }
