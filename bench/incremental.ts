@@ -45,6 +45,9 @@ import { fmtBytes, fmtMs, fmtRatio, markdownTable, median, passFail, ratio } fro
 
 /** Targets of issue 6. */
 export const INCR_BYTES_TARGET = 0.05;
+/** Issue 14: one single-row commit uploads at most this, and the upload reads at most ONE_ROW_READ_TARGET of the database. */
+export const ONE_ROW_UPLOAD_TARGET = 32 * 1024;
+export const ONE_ROW_READ_TARGET = 2 * 1024 * 1024;
 export const INCR_WALL_TARGET = 0.25;
 export const RESTORE_RAW_TARGET = TRANSFER_RATIO_TARGET;
 export const MEMORY_TARGET_BYTES = 128 * 2 ** 20;
@@ -99,6 +102,13 @@ export interface SnapshotRun extends Memory {
   updateMs: number;
   /** Incremental: the process's first snapshot (one row changed), not part of the measurement. */
   firstSnapshotMs: number;
+  /**
+   * Incremental: after the first snapshot, one more single-row commit and its flush(): what that upload
+   * wrote (listings before and after), what it read of the database (SnapshotInfo.readBytes), and the
+   * process's rchar over the flush (every read() and pread(), page cache hits included, the store's
+   * HTTP responses too).
+   */
+  oneRow?: { upload: Upload; readBytes: number; rchar: number; wallMs: number };
 }
 
 export interface RestoreRun extends Memory {
@@ -419,6 +429,15 @@ async function runFloor(job: Extract<Job, { kind: 'floor' }>): Promise<FloorRun>
   }
 }
 
+/** Bytes this process has read through read()/pread() so far (/proc/self/io rchar); NaN where unreadable. */
+function rchar(): number {
+  try {
+    return Number(/^rchar: (\d+)/m.exec(readFileSync('/proc/self/io', 'utf8'))?.[1] ?? NaN);
+  } catch {
+    return NaN;
+  }
+}
+
 /** CPU time (user + system) of another process so far, from /proc (clock ticks of 10 ms); NaN where unreadable. */
 function processCpuMs(pid: number | undefined): number {
   if (!pid) return NaN;
@@ -449,6 +468,17 @@ async function runJob(job: Job): Promise<JobResult> {
           firstSnapshotMs = performance.now() - t0;
         }
       }
+      let oneRow: SnapshotRun['oneRow'];
+      if (job.warmup && ids.length > 0) {
+        await db.run(sql`UPDATE documents SET content = json_set(content, '$.one', ${Date.now()}) WHERE id = ${ids[0]!}`);
+        const listed = await listBlobs(container, job.prefix);
+        const rchar0 = rchar();
+        const t0 = performance.now();
+        const info = await db.$sync.flush();
+        const wallMs = performance.now() - t0;
+        if (!info?.uploaded) throw new Error(`the single-row flush() uploaded nothing (${JSON.stringify(info)})`);
+        oneRow = { upload: uploadDiff(listed, await listBlobs(container, job.prefix)), readBytes: info.readBytes, rchar: rchar() - rchar0, wallMs };
+      }
       const u0 = performance.now();
       await applyUpdate(db, ids.slice(1));
       const updateMs = performance.now() - u0;
@@ -456,7 +486,7 @@ async function runJob(job: Job): Promise<JobResult> {
       const [info, m] = await measured(() => db.$sync.flush());
       if (!info?.uploaded) throw new Error(`flush() uploaded nothing (${JSON.stringify(info)})`);
       const upload = uploadDiff(before, await listBlobs(container, job.prefix));
-      return { workload: job.workload, ...m, durationMs: info.durationMs, bytes: info.bytes, compressedBytes: info.compressedBytes, uploaded: info.uploaded, upload, updateMs, firstSnapshotMs };
+      return { workload: job.workload, ...m, durationMs: info.durationMs, bytes: info.bytes, compressedBytes: info.compressedBytes, uploaded: info.uploaded, upload, updateMs, firstSnapshotMs, ...(oneRow ? { oneRow } : {}) };
     } finally {
       await db.$sync.close();
     }
@@ -884,6 +914,14 @@ export function incrementalChecks(size: string, r: IncrementalResult): Check[] {
       const boundNoQc = median(floors.map((f) => f.bound.withoutQuickCheck / f.raw.wallMs));
       out.push({ name: `lower bound for any restore / raw on this machine (${availableParallelism()} cores shared with Azurite; raw CPU + decode/verify/write spread over all cores, then quick_check; ${incr.name})`, size, value: `${fmtRatio(bound)} (${fmtRatio(boundNoQc)} without quick_check)`, target: `≤ ${RESTORE_RAW_TARGET}× (is the target reachable here?)`, pass: bound <= RESTORE_RAW_TARGET, gating: false });
     }
+  }
+  const oneRow = incr?.runs.flatMap((x) => (x.oneRow ? [x.oneRow] : [])) ?? [];
+  if (incr && oneRow.length) {
+    const uploaded = med(oneRow, (x) => x.upload.total);
+    const read = med(oneRow, (x) => x.readBytes);
+    const rc = med(oneRow, (x) => x.rchar);
+    out.push({ name: `one single-row commit: bytes uploaded by its snapshot (${incr.name}, p50 of ${oneRow.length})`, size, value: fmtBytes(uploaded), target: `≤ ${fmtBytes(ONE_ROW_UPLOAD_TARGET)}`, pass: uploaded <= ONE_ROW_UPLOAD_TARGET, gating: false });
+    out.push({ name: `one single-row commit: database bytes its snapshot read (${incr.name}, p50 of ${oneRow.length}; process rchar ${fmtBytes(rc)})`, size, value: fmtBytes(read), target: `≤ ${fmtBytes(ONE_ROW_READ_TARGET)}`, pass: read <= ONE_ROW_READ_TARGET, gating: false });
   }
   for (const c of [full, incr]) {
     if (!c) continue;

@@ -205,7 +205,7 @@ function durabilityBlock(files: readonly ResultsFile[]): string {
 
 /** Full vs incremental snapshots vs Litestream (phase 'incremental'): its checks. */
 function incrementalBlock(files: readonly ResultsFile[]): string {
-  const checks = pickChecks(files, (c) => /^bytes uploaded: incremental|^snapshot wall: incremental|^restore incl\. quick_check|^lower bound for any restore|^peak RSS above idle during (snapshot|restore) \((full|incremental)/.test(c.name));
+  const checks = pickChecks(files, (c) => /^bytes uploaded: incremental|^snapshot wall: incremental|^one single-row commit|^restore incl\. quick_check|^lower bound for any restore|^peak RSS above idle during (snapshot|restore) \((full|incremental)/.test(c.name));
   return [sourceLine(checks.map((c) => c.file)), '', checkTable(checks)].join('\n');
 }
 

@@ -16,7 +16,7 @@ import { collectGarbage, youngCollector } from './collect-garbage.ts';
 import { lowerThreadPriority } from './thread-priority.ts';
 import type { ChunksResult, FromWorker, ToWorker, WorkerRequest, WorkerReply } from './worker-protocol.ts';
 import { scanVerdict, type ScanResult, type WalCursor } from './wal/changed-pages.ts';
-import { foldedAfter, pinnedScan, readWalIndex, scanFrames } from './wal/wal-scan.ts';
+import { pinnedScan, readWalIndex, scanFrames } from './wal/wal-scan.ts';
 
 // Only the local-file driver, loaded on first use: a worker that only decodes chunks never pays for it.
 type Libsql = typeof import('@libsql/client/sqlite3');
@@ -299,7 +299,7 @@ async function snapshotChunks(request: ChunksRequest): Promise<WorkerReply> {
       if (record.baseline && record.cursor && record.baseline.pageSize === image.pageSize && scanVerdict(record.cursor, scan).kind === 'apply') touched = touchedChunks(record.pages, scan, image, request.chunkSize, record.baseline.bytes);
     }
   } catch (error) {
-    await image.close({ fold: record ? 'none' : 'after' }).catch(() => undefined);
+    await image.close({ fold: !record }).catch(() => undefined);
     throw error;
   }
   const baseline = touched ? record!.baseline! : undefined;
@@ -340,9 +340,8 @@ async function snapshotChunks(request: ChunksRequest): Promise<WorkerReply> {
     }
   } finally {
     await spool.close();
-    // With a record, the fold stops at this image's snapshot, which the scan has read up to.
-    await image.close({ fold: record && scan && !scan.broken ? 'pinned' : record ? 'none' : 'after' });
-    if (record && scan && !scan.broken) scan = { ...scan, folded: foldedAfter(scan, await readWalIndex(request.dbPath)) };
+    // With a record, folding is the checkpointer's: its folds are pinned at what the record has read.
+    await image.close({ fold: !record });
   }
   return {
     ok: true,

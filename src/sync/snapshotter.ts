@@ -268,6 +268,7 @@ export class Snapshotter {
     try {
       const record = wal.record;
       const baseline = followsRecord(record, latest, rollingBack) ? await this.#indexOf(latest!).catch(() => undefined) : undefined;
+      if (!baseline && record?.lost) this.#o.log.info({ why: record.lost }, 'this snapshot reads the whole file: the record of changed pages broke');
       const chunksRecord: ChunksRecord = {
         cursor: record ? { ...record.cursor } : null,
         pages: baseline ? record!.pagesUpTo(Number.POSITIVE_INFINITY) : [],

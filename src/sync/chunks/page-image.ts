@@ -19,11 +19,12 @@ export interface PageImage {
   /** One chunk, read on its own (a snapshot that follows the change reads only the chunks it touched). */
   chunk(index: number): Promise<Buffer>;
   /**
-   * Ends the read transaction. `fold` 'after' (the default) then folds the WAL back off the app's thread;
-   * 'pinned' folds before ending it, on a second connection, so the fold stops at this image's snapshot
-   * (a snapshot that keeps a page record: it has read the WAL up to there, src/sync/wal); 'none' does not fold.
+   * Ends the read transaction. `fold` (the default) then folds the WAL back off the app's thread; a
+   * snapshot that keeps the page record passes false: its folds are the checkpointer's, pinned at what
+   * the record has read (src/sync/wal). (A second connection here, to fold under this image's own read
+   * transaction, left descriptors open in the pool's workers past the database's close.)
    */
-  close(options?: { fold?: 'after' | 'pinned' | 'none' }): Promise<void>;
+  close(options?: { fold?: boolean }): Promise<void>;
 }
 
 type LibsqlModule = typeof import('@libsql/client/sqlite3');
@@ -32,23 +33,12 @@ export async function openPageImage(libsql: Promise<LibsqlModule>, dbPath: strin
   const client = (await libsql).createClient({ url: pathToFileURL(dbPath).href });
   const tx = await client.transaction('read');
   const file = await open(dbPath, 'r');
-  const close = async ({ fold = 'after' }: { fold?: 'after' | 'pinned' | 'none' } = {}) => {
-    try {
-      if (fold === 'pinned') {
-        const folder = (await libsql).createClient({ url: pathToFileURL(dbPath).href });
-        try {
-          await folder.execute('PRAGMA wal_checkpoint(PASSIVE)');
-        } finally {
-          folder.close();
-        }
-      }
-    } finally {
-      tx.close();
-      await file.close();
-    }
+  const close = async ({ fold = true }: { fold?: boolean } = {}) => {
+    tx.close();
+    await file.close();
     try {
       // Fold the WAL back off the app's thread, as the full snapshot does.
-      if (fold === 'after') await client.execute('PRAGMA wal_checkpoint(PASSIVE)');
+      if (fold) await client.execute('PRAGMA wal_checkpoint(PASSIVE)');
     } finally {
       client.close();
     }

@@ -26,17 +26,19 @@ export interface WalIndexState {
 }
 
 /**
- * Reads the -shm header. Null when it cannot be trusted right now: too short, not initialised, or its
- * two copies differ (a writer is updating it; SQLite's own readers retry the same way).
+ * Reads the -shm header. 'torn' when its two copies differ (a writer is updating it; SQLite's own
+ * readers retry the same way); 'empty' when it is not initialised (no connection has built the index:
+ * with one of ours reading the database, that means the WAL holds no frame).
  */
-export function parseWalIndexHeader(header: Buffer, littleEndian: boolean): WalIndexState | null {
-  if (header.length < SHM_HEADER_BYTES || !header.subarray(0, 48).equals(header.subarray(48, 96))) return null;
+export function parseWalIndexHeader(header: Buffer, littleEndian: boolean): WalIndexState | 'torn' | 'empty' {
+  if (header.length < SHM_HEADER_BYTES) return 'empty';
+  if (!header.subarray(0, 48).equals(header.subarray(48, 96))) return 'torn';
   const u32 = (offset: number) => (littleEndian ? header.readUInt32LE(offset) : header.readUInt32BE(offset));
   const u16 = (offset: number) => (littleEndian ? header.readUInt16LE(offset) : header.readUInt16BE(offset));
-  if (header[12] === 0) return null; // isInit
+  if (header[12] === 0) return 'empty'; // isInit
   const field = u16(14);
   const pageSize = field === 1 ? 65536 : field;
-  if (pageSize < 512) return null;
+  if (pageSize < 512) return 'empty';
   return { pageSize, mxFrame: u32(16), nBackfill: u32(96), salt: Buffer.from(header.subarray(32, 40)) };
 }
 

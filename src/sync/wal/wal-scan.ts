@@ -44,7 +44,8 @@ export async function readWalIndex(dbPath: string): Promise<WalIndexState | null
       const { bytesRead } = await shm.read(header, 0, SHM_HEADER_BYTES, 0);
       if (bytesRead < SHM_HEADER_BYTES) return null;
       const state = parseWalIndexHeader(header, LITTLE_ENDIAN);
-      if (state) return state;
+      if (state === 'empty') return null;
+      if (state !== 'torn') return state;
       await yieldOnce();
     }
     return 'unstable';
