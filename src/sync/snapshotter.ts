@@ -268,7 +268,6 @@ export class Snapshotter {
     try {
       const record = wal.record;
       const baseline = followsRecord(record, latest, rollingBack) ? await this.#indexOf(latest!).catch(() => undefined) : undefined;
-      if (!baseline && record?.lost) this.#o.log.info({ why: record.lost }, 'this snapshot reads the whole file: the record of changed pages broke');
       const chunksRecord: ChunksRecord = {
         cursor: record ? { ...record.cursor } : null,
         pages: baseline ? record!.pagesUpTo(Number.POSITIVE_INFINITY) : [],
@@ -277,6 +276,8 @@ export class Snapshotter {
       const result = await runInWorker({ op: 'chunks', ...request, record: chunksRecord });
       const wholeFile = result.readChunks === result.chunks.length;
       const upTo = recordScan(wal, result.scan!, result.start ?? null);
+      const broke = wal.record?.lost;
+      if (broke) this.#o.log.info({ why: broke }, 'this snapshot reads the whole file: the record of changed pages broke');
       return { result, upTo, wholeFile };
     } finally {
       wal.resume();

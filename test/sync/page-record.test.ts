@@ -138,3 +138,51 @@ test('writes keep coming while snapshots run: the last index still equals a whol
     await fresh.$sync.close();
   }
 });
+
+test('another connection checkpoints and restarts the WAL behind the library: detected, the next snapshot reads the whole file, a restore has every row', async () => {
+  const store = directoryStore({ dir: join(dir.path, 'foreign-store') });
+  const dbPath = join(dir.path, 'foreign.db');
+  const lines: string[] = [];
+  const log = { info: (o: object, m: string) => void lines.push(`${m} ${JSON.stringify(o)}`), warn: () => {}, error: () => {} };
+  const db = await open(dbPath, store, { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000, chunkSize: CHUNK }, log: log as never });
+  let liveRows: Array<{ id: number; body: string }> = [];
+  try {
+    await db.run(sql`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000) INSERT INTO notes (body) SELECT hex(randomblob(150)) FROM n`);
+    await db.$sync.flush(); // starts the record
+    await db.update(notes).set({ body: 'followed' }).where(sql`id = 5`);
+    const followed = (await db.$sync.flush())!;
+    assert.ok(followed.readBytes < followed.bytes, 'a snapshot that follows the record');
+
+    // Another process (a sqlite3 shell, a migration tool) writes, checkpoints and writes again: the
+    // second write restarts the WAL over frames the record never read.
+    const other = libsql.createClient({ url: `file:${dbPath}` });
+    try {
+      await other.execute({ sql: 'UPDATE notes SET body = ? WHERE id = ?', args: ['changed behind the library', 3000] });
+      await other.execute('PRAGMA wal_checkpoint(PASSIVE)');
+      await other.execute({ sql: 'UPDATE notes SET body = ? WHERE id = ?', args: ['and again', 3001] });
+    } finally {
+      other.close();
+    }
+    await db.update(notes).set({ body: 'after' }).where(sql`id = 6`);
+    const next = (await db.$sync.flush())!;
+    assert.equal(next.readBytes, next.bytes, 'the snapshot after the break reads the whole file');
+    assert.ok(lines.some((l) => /reads the whole file: the record of changed pages broke/.test(l)), `the log says why:\n${lines.join('\n')}`);
+    const manifest = await readManifest(store);
+    const index = decodeChunkIndex((await store.readSmall(manifest.snapshots[0]!.key))!.body, 'index');
+    assert.deepEqual(index.chunks, await wholeFileAddresses(dbPath));
+    await db.update(notes).set({ body: 'mended' }).where(sql`id = 7`);
+    const mended = (await db.$sync.flush())!;
+    assert.ok(mended.readBytes < mended.bytes, 'the record is whole again after the whole-file upload');
+    liveRows = await db.select().from(notes).orderBy(notes.id);
+  } finally {
+    await db.$sync.close();
+  }
+  const fresh = await drizzle({ connection: { url: `file:${join(dir.path, 'foreign-fresh.db')}` }, schema, store, restore: 'required', log: false, shutdown: { signals: false } });
+  try {
+    const rows = await fresh.select().from(notes).orderBy(notes.id);
+    assert.deepEqual(rows, liveRows);
+    assert.equal(rows.find((r) => r.id === 3000)?.body, 'changed behind the library');
+  } finally {
+    await fresh.$sync.close();
+  }
+});
