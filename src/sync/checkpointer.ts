@@ -302,14 +302,14 @@ export class Checkpointer {
 
   /** Resolves once no checkpoint is in flight (a timer armed for a later check does not count). */
   async idle(): Promise<void> {
-    while (this.#inFlight) {
-      // Woken by the reply or by any change of the shared state: a checkpoint that asks for the app's
-      // writes to be held (READY) is answered here too, not only on the next commit (a snapshot that
-      // pauses the checkpointer waits here while no commit comes, and the worker would wait a second).
+    // Settled before every wait and woken by the reply or by any change of the shared state: a
+    // checkpoint that asks for the app's writes to be held (READY) is answered here too, not only on the
+    // next commit (a snapshot that pauses the checkpointer waits here while no commit comes, and the
+    // worker would wait out its second: 100k-row incremental flushes took 1.2 s instead of 0.2 s).
+    for (this.#settle(Date.now()); this.#inFlight; this.#settle(Date.now())) {
       const { shared, reply } = this.#inFlight;
       const changed = waitAsync(shared, 0, Atomics.load(shared, 0));
       await Promise.race([reply, changed.async ? changed.value : Promise.resolve()]);
-      this.#settle(Date.now());
     }
   }
 
