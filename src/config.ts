@@ -21,6 +21,8 @@ import { DEFAULT_RETRY, type RetryPolicy } from './sync/retry.ts';
 export const DEFAULT_MODE: 'full' | 'incremental' = 'incremental';
 /** Snapshot chunk size (see SnapshotOptions.chunkSize). */
 export const DEFAULT_CHUNK_SIZE = 4 << 20;
+/** Page deltas on one chunk set (see SnapshotOptions.maxDeltas). */
+export const DEFAULT_MAX_DELTAS = 200;
 
 export interface SnapshotOptions {
   /** Quiet time after the last commit before a snapshot starts. Default 2000. */
@@ -47,6 +49,14 @@ export interface SnapshotOptions {
    * 1M-row restore; a small change uploads a few MiB more (bench/results, incremental phase).
    */
   chunkSize?: number;
+  /**
+   * Incremental: page deltas uploaded on one chunk set before the next upload writes a chunk set again
+   * (compaction: only the chunks the deltas touched are read and uploaded). An upload between them
+   * ships only the pages changed since the previous one. Deltas also stop once theirs reach 10% of the
+   * chunk set's stored bytes (at least 4 MiB), or one would carry over 64 MiB of pages. 0: every upload
+   * is a chunk set. Default 200.
+   */
+  maxDeltas?: number;
   /** Incremental: how long an unreferenced chunk is kept before it is deleted (readers may still fetch it). Default 600000. */
   gcGraceMs?: number;
   /** First wait after a failed snapshot; doubles per failure up to `retryMaxMs`. Defaults 1000 / 60000. */
@@ -111,6 +121,7 @@ export interface ResolvedSyncConfig {
   codec: Codec;
   mode: 'full' | 'incremental';
   chunkSize: number;
+  maxDeltas: number;
   gcGraceMs: number;
   retryBaseMs: number;
   retryMaxMs: number;
@@ -190,6 +201,7 @@ export const SNAPSHOT_OPTION_KEYS = keysOf<SnapshotOptions>({
   codec: true,
   mode: true,
   chunkSize: true,
+  maxDeltas: true,
   gcGraceMs: true,
   retryBaseMs: true,
   retryMaxMs: true,
@@ -293,6 +305,7 @@ export function resolveSyncConfig(input: SyncOptions): ResolvedSyncConfig {
     schedule,
     mode,
     chunkSize,
+    maxDeltas: Math.floor(positive('snapshot.maxDeltas', s.maxDeltas, DEFAULT_MAX_DELTAS)),
     gcGraceMs: positive('snapshot.gcGraceMs', s.gcGraceMs, 600_000),
     retention: {
       count: Math.floor(positive('snapshot.retain.count', retain.count, 20, 1)),

@@ -191,6 +191,7 @@ async function openLocked<TSchema extends Record<string, unknown>>(start: Locked
         lease: lease!,
         mode: resolved.mode,
         chunkSize: resolved.chunkSize,
+        maxDeltas: resolved.maxDeltas,
         keys,
         gcGraceMs: resolved.gcGraceMs,
         beforePublish: (entry) => sync.notePublishing(entry),

@@ -13,14 +13,17 @@ export async function list(ctx: CliContext): Promise<number> {
   }
   const { manifest } = remote;
   out.result({ store: ctx.store.location, generation: manifest.generation, seq: manifest.seq, snapshots: manifest.snapshots });
+  const seqOf = new Map(manifest.snapshots.map((s) => [s.key, s.seq]));
   const rows = manifest.snapshots.map((s) => [
     String(s.seq),
+    // A page delta restores through its chain: name the restore point it extends.
+    s.kind === 'delta' ? `delta on ${seqOf.get(s.parent!) ?? '?'} (${s.pages ?? '?'} pages)` : (s.kind ?? 'full'),
     s.createdAt,
     formatBytes(s.bytes),
     formatBytes(s.compressedBytes),
     s.sha256.slice(0, 12),
     s.key + (s.rolledBackTo ? `  (rolled back to seq ${s.rolledBackTo.seq})` : ''),
   ]);
-  for (const line of table(['seq', 'created', 'bytes', 'compressed', 'sha256', 'key'], rows, [0, 2, 3])) out.line(line);
+  for (const line of table(['seq', 'kind', 'created', 'bytes', 'compressed', 'sha256', 'key'], rows, [0, 3, 4])) out.line(line);
   return 0;
 }

@@ -83,6 +83,7 @@ async function restoreLocked(ctx: CliContext, options: RestoreOptions, target: s
   const meter = chunkProgress(ctx, entry!);
   const timing = await downloadSnapshot(progressStore(ctx, [entry!]), entry!, target, {
     keys: await resolveChunkKeys(undefined),
+    snapshots: manifest.snapshots, // a page delta is restored from its chain
     ...(meter ? { onProgress: (bytes: number) => meter.add(bytes) } : {}),
   });
   meter?.finish();

@@ -56,7 +56,7 @@ export async function verify(ctx: CliContext, options: VerifyOptions): Promise<n
   const restoreSignals = cleanupOnSignal(dir);
   const outcomes: Outcome[] = [];
   try {
-    for (const entry of entries) outcomes.push(await drill(ctx, store, entry, dir));
+    for (const entry of entries) outcomes.push(await drill(ctx, store, entry, manifest.snapshots, dir));
   } finally {
     restoreSignals();
     await rm(dir, { recursive: true, force: true });
@@ -74,7 +74,7 @@ export async function verify(ctx: CliContext, options: VerifyOptions): Promise<n
   return failed.length === 0 ? 0 : 1;
 }
 
-async function drill(ctx: CliContext, store: CliContext['store'], entry: SnapshotEntry, dir: string): Promise<Outcome> {
+async function drill(ctx: CliContext, store: CliContext['store'], entry: SnapshotEntry, snapshots: readonly SnapshotEntry[], dir: string): Promise<Outcome> {
   const path = join(dir, `seq-${entry.seq}.db`);
   const started = performance.now();
   const base = { seq: entry.seq, createdAt: entry.createdAt, key: entry.key, bytes: entry.bytes };
@@ -82,6 +82,7 @@ async function drill(ctx: CliContext, store: CliContext['store'], entry: Snapsho
     const meter = chunkProgress(ctx, entry);
     await downloadSnapshot(store, entry, path, {
       keys: await resolveChunkKeys(undefined),
+      snapshots, // a page delta is restored from its chain
       ...(meter ? { onProgress: (bytes: number) => meter.add(bytes) } : {}),
     });
     meter?.finish();

@@ -9,6 +9,7 @@ import { copyFile, open, unlink, writeFile } from 'node:fs/promises';
 import { chunkAddress, encodeChunk, rootHash, storedDigest } from './chunks/chunk-codec.ts';
 import { chunkWriter } from './chunks/chunk-writer.ts';
 import { canonicalizeHeaderBytes, openPageImage } from './chunks/page-image.ts';
+import { encodeDelta } from './chunks/delta-codec.ts';
 import { pathToFileURL } from 'node:url';
 import { compressFile, decodeToFile, type CodecResult } from './codec.ts';
 import { SyncError } from '../errors.ts';
@@ -92,6 +93,8 @@ async function handle(request: WorkerRequest, job: Job): Promise<WorkerReply> {
       return restoreStream(request, job);
     case 'chunks':
       return snapshotChunks(request);
+    case 'delta':
+      return readDelta(request);
     case 'keep-base':
       return { ok: true, kept: [...(await keepFromBase(request))] };
     case 'write-chunks':
@@ -271,6 +274,32 @@ export function touchedChunks(pages: readonly number[], scan: ScanResult, image:
   }
   return touched;
 }
+/**
+ * A page delta: the WAL index's last frame is noted, the image pinned, the frames past the record's
+ * cursor read under the pin; if they continue the record, the pages it names plus the scanned ones are
+ * read as the pinned transaction sees them (pages past the page count are gone: the file is cut).
+ */
+async function readDelta(request: Extract<WorkerRequest, { op: 'delta' }>): Promise<WorkerReply> {
+  const started = performance.now();
+  const index = await readWalIndex(request.dbPath);
+  const start = index && index !== 'unstable' ? { salt: index.salt.toString('hex'), frame: index.mxFrame } : null;
+  const image = await openPageImage(loadLibsql(), request.dbPath, 1 << 20);
+  try {
+    const scan = await scanFrames(request.dbPath, request.record.cursor);
+    if (scanVerdict(request.record.cursor, scan).kind !== 'apply') return { ok: true, scan, start };
+    const wanted = new Set(request.record.pages);
+    for (const [p] of scan.pages) wanted.add(p);
+    const pgnos = Uint32Array.from([...wanted].filter((p) => p <= image.pageCount).sort((a, b) => a - b));
+    const data = Buffer.allocUnsafe(pgnos.length * image.pageSize);
+    for (let i = 0; i < pgnos.length; i++) (await image.page(pgnos[i]!)).copy(data, i * image.pageSize);
+    const { stored, sha256 } = encodeDelta({ pageSize: image.pageSize, pageCount: image.pageCount, pgnos, data }, request.keys);
+    return { ok: true, scan, start, delta: { stored, sha256, pages: pgnos.length, pageSize: image.pageSize, pageCount: image.pageCount, durationMs: performance.now() - started } };
+  } finally {
+    // Folding is the checkpointer's: its folds are pinned at what the record has read.
+    await image.close({ fold: false });
+  }
+}
+
 type WriteChunksRequest = Extract<WorkerRequest, { op: 'write-chunks' }>;
 type KeepBaseRequest = Extract<WorkerRequest, { op: 'keep-base' }>;
 

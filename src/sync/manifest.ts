@@ -11,14 +11,28 @@ export interface SnapshotEntry {
   generation: string;
   /** Object key of the immutable snapshot blob (a chunked snapshot: its chunk index), relative to the store prefix. */
   key: string;
-  /** 'full': one compressed file. 'chunks': content-addressed chunks listed by the index at `key`. Default 'full'. */
-  kind?: 'full' | 'chunks';
+  /**
+   * 'full': one compressed file. 'chunks': content-addressed chunks listed by the index at `key`.
+   * 'delta': the pages changed since the restore point `parent`, on top of the chunk set `base`
+   * (src/sync/chunks/delta-codec.ts). Default 'full'.
+   */
+  kind?: 'full' | 'chunks' | 'delta';
+  /** Deltas: the restore point this one extends (a delta, or the chunk set `base`). */
+  parent?: string;
+  /** Deltas: the chunk set the chain of deltas starts from. */
+  base?: string;
+  /** Deltas: how many pages it carries. */
+  pages?: number;
   /** Chunked snapshots under encryption: the key's public id (a different key is named as such on restore). */
   keyId?: string;
   /** Chunked snapshots: sha256 of the chunk index object, so any damage to it is caught before it is used. */
   indexSha256?: string;
   codec: Codec;
-  /** Uncompressed database size and sha256: what restore verifies. */
+  /**
+   * Uncompressed database size and sha256: what restore verifies. Chunked: the root hash of the chunk
+   * addresses. Delta: the sha256 of the delta object's stored bytes (the database it ends in is its
+   * base's, verified, with each delta of the chain verified and applied in order).
+   */
   bytes: number;
   sha256: string;
   compressedBytes: number;
@@ -107,13 +121,40 @@ export interface RetentionPolicy {
   maxAgeMs: number;
 }
 
-/** Newest first in, newest first out. The latest snapshot is always kept, whatever its age. */
+/**
+ * Newest first in, newest first out. The latest snapshot is always kept, whatever its age, and so is
+ * every restore point a kept delta is built on (its chain back to its chunk set): a restore point is
+ * kept whole or not at all.
+ */
 export function applyRetention(snapshots: SnapshotEntry[], policy: RetentionPolicy, now = Date.now()): SnapshotEntry[] {
-  return snapshots.filter((s, i) => i === 0 || (i < policy.count && now - Date.parse(s.createdAt) <= policy.maxAgeMs));
+  const kept = new Set(snapshots.filter((s, i) => i === 0 || (i < policy.count && now - Date.parse(s.createdAt) <= policy.maxAgeMs)));
+  for (const entry of [...kept]) {
+    const chain = deltaChain(snapshots, entry);
+    if (chain) for (const link of [chain.base, ...chain.deltas]) kept.add(link);
+  }
+  return snapshots.filter((s) => kept.has(s));
 }
 
-export function snapshotKey(generation: string, seq: number, codec: Codec | 'chunks', nonce: string): string {
-  const extension = codec === 'chunks' ? 'chunks.json' : fileExtension(codec);
+/**
+ * What restoring `entry` takes: its chunk set and the deltas on top of it, oldest first (a chunk set:
+ * itself and none; a full snapshot: undefined). Undefined too when a link of a delta's chain is not
+ * in `snapshots`: that restore point cannot be restored.
+ */
+export function deltaChain(snapshots: readonly SnapshotEntry[], entry: SnapshotEntry): { base: SnapshotEntry; deltas: SnapshotEntry[] } | undefined {
+  if (entry.kind === 'chunks') return { base: entry, deltas: [] };
+  if (entry.kind !== 'delta') return undefined;
+  const byKey = new Map(snapshots.map((s) => [s.key, s]));
+  const deltas: SnapshotEntry[] = [];
+  for (let at: SnapshotEntry | undefined = entry; at; at = byKey.get(at.parent!)) {
+    if (at.kind === 'chunks') return at.key === entry.base ? { base: at, deltas: deltas.reverse() } : undefined;
+    if (at.kind !== 'delta' || at.base !== entry.base || deltas.length > snapshots.length) return undefined;
+    deltas.push(at);
+  }
+  return undefined;
+}
+
+export function snapshotKey(generation: string, seq: number, codec: Codec | 'chunks' | 'delta', nonce: string): string {
+  const extension = codec === 'chunks' ? 'chunks.json' : codec === 'delta' ? 'delta' : fileExtension(codec);
   return `snapshots/${generation}/${String(seq).padStart(12, '0')}-${nonce}.${extension}`;
 }
 
@@ -148,6 +189,7 @@ export function decodeManifest(body: Buffer, location: string): Manifest {
       typeof s.sha256 === 'string' &&
       /^[0-9a-f]{64}$/.test(s.sha256);
     if (!ok) throw bad(`invalid snapshot entry ${JSON.stringify(s)}`);
+    if (s.kind === 'delta' && !(typeof s.parent === 'string' && typeof s.base === 'string')) throw bad(`delta seq ${s.seq} names no parent or base`);
   }
   if (m.snapshots.length > 0 && m.snapshots[0]!.seq !== m.seq) throw bad('seq does not match the latest snapshot');
   if (m.lineage !== undefined && !(typeof m.lineage?.id === 'string' && typeof m.lineage.since === 'string' && Number.isFinite(Date.parse(m.lineage.since)))) throw bad('bad lineage');

@@ -111,10 +111,13 @@ export class ReplicaFollower {
     const local = this.#o.local();
     if (!latest || (local.seq === head.manifest.seq && local.generation === head.manifest.generation)) return;
     const started = performance.now();
+    // The restore point the local file holds: a delta chain through it needs only the deltas after it.
+    const held = head.manifest.snapshots.find((s) => s.seq === local.seq && s.generation === local.generation);
     const { entry } = await downloadFirstVerifying(this.#o.store, head.manifest.snapshots, this.#o.dbPath, this.#o.log, {
       install: (path) => this.#swap(path),
       keys: this.#o.keys,
       base: this.#o.dbPath, // the replica's file holds the previous snapshot: fetch only what changed
+      ...(held ? { from: { path: this.#o.dbPath, key: held.key } } : {}),
     });
     if (this.#stopped) return; // not installed (see #swap)
     this.#o.onUpdate(entry, head, performance.now() - started);

@@ -1,13 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { youngCollector } from './collect-garbage.ts';
 import { closeSync, existsSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SyncError, isSyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
 import type { ObjectStore, SmallObject } from '../store/store.ts';
-import { MANIFEST_KEY, decodeManifest, latestSnapshot, type Manifest, type SnapshotEntry } from './manifest.ts';
+import { MANIFEST_KEY, decodeManifest, deltaChain, latestSnapshot, type Manifest, type SnapshotEntry } from './manifest.ts';
+import { decodeDelta, type DeltaPages } from './chunks/delta-codec.ts';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.ts';
 import { retrying, retryWhole } from '../store/retrying-store.ts';
 import { POOL_SIZE, idleWorkers, readyWorkers, runInWorker, startWorkerJob, warmWorkers, type WorkerJob } from './run-in-worker.ts';
@@ -48,9 +49,13 @@ export async function downloadFirstVerifying(
   options: DownloadOptions = {},
 ): Promise<{ entry: SnapshotEntry; skipped: SkippedSnapshot[]; info: { downloadMs: number; verifyMs: number; decodeWorkers?: number; decodedHere?: number } }> {
   const skipped: SkippedSnapshot[] = [];
+  const snapshots = options.snapshots ?? candidates;
   for (const entry of candidates) {
     try {
-      const info = await downloadSnapshot(store, entry, dbPath, options);
+      // A delta whose chain holds one already found bad cannot verify either: skipped without a download.
+      const bad = deltaChain(snapshots, entry)?.deltas.find((d) => d !== entry && skipped.some((s) => s.seq === d.seq));
+      if (bad) throw new SyncError('SNAPSHOT_CORRUPT', `Restore point seq ${entry.seq} is built on page delta seq ${bad.seq}, which failed verification.`);
+      const info = await downloadSnapshot(store, entry, dbPath, { ...options, snapshots });
       if (skipped.length > 0) {
         log.error({ restoredSeq: entry.seq, skipped }, `RESTORED AN OLDER SNAPSHOT (seq ${entry.seq}): ${skipped.length} newer snapshot(s) failed verification`);
       }
@@ -74,6 +79,17 @@ export interface DownloadOptions {
   install?: (verifiedPath: string) => void | Promise<void>;
   /** Keys for encrypted chunked snapshots. */
   keys?: ChunkKeys | undefined;
+  /**
+   * The manifest's restore points (newest first) the entry is one of: a page delta is restored from its
+   * chain (its chunk set, then every delta up to it), found here. Default: the candidates given to
+   * `downloadFirstVerifying`, or none.
+   */
+  snapshots?: readonly SnapshotEntry[];
+  /**
+   * A local file that holds restore point `from.key` exactly (a replica's database): a delta whose
+   * chain runs through it is restored by copying it and applying only the deltas after it.
+   */
+  from?: { path: string; key: string };
   /**
    * Chunk indexes already being read, by key (start-up reads the latest one beside the lease). Each is
    * used by the first attempt that needs it, then forgotten (a retry reads again), and verified as any.
@@ -259,6 +275,80 @@ async function assembleInWorkers(store: ObjectStore, entry: SnapshotEntry, path:
   return { pipelineMs: assembledAt - started, afterMs: performance.now() - assembledAt, decodeWorkers: jobs.length, decodedHere };
 }
 
+/** Page deltas fetched at once. */
+const DELTA_DOWNLOADS = 8;
+
+/**
+ * A page delta: its chain's chunk set assembled as any (or, from `options.from`, a local copy of a
+ * restore point on the chain), then each later delta, fetched beside it and verified against its
+ * digest, applied in order; then fsync and quick_check, as asked. A delta of the chain that is missing
+ * or fails verification fails the whole restore point (the caller falls back to an older one).
+ */
+async function assembleChain(store: ObjectStore, entry: SnapshotEntry, path: string, options: DownloadOptions): Promise<Fetched> {
+  const started = performance.now();
+  const chain = deltaChain(options.snapshots ?? [], entry);
+  if (!chain) throw new SyncError('NOT_FOUND', `Restore point seq ${entry.seq} is a page delta whose chain back to its chunk set is not all listed in the manifest of ${store.location}.`);
+  for (const delta of chain.deltas) checkKey(delta, options.keys, store.location);
+  const from = options.from && existsSync(options.from.path) ? [chain.base, ...chain.deltas].findIndex((e) => e.key === options.from!.key) : -1;
+  const deltas = from >= 0 ? chain.deltas.slice(from) : chain.deltas; // from > 0: chain.deltas[from - 1] is the local file
+  const fetched = fetchDeltas(store, deltas, options);
+  fetched.catch(() => undefined); // awaited below, unless the chunk set fails first
+  let pipeline: Fetched;
+  if (from >= 0) {
+    await copyFile(options.from!.path, path);
+    pipeline = { pipelineMs: 0, afterMs: 0 };
+  } else {
+    pipeline = await assembleInWorkers(store, chain.base, path, { ...options, check: 'none', fsync: false });
+  }
+  await applyDeltas(path, await fetched, deltas);
+  const assembledAt = performance.now();
+  await afterChecks(path, options);
+  return { ...pipeline, pipelineMs: assembledAt - started, afterMs: performance.now() - assembledAt };
+}
+
+async function fetchDeltas(store: ObjectStore, deltas: readonly SnapshotEntry[], options: DownloadOptions): Promise<DeltaPages[]> {
+  const out: DeltaPages[] = new Array(deltas.length);
+  let next = 0;
+  const lane = async () => {
+    for (let i = next++; i < deltas.length; i = next++) {
+      const entry = deltas[i]!;
+      const parts: Buffer[] = [];
+      try {
+        for await (const part of store.download(entry.key)) parts.push(part);
+      } catch (error) {
+        if (!isSyncError(error, 'NOT_FOUND')) throw error;
+        throw new SyncError('NOT_FOUND', `Page delta seq ${entry.seq} (${entry.key}) is missing from ${store.location}.`, { cause: error });
+      }
+      const stored = Buffer.concat(parts);
+      options.onProgress?.(stored.length);
+      out[i] = decodeDelta(stored, entry.sha256, options.keys, `seq ${entry.seq} (${entry.key})`);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(DELTA_DOWNLOADS, deltas.length) }, lane));
+  return out;
+}
+
+/** Writes each delta's pages (runs of consecutive pages in one write) and cuts the file to its size, in order. */
+async function applyDeltas(path: string, deltas: readonly DeltaPages[], entries: readonly SnapshotEntry[]): Promise<void> {
+  const file = await open(path, 'r+');
+  try {
+    for (const [i, delta] of deltas.entries()) {
+      const { pgnos, pageSize, data } = delta;
+      if (delta.pageCount * pageSize !== entries[i]!.bytes) throw new SyncError('SNAPSHOT_CORRUPT', `Page delta seq ${entries[i]!.seq} ends in ${delta.pageCount * pageSize} bytes, the manifest says ${entries[i]!.bytes}.`);
+      for (let first = 0; first < pgnos.length; ) {
+        let last = first;
+        while (last + 1 < pgnos.length && pgnos[last + 1] === pgnos[last]! + 1) last++;
+        const bytes = data.subarray(first * pageSize, (last + 1) * pageSize);
+        await file.write(bytes, 0, bytes.length, (pgnos[first]! - 1) * pageSize);
+        first = last + 1;
+      }
+      await file.truncate(delta.pageCount * pageSize);
+    }
+  } finally {
+    await file.close();
+  }
+}
+
 async function downloadChunk(store: ObjectStore, entry: SnapshotEntry, address: string): Promise<Buffer> {
   const parts: Buffer[] = [];
   try {
@@ -315,7 +405,8 @@ export async function downloadSnapshot(
   const install = options.install ?? ((verifiedPath: string) => installFile(verifiedPath, dbPath));
   try {
     const t0 = performance.now();
-    const fetch = () => (entry.kind === 'chunks' ? assembleInWorkers(store, entry, restoredPath, options) : streamIntoWorker(store, entry, restoredPath, options));
+    const fetch = () =>
+      entry.kind === 'delta' ? assembleChain(store, entry, restoredPath, options) : entry.kind === 'chunks' ? assembleInWorkers(store, entry, restoredPath, options) : streamIntoWorker(store, entry, restoredPath, options);
     const fetched = await retryWhole(store, `download ${entry.key}`, fetch);
     await install(restoredPath);
     return { downloadMs: performance.now() - t0 - fetched.afterMs, verifyMs: fetched.afterMs, ...(fetched.decodeWorkers ? { decodeWorkers: fetched.decodeWorkers } : {}), ...(fetched.decodedHere ? { decodedHere: fetched.decodedHere } : {}) };
@@ -400,7 +491,7 @@ export async function verifyLatest(given: ObjectStore, options: VerifyLatestOpti
   const dir = await mkdtemp(join(options.tempDir ?? tmpdir(), 'dlb-verify-'));
   const started = performance.now();
   try {
-    await downloadSnapshot(store, entry, join(dir, 'latest.db'), { keys });
+    await downloadSnapshot(store, entry, join(dir, 'latest.db'), { keys, snapshots: head.manifest.snapshots });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

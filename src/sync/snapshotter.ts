@@ -6,7 +6,7 @@ import type { ObjectStore, StoredObject } from '../store/store.ts';
 import type { Codec } from './codec.ts';
 import type { SidecarState } from '../local/sidecar.ts';
 import type { WriterLease } from './lease.ts';
-import { MANIFEST_KEY, applyRetention, encodeManifest, isOwnLeftover, latestSnapshot, nextLineage, snapshotKey, type Lineage, type Manifest, type RetentionPolicy, type SnapshotEntry } from './manifest.ts';
+import { MANIFEST_KEY, applyRetention, deltaChain, encodeManifest, isOwnLeftover, latestSnapshot, nextLineage, snapshotKey, type Lineage, type Manifest, type RetentionPolicy, type SnapshotEntry } from './manifest.ts';
 import { readHead, type RemoteHead } from './restore.ts';
 import { runInWorker } from './run-in-worker.ts';
 import { CHUNK_PREFIX, chunkKey, decodeChunkIndex, encodeChunkIndex, type ChunkIndex } from './chunks/chunk-index.ts';
@@ -33,13 +33,48 @@ export interface WalAccess {
   resume(): void;
 }
 
+/** Deltas on one chunk set stop once their stored bytes reach this share of the chunk set's... */
+export const DELTA_BYTES_SHARE = 0.1;
+/** ...or this, if more (a small database's chunk set is small). */
+export const DELTA_MIN_BYTES = 4 << 20;
+/** A delta is built in memory: one that would carry more pages than this is a chunk set instead. */
+export const MAX_DELTA_PAGE_BYTES = 64 << 20;
+
+/** What an upload writes: the whole file as chunks, only the chunks changed since `baseline`, or a page delta on `parent`. */
+export type UploadPlan =
+  | { kind: 'whole-file'; why: string }
+  | { kind: 'touched-chunks'; baseline: SnapshotEntry }
+  | { kind: 'delta'; parent: SnapshotEntry; base: SnapshotEntry };
+
 /**
- * Whether this upload may read only the chunks the page record names (pure): the record is whole, it
- * holds its pages against the latest snapshot (which this file was uploaded as, or found equal to),
- * that snapshot is chunked the same way, no roll-back is being recorded, and a whole-file read is not due.
+ * What the next upload may be (pure). Anything short of the whole file needs the page record whole
+ * and holding its pages against the store's latest restore point: the record's head is that point,
+ * and its chain starts at the record's baseline (so the pages since then are exactly what the store
+ * lacks). A roll-back is recorded on a whole-file read. Then a delta, while its chain is within
+ * `maxDeltas` and the byte bounds; else a chunk set reading the changed chunks, or every
+ * WHOLE_FILE_EVERY-th chunk set the whole file.
  */
-export function followsRecord(record: Pick<ChangedPages, 'lost' | 'baselineKey' | 'uploadsSinceWholeFile'> | undefined, latest: SnapshotEntry | undefined, rollingBack: boolean): boolean {
-  return !!record && record.lost === undefined && !!latest && latest.kind === 'chunks' && record.baselineKey === latest.key && !rollingBack && record.uploadsSinceWholeFile < WHOLE_FILE_EVERY - 1;
+export function planUpload(
+  record: Pick<ChangedPages, 'lost' | 'baselineKey' | 'headKey' | 'uploadsSinceWholeFile'> | undefined,
+  snapshots: readonly SnapshotEntry[],
+  rollingBack: boolean,
+  maxDeltas: number,
+  pendingPageBytes: number,
+): UploadPlan {
+  const latest = snapshots[0];
+  if (!record) return { kind: 'whole-file', why: 'the first upload of this process starts the record of changed pages' };
+  if (record.lost !== undefined) return { kind: 'whole-file', why: `the record of changed pages broke: ${record.lost}` };
+  if (!latest) return { kind: 'whole-file', why: 'the store has no restore point yet' };
+  if (rollingBack) return { kind: 'whole-file', why: 'a roll-back is recorded on a whole-file upload' };
+  const chain = deltaChain(snapshots, latest);
+  if (!chain || chain.base.key !== record.baselineKey || record.headKey !== latest.key) {
+    return { kind: 'whole-file', why: "the store's latest restore point is not the one the record of changed pages extends" };
+  }
+  const deltaBytes = chain.deltas.reduce((sum, d) => sum + d.compressedBytes, 0);
+  const byteBound = Math.max(DELTA_MIN_BYTES, DELTA_BYTES_SHARE * chain.base.compressedBytes);
+  if (chain.deltas.length < maxDeltas && deltaBytes < byteBound && pendingPageBytes <= MAX_DELTA_PAGE_BYTES) return { kind: 'delta', parent: latest, base: chain.base };
+  if (record.uploadsSinceWholeFile >= WHOLE_FILE_EVERY - 1) return { kind: 'whole-file', why: `every ${WHOLE_FILE_EVERY}th chunk set reads the whole file` };
+  return { kind: 'touched-chunks', baseline: chain.base };
 }
 
 export interface SnapshotInfo {
@@ -60,6 +95,8 @@ export interface SnapshotInfo {
    * record) only the chunks holding pages changed since the last upload.
    */
   readBytes: number;
+  /** What was uploaded: a full copy, a chunk set, or a page delta. */
+  kind: 'full' | 'chunks' | 'delta';
 }
 
 interface SnapshotterOptions {
@@ -75,6 +112,8 @@ interface SnapshotterOptions {
   mode: 'full' | 'incremental';
   /** Incremental: bytes per chunk (whole pages). */
   chunkSize: number;
+  /** Incremental: page deltas on one chunk set before the next chunk set (0: none). */
+  maxDeltas: number;
   /** Incremental: encrypt chunks (AES-256-GCM) with these keys. */
   keys: ChunkKeys | undefined;
   /** Incremental: unreferenced chunks are deleted this long after they became unreferenced. */
@@ -137,7 +176,7 @@ export class Snapshotter {
         // Unchanged since the latest snapshot: no upload, no manifest write, no storage request.
         return {
           entry: latest,
-          info: { seq: latest.seq, generation: latest.generation, key: latest.key, at, bytes: copy.rawBytes, compressedBytes: copy.compressedBytes, sha256: copy.sha256, durationMs: performance.now() - started, uploaded: false, commits: 0, readBytes: copy.rawBytes },
+          info: { seq: latest.seq, generation: latest.generation, key: latest.key, at, bytes: copy.rawBytes, compressedBytes: copy.compressedBytes, sha256: copy.sha256, durationMs: performance.now() - started, uploaded: false, commits: 0, readBytes: copy.rawBytes, kind: 'full' },
         };
       }
 
@@ -164,7 +203,7 @@ export class Snapshotter {
       uploadedKey = undefined; // published: no longer ours to clean up
       return {
         entry,
-        info: { seq, generation, key, at, bytes: copy.rawBytes, compressedBytes: copy.compressedBytes, sha256: copy.sha256, durationMs: performance.now() - started, uploaded: true, commits: 0, readBytes: copy.rawBytes },
+        info: { seq, generation, key, at, bytes: copy.rawBytes, compressedBytes: copy.compressedBytes, sha256: copy.sha256, durationMs: performance.now() - started, uploaded: true, commits: 0, readBytes: copy.rawBytes, kind: 'full' },
       };
     } finally {
       await rm(rawPath, { force: true });
@@ -187,11 +226,15 @@ export class Snapshotter {
     try {
       const head = await this.#resolveHead(state);
       const previous = head?.manifest.snapshots ?? [];
+      if (!rolledBackTo) {
+        const delta = await this.#snapshotDelta(state, head, started);
+        if (delta) return delta;
+      }
       // One listing per snapshot: a chunk counts as already stored only if the store has it now (a chunk
       // lost to an operator or a lifecycle rule is uploaded again instead of being referenced blindly).
       const stored = await this.#storedChunks();
       const known = await this.#knownChunks(previous, stored);
-      const { result, upTo, wholeFile } = await this.#readChunks({ dbPath, chunkSize, known: [...known.keys()], keys, spoolPath }, head ? latestSnapshot(head.manifest) : undefined, rolledBackTo !== undefined);
+      const { result, upTo, wholeFile } = await this.#readChunks({ dbPath, chunkSize, known: [...known.keys()], keys, spoolPath }, previous, rolledBackTo !== undefined);
       const record = this.#wal?.record;
       const at = new Date().toISOString();
       // Before the unchanged check: a re-uploaded lost chunk repairs every snapshot that references it.
@@ -201,7 +244,7 @@ export class Snapshotter {
         record?.uploaded(upTo, wholeFile, latest.key); // the file is, page for page, the latest snapshot
         return {
           entry: latest,
-          info: { seq: latest.seq, generation: latest.generation, key: latest.key, at, bytes: result.rawBytes, compressedBytes: 0, sha256: result.sha256, durationMs: performance.now() - started, uploaded: false, commits: 0, readBytes: readBytesOf(result, chunkSize) },
+          info: { seq: latest.seq, generation: latest.generation, key: latest.key, at, bytes: result.rawBytes, compressedBytes: 0, sha256: result.sha256, durationMs: performance.now() - started, uploaded: false, commits: 0, readBytes: readBytesOf(result, chunkSize), kind: 'chunks' },
         };
       }
 
@@ -238,12 +281,100 @@ export class Snapshotter {
       await this.#collectGarbage(garbage);
       return {
         entry,
-        info: { seq, generation, key: entry.key, at, bytes: result.rawBytes, compressedBytes: result.compressedBytes, sha256: result.sha256, durationMs: performance.now() - started, uploaded: true, commits: 0, readBytes: readBytesOf(result, chunkSize) },
+        info: { seq, generation, key: entry.key, at, bytes: result.rawBytes, compressedBytes: result.compressedBytes, sha256: result.sha256, durationMs: performance.now() - started, uploaded: true, commits: 0, readBytes: readBytesOf(result, chunkSize), kind: 'chunks' },
       };
     } finally {
       await rm(spoolPath, { force: true });
       if (indexKey) await store.delete(indexKey).catch(() => undefined); // never published
     }
+  }
+
+  /**
+   * A page delta, when the plan allows one: the 'delta' op reads (checkpointer paused) the WAL past the
+   * record's cursor and the pages changed since the last upload, as of one read transaction; the delta
+   * is uploaded as one object and published as the new latest restore point, naming the one it extends.
+   * Undefined when this upload must be a chunk set (the plan, or a scan that broke the record).
+   */
+  async #snapshotDelta(state: SidecarState, head: RemoteHead | null, started: number): Promise<{ info: SnapshotInfo; entry: SnapshotEntry } | undefined> {
+    const { store, dbPath, keys, maxDeltas } = this.#o;
+    const wal = this.#wal;
+    if (!wal || !head || maxDeltas === 0) return undefined;
+    const snapshots = head.manifest.snapshots;
+    let op;
+    let upTo;
+    let plan: UploadPlan;
+    await wal.pause();
+    try {
+      const record = wal.record;
+      const pageSize = this.#pageSizeOf(snapshots) ?? 4096;
+      plan = planUpload(record, snapshots, false, maxDeltas, (record?.size ?? 0) * pageSize);
+      if (plan.kind !== 'delta') return undefined;
+      op = await runInWorker({ op: 'delta', dbPath, keys, record: { cursor: { ...record!.cursor }, pages: record!.pagesUpTo(Number.POSITIVE_INFINITY) } });
+      upTo = recordScan(wal, op.scan, op.start);
+    } finally {
+      wal.resume();
+    }
+    const record = wal.record!;
+    if (!op.delta || record.lost !== undefined) {
+      this.#o.log.info({ why: record.lost }, 'this snapshot reads the whole file: the record of changed pages broke');
+      return undefined;
+    }
+    const at = new Date().toISOString();
+    const { parent, base } = plan;
+    const delta = op.delta;
+    const readBytes = delta.pages * delta.pageSize;
+    if (delta.pages === 0) {
+      record.deltaUploaded(upTo, parent.key); // nothing changed since the latest restore point
+      return {
+        entry: parent,
+        info: { seq: parent.seq, generation: parent.generation, key: parent.key, at, bytes: parent.bytes, compressedBytes: 0, sha256: parent.sha256, durationMs: performance.now() - started, uploaded: false, commits: 0, readBytes, kind: 'delta' },
+      };
+    }
+    const seq = Math.max(head.manifest.seq, state.seq) + 1;
+    const generation = state.generation;
+    let key: string | undefined = snapshotKey(generation, seq, 'delta', randomBytes(4).toString('hex'));
+    const entry: SnapshotEntry = {
+      seq,
+      generation,
+      key,
+      kind: 'delta',
+      parent: parent.key,
+      base: base.key,
+      pages: delta.pages,
+      codec: 'lz4',
+      bytes: delta.pageCount * delta.pageSize,
+      sha256: delta.sha256,
+      compressedBytes: delta.stored.byteLength,
+      createdAt: at,
+      ...(keys ? { keyId: keys.keyId } : {}),
+    };
+    try {
+      await store.uploadBuffer(key, Buffer.from(delta.stored.buffer, delta.stored.byteOffset, delta.stored.byteLength));
+      const retained = applyRetention([entry, ...snapshots], this.#o.retention);
+      // Chunk sets dropped by retention: their chunks go on the garbage list, as after a chunk set.
+      const stored = this.#swept ? new Map<string, StoredObject>() : await this.#storedChunks();
+      const garbage = await this.#garbage(head.manifest, snapshots, retained, at, stored);
+      await this.#publishAndTidy(head, entry, retained, garbage.length > 0 ? garbage : undefined);
+      key = undefined; // published
+      record.deltaUploaded(upTo, entry.key);
+      this.#deletedGarbage.clear();
+      await this.#collectGarbage(garbage);
+    } finally {
+      if (key) await store.delete(key).catch(() => undefined); // never published
+    }
+    return {
+      entry,
+      info: { seq, generation, key: entry.key, at, bytes: entry.bytes, compressedBytes: entry.compressedBytes, sha256: entry.sha256, durationMs: performance.now() - started, uploaded: true, commits: 0, readBytes, kind: 'delta' },
+    };
+  }
+
+  /** The page size of the newest chunk set this process has the index of (no request). */
+  #pageSizeOf(snapshots: readonly SnapshotEntry[]): number | undefined {
+    for (const entry of snapshots) {
+      const index = entry.kind === 'chunks' ? this.#indexes.get(entry.key) : undefined;
+      if (index) return index.pageSize;
+    }
+    return undefined;
   }
 
   /**
@@ -256,7 +387,7 @@ export class Snapshotter {
    */
   async #readChunks(
     request: { dbPath: string; chunkSize: number; known: string[]; keys: ChunkKeys | undefined; spoolPath: string },
-    latest: SnapshotEntry | undefined,
+    snapshots: readonly SnapshotEntry[],
     rollingBack: boolean,
   ): Promise<{ result: ChunksResult; upTo: number; wholeFile: boolean }> {
     const wal = this.#wal;
@@ -267,10 +398,11 @@ export class Snapshotter {
     await wal.pause();
     try {
       const record = wal.record;
-      const baseline = followsRecord(record, latest, rollingBack) ? await this.#indexOf(latest!).catch(() => undefined) : undefined;
+      const plan = planUpload(record, snapshots, rollingBack, 0, 0);
+      const baseline = plan.kind === 'touched-chunks' ? await this.#indexOf(plan.baseline).catch(() => undefined) : undefined;
       const chunksRecord: ChunksRecord = {
         cursor: record ? { ...record.cursor } : null,
-        pages: baseline ? record!.pagesUpTo(Number.POSITIVE_INFINITY) : [],
+        pages: baseline ? record!.pagesSinceBaseline() : [],
         ...(baseline && baseline.chunkSize === request.chunkSize ? { baseline: { chunks: baseline.chunks, bytes: baseline.bytes, pageSize: baseline.pageSize } } : {}),
       };
       const result = await runInWorker({ op: 'chunks', ...request, record: chunksRecord });

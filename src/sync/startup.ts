@@ -113,10 +113,12 @@ export async function startUp(options: StartupOptions): Promise<StartupResult> {
   // An empty disk downloads the latest snapshot (unless told to roll back): its chunk index is read
   // now, beside the lease. The restore verifies it against the manifest it finally uses, as any read.
   const indexes = new Map<string, Promise<SmallObject | null>>();
-  if (!localExists && latest?.kind === 'chunks' && options.target === undefined) {
-    const read = store.readSmall(latest.key);
+  // (A page delta is restored from its chain's chunk set: that index.)
+  const chunkSet = latest?.kind === 'delta' ? head!.manifest.snapshots.find((s) => s.key === latest.base) : latest;
+  if (!localExists && chunkSet?.kind === 'chunks' && options.target === undefined) {
+    const read = store.readSmall(chunkSet.key);
     read.catch(() => {}); // unused, or its failure is met again when the restore reads it
-    indexes.set(latest.key, read);
+    indexes.set(chunkSet.key, read);
   }
   let remote: StartupFacts['remote'] = skip ? { kind: 'not-read' } : await remoteFacts(store, head ?? null, options.target);
 

@@ -29,6 +29,13 @@ export type WorkerRequest =
    */
   | { op: 'chunks'; dbPath: string; chunkSize: number; known: string[]; keys: ChunkKeys | undefined; spoolPath: string; record?: ChunksRecord }
   /**
+   * A page delta (src/sync/chunks/delta-codec.ts): under one read transaction, read the WAL past the
+   * record's cursor, then the pages the record names plus those the scan found, as that transaction
+   * sees them, and encode them. No delta when the scan does not continue the record (the caller then
+   * reads the whole file).
+   */
+  | { op: 'delta'; dbPath: string; keys: ChunkKeys | undefined; record: { cursor: WalCursor; pages: number[] } }
+  /**
    * Copy `base` (a local file, e.g. the replica's current database) to `path`, cut it to `bytes`, and
    * say which chunk indexes already hold their address (each one hashed): a catch-up downloads only the rest.
    */
@@ -73,11 +80,19 @@ export interface ChunksResult extends CodecResult {
   readChunks: number;
 }
 
+/** What a 'delta' op read: the scan and start (as a 'chunks' op's), and the delta unless the scan broke the record. */
+export interface DeltaResult {
+  scan: ScanResult;
+  start: { salt: string; frame: number } | null;
+  delta?: { stored: Uint8Array; sha256: string; pages: number; pageSize: number; pageCount: number; durationMs: number };
+}
+
 /** Each op's successful reply (without `ok`). */
 export interface WorkerResults {
   snapshot: StepTimes & CodecResult;
   restore: StepTimes & CodecResult;
   chunks: StepTimes & ChunksResult;
+  delta: DeltaResult;
   'keep-base': { kept: number[] };
   /** `filled`: the indexes written (each verified); `busyMs`: time spent decoding, hashing and writing. */
   'write-chunks': { filled: number[]; storedBytes: number; busyMs: number };

@@ -18,6 +18,8 @@ export interface PageImage {
   chunks(): AsyncGenerator<{ index: number; data: Buffer }>;
   /** One chunk, read on its own (a snapshot that follows the change reads only the chunks it touched). */
   chunk(index: number): Promise<Buffer>;
+  /** One page (1-based), as the read transaction sees it; page 1 in canonical form. */
+  page(pgno: number): Promise<Buffer>;
   /**
    * Ends the read transaction. `fold` (the default) then folds the WAL back off the app's thread; a
    * snapshot that keeps the page record passes false: its folds are the checkpointer's, pinned at what
@@ -72,10 +74,26 @@ export async function openPageImage(libsql: Promise<LibsqlModule>, dbPath: strin
       return data;
     }
 
+    async function page(pgno: number): Promise<Buffer> {
+      if (pgno < 1 || pgno > pageCount) throw new Error(`page ${pgno} is outside ${dbPath}'s ${pageCount} pages`);
+      const data = Buffer.alloc(pageSize);
+      const offset = (pgno - 1) * pageSize;
+      if (!inWal.has(pgno) && offset + pageSize <= fileBytes) {
+        const { bytesRead } = await file.read(data, 0, pageSize, offset);
+        if (bytesRead !== pageSize) throw new Error(`short read at page ${pgno} of ${dbPath}`);
+      } else {
+        const row = (await tx.execute({ sql: 'SELECT data FROM sqlite_dbpage WHERE pgno = ?', args: [pgno] })).rows[0];
+        if (!row) throw new Error(`page ${pgno} of ${dbPath} is missing from sqlite_dbpage`);
+        data.set(new Uint8Array(row[0] as ArrayBuffer));
+      }
+      if (pgno === 1) canonicalizeHeaderBytes(data);
+      return data;
+    }
+
     async function* chunks(): AsyncGenerator<{ index: number; data: Buffer }> {
       for (let index = 0; index < chunkCount; index++) yield { index, data: await chunk(index) };
     }
-    return { pageSize, pageCount, bytes: pageCount * pageSize, chunkCount, chunks, chunk, close };
+    return { pageSize, pageCount, bytes: pageCount * pageSize, chunkCount, chunks, chunk, page, close };
   } catch (error) {
     await close().catch(() => undefined);
     throw error;

@@ -92,11 +92,15 @@ export class ChangedPages {
   /** Set when the record broke: until a whole-file upload taken at or after `#lostAt`, no upload may rely on it. */
   #lost: string | undefined;
   #lostAt = 0;
+  /** Pages changed since the baseline and carried by the deltas uploaded on top of it since. */
+  readonly #inDeltas = new Set<number>();
   /**
    * The chunked snapshot the record's pages are changes against: the last one uploaded (or found
    * unchanged) from this file. An upload may keep the other chunks' addresses only against it.
    */
   baselineKey: string | undefined;
+  /** The last restore point uploaded from this record (the baseline or a delta on it): what a next delta extends. */
+  headKey: string | undefined;
   /** Uploads since the last one that read the whole file (a whole-file read every so often bounds any drift). */
   uploadsSinceWholeFile = 0;
 
@@ -163,14 +167,33 @@ export class ChangedPages {
     return pages.sort((a, b) => a - b);
   }
 
+  /** Every page changed since the baseline (what a chunk set replacing it must read), sorted. */
+  pagesSinceBaseline(): number[] {
+    const pages = new Set(this.#inDeltas);
+    for (const pgno of this.#changed.keys()) pages.add(pgno);
+    return [...pages].sort((a, b) => a - b);
+  }
+
   /**
-   * An upload holding the file as of position `upTo` is in the store: the changes up to it are
-   * forgotten. A whole-file upload also mends a record that broke at or before `upTo`.
+   * A chunk set holding the file as of position `upTo` is in the store: the changes up to it are
+   * forgotten, and so are those the deltas carried (the chunk set holds them). A whole-file upload also
+   * mends a record that broke at or before `upTo`.
    */
   uploaded(upTo: number, wholeFile: boolean, baselineKey?: string): void {
     for (const [pgno, at] of this.#changed) if (at <= upTo) this.#changed.delete(pgno);
+    this.#inDeltas.clear();
     if (wholeFile && this.#lost !== undefined && this.#lostAt <= upTo) this.#lost = undefined;
     this.uploadsSinceWholeFile = wholeFile ? 0 : this.uploadsSinceWholeFile + 1;
-    if (baselineKey !== undefined) this.baselineKey = baselineKey;
+    if (baselineKey !== undefined) this.baselineKey = this.headKey = baselineKey;
+  }
+
+  /** A delta holding the file as of position `upTo` is in the store as `key`: its pages are the baseline's changes now. */
+  deltaUploaded(upTo: number, key: string): void {
+    for (const [pgno, at] of this.#changed) {
+      if (at > upTo) continue;
+      this.#changed.delete(pgno);
+      this.#inDeltas.add(pgno);
+    }
+    this.headKey = key;
   }
 }
