@@ -68,6 +68,11 @@ async function quickCheck(path: string): Promise<void> {
     throw new SyncError('SNAPSHOT_CORRUPT', `Restored database cannot be opened by SQLite: ${(error as Error).message}.`, { cause: error });
   } finally {
     client?.close();
+    // close() leaves the native connection (and its descriptor) open until the statement is collected
+    // (src/local/settle-connections.ts): collected now, not whenever this worker is next idle. A restored
+    // file is renamed over the live one right after this check (a replica's catch-up).
+    collectGarbage('major');
+    await new Promise((resolve) => setImmediate(resolve));
   }
 }
 

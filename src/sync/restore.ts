@@ -9,6 +9,7 @@ import type { SyncLogger } from '../log.ts';
 import type { ObjectStore, SmallObject } from '../store/store.ts';
 import { MANIFEST_KEY, decodeManifest, deltaChain, latestSnapshot, type Manifest, type SnapshotEntry } from './manifest.ts';
 import { decodeDelta, type DeltaPages } from './chunks/delta-codec.ts';
+import { canonicalizeHeaderBytes } from './chunks/page-image.ts';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.ts';
 import { retrying, retryWhole } from '../store/retrying-store.ts';
 import { POOL_SIZE, idleWorkers, readyWorkers, runInWorker, startWorkerJob, warmWorkers, type WorkerJob } from './run-in-worker.ts';
@@ -296,6 +297,7 @@ async function assembleChain(store: ObjectStore, entry: SnapshotEntry, path: str
   let pipeline: Fetched;
   if (from >= 0) {
     await copyFile(options.from!.path, path);
+    await canonicalizeHeader(path); // as restored: the local connection may have switched it to WAL
     pipeline = { pipelineMs: 0, afterMs: 0 };
   } else {
     pipeline = await assembleInWorkers(store, chain.base, path, { ...options, check: 'none', fsync: false });
@@ -326,6 +328,19 @@ async function fetchDeltas(store: ObjectStore, deltas: readonly SnapshotEntry[],
   };
   await Promise.all(Array.from({ length: Math.min(DELTA_DOWNLOADS, deltas.length) }, lane));
   return out;
+}
+
+/** The header fields a page image canonicalizes (canonicalizeHeaderBytes), on a file. */
+async function canonicalizeHeader(path: string): Promise<void> {
+  const file = await open(path, 'r+');
+  try {
+    const header = Buffer.alloc(100);
+    if ((await file.read(header, 0, 100, 0)).bytesRead < 100) throw new SyncError('SNAPSHOT_CORRUPT', `${path} is too short to be a database.`);
+    canonicalizeHeaderBytes(header);
+    await file.write(header, 0, 100, 0);
+  } finally {
+    await file.close();
+  }
 }
 
 /** Writes each delta's pages (runs of consecutive pages in one write) and cuts the file to its size, in order. */
@@ -360,9 +375,20 @@ async function downloadChunk(store: ObjectStore, entry: SnapshotEntry, address: 
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
 }
 
-/** fsync and quick_check, as the options ask, in two pooled workers at once (one waits on the disk, the other on the CPU). */
+/**
+ * fsync and quick_check, as the options ask, at once (one waits on the disk, the other on the CPU). The
+ * fsync's descriptor is closed only once the quick_check's connection is: closing any descriptor of a
+ * file drops every POSIX lock the process holds on it, SQLite's included, and a connection that lost
+ * its lock that way kept its descriptor open after it was closed (seen on a replica's catch-up: the
+ * swapped-in file stayed open past close()).
+ */
 async function afterChecks(path: string, { check = 'quick-check', fsync = true }: DownloadOptions): Promise<void> {
-  await Promise.all([fsync ? runInWorker({ op: 'fsync', path, directory: false }) : undefined, check === 'quick-check' ? runInWorker({ op: 'quick-check', path }) : undefined]);
+  const file = fsync ? await open(path, 'r') : undefined;
+  try {
+    await Promise.all([file?.sync(), check === 'quick-check' ? runInWorker({ op: 'quick-check', path }) : undefined]);
+  } finally {
+    await file?.close();
+  }
 }
 
 /** A wrong or missing key is a configuration problem, not corruption: never fall back past it. */

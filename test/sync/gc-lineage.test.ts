@@ -55,7 +55,7 @@ test('a writer on a replaced (fresh, empty) manifest deletes none of the objects
     const store: SnapshotStore = directoryStore({ dir: root });
 
     // An earlier history: incremental snapshots (with an unpublished chunk left over) and a full one.
-    const old = await open(join(dir.path, 'old.db'), store, { snapshot: { mode: 'incremental', chunkSize: 65_536, debounceMs: 600_000, maxIntervalMs: 600_000, retain: 2 } });
+    const old = await open(join(dir.path, 'old.db'), store, { snapshot: { mode: 'incremental', chunkSize: 65_536, maxDeltas: 0, debounceMs: 600_000, maxIntervalMs: 600_000, retain: 2 } });
     for (let round = 0; round < 4; round++) {
       await old.run(sql`INSERT INTO notes (body) SELECT 'r${sql.raw(String(round))} ' || hex(randomblob(200)) FROM generate_series(1, 500)`);
       await old.$sync.flush();

@@ -14,7 +14,8 @@ import { useAzuriteAndTempDir } from '../helpers/suite.ts';
 const fixture = useAzuriteAndTempDir('incremental');
 
 const MANUAL = { debounceMs: 600_000, maxIntervalMs: 600_000 };
-const incremental = (extra: object = {}) => ({ snapshot: { ...MANUAL, mode: 'incremental' as const, chunkSize: 65_536, ...extra } });
+// Chunk-set mechanics: every upload a chunk set (maxDeltas 0); page deltas have their own tests (page-delta.test.ts).
+const incremental = (extra: object = {}) => ({ snapshot: { ...MANUAL, mode: 'incremental' as const, chunkSize: 65_536, maxDeltas: 0, ...extra } });
 
 /** Every chunk address the retained snapshots reference. */
 async function referenced(store: SnapshotStore, manifest: Manifest): Promise<Set<string>> {

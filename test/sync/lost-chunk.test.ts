@@ -51,7 +51,7 @@ test('a chunk deleted from the store is uploaded again by the next snapshot; a w
   const store = countingStore(direct);
   const uploads: string[] = [];
   const recording: SnapshotStore = { ...store, uploadBuffer: (key, body) => (uploads.push(key), store.uploadBuffer(key, body)) };
-  const db = await open(join(fixture.dir.path, 'writer', 'app.db'), recording, { snapshot: { mode: 'incremental', chunkSize: 65_536, debounceMs: 600_000, maxIntervalMs: 600_000 } });
+  const db = await open(join(fixture.dir.path, 'writer', 'app.db'), recording, { snapshot: { mode: 'incremental', chunkSize: 65_536, maxDeltas: 0, debounceMs: 600_000, maxIntervalMs: 600_000 } });
   try {
     await db.run(sql`INSERT INTO notes (body) SELECT 'row ' || value || ' ' || hex(randomblob(100)) FROM generate_series(1, 3000)`);
     await db.$sync.flush();

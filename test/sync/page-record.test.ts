@@ -4,7 +4,8 @@
  * property that makes that safe: each published chunk index equals the one a whole-file read of the same
  * database gives, chunk for chunk. Checked over random rounds of updates, inserts, deletes, a growing
  * and shrinking file, WAL checkpoints and restarts, on real libSQL files and the real directory store;
- * then a restore on an empty disk has every row.
+ * then a restore on an empty disk has every row. Deltas off (maxDeltas 0): these are the chunk sets a
+ * compaction writes; page deltas have their own tests (page-delta.test.ts).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -42,7 +43,7 @@ test('each snapshot that follows the record publishes the chunk index a whole-fi
   let liveRows: Array<{ id: number; body: string }> = [];
   const lines: string[] = [];
   const log = { info: (o: object, m: string) => void lines.push(`${m} ${JSON.stringify(o)}`), warn: (o: object, m: string) => void lines.push(`WARN ${m} ${JSON.stringify(o)}`), error: (o: object, m: string) => void lines.push(`ERROR ${m} ${JSON.stringify(o)}`) };
-  const db = await open(dbPath, store, { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000, chunkSize: CHUNK }, log: log as never });
+  const db = await open(dbPath, store, { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000, chunkSize: CHUNK, maxDeltas: 0 }, log: log as never });
   try {
     await db.run(sql`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 8000) INSERT INTO notes (body) SELECT hex(randomblob(150)) FROM n`);
     const first = (await db.$sync.flush())!;
@@ -94,7 +95,7 @@ function hexOf(rand: () => number): string {
 test('writes keep coming while snapshots run: the last index still equals a whole-file read, and a restore has every row', async () => {
   const store = directoryStore({ dir: join(dir.path, 'busy-store') });
   const dbPath = join(dir.path, 'busy.db');
-  const db = await open(dbPath, store, { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000, maxCommits: 1_000_000, chunkSize: CHUNK } });
+  const db = await open(dbPath, store, { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000, maxCommits: 1_000_000, chunkSize: CHUNK, maxDeltas: 0 } });
   let liveRows: Array<{ id: number; body: string }> = [];
   try {
     await db.run(sql`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 8000) INSERT INTO notes (body) SELECT hex(randomblob(150)) FROM n`);

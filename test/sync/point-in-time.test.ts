@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createClient } from '@libsql/client';
 import { directoryStore, drizzle, SyncError, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
-import { MANIFEST_KEY, applyRetention, type SnapshotEntry } from '../../src/sync/manifest.ts';
+import { MANIFEST_KEY, applyRetention, deltaChain, type SnapshotEntry } from '../../src/sync/manifest.ts';
 import { notes, open, readManifest, schema, tempDir } from '../helpers/fixtures.ts';
 
 let dir: Awaited<ReturnType<typeof tempDir>>;
@@ -119,15 +119,20 @@ test('retention by count and by age; the latest snapshot is always kept', async 
   assert.deepEqual(applyRetention(list, { count: 2, maxAgeMs: 25 * 60_000 }, now).map((s) => s.seq), [6, 5]);
   assert.deepEqual(applyRetention([at(90, 9), at(100, 8)], { count: 5, maxAgeMs: 60_000 }, now).map((s) => s.seq), [9], 'an old latest stays');
 
-  // End to end: with a tiny maxAgeMs every publish drops the previous snapshots and deletes their blobs.
-  const store = directoryStore({ dir: join(dir.path, 'age', 'store') });
-  const db = await open(join(dir.path, 'age', 'a.db'), store, { snapshot: { ...manual.snapshot, retain: { count: 10, maxAgeMs: 1 } } });
-  for (const body of ['x', 'y', 'z']) {
-    await db.insert(notes).values({ body });
-    await db.$sync.flush();
+  // End to end: with a tiny maxAgeMs every publish drops the previous snapshots and deletes their blobs;
+  // with page deltas, all but the latest's chain (its chunk set and the deltas up to it: it is kept whole).
+  for (const maxDeltas of [0, 200]) {
+    const store = directoryStore({ dir: join(dir.path, `age-${maxDeltas}`, 'store') });
+    const db = await open(join(dir.path, `age-${maxDeltas}`, 'a.db'), store, { snapshot: { ...manual.snapshot, maxDeltas, retain: { count: 10, maxAgeMs: 1 } } });
+    for (const body of ['x', 'y', 'z']) {
+      await db.insert(notes).values({ body });
+      await db.$sync.flush();
+    }
+    await db.$sync.close();
+    const manifest = await readManifest(store);
+    const chain = deltaChain(manifest.snapshots, manifest.snapshots[0]!)!;
+    assert.deepEqual(manifest.snapshots.map((s) => s.key), [...chain.deltas.reverse(), chain.base].map((s) => s.key), `maxDeltas ${maxDeltas}: only the latest's chain is listed`);
+    assert.equal(manifest.snapshots.length, maxDeltas === 0 ? 1 : 3, `maxDeltas ${maxDeltas}`);
+    assert.deepEqual((await store.list('snapshots/')).map((o) => o.key).sort(), manifest.snapshots.map((s) => s.key).sort());
   }
-  await db.$sync.close();
-  const manifest = await readManifest(store);
-  assert.equal(manifest.snapshots.length, 1);
-  assert.deepEqual((await store.list('snapshots/')).map((o) => o.key), [manifest.snapshots[0]!.key]);
 });

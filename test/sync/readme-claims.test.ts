@@ -192,7 +192,8 @@ test("a corrupt newest snapshot: the 'restore' event lists it in skipped", async
   await r.$sync.close();
 });
 
-const incremental = (extra: object) => ({ snapshot: { ...MANUAL, mode: 'incremental' as const, chunkSize: 65_536, ...extra } });
+// Chunk-set garbage collection: every upload a chunk set (maxDeltas 0).
+const incremental = (extra: object) => ({ snapshot: { ...MANUAL, mode: 'incremental' as const, chunkSize: 65_536, maxDeltas: 0, ...extra } });
 
 async function fill(db: Awaited<ReturnType<typeof open>>, rows: number, tag: string) {
   await db.run(sql`INSERT INTO notes (body) SELECT ${tag} || ' ' || value || ' ' || hex(randomblob(60)) FROM generate_series(1, ${rows})`);

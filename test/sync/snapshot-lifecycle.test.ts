@@ -22,7 +22,7 @@ after(async () => {
 
 test('retention keeps the newest N snapshots and deletes older blobs', async () => {
   const store = directoryStore({ dir: join(dir.path, 'retain', 'store') });
-  const db = await open(join(dir.path, 'retain', 'a.db'), store, { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000, retain: 3 } });
+  const db = await open(join(dir.path, 'retain', 'a.db'), store, { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000, retain: 3, maxDeltas: 0 } });
   for (let i = 0; i < 6; i++) {
     await db.insert(notes).values({ body: `v${i}` });
     assert.ok((await db.$sync.flush())?.uploaded);

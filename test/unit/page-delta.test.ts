@@ -1,0 +1,117 @@
+/**
+ * Page deltas as tables (issue 14): what an upload may be (planUpload), what restoring a restore point
+ * takes (deltaChain), what retention keeps (a restore point whole or not at all), what the record
+ * carries into a delta and into the next chunk set, and the delta object's codec.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { WHOLE_FILE_EVERY, planUpload } from '../../src/sync/snapshotter.ts';
+import { applyRetention, decodeManifest, deltaChain, encodeManifest, type SnapshotEntry } from '../../src/sync/manifest.ts';
+import { ChangedPages } from '../../src/sync/wal/changed-pages.ts';
+import { decodeDelta, encodeDelta, encodeDeltaPages, decodeDeltaPages } from '../../src/sync/chunks/delta-codec.ts';
+import { resolveChunkKeys } from '../../src/sync/chunks/encryption.ts';
+import { isSyncError } from '../../src/errors.ts';
+
+const H = 'a'.repeat(64);
+const at = (minutesAgo: number) => new Date(Date.now() - minutesAgo * 60_000).toISOString();
+const chunks = (seq: number, over: Partial<SnapshotEntry> = {}): SnapshotEntry => ({ seq, generation: 'g', key: `c${seq}`, kind: 'chunks', codec: 'lz4', bytes: 100, sha256: H, compressedBytes: 100 << 20, createdAt: at(100 - seq), ...over });
+const delta = (seq: number, parent: string, base: string, over: Partial<SnapshotEntry> = {}): SnapshotEntry => ({ seq, generation: 'g', key: `d${seq}`, kind: 'delta', parent, base, codec: 'lz4', bytes: 100, sha256: H, compressedBytes: 4096, createdAt: at(100 - seq), ...over });
+
+// c1 <- d2 <- d3, then c4 <- d5 (newest first, as a manifest lists them)
+const C1 = chunks(1);
+const D2 = delta(2, 'c1', 'c1');
+const D3 = delta(3, 'd2', 'c1');
+const C4 = chunks(4);
+const D5 = delta(5, 'c4', 'c4');
+const LIST = [D5, C4, D3, D2, C1];
+
+test('deltaChain: a restore point is its chunk set plus every delta up to it, oldest first; a missing link is no chain', () => {
+  assert.deepEqual(deltaChain(LIST, D3), { base: C1, deltas: [D2, D3] });
+  assert.deepEqual(deltaChain(LIST, D5), { base: C4, deltas: [D5] });
+  assert.deepEqual(deltaChain(LIST, C4), { base: C4, deltas: [] });
+  assert.equal(deltaChain(LIST, { ...C1, kind: 'full' }), undefined, 'a full snapshot has no chain');
+  assert.equal(deltaChain([D3, C1], D3), undefined, 'd2 is missing');
+  assert.equal(deltaChain([D3, D2], D3), undefined, 'the chunk set is missing');
+  assert.equal(deltaChain([delta(3, 'd2', 'c4'), D2, C1], delta(3, 'd2', 'c4')), undefined, 'a link names another chunk set');
+  const loop = [delta(3, 'd2', 'c1'), delta(2, 'd3', 'c1')];
+  assert.equal(deltaChain(loop, loop[0]!), undefined, 'a cycle ends');
+});
+
+test('applyRetention keeps every link of a kept delta, whatever the count or age', () => {
+  const keys = (list: SnapshotEntry[]) => list.map((s) => s.key);
+  assert.deepEqual(keys(applyRetention(LIST, { count: 1, maxAgeMs: Infinity })), ['d5', 'c4'], 'the latest delta keeps its chunk set');
+  assert.deepEqual(keys(applyRetention(LIST, { count: 3, maxAgeMs: Infinity })), ['d5', 'c4', 'd3', 'd2', 'c1'], 'd3 kept: so are d2 and c1');
+  assert.deepEqual(keys(applyRetention([D3, D2, C1], { count: 2, maxAgeMs: 60 * 60_000 })), ['d3', 'd2', 'c1'], 'c1 is past the age but d3 needs it');
+  assert.deepEqual(keys(applyRetention([C4, D3, D2, C1], { count: 1, maxAgeMs: Infinity })), ['c4'], 'a chunk set needs nothing older');
+});
+
+test('planUpload: a delta only on the store latest the record extends, within the bounds; else a chunk set', () => {
+  const record = (over: Partial<{ lost: string; baselineKey: string; headKey: string; uploadsSinceWholeFile: number }> = {}) => ({ lost: undefined, baselineKey: 'c1', headKey: 'd3', uploadsSinceWholeFile: 0, ...over });
+  const chain = [D3, D2, C1];
+  const rows: Array<[string, Parameters<typeof planUpload>, string]> = [
+    ['no record yet', [undefined, chain, false, 200, 0], 'whole-file'],
+    ['a broken record', [record({ lost: 'x' }), chain, false, 200, 0], 'whole-file'],
+    ['an empty store', [record(), [], false, 200, 0], 'whole-file'],
+    ['a roll-back', [record(), chain, true, 200, 0], 'whole-file'],
+    ['the record extends the latest', [record(), chain, false, 200, 0], 'delta'],
+    ['the latest is another writer\'s delta', [record({ headKey: 'd2' }), chain, false, 200, 0], 'whole-file'],
+    ['the latest chain starts on another chunk set', [record({ baselineKey: 'c4' }), chain, false, 200, 0], 'whole-file'],
+    ['on a chunk set just uploaded', [record({ headKey: 'c1' }), [C1], false, 200, 0], 'delta'],
+    ['deltas off', [record(), chain, false, 0, 0], 'touched-chunks'],
+    ['the chain is at its bound', [record(), chain, false, 2, 0], 'touched-chunks'],
+    ['the chain is one short of it', [record(), chain, false, 3, 0], 'delta'],
+    ['too many pages for one delta', [record(), chain, false, 200, (64 << 20) + 1], 'touched-chunks'],
+    ['deltas past 10% of the chunk set', [record(), [delta(3, 'd2', 'c1', { compressedBytes: 6 << 20 }), delta(2, 'c1', 'c1', { compressedBytes: 5 << 20 }), C1], false, 200, 0], 'touched-chunks'],
+    ['a small chunk set still allows 4 MiB of deltas', [record(), [delta(3, 'd2', 'c1', { compressedBytes: 1 << 20 }), D2, chunks(1, { compressedBytes: 1 << 20 })], false, 200, 0], 'delta'],
+    ['a whole-file read is due', [record({ uploadsSinceWholeFile: WHOLE_FILE_EVERY - 1 }), chain, false, 0, 0], 'whole-file'],
+    ['due, but a delta reads no file', [record({ uploadsSinceWholeFile: WHOLE_FILE_EVERY - 1 }), chain, false, 200, 0], 'delta'],
+  ];
+  for (const [name, args, expected] of rows) assert.equal(planUpload(...args).kind, expected, name);
+  const touched = planUpload(record(), chain, false, 0, 0);
+  assert.equal(touched.kind === 'touched-chunks' && touched.baseline.key, 'c1', 'a chunk set after deltas reads the chunks changed since their chunk set');
+});
+
+test('ChangedPages: a delta forgets its pages for the next delta, a chunk set after it still reads them', () => {
+  const record = new ChangedPages({ salt: '0000000a11111111', frame: 0, base: 0, folded: false });
+  record.apply({ salt: '0000000a11111111', from: 0, to: 4, pages: [[3, 1], [9, 4]] });
+  record.uploaded(4, true, 'c1');
+  assert.equal(record.headKey, 'c1');
+  record.apply({ salt: '0000000a11111111', from: 4, to: 8, pages: [[5, 6], [7, 8]] });
+  record.deltaUploaded(6, 'd2'); // the delta's image was pinned at frame 6
+  assert.deepEqual(record.pagesUpTo(Infinity), [7], 'the next delta carries what came after');
+  assert.deepEqual(record.pagesSinceBaseline(), [5, 7], 'a chunk set replacing c1 reads both');
+  assert.equal(record.headKey, 'd2');
+  assert.equal(record.baselineKey, 'c1');
+  record.uploaded(8, false, 'c3');
+  assert.deepEqual(record.pagesSinceBaseline(), [], 'the chunk set holds them all');
+  assert.equal(record.headKey, 'c3');
+});
+
+test('delta codec: round trip, plain and sealed; any damage is SNAPSHOT_CORRUPT', async () => {
+  const pageSize = 4096;
+  const pgnos = Uint32Array.from([1, 2, 7]);
+  const data = randomBytes(3 * pageSize);
+  for (const keys of [undefined, await resolveChunkKeys({ key: randomBytes(32) }, {})]) {
+    const { stored, sha256 } = encodeDelta({ pageSize, pageCount: 9, pgnos, data }, keys);
+    const back = decodeDelta(stored, sha256, keys, 'test');
+    assert.deepEqual([back.pageSize, back.pageCount, [...back.pgnos]], [pageSize, 9, [1, 2, 7]]);
+    assert.ok(back.data.equals(data));
+    const flipped = Buffer.from(stored);
+    flipped[flipped.length >> 1]! ^= 1;
+    for (const [name, bad] of [['bit flip', flipped], ['truncated', stored.subarray(0, stored.length - 10)]] as const) {
+      assert.throws(() => decodeDelta(bad, sha256, keys, 'test'), (e: unknown) => isSyncError(e, 'SNAPSHOT_CORRUPT') && /does not match its sha256/.test((e as Error).message), name);
+    }
+  }
+  const plain = encodeDeltaPages({ pageSize, pageCount: 9, pgnos, data });
+  assert.throws(() => decodeDeltaPages(plain.subarray(0, plain.length - 1), 'x'), /unreadable/);
+  assert.throws(() => decodeDeltaPages(encodeDeltaPages({ pageSize, pageCount: 5, pgnos, data }), 'x'), /past the page count/);
+  assert.throws(() => decodeDeltaPages(encodeDeltaPages({ pageSize, pageCount: 9, pgnos: Uint32Array.from([2, 1, 7]), data }), 'x'), /out of order/);
+});
+
+test('a manifest delta entry must name its parent and chunk set', () => {
+  const manifest = { format: 1 as const, generation: 'g', seq: 3, snapshots: [D3, D2, C1] };
+  assert.equal(decodeManifest(encodeManifest(manifest), 'x').snapshots[0]!.parent, 'd2');
+  const { parent: _, ...orphan } = D3;
+  assert.throws(() => decodeManifest(encodeManifest({ ...manifest, snapshots: [orphan, D2, C1] }), 'x'), /delta seq 3 names no parent or base/);
+});
