@@ -17,7 +17,7 @@ import { collectGarbage, youngCollector } from './collect-garbage.ts';
 import { lowerThreadPriority } from './thread-priority.ts';
 import type { ChunksResult, FromWorker, ToWorker, WorkerRequest, WorkerReply } from './worker-protocol.ts';
 import { scanVerdict, type ScanResult, type WalCursor } from './wal/changed-pages.ts';
-import { pinnedScan, readWalIndex, scanFrames } from './wal/wal-scan.ts';
+import { foldedAfter, pinnedScan, readWalIndex, scanFrames } from './wal/wal-scan.ts';
 
 // Only the local-file driver, loaded on first use: a worker that only decodes chunks never pays for it.
 type Libsql = typeof import('@libsql/client/sqlite3');
@@ -280,6 +280,16 @@ export function touchedChunks(pages: readonly number[], scan: ScanResult, image:
   return touched;
 }
 /**
+ * A scan taken under a snapshot's pin, told whether the WAL was folded to its end then (foldedAfter):
+ * a WAL a checkpoint folded before the record began (or before this pin) may restart at the next
+ * commit, and the record then expects the next generation instead of calling that restart foreign.
+ */
+async function pinnedFold(dbPath: string, scan: ScanResult): Promise<ScanResult> {
+  if (scan.broken || scan.salt === '') return scan;
+  return { ...scan, folded: foldedAfter(scan, await readWalIndex(dbPath)) };
+}
+
+/**
  * A page delta: the WAL index's last frame is noted, the image pinned, the frames past the record's
  * cursor read under the pin; if they continue the record, the pages it names plus the scanned ones are
  * read as the pinned transaction sees them (pages past the page count are gone: the file is cut).
@@ -290,7 +300,7 @@ async function readDelta(request: Extract<WorkerRequest, { op: 'delta' }>): Prom
   const start = index && index !== 'unstable' ? { salt: index.salt.toString('hex'), frame: index.mxFrame } : null;
   const image = await openPageImage(loadLibsql(), request.dbPath, 1 << 20);
   try {
-    const scan = await scanFrames(request.dbPath, request.record.cursor);
+    const scan = await pinnedFold(request.dbPath, await scanFrames(request.dbPath, request.record.cursor));
     if (scanVerdict(request.record.cursor, scan).kind !== 'apply') return { ok: true, scan, start };
     const wanted = new Set(request.record.pages);
     for (const [p] of scan.pages) wanted.add(p);
@@ -329,7 +339,7 @@ async function snapshotChunks(request: ChunksRequest): Promise<WorkerReply> {
   try {
     if (record) {
       const cursor: WalCursor = record.cursor ?? { salt: start?.salt ?? '', frame: start?.frame ?? 0, base: 0, folded: false };
-      scan = await scanFrames(request.dbPath, cursor);
+      scan = await pinnedFold(request.dbPath, await scanFrames(request.dbPath, cursor));
       if (record.baseline && record.cursor && record.baseline.pageSize === image.pageSize && scanVerdict(record.cursor, scan).kind === 'apply') touched = touchedChunks(record.pages, scan, image, request.chunkSize, record.baseline.bytes);
     }
   } catch (error) {

@@ -101,7 +101,9 @@ test('group commit: 60 writers each awaiting durable() share far fewer uploads, 
     );
     assert.deepEqual(early, [], 'durable() resolved before its commit was covered');
     assert.ok(uploads >= 1, 'nothing was uploaded');
-    assert.ok(uploads <= writers / 3, `${uploads} uploads for ${writers} durable() calls: no group commit`);
+    // Writers arrive every 5 ms; an upload (a page delta: one small object and the manifest) takes
+    // longer, so the ones that came meanwhile share the next one. Without sharing: one upload each.
+    assert.ok(uploads <= writers / 2, `${uploads} uploads for ${writers} durable() calls: no group commit`);
     assert.ok(state.uploads > 0);
     const bodies = await restoredBodies('group', store);
     assert.equal(bodies.length, writers, `${bodies.length} of ${writers} rows restored`);

@@ -1,0 +1,231 @@
+/**
+ * Page deltas (issue 14), end to end on real libSQL files and the real directory store: an upload
+ * between chunk sets ships only the pages changed since the previous one; restoring any restore point
+ * applies its chain (chunk set + deltas, in order, each verified) and gives the database exactly as it
+ * was; a damaged delta falls back to the newest restore point that fully verifies, never a gap; a
+ * replica follows by fetching deltas only, and can still be promoted.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import * as libsql from '@libsql/client/sqlite3';
+import { sql } from 'drizzle-orm';
+import { directoryStore, drizzle, type SnapshotStore } from 'drizzle-libsql-blob';
+import { openPageImage } from '../../src/sync/chunks/page-image.ts';
+import { chunkAddress } from '../../src/sync/chunks/chunk-codec.ts';
+import { CHUNK_PREFIX } from '../../src/sync/chunks/chunk-index.ts';
+import { downloadSnapshot } from '../../src/sync/restore.ts';
+import { MANIFEST_KEY, deltaChain, type SnapshotEntry } from '../../src/sync/manifest.ts';
+import { mulberry32 } from '../../bench/dataset.ts';
+import { nextEvent, notes, open, readManifest, schema, tempDir, type TempDir } from '../helpers/fixtures.ts';
+
+let dir: TempDir;
+before(async () => (dir = await tempDir('page-delta')));
+after(() => dir.cleanup());
+
+const CHUNK = 64 * 1024;
+const MANUAL = { debounceMs: 600_000, maxIntervalMs: 600_000, maxCommits: 1_000_000, chunkSize: CHUNK };
+
+/** Every chunk's address of a database file's page image (its own read transaction, no fold). */
+async function addresses(dbPath: string): Promise<string[]> {
+  const image = await openPageImage(Promise.resolve(libsql), dbPath, CHUNK);
+  try {
+    const out: string[] = [];
+    for await (const { data } of image.chunks()) out.push(chunkAddress(data, undefined));
+    return out;
+  } finally {
+    await image.close({ fold: false });
+  }
+}
+
+function hexOf(rand: () => number): string {
+  return Math.floor(rand() * 0xffffffff).toString(16).padStart(8, '0');
+}
+
+test('every restore point a delta publishes restores, through its chain, to the database exactly as it was; a one-row commit ships one page', async () => {
+  const store = directoryStore({ dir: join(dir.path, 'rounds', 'store') });
+  const dbPath = join(dir.path, 'rounds', 'app.db');
+  const db = await open(dbPath, store, { snapshot: { ...MANUAL, maxDeltas: 6 } });
+  let liveRows: Array<{ id: number; body: string }> = [];
+  const kinds: string[] = [];
+  try {
+    await db.run(sql`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 8000) INSERT INTO notes (body) SELECT hex(randomblob(150)) FROM n`);
+    assert.equal((await db.$sync.flush())!.kind, 'chunks', 'the first upload is a chunk set (it starts the record)');
+
+    // One single-row commit: one page read and shipped, whatever the file's size.
+    await db.update(notes).set({ body: 'one row' }).where(sql`id = 4000`);
+    const one = (await db.$sync.flush())!;
+    assert.equal(one.kind, 'delta');
+    assert.ok(one.readBytes <= 2 * 4096, `a one-row commit read ${one.readBytes} bytes`);
+    assert.ok(one.compressedBytes <= 32 * 1024, `a one-row commit uploaded ${one.compressedBytes} bytes`);
+
+    const rand = mulberry32(21);
+    let ids = 8000;
+    for (let round = 0; round < 24; round++) {
+      const kind = round % 8;
+      const writes = kind === 7 ? 2_500 : 1 + Math.floor(rand() * 30); // every eighth round passes the WAL's bound: checkpoints and restarts
+      for (let i = 0; i < writes; i++) {
+        const r = rand();
+        const id = 1 + Math.floor(rand() * ids);
+        if (r < 0.6) await db.update(notes).set({ body: `r${round} ${hexOf(rand)}` }).where(sql`id = ${id}`);
+        else if (r < 0.85) await db.insert(notes).values({ body: `new ${round} ${hexOf(rand).repeat(3)}` }).then(() => ids++);
+        else await db.delete(notes).where(sql`id = ${id}`);
+      }
+      if (kind === 3) await db.run(sql`DELETE FROM notes WHERE id % 5 = 0`); // frees pages in the middle
+      if (kind === 5) await db.run(sql`VACUUM`); // rewrites and shrinks the file
+      const info = (await db.$sync.flush())!;
+      kinds.push(info.kind);
+      const manifest = await readManifest(store);
+      const latest = manifest.snapshots[0]!;
+      assert.equal(latest.seq, info.seq);
+      const restored = join(dir.path, 'rounds', `restored-${round}.db`);
+      await downloadSnapshot(store, latest, restored, { snapshots: manifest.snapshots });
+      assert.deepEqual(await addresses(restored), await addresses(dbPath), `round ${round} (${writes} writes, ${info.kind}): the restored page image differs from the live one`);
+      await rm(restored);
+      if (info.kind === 'delta' && kind < 3) assert.ok(info.readBytes <= (6 * writes + 4) * 4096, `round ${round}: ${writes} writes read ${info.readBytes} bytes`);
+    }
+    liveRows = await db.select().from(notes).orderBy(notes.id);
+  } finally {
+    await db.$sync.close();
+  }
+  assert.ok(kinds.filter((k) => k === 'delta').length >= 12, `mostly deltas: ${kinds.join(' ')}`);
+  assert.ok(kinds.includes('chunks'), `maxDeltas 6 makes chunk sets between the deltas: ${kinds.join(' ')}`);
+
+  // Every retained restore point restores too, not only the latest: each chain verifies and applies.
+  const manifest = await readManifest(store);
+  for (const entry of manifest.snapshots.slice(0, 8)) {
+    const path = join(dir.path, 'rounds', `point-${entry.seq}.db`);
+    await downloadSnapshot(store, entry, path, { snapshots: manifest.snapshots });
+    await rm(path);
+  }
+  const fresh = await drizzle({ connection: { url: `file:${join(dir.path, 'rounds', 'fresh.db')}` }, schema, store, restore: 'required', log: false, shutdown: { signals: false } });
+  try {
+    assert.deepEqual(await fresh.select().from(notes).orderBy(notes.id), liveRows, 'a restore on an empty disk has every row as it was');
+  } finally {
+    await fresh.$sync.close();
+  }
+});
+
+/** A chain c1 <- d2 <- d3 <- d4 with rows 'seq N' written before each: returns the manifest's entries, newest first. */
+async function chainOfThree(store: SnapshotStore, name: string): Promise<SnapshotEntry[]> {
+  const db = await open(join(dir.path, name, 'seed.db'), store, { snapshot: MANUAL });
+  try {
+    for (let i = 1; i <= 4; i++) {
+      await db.insert(notes).values({ body: `upload ${i}` });
+      await db.$sync.flush();
+    }
+  } finally {
+    await db.$sync.close();
+  }
+  const manifest = await readManifest(store);
+  assert.deepEqual(manifest.snapshots.map((s) => s.kind), ['delta', 'delta', 'delta', 'chunks']);
+  assert.deepEqual(deltaChain(manifest.snapshots, manifest.snapshots[0]!)!.deltas.map((d) => d.seq), [2, 3, 4]);
+  return manifest.snapshots;
+}
+
+for (const [damage, apply] of [
+  ['missing', async (_store: SnapshotStore, path: string) => rm(path)],
+  ['truncated', async (_store: SnapshotStore, path: string) => writeFile(path, (await readFile(path)).subarray(0, 20))],
+  ['bit-flipped', async (_store: SnapshotStore, path: string) => {
+    const body = await readFile(path);
+    body[body.length - 5]! ^= 0x08;
+    await writeFile(path, body);
+  }],
+] as const) {
+  test(`a ${damage} delta in the chain: restore falls back to the newest restore point before it, reports every one it skipped, never opens a gap`, async () => {
+    const root = join(dir.path, `damaged-${damage}`, 'store');
+    const store = directoryStore({ dir: root });
+    const [d4, d3] = await chainOfThree(store, `damaged-${damage}`);
+    await apply(store, join(root, d3!.key));
+    const before = await readFile(join(root, MANIFEST_KEY));
+    const errors: string[] = [];
+    const log = { info() {}, warn() {}, error: (_: object, msg: string) => void errors.push(msg) };
+    const restored: Array<{ seq: number; skipped: Array<{ seq: number }> }> = [];
+    const db = await drizzle({ connection: { url: `file:${join(dir.path, `damaged-${damage}`, 'app.db')}` }, schema, store, log, shutdown: { signals: false }, snapshot: MANUAL });
+    db.$sync.on('restore', (r) => void restored.push(r));
+    try {
+      const status = db.$sync.status().restoredFrom!;
+      assert.equal(status.seq, 2, 'restored d2: the newest restore point whose whole chain verifies');
+      const code = damage === 'missing' ? 'NOT_FOUND' : 'SNAPSHOT_CORRUPT';
+      assert.deepEqual(status.skipped.map((s) => [s.seq, s.code]), [[d4!.seq, code], [d3!.seq, code]]);
+      assert.match(status.skipped[0]!.message, /page delta seq 3 /i, 'seq 4 was skipped for the delta of seq 3 in its chain');
+      assert.deepEqual((await db.select().from(notes)).map((r) => r.body), ['upload 1', 'upload 2'], "d2's rows: nothing of d3 or d4, no gap");
+      assert.ok(errors.some((m) => /SNAPSHOT seq 3 FAILED VERIFICATION/.test(m)), 'the damaged delta is logged');
+      assert.ok(errors.some((m) => /RESTORED AN OLDER SNAPSHOT \(seq 2\)/.test(m)), 'the fallback is logged');
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(restored.map((r) => [r.seq, r.skipped.map((s) => s.seq)]), [[2, [4, 3]]], "the 'restore' event says so too");
+    } finally {
+      await db.$sync.close();
+    }
+    assert.ok((await readFile(join(root, MANIFEST_KEY))).equals(before), 'a restore that fell back wrote nothing to the store');
+  });
+}
+
+test('a replica follows 100 small commits by fetching deltas only, then is promoted', async () => {
+  const inner = directoryStore({ dir: join(dir.path, 'replica', 'store') });
+  const fetched = { chunks: 0, deltas: 0, deltaBytes: 0 };
+  const store: SnapshotStore = {
+    ...inner,
+    download: (key) => {
+      if (key.startsWith(CHUNK_PREFIX)) fetched.chunks++;
+      const isDelta = key.endsWith('.delta');
+      if (isDelta) fetched.deltas++;
+      const stream = inner.download(key);
+      return (async function* () {
+        for await (const part of stream) {
+          if (isDelta) fetched.deltaBytes += part.length;
+          yield part;
+        }
+      })();
+    },
+  };
+  const writer = await open(join(dir.path, 'replica', 'w.db'), inner, { snapshot: { ...MANUAL, maxDeltas: 200 } });
+  await writer.run(sql`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) INSERT INTO notes (body) SELECT hex(randomblob(100)) FROM n`);
+  await writer.$sync.flush();
+  const replica = await drizzle({ connection: { url: `file:${join(dir.path, 'replica', 'r.db')}` }, schema, store, log: false, shutdown: { signals: false }, replica: { pollMs: 20 }, snapshot: MANUAL }); // the writer holds the lease: a replica that may take over
+  assert.equal(replica.$sync.status().role, 'replica');
+  const initialChunks = fetched.chunks;
+  assert.ok(initialChunks > 20, `the first restore fetched the chunk set (${initialChunks} chunks)`);
+  let uploaded = 0;
+  let last = 0;
+  // Checked and subscribed in one tick: an update that already came is not waited for.
+  const caughtUp = async (seq: number) => {
+    if (replica.$sync.status().localSeq! < seq) await nextEvent(replica.$sync, 'replica-update', (u) => u.seq >= seq);
+  };
+  let promoted: Promise<unknown> | undefined;
+  try {
+    for (let i = 1; i <= 100; i++) {
+      await writer.update(notes).set({ body: `commit ${i}` }).where(sql`id = ${1 + ((i * 193) % 20000)}`);
+      const info = (await writer.$sync.flush())!;
+      assert.equal(info.kind, 'delta', `commit ${i} is a delta`);
+      uploaded += info.compressedBytes;
+      last = info.seq;
+      if (i % 10 === 0) await caughtUp(last); // ten catch-ups, each fetching the deltas it lacks
+    }
+    assert.equal(fetched.chunks, initialChunks, 'no chunk fetched after the first restore');
+    assert.ok(fetched.deltas >= 100 && fetched.deltas <= 100 + 100, `deltas fetched: ${fetched.deltas}`);
+    assert.ok(fetched.deltaBytes <= 2 * uploaded, `the replica fetched ${fetched.deltaBytes} bytes of deltas for ${uploaded} uploaded`);
+    assert.ok(fetched.deltaBytes <= 100 * 16 * 1024, `about a page per commit: ${fetched.deltaBytes} bytes`);
+    assert.equal((await replica.select().from(notes).where(sql`id = ${1 + ((100 * 193) % 20000)}`))[0]?.body, 'commit 100');
+    promoted = nextEvent(replica.$sync, 'promoted', () => true, 20_000);
+  } finally {
+    await writer.$sync.close();
+  }
+  // Promotion: the writer is gone and released its lease; the replica takes over and writes.
+  try {
+    await promoted;
+    await replica.insert(notes).values({ body: 'written by the promoted replica' });
+    const info = (await replica.$sync.flush())!;
+    assert.ok(info.seq > last, 'the promoted replica publishes after the writer');
+  } finally {
+    await replica.$sync.close();
+  }
+  const fresh = await drizzle({ connection: { url: `file:${join(dir.path, 'replica', 'fresh.db')}` }, schema, store: inner, restore: 'required', log: false, shutdown: { signals: false } });
+  try {
+    assert.equal((await fresh.select().from(notes).where(sql`body = 'written by the promoted replica'`)).length, 1);
+    assert.equal((await fresh.select().from(notes)).length, 20_001);
+  } finally {
+    await fresh.$sync.close();
+  }
+});
