@@ -2,8 +2,8 @@
  * Child process for test/faults/kill.test.ts: a writer that never stops until it is SIGKILLed.
  *
  * It opens the library on an Azure store (Azurite) through a pass-through wrapper that prints the
- * snapshot's phases, then inserts rows with increasing ids and calls flush() forever, printing
- * `ACK <maxId>` each time flush() resolved (every id <= maxId is then durable in the store).
+ * snapshot's phases, then inserts rows with increasing ids and calls flush() or durable() forever,
+ * printing `ACK <maxId>` each time one resolved (every id <= maxId is then durable in the store).
  *
  * Usage: fault-writer.ts <dbPath>
  * Env: FAULT_CONNECTION_STRING, FAULT_CONTAINER, FAULT_PREFIX, FAULT_DEBOUNCE_MS (default 10),
@@ -59,7 +59,7 @@ function phased(inner: SnapshotStore): SnapshotStore {
     say('PHASE upload-done');
     dieIf('upload-done');
   };
-  // Incremental snapshots: new chunks, then the chunk index, are one upload phase.
+  // Incremental snapshots: new chunks, then the chunk index, are one upload phase; a page delta is one object.
   let uploading = false;
   store.uploadBuffer = async (key, body) => {
     if (!uploading) {
@@ -67,7 +67,7 @@ function phased(inner: SnapshotStore): SnapshotStore {
       say('PHASE upload-start');
     }
     await inner.uploadBuffer(key, body);
-    if (key.endsWith('.chunks.json')) {
+    if (key.endsWith('.chunks.json') || key.endsWith('.delta')) {
       uploading = false;
       say('PHASE upload-done');
       dieIf('upload-done');
@@ -113,7 +113,8 @@ try {
     // 'writer' fails fast (LEASE_HELD) instead of becoming a replica: a restart on its own local
     // directory must re-take its own lease at once.
     role: 'writer',
-    snapshot: { debounceMs, maxIntervalMs: 1_000, retryBaseMs: 20, retryMaxMs: 200 },
+    // A chunk set (compaction) after every 4 page deltas: kills land in both kinds of upload.
+    snapshot: { debounceMs, maxIntervalMs: 1_000, retryBaseMs: 20, retryMaxMs: 200, maxDeltas: 4 },
     retry: { retries: 2, minTimeoutMs: 10, maxTimeoutMs: 50 },
   });
   const [row] = await db.select({ max: sql<number | null>`max(${notes.id})` }).from(notes);
@@ -125,7 +126,9 @@ try {
     const batch = 1 + Math.floor(Math.random() * 4);
     for (let i = 0; i < batch; i++) await db.insert(notes).values({ id: ++maxId, body: `row ${maxId}` });
     say(`WROTE ${maxId}`);
-    await db.$sync.flush();
+    // Either acknowledgement: flush() uploads now; durable() waits for an upload covering the commits.
+    if (Math.random() < 0.5) await db.$sync.flush();
+    else await db.$sync.durable();
     say(`ACK ${maxId}`);
   }
 } catch (error) {
