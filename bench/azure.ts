@@ -16,6 +16,7 @@ import { documents } from '../schema/documents.ts';
 import type { Dataset } from './dataset.ts';
 import { copyDb, NO_AUTO_SNAPSHOT, openOurs, type AnyDb } from './drivers.ts';
 import { median, summarize, type Summary } from './stats.ts';
+import { DEFAULT_DEBOUNCE_MS } from '../src/config.ts';
 import { runUnderSnapshot, writer, type SnapshotLoadResult } from './writes.ts';
 
 export const TRANSFER_RATIO_TARGET = 1.3;
@@ -212,12 +213,13 @@ async function runDurableCalls(db: Awaited<ReturnType<typeof openOurs>>, w: Retu
 
 /** A burst of single-row updates, then the time until the snapshot covering them is durable. */
 export async function runDurability(connectionString: string, dataset: Dataset, work: string, label: string, ids: readonly string[], reps: number, durableSeconds: number): Promise<DurabilityResult> {
-  const debounceMs = 1_000;
+  const debounceMs = DEFAULT_DEBOUNCE_MS;
   const burst = 1_000;
   const path = join(work, 'durable.db');
   await copyDb(dataset.path, path);
-  // maxCommits above the burst, so the debounce (not the commit count) triggers the snapshot.
-  const db = await openOurs(path, oursStore(connectionString, `durable-${label}-${process.pid}`), { debounceMs, maxCommits: 1e9, maxIntervalMs: 300_000 });
+  // The library's default schedule (issue 14: "default settings"): the debounce, or the commit count
+  // (maxCommits, 1000 by default) when the burst reaches it first, starts the upload.
+  const db = await openOurs(path, oursStore(connectionString, `durable-${label}-${process.pid}`), {});
   await db.$sync.flush();
   const w = writer(db as unknown as AnyDb, ids, 'durable', 55);
   const latenciesMs: number[] = [];

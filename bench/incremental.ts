@@ -47,6 +47,10 @@ import { fmtBytes, fmtMs, fmtRatio, markdownTable, median, passFail, ratio } fro
 export const INCR_BYTES_TARGET = 0.05;
 /** Issue 14: one single-row commit uploads at most this, and the upload reads at most ONE_ROW_READ_TARGET of the database. */
 export const ONE_ROW_UPLOAD_TARGET = 32 * 1024;
+/** Restore through a chain of page deltas / the same data as a fresh chunk set (issue 14). */
+export const CHAIN_RESTORE_TARGET = 1.2;
+/** Page deltas on top of the chunk set in that comparison. */
+export const CHAIN_DELTAS = 200;
 export const ONE_ROW_READ_TARGET = 2 * 1024 * 1024;
 export const INCR_WALL_TARGET = 0.25;
 export const RESTORE_RAW_TARGET = TRANSFER_RATIO_TARGET;
@@ -202,7 +206,17 @@ export interface ProfileRun {
   uploadedChunks: number;
 }
 
+/** Restore through a chunk set plus a chain of page deltas, next to the same data as a fresh chunk set (issue 14). */
+export interface ChainResult {
+  deltas: number;
+  /** Stored bytes of the deltas, and of the fresh chunk set's chunks. */
+  deltaBytes: number;
+  chainRestores: RestoreRun[];
+  freshRestores: RestoreRun[];
+}
+
 export interface IncrementalResult {
+  chain?: ChainResult;
   rows: number;
   dbBytes: number;
   updatedRows: number;
@@ -222,9 +236,16 @@ type Job =
   | { kind: 'restore'; dbPath: string; conn: string; prefix: string; probeId: string }
   | { kind: 'raw'; conn: string; names: string[]; concurrency: number; blockSize?: number }
   | { kind: 'floor'; conn: string; prefix: string; indexKey: string; outPath: string }
-  | { kind: 'profile'; dbPath: string; basePath: string; chunkSize: number; idsFile: string; workload: Workload; conn: string; prefix: string; maxUploads: number };
+  | { kind: 'profile'; dbPath: string; basePath: string; chunkSize: number; idsFile: string; workload: Workload; conn: string; prefix: string; maxUploads: number }
+  | { kind: 'chain'; dbPath: string; conn: string; prefix: string; freshPrefix: string; idsFile: string; deltas: number };
 
-type JobResult = SnapshotRun | RestoreRun | RawRun | ProfileRun | FloorRun;
+/** What the 'chain' job built: the deltas' stored bytes. */
+interface ChainBuilt {
+  deltas: number;
+  deltaBytes: number;
+}
+
+type JobResult = SnapshotRun | RestoreRun | RawRun | ProfileRun | FloorRun | ChainBuilt;
 
 const statusBytes = (field: string): number => {
   const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync('/proc/self/status', 'utf8'));
@@ -449,7 +470,42 @@ function processCpuMs(pid: number | undefined): number {
   }
 }
 
+/**
+ * On the base state: one upload (the process's first reads the whole file: a chunk set), then `deltas`
+ * single-row updates each flushed (a page delta each) on `prefix`; then a copy of the result uploaded
+ * as one fresh chunk set on `freshPrefix`.
+ */
+async function runChain(job: Extract<Job, { kind: 'chain' }>): Promise<ChainBuilt> {
+  const ids = JSON.parse(await readFile(job.idsFile, 'utf8')) as string[];
+  const store = azureBlobStore({ connectionString: job.conn, container: CONTAINER, prefix: job.prefix, createContainer: true });
+  const db = await openOurs(job.dbPath, store, { ...NO_AUTO_SNAPSHOT, mode: 'incremental', maxDeltas: job.deltas + 1 });
+  let deltaBytes = 0;
+  try {
+    await applyUpdate(db, ids.slice(0, 1));
+    if ((await db.$sync.flush())?.kind !== 'chunks') throw new Error("the chain's first upload is not a chunk set");
+    for (let i = 1; i <= job.deltas; i++) {
+      await applyUpdate(db, [ids[i % ids.length]!]);
+      const info = await db.$sync.flush();
+      if (info?.kind !== 'delta') throw new Error(`upload ${i} of the chain is ${info?.kind ?? 'nothing'}, not a delta`);
+      deltaBytes += info.compressedBytes;
+    }
+  } finally {
+    await db.$sync.close();
+  }
+  const copy = `${job.dbPath}.fresh.db`;
+  await copyDb(job.dbPath, copy);
+  const fresh = await openOurs(copy, azureBlobStore({ connectionString: job.conn, container: CONTAINER, prefix: job.freshPrefix, createContainer: true }), { ...NO_AUTO_SNAPSHOT, mode: 'incremental', maxDeltas: 0 });
+  try {
+    if ((await fresh.$sync.flush())?.kind !== 'chunks') throw new Error('the fresh upload is not a chunk set');
+  } finally {
+    await fresh.$sync.close();
+    await rm(copy, { force: true });
+  }
+  return { deltas: job.deltas, deltaBytes };
+}
+
 async function runJob(job: Job): Promise<JobResult> {
+  if (job.kind === 'chain') return runChain(job);
   if (job.kind === 'profile') return runProfile(job);
   if (job.kind === 'floor') return runFloor(job);
   const containerOf = (conn: string) => BlobServiceClient.fromConnectionString(conn).getContainerClient(CONTAINER);
@@ -613,7 +669,7 @@ export async function runIncremental(
   dataset: Dataset,
   work: string,
   label: string,
-  o: { reps: number; restoreReps: number; chunkSizes: number[]; profileChunkSizes: number[]; litestream: boolean },
+  o: { reps: number; restoreReps: number; chunkSizes: number[]; profileChunkSizes: number[]; litestream: boolean; chainDeltas: number },
   print: (line: string) => void,
 ): Promise<IncrementalResult> {
   const started = performance.now();
@@ -633,6 +689,7 @@ export async function runIncremental(
   ];
   const results = new Map<string, ConfigResult>();
   const profiles: ProfileRun[] = [];
+  let chain: ChainResult | undefined;
   try {
     // 1. The base snapshot of every configuration, and what to roll back to.
     for (const [i, cfg] of cfgs.entries()) {
@@ -733,7 +790,33 @@ export async function runIncremental(
       }
     }
 
-    // 4. Where the time goes, per chunk size (also sizes not measured end to end above).
+    // 4. A restore point at the end of a chain of page deltas, restored next to the same data as a fresh chunk set.
+    const chainCfg = cfgs.find((c) => c.snapshot.chunkSize === DEFAULT_CHUNK_SIZE);
+    if (chainCfg && o.chainDeltas > 0) {
+      await rollback(chainCfg);
+      const freshPrefix = `fresh-${label}-${process.pid}`;
+      log(`[${label}] incremental: a chain of ${o.chainDeltas} page deltas`);
+      const built = await child<ChainBuilt>({ kind: 'chain', dbPath: live, conn, prefix: chainCfg.prefix, freshPrefix, idsFile: idsFile.random, deltas: o.chainDeltas });
+      chain = { ...built, chainRestores: [], freshRestores: [] };
+      try {
+        for (let rep = 0; rep < o.restoreReps; rep++) {
+          for (const [which, prefix] of rep % 2 === 0 ? ([['chain', chainCfg.prefix], ['fresh', freshPrefix]] as const) : ([['fresh', freshPrefix], ['chain', chainCfg.prefix]] as const)) {
+            const dir = join(work, `incr-chain-${rep}`);
+            await rm(dir, { recursive: true, force: true });
+            await mkdir(dir, { recursive: true });
+            const restore = await child<RestoreRun>({ kind: 'restore', dbPath: join(dir, 'app.db'), conn, prefix, probeId });
+            await rm(dir, { recursive: true, force: true });
+            (which === 'chain' ? chain.chainRestores : chain.freshRestores).push(restore);
+            log(`[${label}] incremental: restore rep ${rep + 1}/${o.restoreReps} ${which === 'chain' ? `chunk set + ${built.deltas} deltas` : 'fresh chunk set'}: ${fmtMs(restore.hydrateMs)} ms`);
+          }
+        }
+      } finally {
+        await deletePrefixFast(container, freshPrefix).catch(() => undefined);
+        await rollback(chainCfg);
+      }
+    }
+
+    // 5. Where the time goes, per chunk size (also sizes not measured end to end above).
     const basePath = cfgs[0]!.base!.db;
     for (const chunkSize of o.profileChunkSizes) {
       for (const w of WORKLOADS) {
@@ -756,7 +839,7 @@ export async function runIncremental(
       .then(({ bin, version }) => runLitestreamIncr(bin, version, az, dataset, work, label, ids, probeId))
       .catch((e: unknown) => ({ error: (e as Error).message }));
   }
-  return { rows: dataset.rows, dbBytes: dataset.bytes, updatedRows, reps: o.reps, restoreReps: o.restoreReps, configs: [...results.values()], ...(litestream ? { litestream } : {}), profiles, elapsedMs: performance.now() - started };
+  return { rows: dataset.rows, dbBytes: dataset.bytes, updatedRows, reps: o.reps, restoreReps: o.restoreReps, configs: [...results.values()], ...(litestream ? { litestream } : {}), ...(chain ? { chain } : {}), profiles, elapsedMs: performance.now() - started };
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -922,6 +1005,21 @@ export function incrementalChecks(size: string, r: IncrementalResult): Check[] {
     const rc = med(oneRow, (x) => x.rchar);
     out.push({ name: `one single-row commit: bytes uploaded by its snapshot (${incr.name}, p50 of ${oneRow.length})`, size, value: fmtBytes(uploaded), target: `≤ ${fmtBytes(ONE_ROW_UPLOAD_TARGET)}`, pass: uploaded <= ONE_ROW_UPLOAD_TARGET, gating: false });
     out.push({ name: `one single-row commit: database bytes its snapshot read (${incr.name}, p50 of ${oneRow.length}; process rchar ${fmtBytes(rc)})`, size, value: fmtBytes(read), target: `≤ ${fmtBytes(ONE_ROW_READ_TARGET)}`, pass: read <= ONE_ROW_READ_TARGET, gating: false });
+  }
+  if (r.chain && r.chain.chainRestores.length && r.chain.freshRestores.length) {
+    const ch = med(r.chain.chainRestores, (x) => x.hydrateMs);
+    const fr = med(r.chain.freshRestores, (x) => x.hydrateMs);
+    out.push({ name: `restore of a chunk set + ${r.chain.deltas} page deltas (${fmtBytes(r.chain.deltaBytes)}) / the same data as a fresh chunk set (p50 of ${r.chain.chainRestores.length})`, size, value: `${fmtMs(ch)} / ${fmtMs(fr)} ms = ${fmtRatio(ratio(ch, fr))}`, target: `≤ ${CHAIN_RESTORE_TARGET}×`, pass: ratio(ch, fr) <= CHAIN_RESTORE_TARGET, gating: false });
+  }
+  const ls = r.litestream && !('error' in r.litestream) ? r.litestream : undefined;
+  if (incr && ls) {
+    for (const w of WORKLOADS) {
+      const u = ls.updates.find((x) => x.workload === w);
+      const runs = runsOf(incr, w);
+      if (!u || runs.length === 0) continue;
+      const ours = med(runs, (x) => x.upload.total);
+      out.push({ name: `bytes uploaded for 1% ${w === 'recent' ? 'most recent' : 'random'} rows updated: ours (${incr.name}) / Litestream ${ls.version}`, size, value: `${fmtBytes(ours)} / ${fmtBytes(u.bytes)} = ${fmtRatio(ratio(ours, u.bytes))}`, target: '≤ 1.0×', pass: ratio(ours, u.bytes) <= 1, gating: false });
+    }
   }
   for (const c of [full, incr]) {
     if (!c) continue;

@@ -21,7 +21,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { Check, RunResult, SizeResult } from './report.ts';
+import { durabilities, type Check, type RunResult, type SizeResult } from './report.ts';
 import type { ColdStartRun } from './litestream.ts';
 import { fmtBytes, fmtMs, fmtRatio, markdownTable, median, ratio } from './stats.ts';
 
@@ -194,18 +194,19 @@ function apiBlock(files: readonly ResultsFile[]): string {
 
 /** Last commit of a burst → the snapshot covering it is published. */
 function durabilityBlock(files: readonly ResultsFile[]): string {
-  const file = runsNewestFirst(files).find((f) => f.run.durability);
+  const file = runsNewestFirst(files).find((f) => durabilities(f.run).length > 0);
   if (!file) return sourceLine([]);
-  const d = file.run.durability!;
-  const check = file.run.checks.find((c) => c.name.startsWith(`last commit of a ${d.burst}-update burst`));
-  const rows = [[d.size, String(d.burst), String(d.debounceMs), d.latenciesMs.map(fmtMs).join(', '), d.snapshotMs.map(fmtMs).join(', '), check?.target ?? '–', check ? (check.pass ? 'PASS' : 'FAIL') : '–']];
+  const rows = durabilities(file.run).map((d) => {
+    const check = file.run.checks.find((c) => c.size === d.size && c.name.startsWith(`last commit of a ${d.burst}-update burst`));
+    return [d.size, String(d.burst), String(d.debounceMs), d.latenciesMs.map(fmtMs).join(', '), d.snapshotMs.map(fmtMs).join(', '), check?.target ?? '–', check ? (check.pass ? 'PASS' : 'FAIL') : '–'];
+  });
   const calls = file.run.checks.filter((c) => c.name.startsWith('durable() after each of'));
   return [sourceLine([file]), '', markdownTable(['size', 'burst', 'debounceMs', 'last commit → durable ms', 'snapshot ms', 'target (worst)', 'result'], rows, ['l', 'r', 'r', 'r', 'r', 'r', 'l']), ...(calls.length ? ['', checkTable([{ file, checks: calls }])] : [])].join('\n');
 }
 
 /** Full vs incremental snapshots vs Litestream (phase 'incremental'): its checks. */
 function incrementalBlock(files: readonly ResultsFile[]): string {
-  const checks = pickChecks(files, (c) => /^bytes uploaded: incremental|^snapshot wall: incremental|^one single-row commit|^restore incl\. quick_check|^lower bound for any restore|^peak RSS above idle during (snapshot|restore) \((full|incremental)/.test(c.name));
+  const checks = pickChecks(files, (c) => /^bytes uploaded: incremental|^bytes uploaded for 1%|^restore of a chunk set \+|^snapshot wall: incremental|^one single-row commit|^restore incl\. quick_check|^lower bound for any restore|^peak RSS above idle during (snapshot|restore) \((full|incremental)/.test(c.name));
   return [sourceLine(checks.map((c) => c.file)), '', checkTable(checks)].join('\n');
 }
 

@@ -29,7 +29,7 @@ import { explainPlans, prepareQueries, runQueries } from './queries.ts';
 import { computeChecks, renderMarkdown, renderSvg, type RunResult, type SizeResult } from './report.ts';
 import { runUnderSnapshot, runWrites } from './writes.ts';
 import { runApi } from './api.ts';
-import { DEFAULT_CHUNK_SIZE, runIncremental } from './incremental.ts';
+import { CHAIN_DELTAS, DEFAULT_CHUNK_SIZE, runIncremental } from './incremental.ts';
 
 const PHASES = ['queries', 'writes', 'snapshot', 'azure', 'litestream', 'durability', 'api', 'incremental'] as const;
 type Phase = (typeof PHASES)[number];
@@ -164,18 +164,23 @@ try {
     }
     if (phases.has('incremental') && azurite) {
       log(`[${label}] incremental vs full snapshots vs Litestream, ${cfg.incrReps} reps`);
-      s.incremental = await runIncremental(azurite, dataset, work, label, { reps: cfg.incrReps, restoreReps: cfg.incrReps, chunkSizes: cfg.incrChunkSizes, profileChunkSizes: cfg.incrProfileChunkSizes, litestream: process.platform === 'linux' && process.arch === 'x64' }, log).catch((e: unknown) => ({ error: (e as Error).stack ?? String(e) }));
+      s.incremental = await runIncremental(azurite, dataset, work, label, { reps: cfg.incrReps, restoreReps: cfg.incrReps, chunkSizes: cfg.incrChunkSizes, profileChunkSizes: cfg.incrProfileChunkSizes, litestream: process.platform === 'linux' && process.arch === 'x64', chainDeltas: CHAIN_DELTAS }, log).catch((e: unknown) => ({ error: (e as Error).stack ?? String(e) }));
     }
     await rm(work, { recursive: true, force: true });
   }
 
   if (phases.has('durability') && azurite) {
-    const label = sizes.includes('100k') ? '100k' : sizes.at(-1)!;
-    const dataset = await ensureDataset(parseSize(label));
-    const work = join(runDir, `durability-${label}`);
-    await mkdir(work, { recursive: true });
-    log(`[${label}] commit -> durable, ${cfg.durabilityReps} bursts, then durable() after each of 100 writes/s for ${cfg.durableSeconds} s`);
-    durability = { size: label, ...(await runDurability(azurite.connectionString, dataset, work, label, sampleIds(dataset.path, 2_000), cfg.durabilityReps, cfg.durableSeconds)) };
+    // At 100k and 1M (issue 14), whichever the run has; the largest otherwise.
+    const labels = sizes.filter((l) => l === '100k' || l === '1m');
+    durability = [];
+    for (const label of labels.length > 0 ? labels : [sizes.at(-1)!]) {
+      const dataset = await ensureDataset(parseSize(label));
+      const work = join(runDir, `durability-${label}`);
+      await mkdir(work, { recursive: true });
+      log(`[${label}] commit -> durable, ${cfg.durabilityReps} bursts, then durable() after each of 100 writes/s for ${cfg.durableSeconds} s`);
+      durability.push({ size: label, ...(await runDurability(azurite.connectionString, dataset, work, label, sampleIds(dataset.path, 2_000), cfg.durabilityReps, cfg.durableSeconds)) });
+      await rm(work, { recursive: true, force: true });
+    }
   }
   if (phases.has('api')) {
     // The API runs once, on the 100k dataset when the run has it (the largest otherwise).

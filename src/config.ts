@@ -21,11 +21,16 @@ import { DEFAULT_RETRY, type RetryPolicy } from './sync/retry.ts';
 export const DEFAULT_MODE: 'full' | 'incremental' = 'incremental';
 /** Snapshot chunk size (see SnapshotOptions.chunkSize). */
 export const DEFAULT_CHUNK_SIZE = 4 << 20;
+/** Quiet time before a snapshot (see SnapshotOptions.debounceMs). */
+export const DEFAULT_DEBOUNCE_MS = 500;
 /** Page deltas on one chunk set (see SnapshotOptions.maxDeltas). */
 export const DEFAULT_MAX_DELTAS = 200;
 
 export interface SnapshotOptions {
-  /** Quiet time after the last commit before a snapshot starts. Default 2000. */
+  /**
+   * Quiet time after the last commit before a snapshot starts. Default 500: an upload between chunk
+   * sets is a page delta, which costs the change, not the database (bench/results, durability phase).
+   */
   debounceMs?: number;
   /** Snapshot at once when this many commits are pending. Default 1000. */
   maxCommits?: number;
@@ -274,7 +279,7 @@ export function resolveSyncConfig(input: SyncOptions): ResolvedSyncConfig {
   const codec = s.codec ?? 'lz4';
   if (!CODECS.includes(codec)) throw new SyncError('CONFIG', `snapshot.codec must be one of ${CODECS.join(', ')}; got ${JSON.stringify(codec)}.`);
   const schedule = {
-    debounceMs: positive('snapshot.debounceMs', s.debounceMs, 2_000),
+    debounceMs: positive('snapshot.debounceMs', s.debounceMs, DEFAULT_DEBOUNCE_MS),
     maxCommits: positive('snapshot.maxCommits', s.maxCommits, 1_000, 1),
     maxIntervalMs: positive('snapshot.maxIntervalMs', s.maxIntervalMs, 300_000, 1),
   };

@@ -158,8 +158,16 @@ export function snapshotKey(generation: string, seq: number, codec: Codec | 'chu
   return `snapshots/${generation}/${String(seq).padStart(12, '0')}-${nonce}.${extension}`;
 }
 
+/**
+ * One restore point per line: every upload rewrites the whole manifest, and with page deltas it lists
+ * up to a chain's worth of them (`snapshot.maxDeltas`), so no indentation inside an entry (a third of
+ * its bytes); still one entry per line for whoever reads it by hand (`drizzle-libsql-blob list` too).
+ */
 export function encodeManifest(manifest: Manifest): Buffer {
-  return Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
+  const { snapshots, ...rest } = manifest;
+  const head = JSON.stringify(rest).slice(0, -1);
+  const entries = snapshots.length === 0 ? '' : `\n${snapshots.map((s) => `  ${JSON.stringify(s)}`).join(',\n')}\n`;
+  return Buffer.from(`${head},"snapshots":[${entries}]}\n`);
 }
 
 /** Parses and validates; a manifest we cannot trust is an error, never "no backup". */
