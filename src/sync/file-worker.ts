@@ -137,6 +137,9 @@ async function checkpointWal(dbPath: string, shared: Int32Array, holdWrites: boo
     // held, then fold what they appended meanwhile.
     if (holdWrites && busy === 0 && walFrames - checkpointedFrames <= 1024) {
       Atomics.store(shared, 0, 3);
+      // Woken: a main thread waiting on the state (Checkpointer.idle(), e.g. a snapshot pausing the
+      // checkpointer while no commit comes) answers at once, not after this wait ran out.
+      Atomics.notify(shared, 0);
       Atomics.wait(shared, 0, 3, 1_000); // this thread may block
       if (Atomics.compareExchange(shared, 0, 3, 5) === 4) [busy, walFrames, checkpointedFrames] = await passive();
     }
@@ -170,6 +173,9 @@ async function checkpointWithRecord(dbPath: string, shared: Int32Array, holdWrit
     let numbers = first.checkpoint ?? { busy: true, walFrames: first.scan.to, checkpointedFrames: 0 }; // no checkpoint ran (the WAL could not be read)
     if (holdWrites && first.checkpoint && !numbers.busy && numbers.walFrames - numbers.checkpointedFrames <= 1024) {
       Atomics.store(shared, 0, 3);
+      // Woken: a main thread waiting on the state (Checkpointer.idle(), e.g. a snapshot pausing the
+      // checkpointer while no commit comes) answers at once, not after this wait ran out.
+      Atomics.notify(shared, 0);
       Atomics.wait(shared, 0, 3, 1_000); // this thread may block
       if (Atomics.compareExchange(shared, 0, 3, 5) === 4) {
         const next: WalCursor = { salt: first.scan.salt, frame: first.scan.to, base: 0, folded: first.scan.folded ?? false };
@@ -305,8 +311,7 @@ async function readDelta(request: Extract<WorkerRequest, { op: 'delta' }>): Prom
     const wanted = new Set(request.record.pages);
     for (const [p] of scan.pages) wanted.add(p);
     const pgnos = Uint32Array.from([...wanted].filter((p) => p <= image.pageCount).sort((a, b) => a - b));
-    const data = Buffer.allocUnsafe(pgnos.length * image.pageSize);
-    for (let i = 0; i < pgnos.length; i++) (await image.page(pgnos[i]!)).copy(data, i * image.pageSize);
+    const data = await image.pages(pgnos);
     const { stored, sha256 } = encodeDelta({ pageSize: image.pageSize, pageCount: image.pageCount, pgnos, data }, request.keys);
     return { ok: true, scan, start, delta: { stored, sha256, pages: pgnos.length, pageSize: image.pageSize, pageCount: image.pageCount, durationMs: performance.now() - started } };
   } finally {

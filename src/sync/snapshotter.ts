@@ -643,8 +643,11 @@ function readBytesOf(result: ChunksResult, chunkSize: number): number {
 function recordScan(wal: WalAccess, scan: ScanResult, start: { salt: string; frame: number } | null): number {
   let record = wal.record;
   if (!record) {
-    if (scan.salt === '' || scan.broken) return 0; // no WAL index to start from: the next upload starts the record
-    record = new ChangedPages({ salt: scan.salt, frame: scan.from, base: 0, folded: false });
+    if (scan.broken) return 0; // the next upload starts the record
+    // No WAL index yet (a file just restored or copied in): the record starts on the fresh WAL the app's
+    // first commit creates, recognized by the database file's stamp (scanVerdict's fresh-WAL case).
+    if (scan.salt === '' && !scan.fileStamp) return 0;
+    record = new ChangedPages({ salt: scan.salt, frame: scan.from, base: 0, folded: false, ...(scan.salt === '' ? { fileStamp: scan.fileStamp! } : {}) });
     wal.record = record;
     record.apply(scan);
     return start && start.salt === scan.salt ? start.frame : 0;

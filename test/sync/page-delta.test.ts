@@ -19,6 +19,7 @@ import { downloadSnapshot } from '../../src/sync/restore.ts';
 import { MANIFEST_KEY, deltaChain, type SnapshotEntry } from '../../src/sync/manifest.ts';
 import { mulberry32 } from '../../bench/dataset.ts';
 import { nextEvent, notes, open, readManifest, schema, tempDir, type TempDir } from '../helpers/fixtures.ts';
+import { runCliOk } from '../helpers/cli.ts';
 
 let dir: TempDir;
 before(async () => (dir = await tempDir('page-delta')));
@@ -227,5 +228,71 @@ test('a replica follows 100 small commits by fetching deltas only, then is promo
     assert.equal((await fresh.select().from(notes)).length, 20_001);
   } finally {
     await fresh.$sync.close();
+  }
+});
+
+test('point-in-time at delta granularity: drizzle({ restore: { seq } }) and the CLI restore --seq land on a delta; list names each delta and what it extends', async () => {
+  const storeDir = join(dir.path, 'pitr', 'store');
+  const store = directoryStore({ dir: storeDir });
+  const entries = await chainOfThree(store, 'pitr'); // newest first: d4, d3, d2, c1
+  const d3 = entries[1]!;
+  assert.equal(d3.kind, 'delta');
+
+  const rolled = await drizzle({ connection: { url: `file:${join(dir.path, 'pitr', 'rolled.db')}` }, schema, store, log: false, shutdown: { signals: false }, restore: { seq: d3.seq }, snapshot: MANUAL });
+  try {
+    assert.deepEqual((await rolled.select().from(notes)).map((r) => r.body), ['upload 1', 'upload 2', 'upload 3'], 'the state at the middle delta');
+    const published = (await rolled.$sync.flush())!;
+    assert.equal(published.kind, 'chunks', 'a roll-back is published as a chunk set (it starts a new generation)');
+  } finally {
+    await rolled.$sync.close();
+  }
+
+  const target = join(dir.path, 'pitr', 'cli.db');
+  await runCliOk(['restore', '--backup-dir', storeDir, '--seq', String(d3.seq), '--to', target, '--quiet']);
+  const client = libsql.createClient({ url: `file:${target}` });
+  try {
+    assert.deepEqual((await client.execute('SELECT body FROM notes ORDER BY id')).rows.map((r) => r[0]), ['upload 1', 'upload 2', 'upload 3']);
+  } finally {
+    client.close();
+  }
+  const listed = (await runCliOk(['list', '--backup-dir', storeDir])).stdout;
+  assert.match(listed, new RegExp(`^\\s*${d3.seq}\\s+delta on ${d3.seq - 1} \\(\\d+ pages\\)`, 'm'), listed);
+});
+
+test('another connection writes and truncates the WAL while the app is stopped: the next start uploads the whole file, and a restore has every row', async () => {
+  const store = directoryStore({ dir: join(dir.path, 'stopped', 'store') });
+  const dbPath = join(dir.path, 'stopped', 'app.db');
+  const first = await open(dbPath, store, { snapshot: MANUAL });
+  await first.run(sql`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) INSERT INTO notes (body) SELECT hex(randomblob(100)) FROM n`);
+  await first.$sync.flush();
+  await first.update(notes).set({ body: 'by the app' }).where(sql`id = 10`);
+  assert.equal((await first.$sync.flush())!.kind, 'delta');
+  await first.$sync.close();
+
+  // As drizzle-kit migrate would, between two runs of the app: its own connection, its own checkpoint.
+  const other = libsql.createClient({ url: `file:${dbPath}` });
+  await other.execute("UPDATE notes SET body = 'by another process' WHERE id = 2000");
+  await other.execute('ALTER TABLE notes ADD COLUMN extra TEXT');
+  await other.execute('PRAGMA wal_checkpoint(TRUNCATE)');
+  other.close();
+
+  const lines: string[] = [];
+  const log = { info: (o: object, m: string) => void lines.push(`${m} ${JSON.stringify(o)}`), warn: (o: object, m: string) => void lines.push(m), error: (o: object, m: string) => void lines.push(m) };
+  const second = await open(dbPath, store, { snapshot: MANUAL, log: log as never });
+  try {
+    await second.update(notes).set({ body: 'after the restart' }).where(sql`id = 11`);
+    const info = (await second.$sync.flush())!;
+    assert.equal(info.kind, 'chunks', `the first upload after a start is a chunk set, never a delta on a base the file may not extend\n${lines.join('\n')}`);
+    assert.equal(info.readBytes, info.bytes, 'it read the whole file');
+  } finally {
+    await second.$sync.close();
+  }
+  const restored = await drizzle({ connection: { url: `file:${join(dir.path, 'stopped', 'fresh.db')}` }, schema, store, restore: 'required', log: false, shutdown: { signals: false } });
+  try {
+    const rows = await restored.all<{ id: number; body: string; extra: string | null }>(sql`SELECT id, body, extra FROM notes WHERE id IN (10, 11, 2000) ORDER BY id`);
+    assert.deepEqual(rows.map((r) => r.body), ['by the app', 'after the restart', 'by another process'], 'every change: the app\'s, the other process\'s, and after the restart');
+    assert.equal((await restored.all(sql`SELECT 1 FROM pragma_table_info('notes') WHERE name = 'extra'`)).length, 1, "the other process's schema change");
+  } finally {
+    await restored.$sync.close();
   }
 });

@@ -18,8 +18,8 @@ export interface PageImage {
   chunks(): AsyncGenerator<{ index: number; data: Buffer }>;
   /** One chunk, read on its own (a snapshot that follows the change reads only the chunks it touched). */
   chunk(index: number): Promise<Buffer>;
-  /** One page (1-based), as the read transaction sees it; page 1 in canonical form. */
-  page(pgno: number): Promise<Buffer>;
+  /** These pages (1-based, ascending), as the read transaction sees them, end to end; page 1 in canonical form. */
+  pages(pgnos: Uint32Array): Promise<Buffer>;
   /**
    * Ends the read transaction. `fold` (the default) then folds the WAL back off the app's thread; a
    * snapshot that keeps the page record passes false: its folds are the checkpointer's, pinned at what
@@ -30,6 +30,9 @@ export interface PageImage {
 }
 
 type LibsqlModule = typeof import('@libsql/client/sqlite3');
+
+/** Pages asked of sqlite_dbpage in one statement. */
+const PAGES_PER_QUERY = 2048;
 
 export async function openPageImage(libsql: Promise<LibsqlModule>, dbPath: string, chunkSize: number): Promise<PageImage> {
   const client = (await libsql).createClient({ url: pathToFileURL(dbPath).href });
@@ -49,13 +52,16 @@ export async function openPageImage(libsql: Promise<LibsqlModule>, dbPath: strin
     // The first read fixes the transaction's snapshot; everything after sees that point in time.
     const pageSize = Number((await tx.execute('PRAGMA page_size')).rows[0]![0]);
     const pageCount = Number((await tx.execute('PRAGMA page_count')).rows[0]![0]);
-    const inWal = await walPages(`${dbPath}-wal`);
+    // Only a read from the file needs it (a delta reads its pages through sqlite_dbpage, see pages()).
+    let inWalRead: Promise<Set<number>> | undefined;
+    const walSet = () => (inWalRead ??= walPages(`${dbPath}-wal`));
     const pagesPerChunk = Math.max(1, Math.floor(chunkSize / pageSize));
     const fileBytes = (await file.stat()).size;
 
     const chunkCount = Math.ceil(pageCount / pagesPerChunk);
 
     async function chunk(index: number): Promise<Buffer> {
+      const inWal = await walSet();
       const first = 1 + index * pagesPerChunk;
       const last = Math.min(first + pagesPerChunk - 1, pageCount);
       const data = Buffer.alloc((last - first + 1) * pageSize);
@@ -74,26 +80,28 @@ export async function openPageImage(libsql: Promise<LibsqlModule>, dbPath: strin
       return data;
     }
 
-    async function page(pgno: number): Promise<Buffer> {
-      if (pgno < 1 || pgno > pageCount) throw new Error(`page ${pgno} is outside ${dbPath}'s ${pageCount} pages`);
-      const data = Buffer.alloc(pageSize);
-      const offset = (pgno - 1) * pageSize;
-      if (!inWal.has(pgno) && offset + pageSize <= fileBytes) {
-        const { bytesRead } = await file.read(data, 0, pageSize, offset);
-        if (bytesRead !== pageSize) throw new Error(`short read at page ${pgno} of ${dbPath}`);
-      } else {
-        const row = (await tx.execute({ sql: 'SELECT data FROM sqlite_dbpage WHERE pgno = ?', args: [pgno] })).rows[0];
-        if (!row) throw new Error(`page ${pgno} of ${dbPath} is missing from sqlite_dbpage`);
-        data.set(new Uint8Array(row[0] as ArrayBuffer));
+    async function pages(pgnos: Uint32Array): Promise<Buffer> {
+      const data = Buffer.allocUnsafe(pgnos.length * pageSize);
+      // A few statements in all (an IN over json_each is planned as one lookup per page), not one per
+      // page: at 1000 pages 14 ms against 59 ms.
+      for (let from = 0; from < pgnos.length; from += PAGES_PER_QUERY) {
+        const batch = Array.from(pgnos.subarray(from, from + PAGES_PER_QUERY));
+        for (const p of batch) if (p < 1 || p > pageCount) throw new Error(`page ${p} is outside ${dbPath}'s ${pageCount} pages`);
+        const rows = (await tx.execute({ sql: 'SELECT pgno, data FROM sqlite_dbpage WHERE pgno IN (SELECT value FROM json_each(?)) ORDER BY pgno', args: [JSON.stringify(batch)] })).rows;
+        if (rows.length !== batch.length) throw new Error(`${batch.length - rows.length} of the pages asked for are missing from ${dbPath}'s sqlite_dbpage`);
+        rows.forEach((row, i) => {
+          if (Number(row[0]) !== batch[i]) throw new Error(`sqlite_dbpage of ${dbPath} answered page ${Number(row[0])} for page ${batch[i]}`);
+          data.set(new Uint8Array(row[1] as ArrayBuffer), (from + i) * pageSize);
+        });
       }
-      if (pgno === 1) canonicalizeHeaderBytes(data);
+      if (pgnos[0] === 1) canonicalizeHeaderBytes(data.subarray(0, pageSize));
       return data;
     }
 
     async function* chunks(): AsyncGenerator<{ index: number; data: Buffer }> {
       for (let index = 0; index < chunkCount; index++) yield { index, data: await chunk(index) };
     }
-    return { pageSize, pageCount, bytes: pageCount * pageSize, chunkCount, chunks, chunk, page, close };
+    return { pageSize, pageCount, bytes: pageCount * pageSize, chunkCount, chunks, chunk, pages, close };
   } catch (error) {
     await close().catch(() => undefined);
     throw error;
@@ -114,10 +122,12 @@ async function walPages(walPath: string): Promise<Set<number>> {
     const header = Buffer.alloc(32);
     if (size < 32 || (await wal.read(header, 0, 32, 0)).bytesRead < 32) return pages;
     const frameBytes = 24 + (header.readUInt32BE(8) || 65536);
-    const frame = Buffer.alloc(4);
-    for (let at = 32; at + 24 <= size; at += frameBytes) {
-      await wal.read(frame, 0, 4, at);
-      pages.add(frame.readUInt32BE(0));
+    // Frame headers in reads of up to 4 MiB of frames (a read per header was 200 ms for a few thousand frames).
+    const framesPerRead = Math.max(1, Math.floor((4 << 20) / frameBytes));
+    const buffer = Buffer.alloc(Math.min(framesPerRead, Math.ceil((size - 32) / frameBytes)) * frameBytes);
+    for (let at = 32; at + 24 <= size; at += framesPerRead * frameBytes) {
+      const { bytesRead } = await wal.read(buffer, 0, buffer.length, at);
+      for (let f = 0; f * frameBytes + 24 <= bytesRead; f++) pages.add(buffer.readUInt32BE(f * frameBytes));
     }
     return pages;
   } finally {
