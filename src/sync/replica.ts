@@ -117,7 +117,7 @@ export class ReplicaFollower {
       install: (path) => this.#swap(path),
       keys: this.#o.keys,
       base: this.#o.dbPath, // the replica's file holds the previous snapshot: fetch only what changed
-      ...(held ? { from: { path: this.#o.dbPath, key: held.key } } : {}),
+      ...(held ? { from: { path: this.#o.dbPath, entry: held } } : {}),
     });
     if (this.#stopped) return; // not installed (see #swap)
     this.#o.onUpdate(entry, head, performance.now() - started);

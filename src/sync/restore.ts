@@ -87,10 +87,12 @@ export interface DownloadOptions {
    */
   snapshots?: readonly SnapshotEntry[];
   /**
-   * A local file that holds restore point `from.key` exactly (a replica's database): a delta whose
-   * chain runs through it is restored by copying it and applying only the deltas after it.
+   * A local file that holds restore point `from.entry` exactly (a replica's database). A delta on the
+   * same chunk set, at or after it, is restored by copying the file and applying only the chain's
+   * deltas after it: each of them carries every page changed since its parent, and its parent is at or
+   * before the file's point.
    */
-  from?: { path: string; key: string };
+  from?: { path: string; entry: SnapshotEntry };
   /**
    * Chunk indexes already being read, by key (start-up reads the latest one beside the lease). Each is
    * used by the first attempt that needs it, then forgotten (a retry reads again), and verified as any.
@@ -290,12 +292,12 @@ async function assembleChain(store: ObjectStore, entry: SnapshotEntry, path: str
   const chain = deltaChain(options.snapshots ?? [], entry);
   if (!chain) throw new SyncError('NOT_FOUND', `Restore point seq ${entry.seq} is a page delta whose chain back to its chunk set is not all listed in the manifest of ${store.location}.`);
   for (const delta of chain.deltas) checkKey(delta, options.keys, store.location);
-  const from = options.from && existsSync(options.from.path) ? [chain.base, ...chain.deltas].findIndex((e) => e.key === options.from!.key) : -1;
-  const deltas = from >= 0 ? chain.deltas.slice(from) : chain.deltas; // from > 0: chain.deltas[from - 1] is the local file
+  const from = localStart(chain, entry, options.from);
+  const deltas = from === undefined ? chain.deltas : chain.deltas.slice(from);
   const fetched = fetchDeltas(store, deltas, options);
   fetched.catch(() => undefined); // awaited below, unless the chunk set fails first
   let pipeline: Fetched;
-  if (from >= 0) {
+  if (from !== undefined) {
     await copyFile(options.from!.path, path);
     await canonicalizeHeader(path); // as restored: the local connection may have switched it to WAL
     pipeline = { pipelineMs: 0, afterMs: 0 };
@@ -306,6 +308,20 @@ async function assembleChain(store: ObjectStore, entry: SnapshotEntry, path: str
   const assembledAt = performance.now();
   await afterChecks(path, options);
   return { ...pipeline, pipelineMs: assembledAt - started, afterMs: performance.now() - assembledAt };
+}
+
+/**
+ * Where in the chain a local file holding restore point `from.entry` can start: the index of the first
+ * delta after it (every later link's parent is then at or before the file's point), or undefined when
+ * the file is of another chunk set, newer than the target, or gone.
+ */
+export function localStart(chain: { base: SnapshotEntry; deltas: SnapshotEntry[] }, target: SnapshotEntry, from: DownloadOptions['from']): number | undefined {
+  const held = from?.entry;
+  if (!held || !existsSync(from.path)) return undefined;
+  const sameBase = held.key === chain.base.key || (held.kind === 'delta' && held.base === chain.base.key);
+  if (!sameBase || held.generation !== target.generation || held.seq > target.seq) return undefined;
+  const next = chain.deltas.findIndex((d) => d.seq > held.seq);
+  return next === -1 ? chain.deltas.length : next;
 }
 
 async function fetchDeltas(store: ObjectStore, deltas: readonly SnapshotEntry[], options: DownloadOptions): Promise<DeltaPages[]> {

@@ -40,11 +40,19 @@ export const DELTA_MIN_BYTES = 4 << 20;
 /** A delta is built in memory: one that would carry more pages than this is a chunk set instead. */
 export const MAX_DELTA_PAGE_BYTES = 64 << 20;
 
+/**
+ * Every this many deltas, one (level 1) extends the previous level-1 delta (or the chunk set) instead of
+ * the latest and carries every page changed since: a restore point's chain then holds at most
+ * maxDeltas / LEVEL_SPAN level-1 deltas plus LEVEL_SPAN - 1 others, not every delta (a restore pays
+ * per object: 200 deltas of a few KiB cost 2.5x a 100k-row chunk set's restore).
+ */
+export const LEVEL_SPAN = 16;
+
 /** What an upload writes: the whole file as chunks, only the chunks changed since `baseline`, or a page delta on `parent`. */
 export type UploadPlan =
   | { kind: 'whole-file'; why: string }
   | { kind: 'touched-chunks'; baseline: SnapshotEntry }
-  | { kind: 'delta'; parent: SnapshotEntry; base: SnapshotEntry };
+  | { kind: 'delta'; parent: SnapshotEntry; base: SnapshotEntry; level: 0 | 1 };
 
 /**
  * What the next upload may be (pure). Anything short of the whole file needs the page record whole
@@ -55,7 +63,7 @@ export type UploadPlan =
  * WHOLE_FILE_EVERY-th chunk set the whole file.
  */
 export function planUpload(
-  record: Pick<ChangedPages, 'lost' | 'baselineKey' | 'headKey' | 'uploadsSinceWholeFile'> | undefined,
+  record: Pick<ChangedPages, 'lost' | 'baselineKey' | 'headKey' | 'uploadsSinceWholeFile'> & Partial<Pick<ChangedPages, 'levelKey' | 'deltasSinceLevel'>> | undefined,
   snapshots: readonly SnapshotEntry[],
   rollingBack: boolean,
   maxDeltas: number,
@@ -70,9 +78,15 @@ export function planUpload(
   if (!chain || chain.base.key !== record.baselineKey || record.headKey !== latest.key) {
     return { kind: 'whole-file', why: "the store's latest restore point is not the one the record of changed pages extends" };
   }
+  // What a restore of the latest downloads on top of its chunk set, and every delta on that chunk set.
   const deltaBytes = chain.deltas.reduce((sum, d) => sum + d.compressedBytes, 0);
+  const deltasOnBase = snapshots.filter((s) => s.kind === 'delta' && s.base === chain.base.key).length;
   const byteBound = Math.max(DELTA_MIN_BYTES, DELTA_BYTES_SHARE * chain.base.compressedBytes);
-  if (chain.deltas.length < maxDeltas && deltaBytes < byteBound && pendingPageBytes <= MAX_DELTA_PAGE_BYTES) return { kind: 'delta', parent: latest, base: chain.base };
+  if (deltasOnBase < maxDeltas && deltaBytes < byteBound && pendingPageBytes <= MAX_DELTA_PAGE_BYTES) {
+    const levelParent = (record.deltasSinceLevel ?? 0) >= LEVEL_SPAN - 1 ? snapshots.find((s) => s.key === record.levelKey) : undefined;
+    if (levelParent && (levelParent.key === chain.base.key || chain.deltas.includes(levelParent))) return { kind: 'delta', parent: levelParent, base: chain.base, level: 1 };
+    return { kind: 'delta', parent: latest, base: chain.base, level: 0 };
+  }
   if (record.uploadsSinceWholeFile >= WHOLE_FILE_EVERY - 1) return { kind: 'whole-file', why: `every ${WHOLE_FILE_EVERY}th chunk set reads the whole file` };
   return { kind: 'touched-chunks', baseline: chain.base };
 }
@@ -309,7 +323,9 @@ export class Snapshotter {
       const pageSize = this.#pageSizeOf(snapshots) ?? 4096;
       plan = planUpload(record, snapshots, false, maxDeltas, (record?.size ?? 0) * pageSize);
       if (plan.kind !== 'delta') return undefined;
-      op = await runInWorker({ op: 'delta', dbPath, keys, record: { cursor: { ...record!.cursor }, pages: record!.pagesUpTo(Number.POSITIVE_INFINITY) } });
+      // A level-1 delta carries every page since its parent (the level-0 deltas' pages again).
+      const pages = plan.level === 1 ? record!.pagesSinceLevel() : record!.pagesUpTo(Number.POSITIVE_INFINITY);
+      op = await runInWorker({ op: 'delta', dbPath, keys, record: { cursor: { ...record!.cursor }, pages } });
       upTo = recordScan(wal, op.scan, op.start);
     } finally {
       wal.resume();
@@ -320,11 +336,13 @@ export class Snapshotter {
       return undefined;
     }
     const at = new Date().toISOString();
-    const { parent, base } = plan;
+    const { parent, base, level } = plan;
     const delta = op.delta;
     const readBytes = delta.pages * delta.pageSize;
+    const latest = snapshots[0]!;
     if (delta.pages === 0) {
-      record.deltaUploaded(upTo, parent.key); // nothing changed since the latest restore point
+      record.deltaUploaded(upTo, latest.key); // nothing changed since the latest restore point (nor since a level-1 parent)
+      const parent = latest;
       return {
         entry: parent,
         info: { seq: parent.seq, generation: parent.generation, key: parent.key, at, bytes: parent.bytes, compressedBytes: 0, sha256: parent.sha256, durationMs: performance.now() - started, uploaded: false, commits: 0, readBytes, kind: 'delta' },
@@ -356,7 +374,7 @@ export class Snapshotter {
       const garbage = await this.#garbage(head.manifest, snapshots, retained, at, stored);
       await this.#publishAndTidy(head, entry, retained, garbage.length > 0 ? garbage : undefined);
       key = undefined; // published
-      record.deltaUploaded(upTo, entry.key);
+      record.deltaUploaded(upTo, entry.key, level);
       this.#deletedGarbage.clear();
       await this.#collectGarbage(garbage);
     } finally {

@@ -44,12 +44,15 @@ function hexOf(rand: () => number): string {
   return Math.floor(rand() * 0xffffffff).toString(16).padStart(8, '0');
 }
 
-test('every restore point a delta publishes restores, through its chain, to the database exactly as it was; a one-row commit ships one page', async () => {
-  const store = directoryStore({ dir: join(dir.path, 'rounds', 'store') });
-  const dbPath = join(dir.path, 'rounds', 'app.db');
-  const db = await open(dbPath, store, { snapshot: { ...MANUAL, maxDeltas: 6 } });
+// maxDeltas 6: chunk sets between short chains; 40: long chains with level-1 deltas (every LEVEL_SPAN-th).
+for (const maxDeltas of [6, 40]) test(`every restore point a delta publishes restores, through its chain, to the database exactly as it was; a one-row commit ships one page (maxDeltas ${maxDeltas})`, async () => {
+  const store = directoryStore({ dir: join(dir.path, `rounds-${maxDeltas}`, 'store') });
+  const dbPath = join(dir.path, `rounds-${maxDeltas}`, 'app.db');
+  const db = await open(dbPath, store, { snapshot: { ...MANUAL, maxDeltas } });
   let liveRows: Array<{ id: number; body: string }> = [];
   const kinds: string[] = [];
+  const long = maxDeltas === 40;
+  let leveled = 0;
   try {
     await db.run(sql`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 8000) INSERT INTO notes (body) SELECT hex(randomblob(150)) FROM n`);
     assert.equal((await db.$sync.flush())!.kind, 'chunks', 'the first upload is a chunk set (it starts the record)');
@@ -63,9 +66,11 @@ test('every restore point a delta publishes restores, through its chain, to the 
 
     const rand = mulberry32(21);
     let ids = 8000;
-    for (let round = 0; round < 24; round++) {
-      const kind = round % 8;
-      const writes = kind === 7 ? 2_500 : 1 + Math.floor(rand() * 30); // every eighth round passes the WAL's bound: checkpoints and restarts
+    // maxDeltas 6: every eighth round passes the WAL's bound (checkpoints and restarts), and VACUUMs;
+    // 40: small rounds only, so one chunk set gets enough deltas for level-1 ones (bigger ones compact).
+    for (let round = 0; round < (long ? 40 : 24); round++) {
+      const kind = long ? round % 5 : round % 8;
+      const writes = kind === 7 ? 2_500 : 1 + Math.floor(rand() * 30);
       for (let i = 0; i < writes; i++) {
         const r = rand();
         const id = 1 + Math.floor(rand() * ids);
@@ -74,13 +79,15 @@ test('every restore point a delta publishes restores, through its chain, to the 
         else await db.delete(notes).where(sql`id = ${id}`);
       }
       if (kind === 3) await db.run(sql`DELETE FROM notes WHERE id % 5 = 0`); // frees pages in the middle
-      if (kind === 5) await db.run(sql`VACUUM`); // rewrites and shrinks the file
+      if (kind === 5 && !long) await db.run(sql`VACUUM`); // rewrites and shrinks the file
       const info = (await db.$sync.flush())!;
       kinds.push(info.kind);
       const manifest = await readManifest(store);
       const latest = manifest.snapshots[0]!;
       assert.equal(latest.seq, info.seq);
-      const restored = join(dir.path, 'rounds', `restored-${round}.db`);
+      const chain = deltaChain(manifest.snapshots, latest)!;
+      if (chain.deltas.length < manifest.snapshots.filter((s) => s.base === chain.base.key).length) leveled++;
+      const restored = join(dir.path, `rounds-${maxDeltas}`, `restored-${round}.db`);
       await downloadSnapshot(store, latest, restored, { snapshots: manifest.snapshots });
       assert.deepEqual(await addresses(restored), await addresses(dbPath), `round ${round} (${writes} writes, ${info.kind}): the restored page image differs from the live one`);
       await rm(restored);
@@ -91,16 +98,17 @@ test('every restore point a delta publishes restores, through its chain, to the 
     await db.$sync.close();
   }
   assert.ok(kinds.filter((k) => k === 'delta').length >= 12, `mostly deltas: ${kinds.join(' ')}`);
-  assert.ok(kinds.includes('chunks'), `maxDeltas 6 makes chunk sets between the deltas: ${kinds.join(' ')}`);
+  if (maxDeltas === 40) assert.ok(leveled >= 10, `level-1 deltas shortened the latest chain after ${leveled} uploads only`);
+  if (maxDeltas === 6) assert.ok(kinds.includes('chunks'), `maxDeltas 6 makes chunk sets between the deltas: ${kinds.join(' ')}`);
 
   // Every retained restore point restores too, not only the latest: each chain verifies and applies.
   const manifest = await readManifest(store);
   for (const entry of manifest.snapshots.slice(0, 8)) {
-    const path = join(dir.path, 'rounds', `point-${entry.seq}.db`);
+    const path = join(dir.path, `rounds-${maxDeltas}`, `point-${entry.seq}.db`);
     await downloadSnapshot(store, entry, path, { snapshots: manifest.snapshots });
     await rm(path);
   }
-  const fresh = await drizzle({ connection: { url: `file:${join(dir.path, 'rounds', 'fresh.db')}` }, schema, store, restore: 'required', log: false, shutdown: { signals: false } });
+  const fresh = await drizzle({ connection: { url: `file:${join(dir.path, `rounds-${maxDeltas}`, 'fresh.db')}` }, schema, store, restore: 'required', log: false, shutdown: { signals: false } });
   try {
     assert.deepEqual(await fresh.select().from(notes).orderBy(notes.id), liveRows, 'a restore on an empty disk has every row as it was');
   } finally {
@@ -205,7 +213,9 @@ test('a replica follows 100 small commits by fetching deltas only, then is promo
       if (i % 10 === 0) await caughtUp(last); // ten catch-ups, each fetching the deltas it lacks
     }
     assert.equal(fetched.chunks, initialChunks, 'no chunk fetched after the first restore');
-    assert.ok(fetched.deltas >= 100 && fetched.deltas <= 100 + 100, `deltas fetched: ${fetched.deltas}`);
+    // Ten catch-ups; each fetches its new point's chain past the replica's own point (a level-1 delta
+    // may stand for the ones it repeats): at most one per commit, never a chunk.
+    assert.ok(fetched.deltas >= 10 && fetched.deltas <= 100, `deltas fetched: ${fetched.deltas}`);
     assert.ok(fetched.deltaBytes <= 2 * uploaded, `the replica fetched ${fetched.deltaBytes} bytes of deltas for ${uploaded} uploaded`);
     assert.ok(fetched.deltaBytes <= 100 * 16 * 1024, `about a page per commit: ${fetched.deltaBytes} bytes`);
     assert.equal((await replica.select().from(notes).where(sql`id = ${1 + ((100 * 193) % 20000)}`))[0]?.body, 'commit 100');

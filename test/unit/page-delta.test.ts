@@ -6,7 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { WHOLE_FILE_EVERY, planUpload } from '../../src/sync/snapshotter.ts';
+import { LEVEL_SPAN, WHOLE_FILE_EVERY, planUpload } from '../../src/sync/snapshotter.ts';
+import { localStart } from '../../src/sync/restore.ts';
 import { applyRetention, decodeManifest, deltaChain, encodeManifest, type SnapshotEntry } from '../../src/sync/manifest.ts';
 import { ChangedPages } from '../../src/sync/wal/changed-pages.ts';
 import { decodeDelta, encodeDelta, encodeDeltaPages, decodeDeltaPages } from '../../src/sync/chunks/delta-codec.ts';
@@ -68,6 +69,18 @@ test('planUpload: a delta only on the store latest the record extends, within th
     ['due, but a delta reads no file', [record({ uploadsSinceWholeFile: WHOLE_FILE_EVERY - 1 }), chain, false, 200, 0], 'delta'],
   ];
   for (const [name, args, expected] of rows) assert.equal(planUpload(...args).kind, expected, name);
+
+  // Every LEVEL_SPAN-th delta extends the last level-1 delta (or the chunk set), not the latest.
+  const due = { ...record(), levelKey: 'c1', deltasSinceLevel: LEVEL_SPAN - 1 };
+  const leveled = planUpload(due, chain, false, 200, 0);
+  assert.deepEqual(leveled.kind === 'delta' && [leveled.level, leveled.parent.key], [1, 'c1'], 'due: level 1 on the chunk set');
+  const early = planUpload({ ...due, deltasSinceLevel: LEVEL_SPAN - 2 }, chain, false, 200, 0);
+  assert.deepEqual(early.kind === 'delta' && [early.level, early.parent.key], [0, 'd3'], 'not due: level 0 on the latest');
+  const gone = planUpload({ ...due, levelKey: 'd0' }, chain, false, 200, 0);
+  assert.deepEqual(gone.kind === 'delta' && [gone.level, gone.parent.key], [0, 'd3'], 'a level parent not in the chain: level 0');
+  // maxDeltas counts every delta on the chunk set, not only the latest chain's links.
+  const skip = [delta(4, 'c1', 'c1'), D3, D2, C1];
+  assert.equal(planUpload({ ...record(), headKey: 'd4' }, skip, false, 3, 0).kind, 'touched-chunks', 'three deltas on c1, though d4 chains to c1 alone');
   const touched = planUpload(record(), chain, false, 0, 0);
   assert.equal(touched.kind === 'touched-chunks' && touched.baseline.key, 'c1', 'a chunk set after deltas reads the chunks changed since their chunk set');
 });
@@ -86,6 +99,38 @@ test('ChangedPages: a delta forgets its pages for the next delta, a chunk set af
   record.uploaded(8, false, 'c3');
   assert.deepEqual(record.pagesSinceBaseline(), [], 'the chunk set holds them all');
   assert.equal(record.headKey, 'c3');
+});
+
+test('ChangedPages: a level-1 delta carries every page since the last one, then starts a new level', () => {
+  const record = new ChangedPages({ salt: '0000000a11111111', frame: 0, base: 0, folded: false });
+  record.uploaded(0, true, 'c1');
+  record.apply({ salt: '0000000a11111111', from: 0, to: 2, pages: [[4, 2]] });
+  record.deltaUploaded(2, 'd2');
+  record.apply({ salt: '0000000a11111111', from: 2, to: 4, pages: [[6, 4]] });
+  record.deltaUploaded(4, 'd3');
+  assert.deepEqual([record.levelKey, record.deltasSinceLevel], ['c1', 2]);
+  record.apply({ salt: '0000000a11111111', from: 4, to: 6, pages: [[8, 6]] });
+  assert.deepEqual(record.pagesSinceLevel(), [4, 6, 8], 'a level-1 delta on c1 carries pages 4 and 6 again');
+  assert.deepEqual(record.pagesUpTo(Infinity), [8], 'a level-0 delta only the new one');
+  record.deltaUploaded(6, 'd4', 1);
+  assert.deepEqual([record.levelKey, record.deltasSinceLevel, record.headKey], ['d4', 0, 'd4']);
+  assert.deepEqual(record.pagesSinceLevel(), []);
+  assert.deepEqual(record.pagesSinceBaseline(), [4, 6, 8], 'a chunk set still reads them all');
+});
+
+test('localStart: a replica file at a restore point applies only the chain deltas after it', () => {
+  const L1 = delta(5, 'c1', 'c1'); // level 1 on c1, after d2..d4
+  const D6 = delta(6, 'd5', 'c1');
+  const chain = { base: C1, deltas: [L1, D6] };
+  const at = (entry: SnapshotEntry) => ({ path: process.execPath, entry }); // an existing path
+  assert.equal(localStart(chain, D6, at(C1)), 0, 'the chunk set: every delta');
+  assert.equal(localStart(chain, D6, at(D3)), 0, 'd3 is not a link, but d5 extends c1, before it: d5 and d6');
+  assert.equal(localStart(chain, D6, at(L1)), 1, 'd5: only d6');
+  assert.equal(localStart(chain, D6, at(D6)), 2, 'the target itself: nothing to fetch');
+  assert.equal(localStart(chain, L1, at(D6)), undefined, 'a file newer than the target');
+  assert.equal(localStart(chain, D6, at(D5)), undefined, 'a file of another chunk set');
+  assert.equal(localStart(chain, D6, at({ ...D3, generation: 'other' })), undefined, 'another generation');
+  assert.equal(localStart(chain, D6, { path: '/nonexistent/file', entry: D3 }), undefined, 'no file');
 });
 
 test('delta codec: round trip, plain and sealed; any damage is SNAPSHOT_CORRUPT', async () => {

@@ -101,6 +101,12 @@ export class ChangedPages {
   baselineKey: string | undefined;
   /** The last restore point uploaded from this record (the baseline or a delta on it): what a next delta extends. */
   headKey: string | undefined;
+  /** Pages the deltas since the last level-1 delta (or the baseline) carried: what the next level-1 delta carries again. */
+  readonly #sinceLevel = new Set<number>();
+  /** The last level-1 delta uploaded from this record, or the baseline: what a level-1 delta extends. */
+  levelKey: string | undefined;
+  /** Level-0 deltas uploaded since `levelKey`. */
+  deltasSinceLevel = 0;
   /** Uploads since the last one that read the whole file (a whole-file read every so often bounds any drift). */
   uploadsSinceWholeFile = 0;
 
@@ -182,18 +188,39 @@ export class ChangedPages {
   uploaded(upTo: number, wholeFile: boolean, baselineKey?: string): void {
     for (const [pgno, at] of this.#changed) if (at <= upTo) this.#changed.delete(pgno);
     this.#inDeltas.clear();
+    this.#sinceLevel.clear();
+    this.deltasSinceLevel = 0;
     if (wholeFile && this.#lost !== undefined && this.#lostAt <= upTo) this.#lost = undefined;
     this.uploadsSinceWholeFile = wholeFile ? 0 : this.uploadsSinceWholeFile + 1;
-    if (baselineKey !== undefined) this.baselineKey = this.headKey = baselineKey;
+    if (baselineKey !== undefined) this.baselineKey = this.headKey = this.levelKey = baselineKey;
   }
 
-  /** A delta holding the file as of position `upTo` is in the store as `key`: its pages are the baseline's changes now. */
-  deltaUploaded(upTo: number, key: string): void {
+  /** What a level-1 delta carries: every page changed since `levelKey` (the level-0 deltas' and the new ones), sorted. */
+  pagesSinceLevel(): number[] {
+    const pages = new Set(this.#sinceLevel);
+    for (const pgno of this.#changed.keys()) pages.add(pgno);
+    return [...pages].sort((a, b) => a - b);
+  }
+
+  /**
+   * A delta holding the file as of position `upTo` is in the store as `key`: its pages are the
+   * baseline's changes now. Level 0 extends the head; level 1 extends `levelKey` (it carried every page
+   * since), and becomes what the next level-1 delta extends.
+   */
+  deltaUploaded(upTo: number, key: string, level: 0 | 1 = 0): void {
     for (const [pgno, at] of this.#changed) {
       if (at > upTo) continue;
       this.#changed.delete(pgno);
       this.#inDeltas.add(pgno);
+      if (level === 0) this.#sinceLevel.add(pgno);
     }
     this.headKey = key;
+    if (level === 1) {
+      this.#sinceLevel.clear();
+      this.levelKey = key;
+      this.deltasSinceLevel = 0;
+    } else {
+      this.deltasSinceLevel++;
+    }
   }
 }
