@@ -172,6 +172,8 @@ export interface DurabilityResult {
 }
 
 export interface DurableCallsResult {
+  /** The uploads by kind (page delta, chunk set): how many, the slowest, and their total time. */
+  uploadKinds?: Record<string, { count: number; maxMs: number; totalMs: number }>;
   writesPerSecond: number;
   seconds: number;
   writes: number;
@@ -193,7 +195,15 @@ export const DURABLE_CALL_P99_TARGET_MS = 100;
 async function runDurableCalls(db: Awaited<ReturnType<typeof openOurs>>, w: ReturnType<typeof writer>, writesPerSecond: number, seconds: number): Promise<DurableCallsResult> {
   await db.$sync.flush();
   let uploads = 0;
-  const onSnapshot = (info: { uploaded: boolean }) => void (info.uploaded && uploads++);
+  const kinds: Record<string, { count: number; maxMs: number; totalMs: number }> = {};
+  const onSnapshot = (info: { uploaded: boolean; kind: string; durationMs: number }) => {
+    if (!info.uploaded) return;
+    uploads++;
+    const k = (kinds[info.kind] ??= { count: 0, maxMs: 0, totalMs: 0 });
+    k.count++;
+    k.maxMs = Math.max(k.maxMs, info.durationMs);
+    k.totalMs += info.durationMs;
+  };
   db.$sync.on('snapshot', onSnapshot);
   const waits: number[] = [];
   const calls: Promise<void>[] = [];
@@ -208,7 +218,7 @@ async function runDurableCalls(db: Awaited<ReturnType<typeof openOurs>>, w: Retu
   }
   await Promise.all(calls);
   db.$sync.off('snapshot', onSnapshot);
-  return { writesPerSecond, seconds, writes, uploads, waitMs: summarize(waits) };
+  return { writesPerSecond, seconds, writes, uploads, waitMs: summarize(waits), uploadKinds: kinds };
 }
 
 /** A burst of single-row updates, then the time until the snapshot covering them is durable. */

@@ -7,6 +7,7 @@ import type { WriteLock } from '../client/write-lock.ts';
 import { spawnWorker } from './run-in-worker.ts';
 import type { ChangedPages, ScanResult } from './wal/changed-pages.ts';
 import type { FromWorker, ToWorker, WorkerReply, WorkerRequest } from './worker-protocol.ts';
+import { FRAME_HEADER_BYTES, parseWalIndexHeader } from './wal/wal-format.ts';
 
 /**
  * WAL checkpoints off the app's thread.
@@ -150,13 +151,9 @@ export function checkpointKind(w: WalShape): 'none' | 'passive' | 'hold-writes' 
  * differ); the caller then uses the WAL file's size.
  */
 export function pendingWalBytes(header: Buffer, littleEndian: boolean): number | null {
-  if (header.length < 100 || !header.subarray(0, 48).equals(header.subarray(48, 96))) return null;
-  const u32 = (offset: number) => (littleEndian ? header.readUInt32LE(offset) : header.readUInt32BE(offset));
-  const pageField = littleEndian ? header.readUInt16LE(14) : header.readUInt16BE(14);
-  const pageSize = pageField === 1 ? 65536 : pageField;
-  if (pageSize === 0) return null; // not initialised yet
-  const pending = Math.max(0, u32(16) - u32(96));
-  return pending * (pageSize + 24); // a frame: 24-byte header + one page
+  const state = parseWalIndexHeader(header, littleEndian);
+  if (typeof state === 'string') return null; // torn, or not initialised yet: the caller falls back to the WAL file's size
+  return Math.max(0, state.mxFrame - state.nBackfill) * (state.pageSize + FRAME_HEADER_BYTES);
 }
 
 export type CheckpointOutcome = 'complete' | 'partial' | 'failed';

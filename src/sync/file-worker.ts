@@ -9,7 +9,7 @@ import { copyFile, open, unlink, writeFile } from 'node:fs/promises';
 import { chunkAddress, encodeChunk, rootHash, storedDigest } from './chunks/chunk-codec.ts';
 import { chunkWriter } from './chunks/chunk-writer.ts';
 import { canonicalizeHeaderBytes, openPageImage } from './chunks/page-image.ts';
-import { encodeDelta } from './chunks/delta-codec.ts';
+import { deltaPayload, sealDelta } from './chunks/delta-codec.ts';
 import { pathToFileURL } from 'node:url';
 import { compressFile, decodeToFile, type CodecResult } from './codec.ts';
 import { SyncError } from '../errors.ts';
@@ -311,8 +311,9 @@ async function readDelta(request: Extract<WorkerRequest, { op: 'delta' }>): Prom
     const wanted = new Set(request.record.pages);
     for (const [p] of scan.pages) wanted.add(p);
     const pgnos = Uint32Array.from([...wanted].filter((p) => p <= image.pageCount).sort((a, b) => a - b));
-    const data = await image.pages(pgnos);
-    const { stored, sha256 } = encodeDelta({ pageSize: image.pageSize, pageCount: image.pageCount, pgnos, data }, request.keys);
+    const { plain, pages } = deltaPayload(image.pageSize, image.pageCount, pgnos);
+    await image.pages(pgnos, pages);
+    const { stored, sha256 } = sealDelta(plain, request.keys);
     return { ok: true, scan, start, delta: { stored, sha256, pages: pgnos.length, pageSize: image.pageSize, pageCount: image.pageCount, durationMs: performance.now() - started } };
   } finally {
     // Folding is the checkpointer's: its folds are pinned at what the record has read.
@@ -514,7 +515,14 @@ parentPort!.on('message', (message: ToWorker) => {
       .catch(toReply)
       .then((reply) => {
         running.delete(message.id);
-        parentPort!.postMessage({ id: message.id, reply } satisfies FromWorker);
+        // A delta's stored bytes (up to tens of MiB) move to the main thread instead of being copied.
+        const stored = reply.ok && 'delta' in reply ? reply.delta?.stored : undefined;
+        const transfer = stored && stored.byteOffset === 0 && stored.byteLength === stored.buffer.byteLength && stored.buffer instanceof ArrayBuffer ? [stored.buffer] : [];
+        try {
+          parentPort!.postMessage({ id: message.id, reply } satisfies FromWorker, transfer);
+        } catch {
+          parentPort!.postMessage({ id: message.id, reply } satisfies FromWorker); // not transferable after all: copied
+        }
         // The worker outlives its jobs: a full collection once idle (a few ms, after the reply) returns
         // what the jobs left to the system, so an idle pool stays small.
         if (running.size === 0) setImmediate(() => running.size === 0 && collectGarbage('major'));

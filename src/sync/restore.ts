@@ -13,7 +13,7 @@ import { canonicalizeHeaderBytes } from './chunks/page-image.ts';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.ts';
 import { retrying, retryWhole } from '../store/retrying-store.ts';
 import { POOL_SIZE, idleWorkers, readyWorkers, runInWorker, startWorkerJob, warmWorkers, type WorkerJob } from './run-in-worker.ts';
-import { rootHash } from './chunks/chunk-codec.ts';
+import { rootHash, storedDigest } from './chunks/chunk-codec.ts';
 import { chunkWriter } from './chunks/chunk-writer.ts';
 import { chunkKey, chunkPositions, decodeChunkIndex } from './chunks/chunk-index.ts';
 import { KEY_ENV, resolveChunkKeys, type ChunkKeys, type EncryptionOptions } from './chunks/encryption.ts';
@@ -304,7 +304,7 @@ async function assembleChain(store: ObjectStore, entry: SnapshotEntry, path: str
   } else {
     pipeline = await assembleInWorkers(store, chain.base, path, { ...options, check: 'none', fsync: false });
   }
-  await applyDeltas(path, await fetched, deltas);
+  await applyDeltas(path, await fetched, deltas, options.keys);
   const assembledAt = performance.now();
   await afterChecks(path, options);
   return { ...pipeline, pipelineMs: assembledAt - started, afterMs: performance.now() - assembledAt };
@@ -324,8 +324,9 @@ export function localStart(chain: { base: SnapshotEntry; deltas: SnapshotEntry[]
   return next === -1 ? chain.deltas.length : next;
 }
 
-async function fetchDeltas(store: ObjectStore, deltas: readonly SnapshotEntry[], options: DownloadOptions): Promise<DeltaPages[]> {
-  const out: DeltaPages[] = new Array(deltas.length);
+/** The chain's deltas, stored bytes (decoded one at a time when applied: memory is their compressed size plus one). */
+async function fetchDeltas(store: ObjectStore, deltas: readonly SnapshotEntry[], options: DownloadOptions): Promise<Buffer[]> {
+  const out: Buffer[] = new Array(deltas.length);
   let next = 0;
   const lane = async () => {
     for (let i = next++; i < deltas.length; i = next++) {
@@ -339,7 +340,8 @@ async function fetchDeltas(store: ObjectStore, deltas: readonly SnapshotEntry[],
       }
       const stored = Buffer.concat(parts);
       options.onProgress?.(stored.length);
-      out[i] = decodeDelta(stored, entry.sha256, options.keys, `seq ${entry.seq} (${entry.key})`);
+      if (storedDigest(stored) !== entry.sha256) throw new SyncError('SNAPSHOT_CORRUPT', `The page delta seq ${entry.seq} (${entry.key}) does not match its sha256 in the manifest (damaged, truncated or replaced).`);
+      out[i] = stored;
     }
   };
   await Promise.all(Array.from({ length: Math.min(DELTA_DOWNLOADS, deltas.length) }, lane));
@@ -360,10 +362,11 @@ async function canonicalizeHeader(path: string): Promise<void> {
 }
 
 /** Writes each delta's pages (runs of consecutive pages in one write) and cuts the file to its size, in order. */
-async function applyDeltas(path: string, deltas: readonly DeltaPages[], entries: readonly SnapshotEntry[]): Promise<void> {
+async function applyDeltas(path: string, stored: readonly Buffer[], entries: readonly SnapshotEntry[], keys: ChunkKeys | undefined): Promise<void> {
   const file = await open(path, 'r+');
   try {
-    for (const [i, delta] of deltas.entries()) {
+    for (const [i, bytes] of stored.entries()) {
+      const delta: DeltaPages = decodeDelta(bytes, entries[i]!.sha256, keys, `seq ${entries[i]!.seq} (${entries[i]!.key})`);
       const { pgnos, pageSize, data } = delta;
       if (delta.pageCount * pageSize !== entries[i]!.bytes) throw new SyncError('SNAPSHOT_CORRUPT', `Page delta seq ${entries[i]!.seq} ends in ${delta.pageCount * pageSize} bytes, the manifest says ${entries[i]!.bytes}.`);
       for (let first = 0; first < pgnos.length; ) {

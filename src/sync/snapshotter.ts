@@ -63,7 +63,7 @@ export type UploadPlan =
  * WHOLE_FILE_EVERY-th chunk set the whole file.
  */
 export function planUpload(
-  record: Pick<ChangedPages, 'lost' | 'baselineKey' | 'headKey' | 'uploadsSinceWholeFile'> & Partial<Pick<ChangedPages, 'levelKey' | 'deltasSinceLevel'>> | undefined,
+  record: Pick<ChangedPages, 'lost' | 'baselineKey' | 'headKey' | 'uploadsSinceWholeFile'> & Partial<Pick<ChangedPages, 'levelKey' | 'deltasSinceLevel' | 'deltasSinceBaseline'>> | undefined,
   snapshots: readonly SnapshotEntry[],
   rollingBack: boolean,
   maxDeltas: number,
@@ -80,7 +80,8 @@ export function planUpload(
   }
   // What a restore of the latest downloads on top of its chunk set, and every delta on that chunk set.
   const deltaBytes = chain.deltas.reduce((sum, d) => sum + d.compressedBytes, 0);
-  const deltasOnBase = snapshots.filter((s) => s.kind === 'delta' && s.base === chain.base.key).length;
+  // Retention may have dropped deltas off the latest's chain: the record counts them all.
+  const deltasOnBase = Math.max(record.deltasSinceBaseline ?? 0, snapshots.filter((s) => s.kind === 'delta' && s.base === chain.base.key).length);
   const byteBound = Math.max(DELTA_MIN_BYTES, DELTA_BYTES_SHARE * chain.base.compressedBytes);
   if (deltasOnBase < maxDeltas && deltaBytes < byteBound && pendingPageBytes <= MAX_DELTA_PAGE_BYTES) {
     const levelParent = (record.deltasSinceLevel ?? 0) >= LEVEL_SPAN - 1 ? snapshots.find((s) => s.key === record.levelKey) : undefined;

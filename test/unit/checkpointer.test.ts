@@ -24,6 +24,7 @@ test('pendingWalBytes: frames not yet folded (mxFrame - nBackfill) x (page + fra
     const h = Buffer.alloc(136);
     const u16 = (v: number, o: number) => (le ? h.writeUInt16LE(v, o) : h.writeUInt16BE(v, o));
     const u32 = (v: number, o: number) => (le ? h.writeUInt32LE(v, o) : h.writeUInt32BE(v, o));
+    h[12] = pageField === 0 ? 0 : 1; // isInit (an initialised index has a page size)
     u16(pageField, 14);
     u32(mxFrame, 16);
     h.copy(h, 48, 0, 48); // the second copy of the header

@@ -81,6 +81,7 @@ test('planUpload: a delta only on the store latest the record extends, within th
   // maxDeltas counts every delta on the chunk set, not only the latest chain's links.
   const skip = [delta(4, 'c1', 'c1'), D3, D2, C1];
   assert.equal(planUpload({ ...record(), headKey: 'd4' }, skip, false, 3, 0).kind, 'touched-chunks', 'three deltas on c1, though d4 chains to c1 alone');
+  assert.equal(planUpload({ ...record(), deltasSinceBaseline: 200 }, chain, false, 200, 0).kind, 'touched-chunks', 'retention dropped most of the 200 deltas from the manifest: the record counted them');
   const touched = planUpload(record(), chain, false, 0, 0);
   assert.equal(touched.kind === 'touched-chunks' && touched.baseline.key, 'c1', 'a chunk set after deltas reads the chunks changed since their chunk set');
 });

@@ -107,6 +107,8 @@ export class ChangedPages {
   levelKey: string | undefined;
   /** Level-0 deltas uploaded since `levelKey`. */
   deltasSinceLevel = 0;
+  /** Deltas uploaded on the baseline (retention may have dropped some of them from the manifest). */
+  deltasSinceBaseline = 0;
   /** Uploads since the last one that read the whole file (a whole-file read every so often bounds any drift). */
   uploadsSinceWholeFile = 0;
 
@@ -190,6 +192,7 @@ export class ChangedPages {
     this.#inDeltas.clear();
     this.#sinceLevel.clear();
     this.deltasSinceLevel = 0;
+    this.deltasSinceBaseline = 0;
     if (wholeFile && this.#lost !== undefined && this.#lostAt <= upTo) this.#lost = undefined;
     this.uploadsSinceWholeFile = wholeFile ? 0 : this.uploadsSinceWholeFile + 1;
     if (baselineKey !== undefined) this.baselineKey = this.headKey = this.levelKey = baselineKey;
@@ -215,6 +218,7 @@ export class ChangedPages {
       if (level === 0) this.#sinceLevel.add(pgno);
     }
     this.headKey = key;
+    this.deltasSinceBaseline++;
     if (level === 1) {
       this.#sinceLevel.clear();
       this.levelKey = key;
