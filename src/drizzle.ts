@@ -7,7 +7,7 @@ import type { LibSQLDatabase } from 'drizzle-orm/libsql';
 import { drizzle as drizzleLibsql } from 'drizzle-orm/libsql/sqlite3';
 import { CountingClient } from './client/counting-client.ts';
 import { checkOptions, resolveSyncConfig, type LeaseOptions, type RestoreVerify, type ReplicaOptions, type ResolvedSyncConfig, type Role, type ShutdownOptions, type SnapshotOptions } from './config.ts';
-import type { RestoreTarget } from './sync/manifest.ts';
+import { latestSnapshot, type RestoreTarget } from './sync/manifest.ts';
 import type { Meter } from '@opentelemetry/api';
 import { SyncError, findSyncError } from './errors.ts';
 import { SyncMetrics, meterProviderRegistered, metricAttributes } from './telemetry/metrics.ts';
@@ -224,8 +224,17 @@ async function openLocked<TSchema extends Record<string, unknown>>(start: Locked
   const sync = controller;
   const client = new CountingClient(inner, controller, writerConnectionSetup(synchronousPragma));
   const db = drizzleLibsql({ ...drizzleConfig, client }) as unknown as BlobDatabase<TSchema>;
-  const startAs = isWriter
-    ? { writer: snapshotter(started.head), lease: lease! }
+  const writer = isWriter ? snapshotter(started.head) : undefined;
+  // The local file is the store's latest restore point, untouched: the record of changed pages starts now.
+  const latest = started.head ? latestSnapshot(started.head.manifest) : undefined;
+  const position = started.decision.position;
+  const heldLatest =
+    !started.pending &&
+    latest !== undefined &&
+    (started.restoredFrom ? started.restoredFrom.key === latest.key && !started.rolledBackTo : started.decision.action === 'keep' && typeof position === 'object' && position.seq === latest.seq && position.generation === latest.generation);
+  if (writer && heldLatest) await writer.seedRecord(latest);
+  const startAs = writer
+    ? { writer, lease: lease! }
     : {
         lease,
         follower: new ReplicaFollower({

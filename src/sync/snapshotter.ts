@@ -13,6 +13,7 @@ import { CHUNK_PREFIX, chunkKey, decodeChunkIndex, encodeChunkIndex, type ChunkI
 import type { ChunkKeys } from './chunks/encryption.ts';
 import type { ChunksRecord, ChunksResult } from './worker-protocol.ts';
 import { ChangedPages, type ScanResult } from './wal/changed-pages.ts';
+import { databaseFileStamp, readWalIndex } from './wal/wal-scan.ts';
 
 /** Unpublished snapshot objects younger than this may belong to an upload in flight. */
 const ORPHAN_MIN_AGE_MS = 3_600_000;
@@ -158,6 +159,8 @@ export class Snapshotter {
   #sweptSnapshots = false;
   /** Incremental mode, once the controller attached the checkpointer: the page record. */
   #wal: WalAccess | undefined;
+  /** A record started at start-up (seedRecord), handed to the checkpointer when it is attached. */
+  #seed: ChangedPages | undefined;
 
   constructor(options: SnapshotterOptions, head: RemoteHead | null | undefined) {
     this.#o = options;
@@ -166,7 +169,33 @@ export class Snapshotter {
 
   /** The writer's checkpointer: incremental snapshots keep the page record with it (full mode does not). */
   attachWal(wal: WalAccess): void {
-    if (this.#o.mode === 'incremental') this.#wal = wal;
+    if (this.#o.mode !== 'incremental') return;
+    this.#wal = wal;
+    if (this.#seed && !wal.record) wal.record = this.#seed;
+    this.#seed = undefined;
+  }
+
+  /**
+   * The local file is, page for page, the store's latest restore point `entry` (restored from it just
+   * now, or kept clean at it), and the app has not written yet: the record of changed pages starts here,
+   * so the first upload can be a delta on `entry` instead of a whole-file read (and a start that changes
+   * nothing uploads nothing). Only on a WAL with no frame: its first commit then opens a fresh WAL
+   * (scanVerdict's fresh-WAL case, the file's stamp taken now) or continues this one. The pages between
+   * `entry`'s chunk set and `entry` are not known here: the next chunk set reads the whole file.
+   */
+  async seedRecord(entry: SnapshotEntry): Promise<void> {
+    if (this.#o.mode !== 'incremental' || (entry.kind !== 'chunks' && entry.kind !== 'delta')) return;
+    const chain = deltaChain(this.#head?.manifest.snapshots ?? [], entry);
+    if (!chain) return;
+    const index = await readWalIndex(this.#o.dbPath);
+    if (index === 'unstable' || (index && index.mxFrame !== 0)) return;
+    const fileStamp = await databaseFileStamp(this.#o.dbPath);
+    const record = new ChangedPages({ salt: index ? index.salt.toString('hex') : '', frame: 0, base: 0, folded: index !== null, fileStamp });
+    record.baselineKey = chain.base.key;
+    record.headKey = record.levelKey = entry.key;
+    record.deltasSinceBaseline = chain.deltas.length;
+    if (entry.kind === 'delta') record.uploadsSinceWholeFile = WHOLE_FILE_EVERY;
+    this.#seed = record;
   }
 
   /**

@@ -306,3 +306,34 @@ test('another connection writes and truncates the WAL while the app is stopped: 
     await restored.$sync.close();
   }
 });
+
+test('a start on the latest restore point (restored on an empty disk, or kept clean) records from there: its first upload is a delta, and a start that changes nothing uploads nothing', async () => {
+  const store = directoryStore({ dir: join(dir.path, 'seeded', 'store') });
+  const first = await open(join(dir.path, 'seeded', 'a.db'), store, { snapshot: MANUAL });
+  await first.run(sql`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) INSERT INTO notes (body) SELECT hex(randomblob(100)) FROM n`);
+  await first.$sync.flush();
+  await first.update(notes).set({ body: 'on the old disk' }).where(sql`id = 5`);
+  await first.$sync.close(); // its final upload: a delta
+
+  for (const disk of ['b.db', 'b.db']) { // an empty disk (restored), then the same disk again (kept clean)
+    const seq = (await readManifest(store)).seq;
+    const db = await open(join(dir.path, 'seeded', disk), store, { snapshot: MANUAL });
+    try {
+      assert.equal((await db.$sync.flush())?.uploaded ?? false, false, 'nothing changed: nothing uploaded');
+      assert.equal((await readManifest(store)).seq, seq);
+      await db.update(notes).set({ body: `on ${disk}` }).where(sql`id = 6`);
+      const info = (await db.$sync.flush())!;
+      assert.equal(info.kind, 'delta', 'the first upload after the start is a delta on the restore point it started from');
+      assert.ok(info.readBytes <= 2 * 4096, `it read ${info.readBytes} bytes`);
+    } finally {
+      await db.$sync.close();
+    }
+  }
+  const fresh = await drizzle({ connection: { url: `file:${join(dir.path, 'seeded', 'fresh.db')}` }, schema, store, restore: 'required', log: false, shutdown: { signals: false } });
+  try {
+    assert.deepEqual((await fresh.select().from(notes).where(sql`id IN (5, 6)`).orderBy(notes.id)).map((r) => r.body), ['on the old disk', 'on b.db']);
+    assert.equal((await fresh.select().from(notes)).length, 3000);
+  } finally {
+    await fresh.$sync.close();
+  }
+});
