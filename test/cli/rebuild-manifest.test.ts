@@ -50,7 +50,8 @@ async function writeHistory(store: SnapshotStore, dbPath: string, modes: Array<'
   const rows: string[] = [];
   const snapshots: Written['snapshots'] = [];
   for (const [i, mode] of modes.entries()) {
-    const db = await open(dbPath, store, { ...extra, snapshot: { debounceMs: 60_000, maxIntervalMs: 600_000, mode } });
+    // Chunk sets, not page deltas (maxDeltas 0): a rebuild recovers chunk sets and full snapshots only (README).
+    const db = await open(dbPath, store, { ...extra, snapshot: { debounceMs: 60_000, maxIntervalMs: 600_000, mode, maxDeltas: 0 } });
     for (const n of [1, 2]) {
       await db.insert(notes).values({ body: `${mode}-${i}-${n}` });
       rows.push(`${mode}-${i}-${n}`);
