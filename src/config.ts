@@ -58,7 +58,7 @@ export interface SnapshotOptions {
    * Incremental: page deltas uploaded on one chunk set before the next upload writes a chunk set again
    * (compaction: only the chunks the deltas touched are read and uploaded). An upload between them
    * ships only the pages changed since the previous one. Deltas also stop once theirs reach 10% of the
-   * chunk set's stored bytes (at least 4 MiB), or one would carry over 64 MiB of pages. 0: every upload
+   * chunk set's stored bytes (at least 4 MiB), or one would carry over 128 MiB of pages. 0: every upload
    * is a chunk set. Default 200.
    */
   maxDeltas?: number;
