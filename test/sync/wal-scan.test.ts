@@ -104,7 +104,9 @@ test('a writer in another thread never pauses: scans with checkpoints bounded by
   app.close(); // the writer thread is the app here; its first frame starts a fresh WAL (new random salts, checkpoint sequence 0)
   // [stop, hold, held]: every third round the writer is held while we fold (as the checkpointer's
   // 'hold-writes' pass does), so the WAL restarts; the other rounds run beside it.
-  const stop = new Int32Array(new SharedArrayBuffer(12));
+  // [3]: updates made, so the rounds start once the writer is writing (a held fold of a WAL with no
+  // frame yet cannot say it folded anything: the index is not initialised).
+  const stop = new Int32Array(new SharedArrayBuffer(16));
   const writer = new Worker(
     `const { workerData } = require('node:worker_threads');
      const { createClient } = require(workerData.libsql);
@@ -119,6 +121,7 @@ test('a writer in another thread never pauses: scans with checkpoints bounded by
            Atomics.store(workerData.stop, 2, 0);
          }
          await app.execute({ sql: 'UPDATE t SET v = randomblob(300) WHERE id = ?', args: [1 + (n++ * 7919) % ${rows}] });
+         Atomics.store(workerData.stop, 3, n);
        }
        app.close();
        require('node:worker_threads').parentPort.postMessage(n);
@@ -131,6 +134,7 @@ test('a writer in another thread never pauses: scans with checkpoints bounded by
   });
   try {
     const salts = new Set<string>();
+    while (Atomics.load(stop, 3) === 0) await new Promise((resolve) => setTimeout(resolve, 1));
     const started = performance.now();
     const hist: string[] = [];
     for (let round = 0; performance.now() - started < 2_000; round++) {
@@ -146,7 +150,7 @@ test('a writer in another thread never pauses: scans with checkpoints bounded by
       assert.deepEqual(verdict, { kind: 'apply' }, hist.slice(-4).join('\n'));
       salts.add(scan.salt);
       if (hold) {
-        assert.equal(scan.folded, true, 'with the writer held, the checkpoint folds every frame');
+        assert.equal(scan.folded, true, 'with the writer held, the checkpoint folds every frame\n' + hist.slice(-3).join('\n'));
         Atomics.store(stop, 1, 0);
       }
     }
