@@ -8,7 +8,7 @@ import { dirname } from 'node:path';
 import { copyFile, open, unlink, writeFile } from 'node:fs/promises';
 import { chunkAddress, encodeChunk, rootHash, storedDigest } from './chunks/chunk-codec.ts';
 import { chunkWriter } from './chunks/chunk-writer.ts';
-import { canonicalizeHeaderBytes, openPageImage } from './chunks/page-image.ts';
+import { canonicalizeFileHeader, canonicalizeHeaderBytes, openPageImage } from './chunks/page-image.ts';
 import { deltaPayload, sealDelta } from './chunks/delta-codec.ts';
 import { pathToFileURL } from 'node:url';
 import { compressFile, decodeToFile, type CodecResult } from './codec.ts';
@@ -38,19 +38,6 @@ async function copyConsistently(dbPath: string, rawPath: string): Promise<void> 
     await client.execute('PRAGMA wal_checkpoint(PASSIVE)');
   } finally {
     client.close();
-  }
-}
-
-/** VACUUM INTO's copy with the canonical header (see canonicalizeHeaderBytes): an unchanged database hashes the same. */
-async function canonicalizeHeader(path: string): Promise<void> {
-  const file = await open(path, 'r+');
-  try {
-    const header = Buffer.alloc(100);
-    await file.read(header, 0, 100, 0);
-    canonicalizeHeaderBytes(header);
-    await file.write(header, 0, 100, 0);
-  } finally {
-    await file.close();
   }
 }
 
@@ -210,7 +197,7 @@ function writeScans(buffer: SharedArrayBuffer, scans: ScanResult[]): void {
 async function snapshotCopy(request: Extract<WorkerRequest, { op: 'snapshot' }>): Promise<WorkerReply> {
   const started = performance.now();
   await copyConsistently(request.dbPath, request.rawPath);
-  await canonicalizeHeader(request.rawPath);
+  await canonicalizeFileHeader(request.rawPath);
   const copiedAt = performance.now();
   try {
     const result = await compressFile(request.rawPath, request.outPath, request.codec);

@@ -9,7 +9,7 @@ import type { SyncLogger } from '../log.ts';
 import type { ObjectStore, SmallObject } from '../store/store.ts';
 import { MANIFEST_KEY, decodeManifest, deltaChain, latestSnapshot, type Manifest, type SnapshotEntry } from './manifest.ts';
 import { decodeDelta, type DeltaPages } from './chunks/delta-codec.ts';
-import { canonicalizeHeaderBytes } from './chunks/page-image.ts';
+import { canonicalizeFileHeader } from './chunks/page-image.ts';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.ts';
 import { retrying, retryWhole } from '../store/retrying-store.ts';
 import { POOL_SIZE, idleWorkers, readyWorkers, runInWorker, startWorkerJob, warmWorkers, type WorkerJob } from './run-in-worker.ts';
@@ -299,7 +299,7 @@ async function assembleChain(store: ObjectStore, entry: SnapshotEntry, path: str
   let pipeline: Fetched;
   if (from !== undefined) {
     await copyFile(options.from!.path, path);
-    await canonicalizeHeader(path); // as restored: the local connection may have switched it to WAL
+    await canonicalizeFileHeader(path); // as restored: the local connection may have switched it to WAL
     pipeline = { pipelineMs: 0, afterMs: 0 };
   } else {
     pipeline = await assembleInWorkers(store, chain.base, path, { ...options, check: 'none', fsync: false });
@@ -346,19 +346,6 @@ async function fetchDeltas(store: ObjectStore, deltas: readonly SnapshotEntry[],
   };
   await Promise.all(Array.from({ length: Math.min(DELTA_DOWNLOADS, deltas.length) }, lane));
   return out;
-}
-
-/** The header fields a page image canonicalizes (canonicalizeHeaderBytes), on a file. */
-async function canonicalizeHeader(path: string): Promise<void> {
-  const file = await open(path, 'r+');
-  try {
-    const header = Buffer.alloc(100);
-    if ((await file.read(header, 0, 100, 0)).bytesRead < 100) throw new SyncError('SNAPSHOT_CORRUPT', `${path} is too short to be a database.`);
-    canonicalizeHeaderBytes(header);
-    await file.write(header, 0, 100, 0);
-  } finally {
-    await file.close();
-  }
 }
 
 /** Writes each delta's pages (runs of consecutive pages in one write) and cuts the file to its size, in order. */

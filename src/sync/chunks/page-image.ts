@@ -1,5 +1,6 @@
 import { open } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
+import { SyncError } from '../../errors.ts';
 
 /**
  * Reads a consistent image of a live WAL-mode database, chunk by chunk, inside one read transaction
@@ -133,6 +134,19 @@ async function walPages(walPath: string): Promise<Set<number>> {
     return pages;
   } finally {
     await wal.close();
+  }
+}
+
+/** canonicalizeHeaderBytes on a database file's header, in place (a VACUUM INTO copy, a replica's file copied for a catch-up). */
+export async function canonicalizeFileHeader(path: string): Promise<void> {
+  const file = await open(path, 'r+');
+  try {
+    const header = Buffer.alloc(100);
+    if ((await file.read(header, 0, 100, 0)).bytesRead < 100) throw new SyncError('SNAPSHOT_CORRUPT', `${path} is too short to be a database.`);
+    canonicalizeHeaderBytes(header);
+    await file.write(header, 0, 100, 0);
+  } finally {
+    await file.close();
   }
 }
 
