@@ -12,13 +12,12 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import * as libsql from '@libsql/client/sqlite3';
 import { sql } from 'drizzle-orm';
 import { directoryStore, drizzle, type SnapshotStore } from 'drizzle-libsql-blob';
-import { openPageImage } from '../../src/sync/chunks/page-image.ts';
-import { chunkAddress } from '../../src/sync/chunks/chunk-codec.ts';
 import { CHUNK_PREFIX } from '../../src/sync/chunks/chunk-index.ts';
 import { downloadSnapshot } from '../../src/sync/restore.ts';
 import { MANIFEST_KEY, deltaChain, type SnapshotEntry } from '../../src/sync/manifest.ts';
 import { mulberry32 } from '../../bench/dataset.ts';
 import { nextEvent, notes, open, readManifest, schema, tempDir, type TempDir } from '../helpers/fixtures.ts';
+import { wholeFileAddresses } from '../helpers/page-image.ts';
 import { runCliOk } from '../helpers/cli.ts';
 
 let dir: TempDir;
@@ -27,18 +26,6 @@ after(() => dir.cleanup());
 
 const CHUNK = 64 * 1024;
 const MANUAL = { debounceMs: 600_000, maxIntervalMs: 600_000, maxCommits: 1_000_000, chunkSize: CHUNK };
-
-/** Every chunk's address of a database file's page image (its own read transaction, no fold). */
-async function addresses(dbPath: string): Promise<string[]> {
-  const image = await openPageImage(Promise.resolve(libsql), dbPath, CHUNK);
-  try {
-    const out: string[] = [];
-    for await (const { data } of image.chunks()) out.push(chunkAddress(data, undefined));
-    return out;
-  } finally {
-    await image.close({ fold: false });
-  }
-}
 
 function hexOf(rand: () => number): string {
   return Math.floor(rand() * 0xffffffff).toString(16).padStart(8, '0');
@@ -89,7 +76,7 @@ for (const maxDeltas of [6, 40]) test(`every restore point a delta publishes res
       if (chain.deltas.length < manifest.snapshots.filter((s) => s.base === chain.base.key).length) leveled++;
       const restored = join(dir.path, `rounds-${maxDeltas}`, `restored-${round}.db`);
       await downloadSnapshot(store, latest, restored, { snapshots: manifest.snapshots });
-      assert.deepEqual(await addresses(restored), await addresses(dbPath), `round ${round} (${writes} writes, ${info.kind}): the restored page image differs from the live one`);
+      assert.deepEqual(await wholeFileAddresses(restored, CHUNK), await wholeFileAddresses(dbPath, CHUNK), `round ${round} (${writes} writes, ${info.kind}): the restored page image differs from the live one`);
       await rm(restored);
       if (info.kind === 'delta' && kind < 3) assert.ok(info.readBytes <= (6 * writes + 4) * 4096, `round ${round}: ${writes} writes read ${info.readBytes} bytes`);
     }

@@ -13,29 +13,16 @@ import { join } from 'node:path';
 import * as libsql from '@libsql/client/sqlite3';
 import { sql } from 'drizzle-orm';
 import { directoryStore, drizzle, type SnapshotInfo } from 'drizzle-libsql-blob';
-import { openPageImage } from '../../src/sync/chunks/page-image.ts';
-import { chunkAddress } from '../../src/sync/chunks/chunk-codec.ts';
 import { decodeChunkIndex } from '../../src/sync/chunks/chunk-index.ts';
 import { mulberry32 } from '../../bench/dataset.ts';
 import { notes, open, readManifest, schema, tempDir, type TempDir } from '../helpers/fixtures.ts';
+import { wholeFileAddresses } from '../helpers/page-image.ts';
 
 let dir: TempDir;
 before(async () => (dir = await tempDir('page-record')));
 after(() => dir.cleanup());
 
 const CHUNK = 64 * 1024;
-
-/** Every chunk's address as a whole-file read of the live database gives it (its own read transaction, no fold). */
-async function wholeFileAddresses(dbPath: string): Promise<string[]> {
-  const image = await openPageImage(Promise.resolve(libsql), dbPath, CHUNK);
-  try {
-    const addresses: string[] = [];
-    for await (const { data } of image.chunks()) addresses.push(chunkAddress(data, undefined));
-    return addresses;
-  } finally {
-    await image.close({ fold: false });
-  }
-}
 
 test('each snapshot that follows the record publishes the chunk index a whole-file read gives, reading a fraction of the file', async () => {
   const store = directoryStore({ dir: join(dir.path, 'store') });
@@ -67,7 +54,7 @@ test('each snapshot that follows the record publishes the chunk index a whole-fi
       assert.ok(info, `round ${round}: a snapshot`);
       const manifest = await readManifest(store);
       const index = decodeChunkIndex((await store.readSmall(manifest.snapshots[0]!.key))!.body, 'index');
-      const expected = await wholeFileAddresses(dbPath);
+      const expected = await wholeFileAddresses(dbPath, CHUNK);
       assert.equal(index.bytes, info.bytes);
       assert.deepEqual(index.chunks, expected, `round ${round} (${writes} writes${kind === 4 ? ', deletes' : kind === 7 ? ', VACUUM' : ''}): the published chunks differ from a whole-file read`);
       reads.push(info.readBytes / info.bytes);
@@ -124,7 +111,7 @@ test('writes keep coming while snapshots run: the last index still equals a whol
     const last = (await db.$sync.flush())!;
     const manifest = await readManifest(store);
     const index = decodeChunkIndex((await store.readSmall(manifest.snapshots[0]!.key))!.body, 'index');
-    assert.deepEqual(index.chunks, await wholeFileAddresses(dbPath), 'the last index differs from a whole-file read');
+    assert.deepEqual(index.chunks, await wholeFileAddresses(dbPath, CHUNK), 'the last index differs from a whole-file read');
     assert.ok(written > 200, `${written} writes during the snapshots`);
     assert.ok(partial >= 10, `${partial} of 20 snapshots read only the changed chunks`);
     assert.ok(last.seq > 1);
@@ -170,7 +157,7 @@ test('another connection checkpoints and restarts the WAL behind the library: de
     assert.ok(lines.some((l) => /reads the whole file: the record of changed pages broke/.test(l)), `the log says why:\n${lines.join('\n')}`);
     const manifest = await readManifest(store);
     const index = decodeChunkIndex((await store.readSmall(manifest.snapshots[0]!.key))!.body, 'index');
-    assert.deepEqual(index.chunks, await wholeFileAddresses(dbPath));
+    assert.deepEqual(index.chunks, await wholeFileAddresses(dbPath, CHUNK));
     await db.update(notes).set({ body: 'mended' }).where(sql`id = 7`);
     const mended = (await db.$sync.flush())!;
     assert.ok(mended.readBytes < mended.bytes, 'the record is whole again after the whole-file upload');
