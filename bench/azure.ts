@@ -17,6 +17,7 @@ import type { Dataset } from './dataset.ts';
 import { copyDb, NO_AUTO_SNAPSHOT, openOurs, type AnyDb } from './drivers.ts';
 import { median, summarize, type Summary } from './stats.ts';
 import { DEFAULT_DEBOUNCE_MS } from '../src/config.ts';
+import { deltaChain, type SnapshotEntry } from '../src/sync/manifest.ts';
 import { runUnderSnapshot, writer, type SnapshotLoadResult } from './writes.ts';
 
 export const TRANSFER_RATIO_TARGET = 1.3;
@@ -102,12 +103,18 @@ export async function runAzure(
   await db.$sync.close();
 
   const container = BlobServiceClient.fromConnectionString(connectionString).getContainerClient('bench');
-  const manifest = JSON.parse((await container.getBlobClient(`${prefix}/manifest.json`).downloadToBuffer()).toString('utf8')) as { snapshots: { key: string; kind?: 'full' | 'chunks' }[] };
+  const manifest = JSON.parse((await container.getBlobClient(`${prefix}/manifest.json`).downloadToBuffer()).toString('utf8')) as { snapshots: SnapshotEntry[] };
   const latest = manifest.snapshots[0]!;
-  // What the restore of the latest snapshot downloads: its chunk index, then every distinct chunk (or the one file).
-  const names = latest.kind === 'chunks'
-    ? [`${prefix}/${latest.key}`, ...new Set((JSON.parse((await container.getBlobClient(`${prefix}/${latest.key}`).downloadToBuffer()).toString('utf8')) as { chunks: string[] }).chunks.map((a) => `${prefix}/chunks/${a}`))]
-    : [`${prefix}/${latest.key}`];
+  // What the restore of the latest restore point downloads: its chunk set's index, then every distinct
+  // chunk (or the one file), and the page deltas of its chain.
+  const chain = deltaChain(manifest.snapshots, latest);
+  const base = chain?.base ?? latest;
+  const names = [
+    ...(base.kind === 'chunks'
+      ? [`${prefix}/${base.key}`, ...new Set((JSON.parse((await container.getBlobClient(`${prefix}/${base.key}`).downloadToBuffer()).toString('utf8')) as { chunks: string[] }).chunks.map((a) => `${prefix}/chunks/${a}`))]
+      : [`${prefix}/${base.key}`]),
+    ...(chain?.deltas ?? []).map((d) => `${prefix}/${d.key}`),
+  ];
   const rawPrefix = `raw-${label}-${process.pid}`;
   const raw: AzureResult['raw'] = {
     sameBlobs: { bytes: 0, blobs: names.length, concurrency: RAW_CONCURRENCY, uploads: [], downloads: [] },
