@@ -320,12 +320,9 @@ export class Snapshotter {
         ...(keys ? { keyId: keys.keyId } : {}),
         ...(rolledBackTo ? { rolledBackTo } : {}),
       };
-      const snapshots = applyRetention([entry, ...previous], this.#o.retention);
-      const garbage = await this.#garbage(head?.manifest, previous, snapshots, at, stored);
-      await this.#publishAndTidy(head, entry, snapshots, garbage.length > 0 ? garbage : undefined);
+      const garbage = await this.#publishRetained(head, entry, previous, at, stored);
       indexKey = undefined; // published
       record?.uploaded(upTo, wholeFile, entry.key);
-      this.#deletedGarbage.clear();
       await this.#collectGarbage(garbage);
       return {
         entry,
@@ -376,10 +373,9 @@ export class Snapshotter {
     const latest = snapshots[0]!;
     if (delta.pages === 0) {
       record.deltaUploaded(upTo, latest.key); // nothing changed since the latest restore point (nor since a level-1 parent)
-      const parent = latest;
       return {
-        entry: parent,
-        info: { seq: parent.seq, generation: parent.generation, key: parent.key, at, bytes: parent.bytes, compressedBytes: 0, sha256: parent.sha256, durationMs: performance.now() - started, uploaded: false, commits: 0, readBytes, kind: 'delta' },
+        entry: latest,
+        info: { seq: latest.seq, generation: latest.generation, key: latest.key, at, bytes: latest.bytes, compressedBytes: 0, sha256: latest.sha256, durationMs: performance.now() - started, uploaded: false, commits: 0, readBytes, kind: 'delta' },
       };
     }
     const seq = Math.max(head.manifest.seq, state.seq) + 1;
@@ -402,14 +398,11 @@ export class Snapshotter {
     };
     try {
       await store.uploadBuffer(key, Buffer.from(delta.stored.buffer, delta.stored.byteOffset, delta.stored.byteLength));
-      const retained = applyRetention([entry, ...snapshots], this.#o.retention);
       // Chunk sets dropped by retention: their chunks go on the garbage list, as after a chunk set.
       const stored = this.#swept ? new Map<string, StoredObject>() : await this.#storedChunks();
-      const garbage = await this.#garbage(head.manifest, snapshots, retained, at, stored);
-      await this.#publishAndTidy(head, entry, retained, garbage.length > 0 ? garbage : undefined);
+      const garbage = await this.#publishRetained(head, entry, snapshots, at, stored);
       key = undefined; // published
       record.deltaUploaded(upTo, entry.key, level);
-      this.#deletedGarbage.clear();
       await this.#collectGarbage(garbage);
     } finally {
       if (key) await store.delete(key).catch(() => undefined); // never published
@@ -586,6 +579,18 @@ export class Snapshotter {
     }
     this.#head = head;
     return head;
+  }
+
+  /**
+   * Publishes `entry` on top of `previous` (the head's list) with what retention keeps and the next
+   * garbage list; returns that list, collected by the caller once it has recorded the publish.
+   */
+  async #publishRetained(head: RemoteHead | null, entry: SnapshotEntry, previous: SnapshotEntry[], at: string, stored: Map<string, StoredObject>): Promise<NonNullable<Manifest['garbage']>> {
+    const snapshots = applyRetention([entry, ...previous], this.#o.retention);
+    const garbage = await this.#garbage(head?.manifest, previous, snapshots, at, stored);
+    await this.#publishAndTidy(head, entry, snapshots, garbage.length > 0 ? garbage : undefined);
+    this.#deletedGarbage.clear();
+    return garbage;
   }
 
   /**
