@@ -84,7 +84,7 @@ async function handle(request: WorkerRequest, job: Job): Promise<WorkerReply> {
     case 'restore':
       return restoreStream(request, job);
     case 'chunks':
-      return snapshotChunks(request);
+      return snapshotChunks(request, job);
     case 'delta':
       return readDelta(request);
     case 'keep-base':
@@ -318,7 +318,7 @@ type KeepBaseRequest = Extract<WorkerRequest, { op: 'keep-base' }>;
  * record's cursor are read under the image's pin, and with a baseline only the chunks holding a page
  * the record names are read; every other chunk is, page for page, the baseline's, and keeps its address.
  */
-async function snapshotChunks(request: ChunksRequest): Promise<WorkerReply> {
+async function snapshotChunks(request: ChunksRequest, job: Job): Promise<WorkerReply> {
   const started = performance.now();
   const record = request.record;
   let start: { salt: string; frame: number } | null | undefined;
@@ -334,6 +334,7 @@ async function snapshotChunks(request: ChunksRequest): Promise<WorkerReply> {
       const cursor: WalCursor = record.cursor ?? { salt: start?.salt ?? '', frame: start?.frame ?? 0, base: 0, folded: false };
       scan = await pinnedFold(request.dbPath, await scanFrames(request.dbPath, cursor));
       if (record.baseline && record.cursor && record.baseline.pageSize === image.pageSize && scanVerdict(record.cursor, scan).kind === 'apply') touched = touchedChunks(record.pages, scan, image, request.chunkSize, record.baseline.bytes);
+      if (record.announce) parentPort!.postMessage({ id: job.id, pinned: { scan, start: start ?? null } } satisfies FromWorker);
     }
   } catch (error) {
     await image.close({ fold: !record }).catch(() => undefined);

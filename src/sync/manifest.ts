@@ -110,8 +110,15 @@ export function describeTarget(target: RestoreTarget): string {
 /** Resolves a target against a manifest's history (newest first). Undefined if nothing matches. */
 export function selectSnapshot(manifest: Manifest, target: RestoreTarget): SnapshotEntry | undefined {
   if ('seq' in target) return manifest.snapshots.find((s) => s.seq === target.seq);
+  // Newest by its time, not by list order: a compaction's chunk set holds the file as of its pin, and is
+  // listed after (published with) deltas taken meanwhile.
   const at = new Date(target.at).getTime();
-  return manifest.snapshots.find((s) => Date.parse(s.createdAt) <= at);
+  let best: SnapshotEntry | undefined;
+  for (const s of manifest.snapshots) {
+    const t = Date.parse(s.createdAt);
+    if (t <= at && (!best || t > Date.parse(best.createdAt))) best = s;
+  }
+  return best;
 }
 
 export interface RetentionPolicy {

@@ -8,7 +8,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { SyncError } from '../errors.ts';
-import type { FromWorker, ResultFor, ToWorker, WorkerOp, WorkerReply, WorkerRequest, WorkerResults } from './worker-protocol.ts';
+import type { ChunksPinned, FromWorker, ResultFor, ToWorker, WorkerOp, WorkerReply, WorkerRequest, WorkerResults } from './worker-protocol.ts';
 
 // From dist/ the worker is the compiled .js beside this file. From .ts sources (tsx), worker threads
 // do not inherit tsx's loader on Node 20, so a tiny bootstrap registers it first.
@@ -132,8 +132,10 @@ class PooledJob {
   #resolve!: (reply: WorkerReply & { ok: true }) => void;
   #reject!: (error: Error) => void;
   readonly result: Promise<WorkerReply & { ok: true }>;
+  readonly #onPinned: ((pinned: ChunksPinned) => void) | undefined;
 
-  constructor(request: WorkerRequest) {
+  constructor(request: WorkerRequest, onPinned?: (pinned: ChunksPinned) => void) {
+    this.#onPinned = onPinned;
     this.result = new Promise((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
@@ -160,6 +162,10 @@ class PooledJob {
     if ('ack' in message) {
       this.inFlight--;
       this.#wake();
+      return;
+    }
+    if ('pinned' in message) {
+      this.#onPinned?.(message.pinned);
       return;
     }
     const { reply } = message;
@@ -229,9 +235,12 @@ class PooledJob {
   }
 }
 
-/** Starts a job on a pooled worker (or queues it until one is free); 'restore' and 'write-chunks' take streamed input. */
-export function startWorkerJob<R extends WorkerRequest>(request: R, { maxInFlight = MAX_IN_FLIGHT }: { maxInFlight?: number } = {}): WorkerJob<R['op']> {
-  const job = new PooledJob(request);
+/**
+ * Starts a job on a pooled worker (or queues it until one is free); 'restore' and 'write-chunks' take
+ * streamed input; `onPinned` hears a 'chunks' op's pin (its request's `record.announce`).
+ */
+export function startWorkerJob<R extends WorkerRequest>(request: R, { maxInFlight = MAX_IN_FLIGHT, onPinned }: { maxInFlight?: number; onPinned?: (pinned: ChunksPinned) => void } = {}): WorkerJob<R['op']> {
+  const job = new PooledJob(request, onPinned);
   const slot = waiting.length === 0 ? freeSlot() : undefined;
   if (slot) job.attach(slot);
   else waiting.push(job);

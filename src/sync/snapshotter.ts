@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { open, rm } from 'node:fs/promises';
-import { SyncError, isSyncError } from '../errors.ts';
+import { SyncError, errorMessage, isSyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
 import type { ObjectStore, StoredObject } from '../store/store.ts';
 import type { Codec } from './codec.ts';
@@ -8,7 +8,7 @@ import type { SidecarState } from '../local/sidecar.ts';
 import type { WriterLease } from './lease.ts';
 import { MANIFEST_KEY, applyRetention, deltaChain, encodeManifest, isOwnLeftover, latestSnapshot, nextLineage, snapshotKey, type Lineage, type Manifest, type RetentionPolicy, type SnapshotEntry } from './manifest.ts';
 import { readHead, type RemoteHead } from './restore.ts';
-import { runInWorker } from './run-in-worker.ts';
+import { runInWorker, startWorkerJob } from './run-in-worker.ts';
 import { CHUNK_PREFIX, chunkKey, decodeChunkIndex, encodeChunkIndex, type ChunkIndex } from './chunks/chunk-index.ts';
 import type { ChunkKeys } from './chunks/encryption.ts';
 import type { ChunksRecord, ChunksResult } from './worker-protocol.ts';
@@ -20,6 +20,29 @@ const ORPHAN_MIN_AGE_MS = 3_600_000;
 
 /** Chunks uploaded at once: memory is chunk size x this. */
 const UPLOAD_CONCURRENCY = 4;
+
+/** After a compaction failed, the next one starts no sooner than this (the deltas go on meanwhile). */
+const COMPACTION_RETRY_MS = 30_000;
+
+/**
+ * A compaction: a chunk set read (one pinned read transaction, in a worker) and uploaded beside the
+ * deltas, so an upload never waits seconds for one. Published by a later upload together with a
+ * level-1 delta on it carrying every page changed since its pin (the record watches them), in one
+ * manifest write; dropped when the record or the store moved on without it.
+ */
+interface Compaction {
+  /** The chunk set it replaces: the record's baseline when it started. */
+  baseline: string;
+  /** When its image was pinned (its restore point's createdAt) and the record position it holds the file up to. */
+  at: string;
+  upTo: number;
+  /** Chunks it may reference: garbage collection leaves them alone until it is published or dropped. */
+  chunks: Set<string>;
+  /** Settles (never rejects) once its chunks are in the store (`ready`) or it failed (`failed`). */
+  done: Promise<void>;
+  ready?: { result: ChunksResult; wholeFile: boolean; known: Map<string, KnownChunk> };
+  failed?: unknown;
+}
 
 /**
  * Every this many uploads that read only the chunks the page record names, one reads the whole file
@@ -53,19 +76,24 @@ export const MAX_DELTA_PAGE_BYTES = 128 << 20;
  */
 export const LEVEL_SPAN = 16;
 
-/** What an upload writes: the whole file as chunks, only the chunks changed since `baseline`, or a page delta on `parent`. */
+/**
+ * What an upload writes: the whole file as chunks, only the chunks changed since `baseline`, or a page
+ * delta on `parent`, which may start a compaction (a chunk set read and uploaded beside the deltas, see
+ * Snapshotter) reading the chunks changed since its base, or every WHOLE_FILE_EVERY-th the whole file.
+ */
 export type UploadPlan =
   | { kind: 'whole-file'; why: string }
   | { kind: 'touched-chunks'; baseline: SnapshotEntry }
-  | { kind: 'delta'; parent: SnapshotEntry; base: SnapshotEntry; level: 0 | 1 };
+  | { kind: 'delta'; parent: SnapshotEntry; base: SnapshotEntry; level: 0 | 1; compact?: 'touched-chunks' | 'whole-file' };
 
 /**
  * What the next upload may be (pure). Anything short of the whole file needs the page record whole
  * and holding its pages against the store's latest restore point: the record's head is that point,
  * and its chain starts at the record's baseline (so the pages since then are exactly what the store
- * lacks). A roll-back is recorded on a whole-file read. Then a delta, while its chain is within
- * `maxDeltas` and the byte bounds; else a chunk set reading the changed chunks, or every
- * WHOLE_FILE_EVERY-th chunk set the whole file.
+ * lacks). A roll-back is recorded on a whole-file read. Then a delta, and once its chain passes
+ * `maxDeltas` or the byte bounds it also starts a compaction (unless one is `compacting` already: the
+ * chain grows until that one is published). A change too large for a delta is a chunk set, reading
+ * the changed chunks, or every WHOLE_FILE_EVERY-th chunk set the whole file.
  */
 export function planUpload(
   record: Pick<ChangedPages, 'lost' | 'baselineKey' | 'headKey' | 'uploadsSinceWholeFile'> & Partial<Pick<ChangedPages, 'levelKey' | 'deltasSinceLevel' | 'deltasSinceBaseline'>> | undefined,
@@ -73,6 +101,7 @@ export function planUpload(
   rollingBack: boolean,
   maxDeltas: number,
   pendingPageBytes: number,
+  compacting = false,
 ): UploadPlan {
   const latest = snapshots[0];
   if (!record) return { kind: 'whole-file', why: 'the first upload of this process starts the record of changed pages' };
@@ -83,17 +112,19 @@ export function planUpload(
   if (!chain || chain.base.key !== record.baselineKey || record.headKey !== latest.key) {
     return { kind: 'whole-file', why: "the store's latest restore point is not the one the record of changed pages extends" };
   }
-  // What a restore of the latest downloads on top of its chunk set, and every delta on that chunk set.
-  const deltaBytes = chain.deltas.reduce((sum, d) => sum + d.compressedBytes, 0);
-  // Retention may have dropped deltas off the latest's chain: the record counts them all.
-  const deltasOnBase = Math.max(record.deltasSinceBaseline ?? 0, snapshots.filter((s) => s.kind === 'delta' && s.base === chain.base.key).length);
-  const byteBound = Math.max(DELTA_MIN_BYTES, DELTA_BYTES_SHARE * chain.base.compressedBytes);
-  if (deltasOnBase < maxDeltas && deltaBytes < byteBound && pendingPageBytes <= MAX_DELTA_PAGE_BYTES) {
+  const wholeFileDue = record.uploadsSinceWholeFile >= WHOLE_FILE_EVERY - 1;
+  if (maxDeltas > 0 && pendingPageBytes <= MAX_DELTA_PAGE_BYTES) {
+    // What a restore of the latest downloads on top of its chunk set, and every delta on that chunk set.
+    const deltaBytes = chain.deltas.reduce((sum, d) => sum + d.compressedBytes, 0);
+    // Retention may have dropped deltas off the latest's chain: the record counts them all.
+    const deltasOnBase = Math.max(record.deltasSinceBaseline ?? 0, snapshots.filter((s) => s.kind === 'delta' && s.base === chain.base.key).length);
+    const byteBound = Math.max(DELTA_MIN_BYTES, DELTA_BYTES_SHARE * chain.base.compressedBytes);
+    const compact = compacting || (deltasOnBase < maxDeltas && deltaBytes < byteBound) ? {} : { compact: wholeFileDue ? ('whole-file' as const) : ('touched-chunks' as const) };
     const levelParent = (record.deltasSinceLevel ?? 0) >= LEVEL_SPAN - 1 ? snapshots.find((s) => s.key === record.levelKey) : undefined;
-    if (levelParent && (levelParent.key === chain.base.key || chain.deltas.includes(levelParent))) return { kind: 'delta', parent: levelParent, base: chain.base, level: 1 };
-    return { kind: 'delta', parent: latest, base: chain.base, level: 0 };
+    if (levelParent && (levelParent.key === chain.base.key || chain.deltas.includes(levelParent))) return { kind: 'delta', parent: levelParent, base: chain.base, level: 1, ...compact };
+    return { kind: 'delta', parent: latest, base: chain.base, level: 0, ...compact };
   }
-  if (record.uploadsSinceWholeFile >= WHOLE_FILE_EVERY - 1) return { kind: 'whole-file', why: `every ${WHOLE_FILE_EVERY}th chunk set reads the whole file` };
+  if (wholeFileDue) return { kind: 'whole-file', why: `every ${WHOLE_FILE_EVERY}th chunk set reads the whole file` };
   return { kind: 'touched-chunks', baseline: chain.base };
 }
 
@@ -165,6 +196,12 @@ export class Snapshotter {
   #wal: WalAccess | undefined;
   /** A record started at start-up (seedRecord), handed to the checkpointer when it is attached. */
   #seed: ChangedPages | undefined;
+  /** The compaction running beside the deltas, or ready to be published; at most one. */
+  #compaction: Compaction | undefined;
+  /** After a failed compaction: no new one before this (ms since epoch). */
+  #compactionRetryAt = 0;
+  /** Told when a compaction is ready, so an upload publishes it without waiting for the next commit. */
+  #onCompacted: (() => void) | undefined;
 
   constructor(options: SnapshotterOptions, head: RemoteHead | null | undefined) {
     this.#o = options;
@@ -200,6 +237,22 @@ export class Snapshotter {
     record.deltasSinceBaseline = chain.deltas.length;
     if (entry.kind === 'delta') record.uploadsSinceWholeFile = WHOLE_FILE_EVERY;
     this.#seed = record;
+  }
+
+  /** `listener` runs when a compaction has its chunks in the store: the next upload publishes it. */
+  onCompacted(listener: () => void): void {
+    this.#onCompacted = listener;
+  }
+
+  /** Whether a compaction is running or waiting to be published. */
+  get compacting(): boolean {
+    return this.#compaction !== undefined;
+  }
+
+  /** Waits for the compaction running (if any) to have its chunks in the store; true if one is then ready to publish. */
+  async settleCompaction(): Promise<boolean> {
+    await this.#compaction?.done;
+    return this.#compaction?.ready !== undefined;
   }
 
   /**
@@ -274,10 +327,17 @@ export class Snapshotter {
     try {
       const head = await this.#resolveHead(state);
       const previous = head?.manifest.snapshots ?? [];
+      if (this.#compaction?.failed) await this.#dropCompaction('it failed');
       if (!rolledBackTo) {
+        if (this.#compaction?.ready && head) {
+          const compacted = await this.#publishCompaction(state, head, started);
+          if (compacted) return compacted;
+        }
         const delta = await this.#snapshotDelta(state, head, started);
         if (delta) return delta;
       }
+      // A chunk set read here replaces whatever a compaction would have published (and may upload the same chunks).
+      await this.#dropCompaction('an upload reads a chunk set now');
       // One listing per snapshot: a chunk counts as already stored only if the store has it now (a chunk
       // lost to an operator or a lifecycle rule is uploaded again instead of being referenced blindly).
       const stored = await this.#storedChunks();
@@ -352,7 +412,7 @@ export class Snapshotter {
     try {
       const record = wal.record;
       const pageSize = this.#pageSizeOf(snapshots) ?? 4096;
-      plan = planUpload(record, snapshots, false, maxDeltas, (record?.size ?? 0) * pageSize);
+      plan = planUpload(record, snapshots, false, maxDeltas, (record?.size ?? 0) * pageSize, this.#compaction !== undefined || Date.now() < this.#compactionRetryAt);
       if (plan.kind !== 'delta') return undefined;
       // A level-1 delta carries every page since its parent (the level-0 deltas' pages again).
       const pages = plan.level === 1 ? record!.pagesSinceLevel() : record!.pagesUpTo(Number.POSITIVE_INFINITY);
@@ -407,10 +467,217 @@ export class Snapshotter {
     } finally {
       if (key) await store.delete(key).catch(() => undefined); // never published
     }
+    if (plan.compact) {
+      await this.#startCompaction(plan.compact, base).catch((error: unknown) => {
+        this.#compactionRetryAt = Date.now() + COMPACTION_RETRY_MS;
+        this.#o.log.warn({ error: errorMessage(error) }, 'could not start a compaction; deltas go on');
+      });
+    }
     return {
       entry,
       info: { seq, generation, key: entry.key, at, bytes: entry.bytes, compressedBytes: entry.compressedBytes, sha256: entry.sha256, durationMs: performance.now() - started, uploaded: true, commits: 0, readBytes, kind: 'delta' },
     };
+  }
+
+  /**
+   * Starts a compaction of the chunk set `base` (the upload that calls this just published a delta on
+   * it): the chunks the record names since `base` (or, `whole-file`, every chunk) are read in a worker
+   * under one pin. The WAL goes back to the checkpointer and the deltas as soon as the image is pinned
+   * and the frames past the record's cursor read (the op's announce): that scan goes into the record,
+   * which from then on watches every page changed after the pin. The chunks are uploaded in the
+   * background; the index waits for the publish (it is named by the publish's seq).
+   */
+  async #startCompaction(kind: 'touched-chunks' | 'whole-file', base: SnapshotEntry): Promise<void> {
+    const wal = this.#wal;
+    if (!wal || this.#compaction) return;
+    const { dbPath, chunkSize, keys, log } = this.#o;
+    const snapshots = this.#head?.manifest.snapshots ?? [];
+    const stored = await this.#storedChunks();
+    const known = await this.#knownChunks(snapshots, stored);
+    const baseline = kind === 'touched-chunks' ? await this.#indexOf(base).catch(() => undefined) : undefined;
+    const spoolPath = `${dbPath}.snap-${randomBytes(6).toString('hex')}.spool`;
+    await wal.pause();
+    let paused = true;
+    const resume = () => {
+      if (paused) wal.resume();
+      paused = false;
+    };
+    try {
+      const record = wal.record;
+      if (!record || record.lost !== undefined || record.baselineKey !== base.key) return;
+      const compaction: Compaction = { baseline: base.key, at: '', upTo: 0, chunks: new Set(known.keys()), done: Promise.resolve() };
+      const chunksRecord: ChunksRecord = {
+        cursor: { ...record.cursor },
+        pages: baseline ? record.pagesSinceBaseline() : [],
+        ...(baseline && baseline.chunkSize === chunkSize ? { baseline: { chunks: baseline.chunks, bytes: baseline.bytes, pageSize: baseline.pageSize } } : {}),
+        announce: true,
+      };
+      let pinned!: () => void;
+      const pin = new Promise<void>((resolve) => (pinned = resolve));
+      const job = startWorkerJob(
+        { op: 'chunks', dbPath, chunkSize, known: [...known.keys()], keys, spoolPath, record: chunksRecord },
+        {
+          onPinned: ({ scan, start }) => {
+            compaction.at = new Date().toISOString();
+            compaction.upTo = recordScan(wal, scan, start);
+            wal.record?.watch(compaction.upTo);
+            resume();
+            pinned();
+          },
+        },
+      );
+      compaction.done = (async () => {
+        const began = performance.now();
+        try {
+          const result = await job.result;
+          for (const f of result.fresh) compaction.chunks.add(f.address);
+          await this.#uploadFresh(spoolPath, result.fresh);
+          compaction.ready = { result, wholeFile: result.readChunks === result.chunks.length, known };
+          log.info({ readChunks: result.readChunks, freshChunks: result.fresh.length, compressedBytes: result.compressedBytes, durationMs: Math.round(performance.now() - began) }, 'compaction uploaded; the next upload publishes it');
+        } catch (error) {
+          compaction.failed = error;
+          this.#compactionRetryAt = Date.now() + COMPACTION_RETRY_MS;
+          log.warn({ error: errorMessage(error) }, 'compaction failed; deltas go on, and a compaction starts again later');
+        } finally {
+          await rm(spoolPath, { force: true });
+        }
+        if (this.#compaction === compaction) this.#onCompacted?.();
+      })();
+      this.#compaction = compaction;
+      await Promise.race([pin, compaction.done]);
+    } finally {
+      resume();
+    }
+  }
+
+  /**
+   * Publishes the ready compaction: a delta op reads (checkpointer paused) every page changed since its
+   * pin, and the chunk set's index, that level-1 delta on it (unless nothing changed since) and the
+   * manifest listing both go to the store. Undefined (the compaction dropped) when the record or the
+   * store moved on without it, or the pages since would not fit a delta: the upload goes on as usual.
+   */
+  async #publishCompaction(state: SidecarState, head: RemoteHead, started: number): Promise<{ info: SnapshotInfo; entry: SnapshotEntry } | undefined> {
+    const compaction = this.#compaction!;
+    const ready = compaction.ready!;
+    const { store, dbPath, keys, chunkSize } = this.#o;
+    const wal = this.#wal!;
+    const snapshots = head.manifest.snapshots;
+    const pageSize = ready.result.pageSize;
+    let op;
+    let upTo = 0;
+    let drop: string | undefined;
+    await wal.pause();
+    try {
+      const record = wal.record;
+      const plan = planUpload(record, snapshots, false, this.#o.maxDeltas, 0, true);
+      const pages = record?.pagesSinceWatch() ?? [];
+      if (!record || plan.kind !== 'delta' || plan.base.key !== compaction.baseline || record.watchedFrom !== compaction.upTo) drop = plan.kind === 'delta' ? "the record no longer follows the compaction's base" : 'why' in plan ? plan.why : 'deltas are off';
+      else if (pages.length * pageSize > MAX_DELTA_PAGE_BYTES) drop = 'the pages changed since its pin are too many for one delta';
+      else {
+        op = await runInWorker({ op: 'delta', dbPath, keys, record: { cursor: { ...record.cursor }, pages } });
+        upTo = recordScan(wal, op.scan, op.start);
+      }
+    } finally {
+      wal.resume();
+    }
+    const record = wal.record!;
+    if (!drop && (!op?.delta || record.lost !== undefined)) drop = `the record of changed pages broke: ${record.lost}`;
+    if (drop !== undefined || !op?.delta) {
+      await this.#dropCompaction(drop ?? 'no delta');
+      return undefined;
+    }
+    const { result, wholeFile, known } = ready;
+    const at = new Date().toISOString();
+    const generation = state.generation;
+    const seq = Math.max(head.manifest.seq, state.seq) + 1;
+    const fresh = new Map<string, KnownChunk>(result.fresh.map((f) => [f.address, { size: f.length, digest: f.digest }]));
+    const described = result.chunks.map((a) => fresh.get(a) ?? known.get(a)!);
+    const storedSizes = described.map((c) => c.size);
+    const index: ChunkIndex = { format: 1, bytes: result.rawBytes, pageSize, chunkSize, chunks: result.chunks, stored: storedSizes, digests: described.map((c) => c.digest), ...(keys ? { keyId: keys.keyId } : {}) };
+    const indexBody = encodeChunkIndex(index);
+    const chunkSet: SnapshotEntry = {
+      seq,
+      generation,
+      key: snapshotKey(generation, seq, 'chunks', randomBytes(4).toString('hex')),
+      kind: 'chunks',
+      indexSha256: createHash('sha256').update(indexBody).digest('hex'),
+      codec: 'lz4',
+      bytes: result.rawBytes,
+      sha256: result.sha256,
+      compressedBytes: storedSizes.reduce((a, b) => a + b, 0),
+      // Its restore point is the file as of the pin, older than the deltas published meanwhile.
+      createdAt: compaction.at,
+      ...(keys ? { keyId: keys.keyId } : {}),
+    };
+    const delta = op.delta;
+    const bridge: SnapshotEntry | undefined =
+      delta.pages === 0
+        ? undefined
+        : {
+            seq: seq + 1,
+            generation,
+            key: snapshotKey(generation, seq + 1, 'delta', randomBytes(4).toString('hex')),
+            kind: 'delta',
+            parent: chunkSet.key,
+            base: chunkSet.key,
+            pages: delta.pages,
+            codec: 'lz4',
+            bytes: delta.pageCount * delta.pageSize,
+            sha256: delta.sha256,
+            compressedBytes: delta.stored.byteLength,
+            createdAt: at,
+            ...(keys ? { keyId: keys.keyId } : {}),
+          };
+    const unpublished = [chunkSet.key, ...(bridge ? [bridge.key] : [])];
+    try {
+      await store.uploadBuffer(chunkSet.key, indexBody);
+      this.#indexes.set(chunkSet.key, index);
+      if (bridge) await store.uploadBuffer(bridge.key, Buffer.from(delta.stored.buffer, delta.stored.byteOffset, delta.stored.byteLength));
+      const stored = this.#swept ? new Map<string, StoredObject>() : await this.#storedChunks();
+      const garbage = await this.#publishRetained(head, bridge ? [bridge, chunkSet] : [chunkSet], snapshots, at, stored);
+      unpublished.length = 0;
+      record.compacted(upTo, wholeFile, chunkSet.key, bridge?.key);
+      this.#compaction = undefined;
+      this.#o.log.info({ seq, readChunks: result.readChunks, compressedBytes: result.compressedBytes, bridgePages: delta.pages }, 'compaction published');
+      await this.#collectGarbage(garbage);
+    } finally {
+      for (const key of unpublished) await store.delete(key).catch(() => undefined);
+    }
+    const latest = bridge ?? chunkSet;
+    return {
+      entry: latest,
+      info: {
+        seq: latest.seq,
+        generation,
+        key: latest.key,
+        at,
+        bytes: latest.bytes,
+        compressedBytes: (bridge?.compressedBytes ?? 0) + result.compressedBytes,
+        sha256: latest.sha256,
+        durationMs: performance.now() - started,
+        uploaded: true,
+        commits: 0,
+        readBytes: delta.pages * delta.pageSize,
+        kind: bridge ? 'delta' : 'chunks',
+      },
+    };
+  }
+
+  /**
+   * Drops the compaction (running: once its uploads settle). Its new chunks are deleted: nothing
+   * published references them (a chunk set read in an upload waits for this first), and an upload that
+   * reads a chunk set later uploads what it needs again.
+   */
+  async #dropCompaction(why: string): Promise<void> {
+    const compaction = this.#compaction;
+    if (!compaction) return;
+    await compaction.done;
+    if (this.#compaction !== compaction) return;
+    this.#wal?.record?.unwatch();
+    const fresh = compaction.ready?.result.fresh ?? [];
+    for (const f of fresh) await this.#o.store.delete(chunkKey(f.address)).catch(() => undefined);
+    this.#compaction = undefined;
+    if (!compaction.failed) this.#o.log.info({ why, chunksDeleted: fresh.length }, 'compaction dropped');
   }
 
   /** The page size of the newest chunk set this process has the index of (no request). */
@@ -524,7 +791,8 @@ export class Snapshotter {
    * (left by a snapshot that died before publishing).
    */
   async #garbage(manifest: Manifest | undefined, previous: SnapshotEntry[], retained: SnapshotEntry[], now: string, stored: Map<string, StoredObject>): Promise<NonNullable<Manifest['garbage']>> {
-    const referenced = new Set<string>();
+    // A compaction's chunks count as referenced until it is published (its index then) or dropped.
+    const referenced = new Set<string>(this.#compaction?.chunks);
     for (const entry of retained) for (const address of (await this.#indexOf(entry).catch(() => undefined))?.chunks ?? []) referenced.add(address);
     const next = new Map<string, string>();
     for (const g of manifest?.garbage ?? []) {
@@ -582,11 +850,14 @@ export class Snapshotter {
   }
 
   /**
-   * Publishes `entry` on top of `previous` (the head's list) with what retention keeps and the next
+   * Publishes `entries` (newest first: the new latest, and the chunk set a compaction's delta extends)
+   * on top of `previous` (the head's list) with what retention keeps and the next
    * garbage list; returns that list, collected by the caller once it has recorded the publish.
    */
-  async #publishRetained(head: RemoteHead | null, entry: SnapshotEntry, previous: SnapshotEntry[], at: string, stored: Map<string, StoredObject>): Promise<NonNullable<Manifest['garbage']>> {
-    const snapshots = applyRetention([entry, ...previous], this.#o.retention);
+  async #publishRetained(head: RemoteHead | null, entries: SnapshotEntry | SnapshotEntry[], previous: SnapshotEntry[], at: string, stored: Map<string, StoredObject>): Promise<NonNullable<Manifest['garbage']>> {
+    const added = Array.isArray(entries) ? entries : [entries];
+    const entry = added[0]!;
+    const snapshots = applyRetention([...added, ...previous], this.#o.retention);
     const garbage = await this.#garbage(head?.manifest, previous, snapshots, at, stored);
     await this.#publishAndTidy(head, entry, snapshots, garbage.length > 0 ? garbage : undefined);
     this.#deletedGarbage.clear();

@@ -294,6 +294,7 @@ export class SyncController implements CommitHooks, SyncHandle {
   #becomeWriter(snapshotter: Snapshotter): void {
     this.#snapshotter = snapshotter;
     snapshotter.attachWal(this.#checkpointer); // incremental: uploads follow the page record from the first one on
+    snapshotter.onCompacted(() => this.#publishCompaction());
     if (this.#dirtyAtStart) {
       const now = Date.now();
       this.#firstPendingAt = now;
@@ -541,6 +542,20 @@ export class SyncController implements CommitHooks, SyncHandle {
     return this.#commits - this.#covered + (this.#dirtyAtStart ? 1 : 0);
   }
 
+  /**
+   * A compaction has its chunks in the store: an upload publishes it now (after the one running, if
+   * any), not at the next commit. Not while closing: close() publishes it itself, within its deadline.
+   */
+  #publishCompaction(): void {
+    if (this.#stoppedBy || this.#closing || !this.#snapshotter) return;
+    if (this.#running) {
+      void this.#running.catch(() => undefined).then(() => this.#publishCompaction());
+      return;
+    }
+    if (Date.now() < this.#retryAt) return; // the retry publishes it
+    void this.#runSnapshot().catch(() => undefined); // a failure is logged, retried and emitted there
+  }
+
   #runSnapshot(): Promise<SnapshotInfo> {
     // Nothing is uploaded before the restored file passed its check (and never if it failed).
     if (this.#checking) return this.#checking.then(() => this.#runSnapshot());
@@ -634,6 +649,13 @@ export class SyncController implements CommitHooks, SyncHandle {
       await within(this.flush());
     } catch (error) {
       finalError = error;
+    }
+    if (!finalError && this.#snapshotter?.compacting) {
+      // A compaction under way: published if it finishes in time (the next start then restores a short
+      // chain); otherwise dropped, which loses nothing (the final upload above holds every commit).
+      await within(this.#snapshotter.settleCompaction().then((ready) => (ready ? this.#runSnapshot() : undefined))).catch((error: unknown) =>
+        this.#o.log.warn({ error: errorMessage(error) }, 'the compaction under way at close was not published'),
+      );
     }
     if (this.#running) await within(this.#running).catch(() => undefined);
     await this.#checkpointer.stop(); // close()'s TRUNCATE checkpoint would find a worker's PASSIVE one busy

@@ -12,6 +12,17 @@ export interface ChunksRecord {
   cursor: WalCursor | null;
   pages: number[];
   baseline?: { chunks: string[]; bytes: number; pageSize: number };
+  /**
+   * Post the scan (`ChunksPinned`) as soon as the image is pinned and the WAL past the cursor read: a
+   * background compaction hands the WAL back to the checkpointer and the deltas then, not seconds later.
+   */
+  announce?: boolean;
+}
+
+/** A 'chunks' op's image is pinned: what the WAL held past the record's cursor, and the WAL index's last frame before the pin. */
+export interface ChunksPinned {
+  scan: ScanResult;
+  start: { salt: string; frame: number } | null;
 }
 
 export type WorkerRequest =
@@ -120,5 +131,5 @@ export type ToWorker =
   | { id: number; end: true }
   | { id: number; abort: true };
 
-/** Worker → main thread: a job's reply; an acknowledged input chunk (the main thread bounds what is in flight); once, that it has booted. */
-export type FromWorker = { id: number; reply: WorkerReply } | { id: number; ack: true } | { ready: true };
+/** Worker → main thread: a job's reply; an acknowledged input chunk (the main thread bounds what is in flight); a 'chunks' op's pin (announce); once, that it has booted. */
+export type FromWorker = { id: number; reply: WorkerReply } | { id: number; ack: true } | { id: number; pinned: ChunksPinned } | { ready: true };

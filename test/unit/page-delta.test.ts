@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { LEVEL_SPAN, WHOLE_FILE_EVERY, planUpload } from '../../src/sync/snapshotter.ts';
 import { localStart } from '../../src/sync/restore.ts';
-import { applyRetention, decodeManifest, deltaChain, encodeManifest, type SnapshotEntry } from '../../src/sync/manifest.ts';
+import { applyRetention, decodeManifest, deltaChain, encodeManifest, selectSnapshot, type SnapshotEntry } from '../../src/sync/manifest.ts';
 import { ChangedPages } from '../../src/sync/wal/changed-pages.ts';
 import { decodeDelta, encodeDelta, encodeDeltaPages, decodeDeltaPages } from '../../src/sync/chunks/delta-codec.ts';
 import { resolveChunkKeys } from '../../src/sync/chunks/encryption.ts';
@@ -47,7 +47,7 @@ test('applyRetention keeps every link of a kept delta, whatever the count or age
   assert.deepEqual(keys(applyRetention([C4, D3, D2, C1], { count: 1, maxAgeMs: Infinity })), ['c4'], 'a chunk set needs nothing older');
 });
 
-test('planUpload: a delta only on the store latest the record extends, within the bounds; else a chunk set', () => {
+test('planUpload: a delta only on the store latest the record extends; past the bounds it starts a compaction; else a chunk set', () => {
   const record = (over: Partial<{ lost: string; baselineKey: string; headKey: string; uploadsSinceWholeFile: number }> = {}) => ({ lost: undefined, baselineKey: 'c1', headKey: 'd3', uploadsSinceWholeFile: 0, ...over });
   const chain = [D3, D2, C1];
   const rows: Array<[string, Parameters<typeof planUpload>, string]> = [
@@ -60,16 +60,20 @@ test('planUpload: a delta only on the store latest the record extends, within th
     ['the latest chain starts on another chunk set', [record({ baselineKey: 'c4' }), chain, false, 200, 0], 'whole-file'],
     ['on a chunk set just uploaded', [record({ headKey: 'c1' }), [C1], false, 200, 0], 'delta'],
     ['deltas off', [record(), chain, false, 0, 0], 'touched-chunks'],
-    ['the chain is at its bound', [record(), chain, false, 2, 0], 'touched-chunks'],
+    ['the chain is at its bound: a delta, and a compaction starts', [record(), chain, false, 2, 0], 'delta+touched-chunks'],
+    ['at its bound with a compaction running: a delta only', [record(), chain, false, 2, 0, true], 'delta'],
+    ['at its bound, a whole-file read due: the compaction reads the whole file', [record({ uploadsSinceWholeFile: WHOLE_FILE_EVERY - 1 }), chain, false, 2, 0], 'delta+whole-file'],
     ['the chain is one short of it', [record(), chain, false, 3, 0], 'delta'],
     ['too many pages for one delta', [record(), chain, false, 200, (128 << 20) + 1], 'touched-chunks'],
+    ['too many pages for one delta, a compaction running', [record(), chain, false, 200, (128 << 20) + 1, true], 'touched-chunks'],
     ['80 MiB of pages: still one delta', [record(), chain, false, 200, 80 << 20], 'delta'],
-    ['deltas past 10% of the chunk set', [record(), [delta(3, 'd2', 'c1', { compressedBytes: 6 << 20 }), delta(2, 'c1', 'c1', { compressedBytes: 5 << 20 }), C1], false, 200, 0], 'touched-chunks'],
+    ['deltas past 10% of the chunk set', [record(), [delta(3, 'd2', 'c1', { compressedBytes: 6 << 20 }), delta(2, 'c1', 'c1', { compressedBytes: 5 << 20 }), C1], false, 200, 0], 'delta+touched-chunks'],
     ['a small chunk set still allows 4 MiB of deltas', [record(), [delta(3, 'd2', 'c1', { compressedBytes: 1 << 20 }), D2, chunks(1, { compressedBytes: 1 << 20 })], false, 200, 0], 'delta'],
     ['a whole-file read is due', [record({ uploadsSinceWholeFile: WHOLE_FILE_EVERY - 1 }), chain, false, 0, 0], 'whole-file'],
     ['due, but a delta reads no file', [record({ uploadsSinceWholeFile: WHOLE_FILE_EVERY - 1 }), chain, false, 200, 0], 'delta'],
   ];
-  for (const [name, args, expected] of rows) assert.equal(planUpload(...args).kind, expected, name);
+  const describe = (plan: ReturnType<typeof planUpload>) => (plan.kind === 'delta' && plan.compact ? `delta+${plan.compact}` : plan.kind);
+  for (const [name, args, expected] of rows) assert.equal(describe(planUpload(...args)), expected, name);
 
   // Every LEVEL_SPAN-th delta extends the last level-1 delta (or the chunk set), not the latest.
   const due = { ...record(), levelKey: 'c1', deltasSinceLevel: LEVEL_SPAN - 1 };
@@ -81,8 +85,8 @@ test('planUpload: a delta only on the store latest the record extends, within th
   assert.deepEqual(gone.kind === 'delta' && [gone.level, gone.parent.key], [0, 'd3'], 'a level parent not in the chain: level 0');
   // maxDeltas counts every delta on the chunk set, not only the latest chain's links.
   const skip = [delta(4, 'c1', 'c1'), D3, D2, C1];
-  assert.equal(planUpload({ ...record(), headKey: 'd4' }, skip, false, 3, 0).kind, 'touched-chunks', 'three deltas on c1, though d4 chains to c1 alone');
-  assert.equal(planUpload({ ...record(), deltasSinceBaseline: 200 }, chain, false, 200, 0).kind, 'touched-chunks', 'retention dropped most of the 200 deltas from the manifest: the record counted them');
+  assert.equal(describe(planUpload({ ...record(), headKey: 'd4' }, skip, false, 3, 0)), 'delta+touched-chunks', 'three deltas on c1, though d4 chains to c1 alone');
+  assert.equal(describe(planUpload({ ...record(), deltasSinceBaseline: 200 }, chain, false, 200, 0)), 'delta+touched-chunks', 'retention dropped most of the 200 deltas from the manifest: the record counted them');
   const touched = planUpload(record(), chain, false, 0, 0);
   assert.equal(touched.kind === 'touched-chunks' && touched.baseline.key, 'c1', 'a chunk set after deltas reads the chunks changed since their chunk set');
 });
@@ -118,6 +122,53 @@ test('ChangedPages: a level-1 delta carries every page since the last one, then 
   assert.deepEqual([record.levelKey, record.deltasSinceLevel, record.headKey], ['d4', 0, 'd4']);
   assert.deepEqual(record.pagesSinceLevel(), []);
   assert.deepEqual(record.pagesSinceBaseline(), [4, 6, 8], 'a chunk set still reads them all');
+});
+
+test('ChangedPages: a compaction watches every page changed after its pin; its bridging delta carries them and becomes the head on the new chunk set', () => {
+  const S = '0000000a11111111';
+  const record = new ChangedPages({ salt: S, frame: 0, base: 0, folded: false });
+  record.uploaded(0, true, 'c1');
+  record.apply({ salt: S, from: 0, to: 2, pages: [[4, 1], [5, 2]] });
+  record.deltaUploaded(2, 'd2');
+  // The compaction's scan: frames 3..4; its image holds the file up to frame 3 (frame 4 came in before the pin).
+  record.apply({ salt: S, from: 2, to: 4, pages: [[6, 3], [7, 4]] });
+  record.watch(3);
+  assert.deepEqual(record.pagesSinceWatch(), [6, 7], 'page 6 is in the chunk set but still pending; page 7 is past the pin');
+  record.deltaUploaded(4, 'd3'); // a delta on c1 while the compaction uploads
+  record.apply({ salt: S, from: 4, to: 6, pages: [[4, 5], [9, 6]] });
+  record.deltaUploaded(6, 'd4');
+  assert.equal(record.watchedFrom, 3);
+  assert.deepEqual(record.pagesSinceWatch(), [4, 7, 9], 'every page changed after the pin, though deltas on c1 carried them');
+  record.apply({ salt: S, from: 6, to: 8, pages: [[10, 7], [11, 8]] });
+  // The bridging delta's image holds the file up to frame 7.
+  record.compacted(7, false, 'c5', 'd6');
+  assert.deepEqual([record.baselineKey, record.headKey, record.levelKey, record.deltasSinceBaseline, record.deltasSinceLevel], ['c5', 'd6', 'd6', 1, 0]);
+  assert.equal(record.watchedFrom, undefined);
+  assert.deepEqual(record.pagesUpTo(Infinity), [11], 'the next delta carries only what came after the bridge');
+  assert.deepEqual(record.pagesSinceBaseline(), [4, 7, 9, 10, 11], "the next compaction reads the bridge's pages and the new ones");
+  // Nothing changed since the pin: the chunk set alone is the head.
+  const quiet = new ChangedPages({ salt: S, frame: 0, base: 0, folded: false });
+  quiet.uploaded(0, true, 'c1');
+  quiet.watch(0);
+  quiet.compacted(0, true, 'c2', undefined);
+  assert.deepEqual([quiet.baselineKey, quiet.headKey, quiet.deltasSinceBaseline, quiet.uploadsSinceWholeFile], ['c2', 'c2', 0, 0]);
+  // A chunk set read in an upload ends the watch.
+  const dropped = new ChangedPages({ salt: S, frame: 0, base: 0, folded: false });
+  dropped.watch(0);
+  dropped.uploaded(0, true, 'c3');
+  assert.equal(dropped.watchedFrom, undefined);
+});
+
+test('selectSnapshot by time: the restore point taken last at or before it, whatever the list order', () => {
+  // A compaction's chunk set (its pin at minute 30) is published after deltas taken at minutes 20 and 10, and listed before them.
+  const c7 = chunks(7, { createdAt: at(30) });
+  const list = [delta(8, 'c7', 'c7', { createdAt: at(5) }), c7, delta(6, 'd5', 'c1', { createdAt: at(10) }), delta(5, 'c1', 'c1', { createdAt: at(20) }), chunks(1, { createdAt: at(40) })];
+  const manifest = { format: 1 as const, generation: 'g', seq: 8, snapshots: list };
+  assert.equal(selectSnapshot(manifest, { at: at(15) })?.key, 'd5');
+  assert.equal(selectSnapshot(manifest, { at: at(25) })?.key, 'c7');
+  assert.equal(selectSnapshot(manifest, { at: at(8) })?.key, 'd6');
+  assert.equal(selectSnapshot(manifest, { at: at(1) })?.key, 'd8');
+  assert.equal(selectSnapshot(manifest, { at: at(50) }), undefined);
 });
 
 test('localStart: a replica file at a restore point applies only the chain deltas after it', () => {

@@ -111,6 +111,12 @@ export class ChangedPages {
   deltasSinceBaseline = 0;
   /** Uploads since the last one that read the whole file (a whole-file read every so often bounds any drift). */
   uploadsSinceWholeFile = 0;
+  /**
+   * While a compaction runs beside the deltas (Snapshotter): the position its chunk set holds the file
+   * up to, and every page changed after it, whatever upload carried it since (what the delta that
+   * publishes the chunk set must carry on top of it).
+   */
+  #watch: { from: number; pages: Set<number> } | undefined;
 
   /** Starts a record at `cursor`: the file's pages up to there are what the last upload holds. */
   constructor(cursor: WalCursor) {
@@ -163,6 +169,7 @@ export class ChangedPages {
     for (const [pgno, frame] of scan.pages) {
       const at = base + frame;
       if ((this.#changed.get(pgno) ?? -1) < at) this.#changed.set(pgno, at);
+      if (this.#watch && at > this.#watch.from) this.#watch.pages.add(pgno);
     }
     this.#cursor = { ...this.#cursor, frame: scan.to, folded };
     return verdict;
@@ -188,6 +195,7 @@ export class ChangedPages {
    * mends a record that broke at or before `upTo`.
    */
   uploaded(upTo: number, wholeFile: boolean, baselineKey?: string): void {
+    this.#watch = undefined;
     for (const [pgno, at] of this.#changed) if (at <= upTo) this.#changed.delete(pgno);
     this.#inDeltas.clear();
     this.#sinceLevel.clear();
@@ -226,5 +234,51 @@ export class ChangedPages {
     } else {
       this.deltasSinceLevel++;
     }
+  }
+
+  /** A compaction's chunk set holds the file up to position `from`: from here on, every page changed after it is watched. */
+  watch(from: number): void {
+    const pages = new Set<number>();
+    for (const [pgno, at] of this.#changed) if (at > from) pages.add(pgno);
+    this.#watch = { from, pages };
+  }
+
+  /** The compaction was dropped. */
+  unwatch(): void {
+    this.#watch = undefined;
+  }
+
+  /** Whether a compaction is watched, and from where. */
+  get watchedFrom(): number | undefined {
+    return this.#watch?.from;
+  }
+
+  /** What the delta that publishes the compaction's chunk set carries: every page changed since it, the watched ones and the pending ones, sorted. */
+  pagesSinceWatch(): number[] {
+    const pages = new Set(this.#watch?.pages);
+    for (const pgno of this.#changed.keys()) pages.add(pgno);
+    return [...pages].sort((a, b) => a - b);
+  }
+
+  /**
+   * The compaction's chunk set `baselineKey` is published, with on top of it (unless nothing changed
+   * since) the level-1 delta `bridgeKey` holding the file as of `upTo` (it carried the watched pages
+   * and the pending ones): the record's baseline, head and level are now those.
+   */
+  compacted(upTo: number, wholeFile: boolean, baselineKey: string, bridgeKey: string | undefined): void {
+    this.#inDeltas.clear();
+    for (const pgno of this.#watch?.pages ?? []) this.#inDeltas.add(pgno);
+    for (const [pgno, at] of this.#changed) {
+      if (at > upTo) continue;
+      this.#changed.delete(pgno);
+      this.#inDeltas.add(pgno);
+    }
+    this.#watch = undefined;
+    this.#sinceLevel.clear();
+    this.deltasSinceLevel = 0;
+    this.deltasSinceBaseline = bridgeKey === undefined ? 0 : 1;
+    this.uploadsSinceWholeFile = wholeFile ? 0 : this.uploadsSinceWholeFile + 1;
+    this.baselineKey = baselineKey;
+    this.headKey = this.levelKey = bridgeKey ?? baselineKey;
   }
 }
