@@ -8,7 +8,7 @@ import { SyncError, isSyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
 import type { ObjectStore, SmallObject } from '../store/store.ts';
 import { MANIFEST_KEY, decodeManifest, deltaChain, latestSnapshot, type Manifest, type SnapshotEntry } from './manifest.ts';
-import { decodeDelta, type DeltaPages } from './chunks/delta-codec.ts';
+import { decodeVerifiedDelta, type DeltaPages } from './chunks/delta-codec.ts';
 import { canonicalizeFileHeader } from './chunks/page-image.ts';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.ts';
 import { retrying, retryWhole } from '../store/retrying-store.ts';
@@ -348,12 +348,13 @@ async function fetchDeltas(store: ObjectStore, deltas: readonly SnapshotEntry[],
   return out;
 }
 
-/** Writes each delta's pages (runs of consecutive pages in one write) and cuts the file to its size, in order. */
+/** Writes each delta's pages (runs of consecutive pages in one write) and cuts the file to its size, in order. `stored`: verified by fetchDeltas. */
 async function applyDeltas(path: string, stored: readonly Buffer[], entries: readonly SnapshotEntry[], keys: ChunkKeys | undefined): Promise<void> {
   const file = await open(path, 'r+');
   try {
     for (const [i, bytes] of stored.entries()) {
-      const delta: DeltaPages = decodeDelta(bytes, entries[i]!.sha256, keys, `seq ${entries[i]!.seq} (${entries[i]!.key})`);
+      // Verified against its digest as it was fetched (fetchDeltas): hashed once, not again here.
+      const delta: DeltaPages = decodeVerifiedDelta(bytes, keys, `seq ${entries[i]!.seq} (${entries[i]!.key})`);
       const { pgnos, pageSize, data } = delta;
       if (delta.pageCount * pageSize !== entries[i]!.bytes) throw new SyncError('SNAPSHOT_CORRUPT', `Page delta seq ${entries[i]!.seq} ends in ${delta.pageCount * pageSize} bytes, the manifest says ${entries[i]!.bytes}.`);
       for (let first = 0; first < pgnos.length; ) {

@@ -37,10 +37,20 @@ export function storedDigest(stored: Buffer): string {
  * address they were fetched by, as without it: a digest can speed a chunk up, never let a wrong one in.
  */
 export function decodeChunk(stored: Buffer, address: string, keys: ChunkKeys | undefined, label: string, digest?: string): Buffer {
-  const bad = (why: string, cause?: unknown) => new SyncError('SNAPSHOT_CORRUPT', `Chunk ${address.slice(0, 16)}… of ${label} ${why}.`, cause === undefined ? {} : { cause });
+  const authentic = digest !== undefined && digest !== '' && storedDigest(stored) === digest;
+  const plain = openStored(stored, keys, `Chunk ${address.slice(0, 16)}… of ${label}`);
+  if (!authentic && chunkAddress(plain, keys) !== address) throw new SyncError('SNAPSHOT_CORRUPT', `Chunk ${address.slice(0, 16)}… of ${label} does not match its address (content changed).`);
+  return plain;
+}
+
+/**
+ * Stored bytes to plain ones (decrypted, decompressed), without checking what they are: for bytes the
+ * caller has already verified against a digest (a page delta's, checked once as it is fetched).
+ */
+export function openStored(stored: Buffer, keys: ChunkKeys | undefined, label: string): Buffer {
+  const bad = (why: string, cause?: unknown) => new SyncError('SNAPSHOT_CORRUPT', `${label} ${why}.`, cause === undefined ? {} : { cause });
   if (stored.length < 2 || stored[0] !== VERSION) throw bad('has an unknown format');
   const flags = stored[1]!;
-  const authentic = digest !== undefined && digest !== '' && storedDigest(stored) === digest;
   if (Boolean(flags & SEALED) !== Boolean(keys)) throw bad(flags & SEALED ? 'is encrypted but no key is configured' : 'is not encrypted but a key is configured');
   let inner = stored.subarray(2);
   if (keys) {
@@ -56,7 +66,6 @@ export function decodeChunk(stored: Buffer, address: string, keys: ChunkKeys | u
   } catch (error) {
     throw bad('does not decompress', error);
   }
-  if (!authentic && chunkAddress(plain, keys) !== address) throw bad('does not match its address (content changed)');
   return plain;
 }
 

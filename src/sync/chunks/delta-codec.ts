@@ -1,5 +1,5 @@
 import { SyncError } from '../../errors.ts';
-import { decodeChunk, encodeChunk, storedDigest } from './chunk-codec.ts';
+import { encodeChunk, openStored, storedDigest } from './chunk-codec.ts';
 import type { ChunkKeys } from './encryption.ts';
 
 /**
@@ -78,6 +78,10 @@ export function encodeDelta(delta: DeltaPages, keys: ChunkKeys | undefined): { s
 /** Verifies stored bytes against the manifest's digest, then decodes: SNAPSHOT_CORRUPT on any mismatch. */
 export function decodeDelta(stored: Buffer, sha256: string, keys: ChunkKeys | undefined, label: string): DeltaPages {
   if (storedDigest(stored) !== sha256) throw new SyncError('SNAPSHOT_CORRUPT', `The page delta ${label} does not match its sha256 in the manifest (damaged, truncated or replaced).`);
-  // The digest authenticates the bytes: decodeChunk only decodes (and, sealed, authenticates under the key).
-  return decodeDeltaPages(decodeChunk(stored, '', keys, `page delta ${label}`, sha256), label);
+  return decodeVerifiedDelta(stored, keys, label);
+}
+
+/** Decodes stored bytes already verified against the manifest's digest (sealed: still authenticated under the key). */
+export function decodeVerifiedDelta(stored: Buffer, keys: ChunkKeys | undefined, label: string): DeltaPages {
+  return decodeDeltaPages(openStored(stored, keys, `The page delta ${label}`), label);
 }
