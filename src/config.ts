@@ -55,11 +55,12 @@ export interface SnapshotOptions {
    */
   chunkSize?: number;
   /**
-   * Incremental: page deltas uploaded on one chunk set before the next upload writes a chunk set again
-   * (compaction: only the chunks the deltas touched are read and uploaded). An upload between them
-   * ships only the pages changed since the previous one. Deltas also stop once theirs reach 10% of the
-   * chunk set's stored bytes (at least 4 MiB), or one would carry over 128 MiB of pages. 0: every upload
-   * is a chunk set. Default 200.
+   * Incremental: page deltas uploaded on one chunk set before a compaction writes the next chunk set
+   * (only the chunks changed since are read and uploaded, in the background while uploads go on as
+   * deltas; it is published with a delta carrying what changed meanwhile). An upload between chunk
+   * sets ships only the pages changed since the previous one. A compaction also starts once the
+   * deltas reach 10% of the chunk set's stored bytes (at least 4 MiB); a change of over 128 MiB of
+   * pages is uploaded as a chunk set at once. 0: every upload is a chunk set. Default 200.
    */
   maxDeltas?: number;
   /** Incremental: how long an unreferenced chunk is kept before it is deleted (readers may still fetch it). Default 600000. */

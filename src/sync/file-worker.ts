@@ -256,6 +256,16 @@ const SPOOL_SYNC_EVERY_BYTES = 8 * 1024 * 1024;
 
 type ChunksRequest = Extract<WorkerRequest, { op: 'chunks' }>;
 
+/** Waits (at most `maxMs`) while `busy` is not 0: a background job lets the uploads callers wait for have the CPU. */
+function giveWay(busy: Int32Array, maxMs = 50): void {
+  const until = performance.now() + maxMs;
+  for (let v = Atomics.load(busy, 0); v !== 0; v = Atomics.load(busy, 0)) {
+    const left = until - performance.now();
+    if (left <= 0) return;
+    Atomics.wait(busy, 0, v, left);
+  }
+}
+
 /**
  * Chunk indexes that may differ from the baseline: those holding a page the record names or the scan
  * read, and, when the size changed, every chunk from the last one both sizes share.
@@ -341,6 +351,7 @@ async function snapshotChunks(request: ChunksRequest, job: Job): Promise<WorkerR
     throw error;
   }
   const baseline = touched ? record!.baseline! : undefined;
+  const yieldTo = request.yieldTo ? new Int32Array(request.yieldTo) : undefined;
   let readChunks = 0;
   const known = new Set(request.known);
   const spool = await open(request.spoolPath, 'w');
@@ -358,6 +369,7 @@ async function snapshotChunks(request: ChunksRequest, job: Job): Promise<WorkerR
         chunks.push(kept);
         continue;
       }
+      if (yieldTo) giveWay(yieldTo);
       const data = await image.chunk(index);
       readChunks++;
       const address = chunkAddress(data, request.keys);

@@ -8,7 +8,7 @@ import type { SidecarState } from '../local/sidecar.ts';
 import type { WriterLease } from './lease.ts';
 import { MANIFEST_KEY, applyRetention, deltaChain, encodeManifest, isOwnLeftover, latestSnapshot, nextLineage, snapshotKey, type Lineage, type Manifest, type RetentionPolicy, type SnapshotEntry } from './manifest.ts';
 import { readHead, type RemoteHead } from './restore.ts';
-import { runInWorker, startWorkerJob } from './run-in-worker.ts';
+import { POOL_SIZE, runInWorker, startWorkerJob, workersReady } from './run-in-worker.ts';
 import { CHUNK_PREFIX, chunkKey, decodeChunkIndex, encodeChunkIndex, type ChunkIndex } from './chunks/chunk-index.ts';
 import type { ChunkKeys } from './chunks/encryption.ts';
 import type { ChunksRecord, ChunksResult } from './worker-protocol.ts';
@@ -202,6 +202,17 @@ export class Snapshotter {
   #compactionRetryAt = 0;
   /** Told when a compaction is ready, so an upload publishes it without waiting for the next commit. */
   #onCompacted: (() => void) | undefined;
+  /** A compaction being started (up to its pin), not yet in #compaction. */
+  #compactionStarting: Promise<void> | undefined;
+  /** The last turn at the WAL taken (see #takeWal). */
+  #walTurn: Promise<void> = Promise.resolve();
+  /**
+   * Uploads running in the foreground (snapshot() calls): a compaction's worker and its chunk uploads
+   * give way while it is not 0 (shared with the worker), so an upload that callers wait for gets the
+   * CPU and the store first. 1M rows on 2 cores, 100 writes/s with durable(): p99 227 ms without.
+   */
+  readonly #foreground = new Int32Array(new SharedArrayBuffer(4));
+  #foregroundWaiters: Array<() => void> = [];
 
   constructor(options: SnapshotterOptions, head: RemoteHead | null | undefined) {
     this.#o = options;
@@ -246,11 +257,41 @@ export class Snapshotter {
 
   /** Whether a compaction is running or waiting to be published. */
   get compacting(): boolean {
-    return this.#compaction !== undefined;
+    return this.#compaction !== undefined || this.#compactionStarting !== undefined;
+  }
+
+  /**
+   * A turn at the WAL: the checkpointer paused and no other turn of this snapshotter's running (each
+   * reads the WAL past the record's cursor and applies it to the record: two at once would break it).
+   * The returned function ends the turn.
+   */
+  async #takeWal(wal: WalAccess): Promise<() => void> {
+    const previous = this.#walTurn;
+    let release!: () => void;
+    this.#walTurn = new Promise<void>((resolve) => (release = resolve));
+    await previous;
+    await wal.pause();
+    let left = false;
+    return () => {
+      if (left) return;
+      left = true;
+      wal.resume();
+      release();
+    };
+  }
+
+  /** Resolves once no upload runs in the foreground, or after 50 ms (a compaction gives way, it is not starved). */
+  #foregroundIdle(): Promise<void> {
+    if (Atomics.load(this.#foreground, 0) === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 50);
+      this.#foregroundWaiters.push(() => (clearTimeout(timer), resolve()));
+    });
   }
 
   /** Waits for the compaction running (if any) to have its chunks in the store; true if one is then ready to publish. */
   async settleCompaction(): Promise<boolean> {
+    await this.#compactionStarting;
     await this.#compaction?.done;
     return this.#compaction?.ready !== undefined;
   }
@@ -260,7 +301,19 @@ export class Snapshotter {
    *   that the roll-back happened (and a restart with the same target does not roll back again).
    */
   async snapshot(state: SidecarState, rolledBackTo?: SnapshotEntry['rolledBackTo']): Promise<{ info: SnapshotInfo; entry: SnapshotEntry }> {
-    if (this.#o.mode === 'incremental') return this.#snapshotChunks(state, rolledBackTo);
+    if (this.#o.mode === 'incremental') {
+      Atomics.add(this.#foreground, 0, 1);
+      try {
+        return await this.#snapshotChunks(state, rolledBackTo);
+      } finally {
+        if (Atomics.sub(this.#foreground, 0, 1) === 1) {
+          Atomics.notify(this.#foreground, 0);
+          const woken = this.#foregroundWaiters;
+          this.#foregroundWaiters = [];
+          for (const wake of woken) wake();
+        }
+      }
+    }
     const { store, dbPath, codec } = this.#o;
     const started = performance.now();
     const tag = randomBytes(6).toString('hex');
@@ -408,18 +461,18 @@ export class Snapshotter {
     let op;
     let upTo;
     let plan: UploadPlan;
-    await wal.pause();
+    const leave = await this.#takeWal(wal);
     try {
       const record = wal.record;
       const pageSize = this.#pageSizeOf(snapshots) ?? 4096;
-      plan = planUpload(record, snapshots, false, maxDeltas, (record?.size ?? 0) * pageSize, this.#compaction !== undefined || Date.now() < this.#compactionRetryAt);
+      plan = planUpload(record, snapshots, false, maxDeltas, (record?.size ?? 0) * pageSize, this.compacting || Date.now() < this.#compactionRetryAt);
       if (plan.kind !== 'delta') return undefined;
       // A level-1 delta carries every page since its parent (the level-0 deltas' pages again).
       const pages = plan.level === 1 ? record!.pagesSinceLevel() : record!.pagesUpTo(Number.POSITIVE_INFINITY);
       op = await runInWorker({ op: 'delta', dbPath, keys, record: { cursor: { ...record!.cursor }, pages } });
       upTo = recordScan(wal, op.scan, op.start);
     } finally {
-      wal.resume();
+      leave();
     }
     const record = wal.record!;
     if (!op.delta || record.lost !== undefined) {
@@ -467,11 +520,18 @@ export class Snapshotter {
     } finally {
       if (key) await store.delete(key).catch(() => undefined); // never published
     }
-    if (plan.compact) {
-      await this.#startCompaction(plan.compact, base).catch((error: unknown) => {
-        this.#compactionRetryAt = Date.now() + COMPACTION_RETRY_MS;
-        this.#o.log.warn({ error: errorMessage(error) }, 'could not start a compaction; deltas go on');
-      });
+    if (plan.compact && !this.compacting) {
+      // Not awaited: the callers of this upload are answered now. Its turn at the WAL (up to its pin)
+      // goes before the next upload's.
+      const starting = this.#startCompaction(plan.compact, base)
+        .catch((error: unknown) => {
+          this.#compactionRetryAt = Date.now() + COMPACTION_RETRY_MS;
+          this.#o.log.warn({ error: errorMessage(error) }, 'could not start a compaction; deltas go on');
+        })
+        .finally(() => {
+          if (this.#compactionStarting === starting) this.#compactionStarting = undefined;
+        });
+      this.#compactionStarting = starting;
     }
     return {
       entry,
@@ -496,12 +556,9 @@ export class Snapshotter {
     const known = await this.#knownChunks(snapshots, stored);
     const baseline = kind === 'touched-chunks' ? await this.#indexOf(base).catch(() => undefined) : undefined;
     const spoolPath = `${dbPath}.snap-${randomBytes(6).toString('hex')}.spool`;
-    await wal.pause();
-    let paused = true;
-    const resume = () => {
-      if (paused) wal.resume();
-      paused = false;
-    };
+    // Its job holds a worker for seconds: the others are booted first, so no delta or checkpoint waits for one.
+    await workersReady(POOL_SIZE);
+    const resume = await this.#takeWal(wal);
     try {
       const record = wal.record;
       if (!record || record.lost !== undefined || record.baselineKey !== base.key) return;
@@ -515,7 +572,7 @@ export class Snapshotter {
       let pinned!: () => void;
       const pin = new Promise<void>((resolve) => (pinned = resolve));
       const job = startWorkerJob(
-        { op: 'chunks', dbPath, chunkSize, known: [...known.keys()], keys, spoolPath, record: chunksRecord },
+        { op: 'chunks', dbPath, chunkSize, known: [...known.keys()], keys, spoolPath, record: chunksRecord, yieldTo: this.#foreground.buffer as SharedArrayBuffer },
         {
           onPinned: ({ scan, start }) => {
             compaction.at = new Date().toISOString();
@@ -531,7 +588,7 @@ export class Snapshotter {
         try {
           const result = await job.result;
           for (const f of result.fresh) compaction.chunks.add(f.address);
-          await this.#uploadFresh(spoolPath, result.fresh);
+          await this.#uploadFresh(spoolPath, result.fresh, 1, () => this.#foregroundIdle());
           compaction.ready = { result, wholeFile: result.readChunks === result.chunks.length, known };
           log.info({ readChunks: result.readChunks, freshChunks: result.fresh.length, compressedBytes: result.compressedBytes, durationMs: Math.round(performance.now() - began) }, 'compaction uploaded; the next upload publishes it');
         } catch (error) {
@@ -566,7 +623,7 @@ export class Snapshotter {
     let op;
     let upTo = 0;
     let drop: string | undefined;
-    await wal.pause();
+    const leave = await this.#takeWal(wal);
     try {
       const record = wal.record;
       const plan = planUpload(record, snapshots, false, this.#o.maxDeltas, 0, true);
@@ -578,7 +635,7 @@ export class Snapshotter {
         upTo = recordScan(wal, op.scan, op.start);
       }
     } finally {
-      wal.resume();
+      leave();
     }
     const record = wal.record!;
     if (!drop && (!op?.delta || record.lost !== undefined)) drop = `the record of changed pages broke: ${record.lost}`;
@@ -669,6 +726,7 @@ export class Snapshotter {
    * reads a chunk set later uploads what it needs again.
    */
   async #dropCompaction(why: string): Promise<void> {
+    await this.#compactionStarting;
     const compaction = this.#compaction;
     if (!compaction) return;
     await compaction.done;
@@ -707,7 +765,7 @@ export class Snapshotter {
       const result = await runInWorker({ op: 'chunks', ...request });
       return { result, upTo: 0, wholeFile: true };
     }
-    await wal.pause();
+    const leave = await this.#takeWal(wal);
     try {
       const record = wal.record;
       const plan = planUpload(record, snapshots, rollingBack, 0, 0);
@@ -724,7 +782,7 @@ export class Snapshotter {
       if (broke) this.#o.log.info({ why: broke }, 'this snapshot reads the whole file: the record of changed pages broke');
       return { result, upTo, wholeFile };
     } finally {
-      wal.resume();
+      leave();
     }
   }
 
@@ -759,8 +817,11 @@ export class Snapshotter {
     return index;
   }
 
-  /** New chunks, read back from the spool a few at a time (memory: chunk size x concurrency). */
-  async #uploadFresh(spoolPath: string, fresh: ChunksResult['fresh']): Promise<void> {
+  /**
+   * New chunks, read back from the spool a few at a time (memory: chunk size x concurrency). A
+   * compaction's: one at a time, each after the upload running in the foreground (see #foregroundIdle).
+   */
+  async #uploadFresh(spoolPath: string, fresh: ChunksResult['fresh'], lanes = UPLOAD_CONCURRENCY, beforeEach?: () => Promise<void>): Promise<void> {
     const { store } = this.#o;
     const file = await open(spoolPath, 'r');
     try {
@@ -774,12 +835,13 @@ export class Snapshotter {
         for (let item = queue.shift(); item; item = queue.shift()) {
           buffer ??= Buffer.allocUnsafe(largest);
           const body = buffer.subarray(0, item.length);
+          await beforeEach?.();
           const { bytesRead } = await file.read(body, 0, item.length, item.offset);
           if (bytesRead !== item.length) throw new SyncError('SNAPSHOT_FAILED', `The snapshot's spool file ${spoolPath} ended early (chunk ${item.address.slice(0, 16)}…); the snapshot will be retried.`);
           await store.uploadBuffer(chunkKey(item.address), body);
         }
       };
-      await Promise.all(Array.from({ length: UPLOAD_CONCURRENCY }, next));
+      await Promise.all(Array.from({ length: lanes }, next));
     } finally {
       await file.close();
     }

@@ -36,9 +36,10 @@ export type WorkerRequest =
   | { op: 'restore'; path: string; codec: Codec; label: string; expected: { compressedBytes: number; bytes: number; sha256: string }; quickCheck: boolean; fsync: boolean }
   /**
    * Read the live database's page image in one read transaction, split it into chunks, address each,
-   * and encode (compress, seal) into `spoolPath` those whose address is not in `known`.
+   * and encode (compress, seal) into `spoolPath` those whose address is not in `known`. `yieldTo` (a
+   * compaction's): before each chunk, wait up to 50 ms while its Int32 is not 0 (an upload in the foreground).
    */
-  | { op: 'chunks'; dbPath: string; chunkSize: number; known: string[]; keys: ChunkKeys | undefined; spoolPath: string; record?: ChunksRecord }
+  | { op: 'chunks'; dbPath: string; chunkSize: number; known: string[]; keys: ChunkKeys | undefined; spoolPath: string; record?: ChunksRecord; yieldTo?: SharedArrayBuffer }
   /**
    * A page delta (src/sync/chunks/delta-codec.ts): under one read transaction, read the WAL past the
    * record's cursor, then the pages the record names plus those the scan found, as that transaction
