@@ -8,7 +8,7 @@ import type { SidecarState } from '../local/sidecar.ts';
 import type { WriterLease } from './lease.ts';
 import { MANIFEST_KEY, applyRetention, deltaChain, encodeManifest, isOwnLeftover, latestSnapshot, nextLineage, snapshotKey, type Lineage, type Manifest, type RetentionPolicy, type SnapshotEntry } from './manifest.ts';
 import { readHead, type RemoteHead } from './restore.ts';
-import { POOL_SIZE, runInWorker, startWorkerJob, workersReady } from './run-in-worker.ts';
+import { POOL_SIZE, runInWorker, startWorkerJob, warmWorkers, workersReady } from './run-in-worker.ts';
 import { CHUNK_PREFIX, chunkKey, decodeChunkIndex, encodeChunkIndex, type ChunkIndex } from './chunks/chunk-index.ts';
 import type { ChunkKeys } from './chunks/encryption.ts';
 import type { ChunksRecord, ChunksResult } from './worker-protocol.ts';
@@ -87,7 +87,8 @@ export type UploadPlan =
   | { kind: 'delta'; parent: SnapshotEntry; base: SnapshotEntry; level: 0 | 1; compact?: 'touched-chunks' | 'whole-file' };
 
 /**
- * What the next upload may be (pure). Anything short of the whole file needs the page record whole
+ * What the next upload may be (pure; `levelPageBytes`: the pages the deltas since the last level-1
+ * carried). Anything short of the whole file needs the page record whole
  * and holding its pages against the store's latest restore point: the record's head is that point,
  * and its chain starts at the record's baseline (so the pages since then are exactly what the store
  * lacks). A roll-back is recorded on a whole-file read. Then a delta, and once its chain passes
@@ -102,6 +103,7 @@ export function planUpload(
   maxDeltas: number,
   pendingPageBytes: number,
   compacting = false,
+  levelPageBytes = Number.POSITIVE_INFINITY,
 ): UploadPlan {
   const latest = snapshots[0];
   if (!record) return { kind: 'whole-file', why: 'the first upload of this process starts the record of changed pages' };
@@ -120,7 +122,12 @@ export function planUpload(
     const deltasOnBase = Math.max(record.deltasSinceBaseline ?? 0, snapshots.filter((s) => s.kind === 'delta' && s.base === chain.base.key).length);
     const byteBound = Math.max(DELTA_MIN_BYTES, DELTA_BYTES_SHARE * chain.base.compressedBytes);
     const compact = compacting || (deltasOnBase < maxDeltas && deltaBytes < byteBound) ? {} : { compact: wholeFileDue ? ('whole-file' as const) : ('touched-chunks' as const) };
-    const levelParent = (record.deltasSinceLevel ?? 0) >= LEVEL_SPAN - 1 ? snapshots.find((s) => s.key === record.levelKey) : undefined;
+    // Level 1 every LEVEL_SPAN-th delta, or sooner when it costs at most this upload again: the pages
+    // the level-0 deltas since carried are no more than the pending ones (a burst's large delta then
+    // starts a level instead of being carried again, up to 15 uploads later, in a callers' upload).
+    const sinceLevel = record.deltasSinceLevel ?? 0;
+    const levelDue = sinceLevel >= LEVEL_SPAN - 1 || (sinceLevel > 0 && levelPageBytes <= pendingPageBytes);
+    const levelParent = levelDue ? snapshots.find((s) => s.key === record.levelKey) : undefined;
     if (levelParent && (levelParent.key === chain.base.key || chain.deltas.includes(levelParent))) return { kind: 'delta', parent: levelParent, base: chain.base, level: 1, ...compact };
     return { kind: 'delta', parent: latest, base: chain.base, level: 0, ...compact };
   }
@@ -465,7 +472,7 @@ export class Snapshotter {
     try {
       const record = wal.record;
       const pageSize = this.#pageSizeOf(snapshots) ?? 4096;
-      plan = planUpload(record, snapshots, false, maxDeltas, (record?.size ?? 0) * pageSize, this.compacting || Date.now() < this.#compactionRetryAt);
+      plan = planUpload(record, snapshots, false, maxDeltas, (record?.size ?? 0) * pageSize, this.compacting || Date.now() < this.#compactionRetryAt, (record?.sinceLevelSize ?? 0) * pageSize);
       if (plan.kind !== 'delta') return undefined;
       // A level-1 delta carries every page since its parent (the level-0 deltas' pages again).
       const pages = plan.level === 1 ? record!.pagesSinceLevel() : record!.pagesUpTo(Number.POSITIVE_INFINITY);
@@ -520,6 +527,8 @@ export class Snapshotter {
     } finally {
       if (key) await store.delete(key).catch(() => undefined); // never published
     }
+    // A writer uploading deltas will compact: the pool's workers boot now, not beside the uploads of a compaction's start.
+    warmWorkers(POOL_SIZE);
     if (plan.compact && !this.compacting) {
       // Not awaited: the callers of this upload are answered now. Its turn at the WAL (up to its pin)
       // goes before the next upload's.

@@ -81,6 +81,13 @@ test('planUpload: a delta only on the store latest the record extends; past the 
   assert.deepEqual(leveled.kind === 'delta' && [leveled.level, leveled.parent.key], [1, 'c1'], 'due: level 1 on the chunk set');
   const early = planUpload({ ...due, deltasSinceLevel: LEVEL_SPAN - 2 }, chain, false, 200, 0);
   assert.deepEqual(early.kind === 'delta' && [early.level, early.parent.key], [0, 'd3'], 'not due: level 0 on the latest');
+  // Sooner when it costs at most the pending pages again: a burst's delta starts a level.
+  const burst = planUpload({ ...due, deltasSinceLevel: 3 }, chain, false, 200, 400 * 4096, false, 300 * 4096);
+  assert.deepEqual(burst.kind === 'delta' && [burst.level, burst.parent.key], [1, 'c1'], 'pending pages outweigh those since the level: level 1');
+  const small = planUpload({ ...due, deltasSinceLevel: 3 }, chain, false, 200, 2 * 4096, false, 300 * 4096);
+  assert.deepEqual(small.kind === 'delta' && [small.level, small.parent.key], [0, 'd3'], 'a small change after a large one: level 0');
+  const fresh = planUpload({ ...due, deltasSinceLevel: 0 }, chain, false, 200, 400 * 4096, false, 0);
+  assert.deepEqual(fresh.kind === 'delta' && fresh.level, 0, 'no delta since the level: level 0');
   const gone = planUpload({ ...due, levelKey: 'd0' }, chain, false, 200, 0);
   assert.deepEqual(gone.kind === 'delta' && [gone.level, gone.parent.key], [0, 'd3'], 'a level parent not in the chain: level 0');
   // maxDeltas counts every delta on the chunk set, not only the latest chain's links.

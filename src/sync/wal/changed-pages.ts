@@ -206,6 +206,11 @@ export class ChangedPages {
     if (baselineKey !== undefined) this.baselineKey = this.headKey = this.levelKey = baselineKey;
   }
 
+  /** Pages the level-0 deltas since `levelKey` carried (what a level-1 delta carries again). */
+  get sinceLevelSize(): number {
+    return this.#sinceLevel.size;
+  }
+
   /** What a level-1 delta carries: every page changed since `levelKey` (the level-0 deltas' and the new ones), sorted. */
   pagesSinceLevel(): number[] {
     const pages = new Set(this.#sinceLevel);
