@@ -277,7 +277,12 @@ export class Snapshotter {
     let release!: () => void;
     this.#walTurn = new Promise<void>((resolve) => (release = resolve));
     await previous;
-    await wal.pause();
+    try {
+      await wal.pause();
+    } catch (error) {
+      release();
+      throw error;
+    }
     let left = false;
     return () => {
       if (left) return;
