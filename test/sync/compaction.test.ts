@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
 import { sql } from 'drizzle-orm';
-import { directoryStore, type SnapshotStore } from 'drizzle-libsql-blob';
+import { SyncError, directoryStore, type SnapshotStore } from 'drizzle-libsql-blob';
 import { CHUNK_PREFIX } from '../../src/sync/chunks/chunk-index.ts';
 import { downloadSnapshot } from '../../src/sync/restore.ts';
 import { deltaChain, type SnapshotEntry } from '../../src/sync/manifest.ts';
@@ -24,6 +24,7 @@ const MANUAL = { debounceMs: 600_000, maxIntervalMs: 600_000, maxCommits: 1_000_
 function gatedStore(dir: string) {
   const inner = directoryStore({ dir });
   let gate: { open: Promise<void>; release: () => void; reached: Promise<void>; reach: () => void } | undefined;
+  let failing = false;
   const close = () => {
     let release!: () => void;
     let reach!: () => void;
@@ -35,6 +36,7 @@ function gatedStore(dir: string) {
   const store: SnapshotStore = {
     ...inner,
     uploadBuffer: async (key, body) => {
+      if (failing && key.startsWith(CHUNK_PREFIX)) throw new SyncError('STORE_UNREACHABLE', 'injected: chunk uploads refused', { transient: true });
       const g = gate;
       if (g && key.startsWith(CHUNK_PREFIX)) {
         g.reach();
@@ -45,6 +47,8 @@ function gatedStore(dir: string) {
   };
   return {
     store,
+    /** Chunk uploads fail from now on (a store that refuses them), until `failChunks(false)`. */
+    failChunks: (on: boolean) => void (failing = on),
     /** Holds chunk uploads from now on; `reached` resolves when the first one waits. */
     hold: () => close(),
     release: () => {
@@ -165,6 +169,40 @@ test('close() during a compaction publishes it once its chunks are in, after the
   } finally {
     gated.release();
     await (closed ?? db.$sync.close()).catch(() => undefined);
+    await dir.cleanup();
+  }
+});
+
+test('a compaction that fails (its chunk uploads refused) is dropped: uploads go on as deltas past maxDeltas, nothing is published half-done, and every restore point restores', async () => {
+  const dir = await tempDir('compaction-fails');
+  const gated = gatedStore(join(dir.path, 'store'));
+  const dbPath = join(dir.path, 'app.db');
+  const warnings: string[] = [];
+  const log = { info() {}, warn: (_: object, message?: string) => void warnings.push(message ?? ''), error() {} };
+  // No retry of a refused request here: the compaction fails at once (the store's own retries are tested elsewhere).
+  const db = await open(dbPath, gated.store, { log, snapshot: { ...MANUAL, maxDeltas: 2, retryBaseMs: 10 }, retry: { retries: 0, minTimeoutMs: 1, maxTimeoutMs: 1 } });
+  try {
+    await db.run(sql`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) INSERT INTO notes (body) SELECT hex(randomblob(150)) FROM n`);
+    await db.$sync.flush();
+    const first = (await readManifest(gated.store)).snapshots[0]!;
+    gated.failChunks(true);
+    for (let i = 0; i < 8; i++) {
+      await db.update(notes).set({ body: `round ${i}` }).where(sql`id = ${1 + i * 300}`);
+      assert.equal((await db.$sync.flush())!.kind, 'delta', `upload ${i} is a delta, whatever the compaction does`);
+      if (i === 2) await new Promise<void>((resolve) => {
+        const poll = () => (warnings.some((w) => w.startsWith('compaction failed')) ? resolve() : setTimeout(poll, 10));
+        poll();
+      });
+    }
+    const manifest = await readManifest(gated.store);
+    assert.ok(manifest.snapshots.every((s) => s.kind !== 'chunks' || s.key === first.key), 'no chunk set was published but the first');
+    assert.equal(deltaChain(manifest.snapshots, manifest.snapshots[0]!)!.base.key, first.key);
+    const live = await wholeFileAddresses(dbPath, CHUNK);
+    assert.deepEqual(await restoreAddresses(gated.store, manifest.snapshots[0]!, manifest.snapshots, join(dir.path, 'latest.db')), live);
+    for (const entry of manifest.snapshots) await restoreAddresses(gated.store, entry, manifest.snapshots, join(dir.path, `point-${entry.seq}.db`));
+  } finally {
+    gated.failChunks(false);
+    await db.$sync.close();
     await dir.cleanup();
   }
 });
