@@ -70,12 +70,12 @@ export async function openPageImage(libsql: Promise<LibsqlModule>, dbPath: strin
       const inFile = Math.max(0, Math.min(data.length, fileBytes - offset));
       const { bytesRead } = inFile > 0 ? await file.read(data, 0, inFile, offset) : { bytesRead: 0 };
       if (bytesRead !== inFile) throw new Error(`short read at page ${first} of ${dbPath}`);
-      // One query per page: sqlite_dbpage plans only an equality on pgno (a range scans every page).
-      for (let p = first; p <= last; p++) {
-        if (!inWal.has(p) && (p - first + 1) * pageSize <= inFile) continue;
-        const row = (await tx.execute({ sql: 'SELECT data FROM sqlite_dbpage WHERE pgno = ?', args: [p] })).rows[0];
-        if (!row) throw new Error(`page ${p} of ${dbPath} is missing from sqlite_dbpage`);
-        data.set(new Uint8Array(row[0] as ArrayBuffer), (p - first) * pageSize);
+      // Pages the WAL may hold newer (or the file does not have yet), through sqlite_dbpage in batches.
+      const newer: number[] = [];
+      for (let p = first; p <= last; p++) if (inWal.has(p) || (p - first + 1) * pageSize > inFile) newer.push(p);
+      if (newer.length > 0) {
+        const read = await pages(Uint32Array.from(newer));
+        newer.forEach((p, i) => read.copy(data, (p - first) * pageSize, i * pageSize, (i + 1) * pageSize));
       }
       if (index === 0) canonicalizeHeaderBytes(data);
       return data;
