@@ -2,6 +2,7 @@
 import type { CliContext } from './context.ts';
 import { formatBytes, table } from './format.ts';
 import { readRemote } from './remote.ts';
+import { describeSchemaPosition } from '../sync/schema-position.ts';
 
 export async function list(ctx: CliContext): Promise<number> {
   const remote = await readRemote(ctx.store);
@@ -19,11 +20,13 @@ export async function list(ctx: CliContext): Promise<number> {
     // A page delta restores through its chain: name the restore point it extends.
     s.kind === 'delta' ? `delta on ${seqOf.get(s.parent!) ?? '?'} (${s.pages ?? '?'} pages)` : (s.kind ?? 'full'),
     s.createdAt,
+    // Migrations applied at this restore point, and the last one's hash (drizzle's __drizzle_migrations).
+    describeSchemaPosition(s.schema),
     formatBytes(s.bytes),
     formatBytes(s.compressedBytes),
     s.sha256.slice(0, 12),
     s.key + (s.rolledBackTo ? `  (rolled back to seq ${s.rolledBackTo.seq})` : ''),
   ]);
-  for (const line of table(['seq', 'kind', 'created', 'bytes', 'compressed', 'sha256', 'key'], rows, [0, 3, 4])) out.line(line);
+  for (const line of table(['seq', 'kind', 'created', 'migrations', 'bytes', 'compressed', 'sha256', 'key'], rows, [0, 4, 5])) out.line(line);
   return 0;
 }

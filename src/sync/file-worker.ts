@@ -311,7 +311,8 @@ async function readDelta(request: Extract<WorkerRequest, { op: 'delta' }>): Prom
     const { plain, pages } = deltaPayload(image.pageSize, image.pageCount, pgnos);
     await image.pages(pgnos, pages);
     const { stored, sha256 } = sealDelta(plain, request.keys);
-    return { ok: true, scan, start, delta: { stored, sha256, pages: pgnos.length, pageSize: image.pageSize, pageCount: image.pageCount, durationMs: performance.now() - started } };
+    const schema = await image.schemaPosition();
+    return { ok: true, scan, start, delta: { stored, sha256, pages: pgnos.length, pageSize: image.pageSize, pageCount: image.pageCount, durationMs: performance.now() - started, schema } };
   } finally {
     // Folding is the checkpointer's: its folds are pinned at what the record has read.
     await image.close({ fold: false });
@@ -354,6 +355,13 @@ async function snapshotChunks(request: ChunksRequest, job: Job): Promise<WorkerR
   const yieldTo = request.yieldTo ? new Int32Array(request.yieldTo) : undefined;
   let readChunks = 0;
   const known = new Set(request.known);
+  let schema;
+  try {
+    schema = await image.schemaPosition();
+  } catch (error) {
+    await image.close({ fold: !record }).catch(() => undefined);
+    throw error;
+  }
   const spool = await open(request.spoolPath, 'w');
   const chunks: string[] = [];
   const fresh: ChunksResult['fresh'] = [];
@@ -399,6 +407,7 @@ async function snapshotChunks(request: ChunksRequest, job: Job): Promise<WorkerR
     chunks,
     fresh,
     readChunks,
+    schema,
     ...(record ? { scan, start } : {}),
     rawBytes: image.bytes,
     compressedBytes: offset,

@@ -1,5 +1,6 @@
 import { SyncError } from '../errors.ts';
 import { CODECS, fileExtension, type Codec } from './codec.ts';
+import { isSchemaPosition, type SchemaPosition } from './schema-position.ts';
 
 /** The one mutable object in the store: a pointer to the latest snapshot plus retained history. */
 export const MANIFEST_KEY = 'manifest.json';
@@ -37,6 +38,8 @@ export interface SnapshotEntry {
   sha256: string;
   compressedBytes: number;
   createdAt: string;
+  /** Where the database stands in drizzle's migration history at this restore point (none applied: absent). */
+  schema?: SchemaPosition;
   /** Set on the first snapshot after a point-in-time restore: which snapshot it rolled back to, and the request. */
   rolledBackTo?: { seq: number; target: string };
 }
@@ -205,6 +208,7 @@ export function decodeManifest(body: Buffer, location: string): Manifest {
       /^[0-9a-f]{64}$/.test(s.sha256);
     if (!ok) throw bad(`invalid snapshot entry ${JSON.stringify(s)}`);
     if (s.kind === 'delta' && !(typeof s.parent === 'string' && typeof s.base === 'string')) throw bad(`delta seq ${s.seq} names no parent or base`);
+    if (s.schema !== undefined && !isSchemaPosition(s.schema)) throw bad(`seq ${s.seq} has an invalid schema position`);
   }
   if (m.snapshots.length > 0 && m.snapshots[0]!.seq !== m.seq) throw bad('seq does not match the latest snapshot');
   if (m.lineage !== undefined && !(typeof m.lineage?.id === 'string' && typeof m.lineage.since === 'string' && Number.isFinite(Date.parse(m.lineage.since)))) throw bad('bad lineage');

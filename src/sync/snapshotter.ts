@@ -443,6 +443,7 @@ export class Snapshotter {
         compressedBytes: storedSizes.reduce((a, b) => a + b, 0),
         createdAt: at,
         ...(keys ? { keyId: keys.keyId } : {}),
+        ...(result.schema ? { schema: result.schema } : {}),
         ...(rolledBackTo ? { rolledBackTo } : {}),
       };
       const garbage = await this.#publishRetained(head, entry, previous, at, stored);
@@ -520,6 +521,7 @@ export class Snapshotter {
       compressedBytes: delta.stored.byteLength,
       createdAt: at,
       ...(keys ? { keyId: keys.keyId } : {}),
+      ...(delta.schema ? { schema: delta.schema } : {}),
     };
     try {
       await store.uploadBuffer(key, Buffer.from(delta.stored.buffer, delta.stored.byteOffset, delta.stored.byteLength));
@@ -679,6 +681,7 @@ export class Snapshotter {
       // Its restore point is the file as of the pin, older than the deltas published meanwhile.
       createdAt: compaction.at,
       ...(keys ? { keyId: keys.keyId } : {}),
+      ...(result.schema ? { schema: result.schema } : {}),
     };
     const delta = op.delta;
     const bridge: SnapshotEntry | undefined =
@@ -698,6 +701,7 @@ export class Snapshotter {
             compressedBytes: delta.stored.byteLength,
             createdAt: at,
             ...(keys ? { keyId: keys.keyId } : {}),
+            ...(delta.schema ? { schema: delta.schema } : {}),
           };
     const unpublished = [chunkSet.key, ...(bridge ? [bridge.key] : [])];
     try {

@@ -2,6 +2,7 @@ import type { Codec, CodecResult } from './codec.ts';
 import type { SyncErrorCode } from '../errors.ts';
 import type { ChunkKeys } from './chunks/encryption.ts';
 import type { ScanResult, WalCursor } from './wal/changed-pages.ts';
+import type { SchemaPosition } from './schema-position.ts';
 
 /**
  * A snapshot that keeps the page record (src/sync/wal): `cursor` is where the record is (null: start
@@ -90,13 +91,15 @@ export interface ChunksResult extends CodecResult {
   start?: { salt: string; frame: number } | null;
   /** Chunks read from the database (the rest kept the baseline's address); equal to chunks.length for a whole-file read. */
   readChunks: number;
+  /** The image's place in drizzle's migration history. */
+  schema: SchemaPosition | null;
 }
 
 /** What a 'delta' op read: the scan and start (as a 'chunks' op's), and the delta unless the scan broke the record. */
 export interface DeltaResult {
   scan: ScanResult;
   start: { salt: string; frame: number } | null;
-  delta?: { stored: Uint8Array; sha256: string; pages: number; pageSize: number; pageCount: number; durationMs: number };
+  delta?: { stored: Uint8Array; sha256: string; pages: number; pageSize: number; pageCount: number; durationMs: number; schema: SchemaPosition | null };
 }
 
 /** Each op's successful reply (without `ok`). */

@@ -108,7 +108,7 @@ describe('cli against a directory store', () => {
     assert.deepEqual(listed.map((s) => s.seq), expected);
     const { stdout } = await ok(['list', ...store]);
     const lines = stdout.trim().split('\n');
-    assert.match(lines[0]!, /^seq\s+kind\s+created\s+bytes\s+compressed\s+sha256\s+key$/);
+    assert.match(lines[0]!, /^seq\s+kind\s+created\s+migrations\s+bytes\s+compressed\s+sha256\s+key$/);
     assert.deepEqual(lines.slice(1).map((l) => Number(l.trim().split(/\s+/)[0])), expected, 'one line per snapshot, newest first');
     for (const s of listed) assert.ok(seqLine(stdout, s.seq)!.includes(s.key), `seq ${s.seq}'s line names its key`);
   });

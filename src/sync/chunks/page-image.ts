@@ -1,4 +1,5 @@
 import { open } from 'node:fs/promises';
+import { readSchemaPosition, type SchemaPosition } from '../schema-position.ts';
 import { pathToFileURL } from 'node:url';
 import { SyncError } from '../../errors.ts';
 
@@ -19,6 +20,8 @@ export interface PageImage {
   chunks(): AsyncGenerator<{ index: number; data: Buffer }>;
   /** One chunk, read on its own (a snapshot that follows the change reads only the chunks it touched). */
   chunk(index: number): Promise<Buffer>;
+  /** Where the database stands in drizzle's migration history, as the read transaction sees it. */
+  schemaPosition(): Promise<SchemaPosition | null>;
   /** These pages (1-based, ascending), as the read transaction sees them, end to end (into `into` when given); page 1 in canonical form. */
   pages(pgnos: Uint32Array, into?: Buffer): Promise<Buffer>;
   /**
@@ -103,7 +106,8 @@ export async function openPageImage(libsql: Promise<LibsqlModule>, dbPath: strin
     async function* chunks(): AsyncGenerator<{ index: number; data: Buffer }> {
       for (let index = 0; index < chunkCount; index++) yield { index, data: await chunk(index) };
     }
-    return { pageSize, pageCount, bytes: pageCount * pageSize, chunkCount, chunks, chunk, pages, close };
+    const schemaPosition = () => readSchemaPosition((sql, args) => tx.execute({ sql, args: args ?? [] }));
+    return { pageSize, pageCount, bytes: pageCount * pageSize, chunkCount, chunks, chunk, pages, schemaPosition, close };
   } catch (error) {
     await close().catch(() => undefined);
     throw error;
