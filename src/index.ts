@@ -7,6 +7,7 @@ export { SyncError, isSyncError, hasSyncError, findSyncError, type SyncErrorCode
 export type { SyncHandle, SyncStatus, SyncEvents } from './sync/sync-controller.ts';
 export type { DurableOptions } from './sync/durability.ts';
 export type { SnapshotInfo } from './sync/snapshotter.ts';
+export type { SchemaPosition } from './sync/schema-position.ts';
 export type { SnapshotOptions, ShutdownOptions } from './config.ts';
 export type { RestoreMode, VerifiedSnapshot } from './sync/restore.ts';
 export type { Codec } from './sync/codec.ts';

@@ -41,6 +41,8 @@ export function healthRoutes(app: FastifyInstance, { db, clock, now, maxInterval
         pendingForMs: sync.pendingForMs,
         lastSnapshotAt,
         lastSnapshotAgeMs: lastSnapshotAt === null ? null : Math.max(0, at - Date.parse(lastSnapshotAt)),
+        // Migrations applied at the last restore point uploaded (count, last hash and created_at).
+        schema: s.lastSnapshot?.schema ?? null,
         lastError: s.lastError,
         snapshotsOk: s.snapshotsOk,
         snapshotsFailed: s.snapshotsFailed,

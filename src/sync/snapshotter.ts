@@ -14,6 +14,7 @@ import type { ChunkKeys } from './chunks/encryption.ts';
 import type { ChunksRecord, ChunksResult } from './worker-protocol.ts';
 import { ChangedPages, type ScanResult } from './wal/changed-pages.ts';
 import { databaseFileStamp, readWalIndex } from './wal/wal-scan.ts';
+import type { SchemaPosition } from './schema-position.ts';
 
 /** Unpublished snapshot objects younger than this may belong to an upload in flight. */
 const ORPHAN_MIN_AGE_MS = 3_600_000;
@@ -155,6 +156,8 @@ export interface SnapshotInfo {
   readBytes: number;
   /** What was uploaded: a full copy, a chunk set, or a page delta. */
   kind: 'full' | 'chunks' | 'delta';
+  /** Its restore point's place in drizzle's migration history (filled in by the controller; absent: none applied, or full mode). */
+  schema?: SchemaPosition;
 }
 
 interface SnapshotterOptions {

@@ -15,13 +15,18 @@ import { Checkpointer } from './checkpointer.ts';
 import { DurableWaiters, durableTimeout, uploadForWaitersNow, waiterVerdict, type DurabilityState, type DurableOptions } from './durability.ts';
 import { nextRole, type RoleEvent, type RoleState } from './role.ts';
 import type { SnapshotInfo, Snapshotter } from './snapshotter.ts';
+import type { SchemaPosition } from './schema-position.ts';
 
 export interface SyncStatus {
   /** Committed writes counted since this instance opened. */
   commits: number;
   /** Commits not yet covered by a snapshot durable in the store (1 if the local file started dirty). */
   pendingCommits: number;
-  lastSnapshot: { seq: number; at: string; bytes: number; compressedBytes: number; durationMs: number; sha256: string; uploaded: boolean } | null;
+  /**
+   * The last upload (or the finding that nothing changed). `schema`: the migrations its restore point has
+   * applied (drizzle's `__drizzle_migrations`: count, last hash and created_at), null when none.
+   */
+  lastSnapshot: { seq: number; at: string; bytes: number; compressedBytes: number; durationMs: number; sha256: string; uploaded: boolean; schema: SchemaPosition | null } | null;
   lastError: { code: string; message: string; at: string } | null;
   snapshotsOk: number;
   snapshotsFailed: number;
@@ -393,7 +398,7 @@ export class SyncController implements CommitHooks, SyncHandle {
     return {
       commits: this.#commits,
       pendingCommits: this.#pending(),
-      lastSnapshot: s && { seq: s.seq, at: s.at, bytes: s.bytes, compressedBytes: s.compressedBytes, durationMs: s.durationMs, sha256: s.sha256, uploaded: s.uploaded },
+      lastSnapshot: s && { seq: s.seq, at: s.at, bytes: s.bytes, compressedBytes: s.compressedBytes, durationMs: s.durationMs, sha256: s.sha256, uploaded: s.uploaded, schema: s.schema ?? null },
       lastError: this.#lastError,
       snapshotsOk: this.#ok,
       snapshotsFailed: this.#failed,
@@ -575,7 +580,7 @@ export class SyncController implements CommitHooks, SyncHandle {
         if (coversStartup) this.#dirtyAtStart = false;
         const stillDirty = this.#commits > commitsAtStart;
         this.#sidecar.published({ seq: entry.seq, generation: entry.generation }, stillDirty);
-        const result = { ...info, commits: covered };
+        const result: SnapshotInfo = { ...info, commits: covered, ...(entry.schema ? { schema: entry.schema } : {}) };
         this.#lastSnapshot = result;
         this.#ok++;
         this.#failuresInARow = 0;

@@ -315,6 +315,7 @@ describe('documents API', () => {
       assert.ok(body.sync.snapshotsOk >= 1);
       assert.equal(typeof body.sync.lastSnapshotAt, 'string');
       assert.ok(body.sync.lastSnapshotAgeMs >= 0);
+      assert.equal(body.sync.schema?.migrations, 1, 'the repo migrations folder holds one migration, applied at start-up');
       assert.equal(body.sync.restoredFrom, null);
     });
   });

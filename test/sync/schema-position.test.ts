@@ -18,7 +18,7 @@ import { MIGRATIONS_DIR } from '../../bench/dataset.ts';
 
 const MANUAL = { debounceMs: 600_000, maxIntervalMs: 600_000, maxCommits: 1_000_000 };
 
-test('every restore point records the migrations applied (count, last hash and created_at), through deltas and chunk sets; list shows it', async () => {
+test('every restore point records the migrations applied (count, last hash and created_at), through deltas and chunk sets; list and status() show it', async () => {
   const dir = await tempDir('schema-position');
   try {
     // The reference app's migrations folder, plus a second migration.
@@ -35,11 +35,13 @@ test('every restore point records the migrations applied (count, last hash and c
       await db.run(sql`CREATE TABLE plain (id INTEGER PRIMARY KEY)`);
       await db.$sync.flush();
       assert.equal((await readManifest(store)).snapshots[0]!.schema, undefined, 'no migration table: no position');
+      assert.equal(db.$sync.status().lastSnapshot?.schema, null);
 
       await migrate(db, { migrationsFolder: folder });
       const one = (await db.$sync.flush())!;
       assert.equal(one.kind, 'delta');
       assert.deepEqual((await readManifest(store)).snapshots[0]!.schema, { migrations: 1, hash: firstHash, createdAt: firstEntry.when });
+      assert.deepEqual(db.$sync.status().lastSnapshot?.schema, { migrations: 1, hash: firstHash, createdAt: firstEntry.when }, 'status() shows it');
 
       await mkdir(join(folder, 'meta'), { recursive: true });
       await writeFile(join(folder, '0001_note.sql'), second);
