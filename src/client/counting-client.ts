@@ -14,6 +14,12 @@ export interface CommitHooks {
   beforeWrite(): void;
   /** Runs after a write has committed. */
   committed(source: CommitSource): void;
+  /**
+   * Runs before a migration that writes (drizzle's `migrate()`: `client.migrate()`), outside the write
+   * lock; the migration waits for it and does not run if it rejects. The writer makes every commit so far
+   * durable here: the store then holds a restore point with the schema before the migration's first DDL.
+   */
+  beforeMigrate?(): Promise<void>;
 }
 
 type BatchItem = InStatement | [string, InArgs?];
@@ -116,7 +122,9 @@ export class CountingClient implements Client {
     try {
       // drizzle's migrator calls migrate([]) when every migration is already applied: nothing commits.
       if (!anyWrites(this.#verdicts, stmts)) return this.#inner.migrate(stmts);
-      return this.#write('migrate', stmts, undefined);
+      if (!this.#hooks.beforeMigrate) return this.#write('migrate', stmts, undefined);
+      this.#hooks.admitWrite('statement'); // refused at once (a replica, closing) rather than after the safety point
+      return this.#hooks.beforeMigrate().then(() => this.#write('migrate', stmts, undefined));
     } catch (error) {
       return Promise.reject(error);
     }

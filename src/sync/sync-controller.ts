@@ -356,6 +356,18 @@ export class SyncController implements CommitHooks, SyncHandle {
 
   // ---- CommitHooks ----
 
+  /**
+   * The safety point before a migration (issue 15): every commit so far goes to the store first, so a
+   * restore point with the schema before the migration exists before its first DDL. Nothing pending
+   * (the store's latest is the file): nothing to do. A store that cannot take the upload refuses the
+   * migration (NOT_DURABLE after 30 s, naming the last upload error) rather than run it unprotected.
+   */
+  beforeMigrate(): Promise<void> {
+    if (!this.#snapshotter || this.#pending() === 0) return Promise.resolve();
+    this.#o.log.info({ pendingCommits: this.#pending() }, 'a migration is about to run: uploading the restore point before it first');
+    return this.durable();
+  }
+
   admitWrite(kind: 'statement' | 'transaction'): void {
     // Writes already queued when close() began still run (close waits for them); new ones are refused.
     if (this.#closing) throw new SyncError('CLOSED', 'The database is closing (final snapshot in progress); writes are no longer accepted.');

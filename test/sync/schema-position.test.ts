@@ -15,6 +15,8 @@ import { readManifest, tempDir } from '../helpers/fixtures.ts';
 import { runCliOk } from '../helpers/cli.ts';
 import { drizzle } from 'drizzle-libsql-blob';
 import { MIGRATIONS_DIR } from '../../bench/dataset.ts';
+import { createClient } from '@libsql/client';
+import { downloadSnapshot } from '../../src/sync/restore.ts';
 
 const MANUAL = { debounceMs: 600_000, maxIntervalMs: 600_000, maxCommits: 1_000_000 };
 
@@ -72,6 +74,54 @@ test('every restore point records the migrations applied (count, last hash and c
     assert.match(lines[0]!, /\bmigrations\b/);
     assert.ok(lines.some((l) => l.includes(`2 (${createHash('sha256').update(second).digest('hex').slice(0, 8)})`)), listed.stdout);
     assert.ok(lines.some((l) => l.includes(`1 (${firstHash.slice(0, 8)})`)), listed.stdout);
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test("drizzle's migrate() on the app's db first makes every commit durable: the store holds a restore point with the schema before the migration and every row written before it", async () => {
+  const dir = await tempDir('safety-point');
+  try {
+    const folder = join(dir.path, 'drizzle');
+    await cp(MIGRATIONS_DIR, folder, { recursive: true });
+    const store = directoryStore({ dir: join(dir.path, 'store') });
+    const db = await drizzle({ connection: { url: `file:${join(dir.path, 'app.db')}` }, store, log: false, shutdown: { signals: false }, snapshot: { ...MANUAL, chunkSize: 64 * 1024 } });
+    try {
+      await migrate(db, { migrationsFolder: folder });
+      await db.$sync.flush();
+      // Rows written after the last upload: only in the local file.
+      await db.run(sql`CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)`);
+      for (let i = 0; i < 5; i++) await db.run(sql`INSERT INTO notes (body) VALUES (${`before ${i}`})`);
+      assert.equal(db.$sync.status().pendingCommits, 6);
+      const seqBefore = (await readManifest(store)).seq;
+
+      const journal = JSON.parse(await readFile(join(folder, 'meta', '_journal.json'), 'utf8')) as { entries: Array<{ when: number; tag: string }> };
+      await writeFile(join(folder, '0001_note.sql'), 'ALTER TABLE `documents` ADD `note` text;');
+      journal.entries.push({ ...journal.entries[0]!, when: journal.entries[0]!.when + 1000, tag: '0001_note' } as never);
+      await writeFile(join(folder, 'meta', '_journal.json'), JSON.stringify(journal));
+      await migrate(db, { migrationsFolder: folder });
+
+      // No flush: the safety point was uploaded by migrate() itself, before the migration ran.
+      const manifest = await readManifest(store);
+      const safety = manifest.snapshots[0]!;
+      assert.ok(safety.seq > seqBefore, 'a restore point was published by the migration');
+      assert.equal(safety.schema?.migrations, 1, 'labelled with the schema before the migration');
+      assert.equal(db.$sync.status().pendingCommits, 1, 'only the migration is pending');
+      const restored = join(dir.path, 'safety.db');
+      await downloadSnapshot(store, safety, restored, { snapshots: manifest.snapshots });
+      const check = createClient({ url: `file:${restored}` });
+      try {
+        assert.equal(Number((await check.execute('SELECT count(*) FROM notes')).rows[0]![0]), 5, 'every row written before the migration');
+        const columns = (await check.execute('PRAGMA table_info(documents)')).rows.map((r) => String(r[1]));
+        assert.ok(!columns.includes('note'), 'the migration had not run');
+      } finally {
+        check.close();
+      }
+      await db.$sync.flush();
+      assert.equal((await readManifest(store)).snapshots[0]!.schema?.migrations, 2, 'the next restore point has the new schema');
+    } finally {
+      await db.$sync.close();
+    }
   } finally {
     await dir.cleanup();
   }
