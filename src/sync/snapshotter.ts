@@ -265,6 +265,11 @@ export class Snapshotter {
     this.#onCompacted = listener;
   }
 
+  /** False only when the store is known to hold no restore point yet (a first deploy): nothing earlier to come back to. */
+  get storeHasRestorePoint(): boolean {
+    return this.#head === undefined || (this.#head?.manifest.snapshots.length ?? 0) > 0;
+  }
+
   /** Whether a compaction is running or waiting to be published. */
   get compacting(): boolean {
     return this.#compaction !== undefined || this.#compactionStarting !== undefined;

@@ -359,11 +359,13 @@ export class SyncController implements CommitHooks, SyncHandle {
   /**
    * The safety point before a migration (issue 15): every commit so far goes to the store first, so a
    * restore point with the schema before the migration exists before its first DDL. Nothing pending
-   * (the store's latest is the file): nothing to do. A store that cannot take the upload refuses the
-   * migration (NOT_DURABLE after 30 s, naming the last upload error) rather than run it unprotected.
+   * (the store's latest is the file), or a store with no restore point yet (a first deploy: there is no
+   * earlier state to come back to, and an app must start on a new database while its store is down):
+   * nothing to do. Otherwise a store that cannot take the upload refuses the migration (NOT_DURABLE
+   * after 30 s, naming the last upload error) rather than run it unprotected.
    */
   beforeMigrate(): Promise<void> {
-    if (!this.#snapshotter || this.#pending() === 0) return Promise.resolve();
+    if (!this.#snapshotter || this.#pending() === 0 || !this.#snapshotter.storeHasRestorePoint) return Promise.resolve();
     this.#o.log.info({ pendingCommits: this.#pending() }, 'a migration is about to run: uploading the restore point before it first');
     return this.durable();
   }
