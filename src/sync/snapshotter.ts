@@ -11,7 +11,7 @@ import { readHead, type RemoteHead } from './restore.ts';
 import { POOL_SIZE, runInWorker, startWorkerJob, warmWorkers, workersReady } from './run-in-worker.ts';
 import { CHUNK_PREFIX, chunkKey, decodeChunkIndex, encodeChunkIndex, type ChunkIndex } from './chunks/chunk-index.ts';
 import type { ChunkKeys } from './chunks/encryption.ts';
-import type { ChunksRecord, ChunksResult } from './worker-protocol.ts';
+import type { ChunksRecord, ChunksResult, DeltaResult } from './worker-protocol.ts';
 import { ChangedPages, type ScanResult } from './wal/changed-pages.ts';
 import { databaseFileStamp, readWalIndex } from './wal/wal-scan.ts';
 import type { SchemaPosition } from './schema-position.ts';
@@ -429,38 +429,18 @@ export class Snapshotter {
         };
       }
 
-      const fresh = new Map<string, KnownChunk>(result.fresh.map((f) => [f.address, { size: f.length, digest: f.digest }]));
-      const described = result.chunks.map((a) => fresh.get(a) ?? known.get(a)!);
-      const storedSizes = described.map((c) => c.size);
       const seq = Math.max(head?.manifest.seq ?? 0, state.seq) + 1;
-      const generation = state.generation;
-      indexKey = snapshotKey(generation, seq, 'chunks', randomBytes(4).toString('hex'));
-      const index: ChunkIndex = { format: 1, bytes: result.rawBytes, pageSize: result.pageSize, chunkSize, chunks: result.chunks, stored: storedSizes, digests: described.map((c) => c.digest), ...(keys ? { keyId: keys.keyId } : {}) };
-      const indexBody = encodeChunkIndex(index);
+      const { index, indexBody, entry } = chunkSetOf(result, known, { seq, generation: state.generation, createdAt: at, chunkSize, keys, ...(rolledBackTo ? { rolledBackTo } : {}) });
+      indexKey = entry.key;
       await store.uploadBuffer(indexKey, indexBody);
       this.#indexes.set(indexKey, index);
-      const entry: SnapshotEntry = {
-        seq,
-        generation,
-        key: indexKey,
-        kind: 'chunks',
-        indexSha256: createHash('sha256').update(indexBody).digest('hex'),
-        codec: 'lz4',
-        bytes: result.rawBytes,
-        sha256: result.sha256,
-        compressedBytes: storedSizes.reduce((a, b) => a + b, 0),
-        createdAt: at,
-        ...(keys ? { keyId: keys.keyId } : {}),
-        ...(result.schema ? { schema: result.schema } : {}),
-        ...(rolledBackTo ? { rolledBackTo } : {}),
-      };
       const garbage = await this.#publishRetained(head, entry, previous, at, stored);
       indexKey = undefined; // published
       record?.uploaded(upTo, wholeFile, entry.key);
       await this.#collectGarbage(garbage);
       return {
         entry,
-        info: { seq, generation, key: entry.key, at, bytes: result.rawBytes, compressedBytes: result.compressedBytes, sha256: result.sha256, durationMs: performance.now() - started, uploaded: true, commits: 0, readBytes: readBytesOf(result, chunkSize), kind: 'chunks' },
+        info: { seq, generation: entry.generation, key: entry.key, at, bytes: result.rawBytes, compressedBytes: result.compressedBytes, sha256: result.sha256, durationMs: performance.now() - started, uploaded: true, commits: 0, readBytes: readBytesOf(result, chunkSize), kind: 'chunks' },
       };
     } finally {
       await rm(spoolPath, { force: true });
@@ -514,23 +494,8 @@ export class Snapshotter {
     }
     const seq = Math.max(head.manifest.seq, state.seq) + 1;
     const generation = state.generation;
-    let key: string | undefined = snapshotKey(generation, seq, 'delta', randomBytes(4).toString('hex'));
-    const entry: SnapshotEntry = {
-      seq,
-      generation,
-      key,
-      kind: 'delta',
-      parent: parent.key,
-      base: base.key,
-      pages: delta.pages,
-      codec: 'lz4',
-      bytes: delta.pageCount * delta.pageSize,
-      sha256: delta.sha256,
-      compressedBytes: delta.stored.byteLength,
-      createdAt: at,
-      ...(keys ? { keyId: keys.keyId } : {}),
-      ...(delta.schema ? { schema: delta.schema } : {}),
-    };
+    const entry = deltaEntryOf(delta, { seq, generation, parent: parent.key, base: base.key, createdAt: at, keys });
+    let key: string | undefined = entry.key;
     try {
       await store.uploadBuffer(key, Buffer.from(delta.stored.buffer, delta.stored.byteOffset, delta.stored.byteLength));
       // Chunk sets dropped by retention: their chunks go on the garbage list, as after a chunk set.
@@ -671,46 +636,10 @@ export class Snapshotter {
     const at = new Date().toISOString();
     const generation = state.generation;
     const seq = Math.max(head.manifest.seq, state.seq) + 1;
-    const fresh = new Map<string, KnownChunk>(result.fresh.map((f) => [f.address, { size: f.length, digest: f.digest }]));
-    const described = result.chunks.map((a) => fresh.get(a) ?? known.get(a)!);
-    const storedSizes = described.map((c) => c.size);
-    const index: ChunkIndex = { format: 1, bytes: result.rawBytes, pageSize, chunkSize, chunks: result.chunks, stored: storedSizes, digests: described.map((c) => c.digest), ...(keys ? { keyId: keys.keyId } : {}) };
-    const indexBody = encodeChunkIndex(index);
-    const chunkSet: SnapshotEntry = {
-      seq,
-      generation,
-      key: snapshotKey(generation, seq, 'chunks', randomBytes(4).toString('hex')),
-      kind: 'chunks',
-      indexSha256: createHash('sha256').update(indexBody).digest('hex'),
-      codec: 'lz4',
-      bytes: result.rawBytes,
-      sha256: result.sha256,
-      compressedBytes: storedSizes.reduce((a, b) => a + b, 0),
-      // Its restore point is the file as of the pin, older than the deltas published meanwhile.
-      createdAt: compaction.at,
-      ...(keys ? { keyId: keys.keyId } : {}),
-      ...(result.schema ? { schema: result.schema } : {}),
-    };
+    // Its restore point is the file as of the pin, older than the deltas published meanwhile.
+    const { index, indexBody, entry: chunkSet } = chunkSetOf(result, known, { seq, generation, createdAt: compaction.at, chunkSize, keys });
     const delta = op.delta;
-    const bridge: SnapshotEntry | undefined =
-      delta.pages === 0
-        ? undefined
-        : {
-            seq: seq + 1,
-            generation,
-            key: snapshotKey(generation, seq + 1, 'delta', randomBytes(4).toString('hex')),
-            kind: 'delta',
-            parent: chunkSet.key,
-            base: chunkSet.key,
-            pages: delta.pages,
-            codec: 'lz4',
-            bytes: delta.pageCount * delta.pageSize,
-            sha256: delta.sha256,
-            compressedBytes: delta.stored.byteLength,
-            createdAt: at,
-            ...(keys ? { keyId: keys.keyId } : {}),
-            ...(delta.schema ? { schema: delta.schema } : {}),
-          };
+    const bridge = delta.pages === 0 ? undefined : deltaEntryOf(delta, { seq: seq + 1, generation, parent: chunkSet.key, base: chunkSet.key, createdAt: at, keys });
     const unpublished = [chunkSet.key, ...(bridge ? [bridge.key] : [])];
     try {
       await store.uploadBuffer(chunkSet.key, indexBody);
@@ -1046,6 +975,63 @@ export interface KnownChunk {
  * Anything else is uploaded. The newest index that names a chunk describes it: a chunk lost and
  * uploaded again was described anew by the snapshot that uploaded it.
  */
+/**
+ * A chunk set's index and manifest entry from a 'chunks' op's result: each chunk described by the upload
+ * that stored it (new ones) or by the index that already references it (`known`).
+ */
+function chunkSetOf(
+  result: ChunksResult,
+  known: ReadonlyMap<string, KnownChunk>,
+  at: { seq: number; generation: string; createdAt: string; chunkSize: number; keys: ChunkKeys | undefined; rolledBackTo?: SnapshotEntry['rolledBackTo'] },
+): { index: ChunkIndex; indexBody: Buffer; entry: SnapshotEntry } {
+  const { seq, generation, createdAt, chunkSize, keys, rolledBackTo } = at;
+  const fresh = new Map<string, KnownChunk>(result.fresh.map((f) => [f.address, { size: f.length, digest: f.digest }]));
+  const described = result.chunks.map((a) => fresh.get(a) ?? known.get(a)!);
+  const storedSizes = described.map((c) => c.size);
+  const index: ChunkIndex = { format: 1, bytes: result.rawBytes, pageSize: result.pageSize, chunkSize, chunks: result.chunks, stored: storedSizes, digests: described.map((c) => c.digest), ...(keys ? { keyId: keys.keyId } : {}) };
+  const indexBody = encodeChunkIndex(index);
+  const entry: SnapshotEntry = {
+    seq,
+    generation,
+    key: snapshotKey(generation, seq, 'chunks', randomBytes(4).toString('hex')),
+    kind: 'chunks',
+    indexSha256: createHash('sha256').update(indexBody).digest('hex'),
+    codec: 'lz4',
+    bytes: result.rawBytes,
+    sha256: result.sha256,
+    compressedBytes: storedSizes.reduce((a, b) => a + b, 0),
+    createdAt,
+    ...(keys ? { keyId: keys.keyId } : {}),
+    ...(result.schema ? { schema: result.schema } : {}),
+    ...(rolledBackTo ? { rolledBackTo } : {}),
+  };
+  return { index, indexBody, entry };
+}
+
+/** The manifest entry of a page delta a 'delta' op built, extending `parent` on the chunk set `base`. */
+function deltaEntryOf(
+  delta: NonNullable<DeltaResult['delta']>,
+  at: { seq: number; generation: string; parent: string; base: string; createdAt: string; keys: ChunkKeys | undefined },
+): SnapshotEntry {
+  const { seq, generation, parent, base, createdAt, keys } = at;
+  return {
+    seq,
+    generation,
+    key: snapshotKey(generation, seq, 'delta', randomBytes(4).toString('hex')),
+    kind: 'delta',
+    parent,
+    base,
+    pages: delta.pages,
+    codec: 'lz4',
+    bytes: delta.pageCount * delta.pageSize,
+    sha256: delta.sha256,
+    compressedBytes: delta.stored.byteLength,
+    createdAt,
+    ...(keys ? { keyId: keys.keyId } : {}),
+    ...(delta.schema ? { schema: delta.schema } : {}),
+  };
+}
+
 /** Bytes a 'chunks' op read: its chunks read, at most the file (the last chunk may be short). */
 function readBytesOf(result: ChunksResult, chunkSize: number): number {
   return Math.min(result.rawBytes, result.readChunks * chunkSize);
