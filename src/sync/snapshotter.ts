@@ -76,6 +76,22 @@ export const MAX_DELTA_PAGE_BYTES = 128 << 20;
  * per object: 200 deltas of a few KiB cost 2.5x a 100k-row chunk set's restore).
  */
 export const LEVEL_SPAN = 16;
+/**
+ * A level-1 delta due by count is not made while it would carry again more than this (a burst's pages,
+ * say): callers wait on that upload (a 5.5 MiB level-1 delta took 400 ms on Azurite at 100 writes/s,
+ * and held 40 durable() calls past 100 ms). An anchor starts the level instead (ANCHOR_MAX_CHAIN), or
+ * on a long chain a compaction, which carries them in the background; level-0 deltas meanwhile...
+ */
+export const LEVEL_CARRY_BYTES = 1 << 20;
+/** ...up to this many, past which the level-1 delta is made whatever it carries (compactions failing, say). */
+export const LEVEL_SPAN_MAX = 16 * LEVEL_SPAN;
+/**
+ * A level-0 delta carrying more than LEVEL_CARRY_BYTES, or due as a level-1 delta that would carry
+ * more, starts a level itself (an anchor): the next level-1 delta extends it rather than carrying the
+ * level's pages again. The anchor's chain is the latest's plus one, so anchors lengthen chains: one is
+ * made only while the latest's chain holds fewer deltas than this.
+ */
+export const ANCHOR_MAX_CHAIN = 4 * LEVEL_SPAN;
 
 /**
  * What an upload writes: the whole file as chunks, only the chunks changed since `baseline`, or a page
@@ -85,7 +101,7 @@ export const LEVEL_SPAN = 16;
 export type UploadPlan =
   | { kind: 'whole-file'; why: string }
   | { kind: 'touched-chunks'; baseline: SnapshotEntry }
-  | { kind: 'delta'; parent: SnapshotEntry; base: SnapshotEntry; level: 0 | 1; compact?: 'touched-chunks' | 'whole-file' };
+  | { kind: 'delta'; parent: SnapshotEntry; base: SnapshotEntry; level: 0 | 1; anchor?: true; compact?: 'touched-chunks' | 'whole-file' };
 
 /**
  * What the next upload may be (pure; `levelPageBytes`: the pages the deltas since the last level-1
@@ -122,15 +138,22 @@ export function planUpload(
     // Retention may have dropped deltas off the latest's chain: the record counts them all.
     const deltasOnBase = Math.max(record.deltasSinceBaseline ?? 0, snapshots.filter((s) => s.kind === 'delta' && s.base === chain.base.key).length);
     const byteBound = Math.max(DELTA_MIN_BYTES, DELTA_BYTES_SHARE * chain.base.compressedBytes);
-    const compact = compacting || (deltasOnBase < maxDeltas && deltaBytes < byteBound) ? {} : { compact: wholeFileDue ? ('whole-file' as const) : ('touched-chunks' as const) };
-    // Level 1 every LEVEL_SPAN-th delta, or sooner when it costs at most this upload again: the pages
-    // the level-0 deltas since carried are no more than the pending ones (a burst's large delta then
-    // starts a level instead of being carried again, up to 15 uploads later, in a callers' upload).
+    // Level 1 every LEVEL_SPAN-th delta while it carries little again, or sooner when it costs at most
+    // this upload again: the pages the level-0 deltas since carried are no more than the pending ones
+    // (a burst's large delta then starts a level instead of being carried again in a callers' upload).
+    // A large delta, or one due by count on a heavy level, is an anchor instead while chains are short;
+    // on a long chain a heavy level waits for a compaction (at most LEVEL_SPAN_MAX deltas).
     const sinceLevel = record.deltasSinceLevel ?? 0;
-    const levelDue = sinceLevel >= LEVEL_SPAN - 1 || (sinceLevel > 0 && levelPageBytes <= pendingPageBytes);
+    const byCount = sinceLevel >= LEVEL_SPAN - 1;
+    const light = levelPageBytes <= LEVEL_CARRY_BYTES;
+    const canAnchor = chain.deltas.length < ANCHOR_MAX_CHAIN;
+    const levelDue = sinceLevel > 0 && (levelPageBytes <= pendingPageBytes || (byCount && light) || sinceLevel >= LEVEL_SPAN_MAX - 1);
+    const anchor = !levelDue && canAnchor && (pendingPageBytes > LEVEL_CARRY_BYTES || (byCount && !light));
+    const heavyLevel = byCount && !levelDue && !anchor;
+    const compact = compacting || (deltasOnBase < maxDeltas && deltaBytes < byteBound && !heavyLevel) ? {} : { compact: wholeFileDue ? ('whole-file' as const) : ('touched-chunks' as const) };
     const levelParent = levelDue ? snapshots.find((s) => s.key === record.levelKey) : undefined;
     if (levelParent && (levelParent.key === chain.base.key || chain.deltas.includes(levelParent))) return { kind: 'delta', parent: levelParent, base: chain.base, level: 1, ...compact };
-    return { kind: 'delta', parent: latest, base: chain.base, level: 0, ...compact };
+    return { kind: 'delta', parent: latest, base: chain.base, level: 0, ...(anchor ? { anchor } : {}), ...compact };
   }
   if (wholeFileDue) return { kind: 'whole-file', why: `every ${WHOLE_FILE_EVERY}th chunk set reads the whole file` };
   return { kind: 'touched-chunks', baseline: chain.base };
@@ -200,6 +223,8 @@ export class Snapshotter {
   readonly #remarked = new Map<string, string>();
   /** Whether this process has listed the store's chunks for orphans yet. */
   #swept = false;
+  /** The deletions after the publishes so far, one after the other (see #tidyLater). */
+  #tidying: Promise<void> = Promise.resolve();
   /** Whether this process has swept unpublished snapshot objects yet. */
   #sweptSnapshots = false;
   /** Incremental mode, once the controller attached the checkpointer: the page record. */
@@ -310,6 +335,20 @@ export class Snapshotter {
   }
 
   /** Waits for the compaction running (if any) to have its chunks in the store; true if one is then ready to publish. */
+  /** Waits for the deletions that follow the publishes so far (retention, garbage, leftovers) to be done. */
+  settleTidy(): Promise<void> {
+    return this.#tidying;
+  }
+
+  /**
+   * Runs `step` (deletions after a publish) after the earlier ones, beside the uploads: callers of an
+   * upload wait for its publish only (a compaction's old chunk set leaving retention took 190 ms of
+   * deletes inside a durable() call). Best effort, as each step is.
+   */
+  #tidyLater(step: () => Promise<void>): void {
+    this.#tidying = this.#tidying.then(step).catch((error: unknown) => this.#o.log.warn({ error: errorMessage(error) }, 'could not tidy the store after a publish'));
+  }
+
   async settleCompaction(): Promise<boolean> {
     await this.#compactionStarting;
     await this.#compaction?.done;
@@ -411,6 +450,7 @@ export class Snapshotter {
       }
       // A chunk set read here replaces whatever a compaction would have published (and may upload the same chunks).
       await this.#dropCompaction('an upload reads a chunk set now');
+      await this.#tidying; // its listing below sees the store after the deletions so far
       // One listing per snapshot: a chunk counts as already stored only if the store has it now (a chunk
       // lost to an operator or a lifecycle rule is uploaded again instead of being referenced blindly).
       const stored = await this.#storedChunks();
@@ -437,7 +477,7 @@ export class Snapshotter {
       const garbage = await this.#publishRetained(head, entry, previous, at, stored);
       indexKey = undefined; // published
       record?.uploaded(upTo, wholeFile, entry.key);
-      await this.#collectGarbage(garbage);
+      this.#tidyLater(() => this.#collectGarbage(garbage));
       return {
         entry,
         info: { seq, generation: entry.generation, key: entry.key, at, bytes: result.rawBytes, compressedBytes: result.compressedBytes, sha256: result.sha256, durationMs: performance.now() - started, uploaded: true, commits: 0, readBytes: readBytesOf(result, chunkSize), kind: 'chunks' },
@@ -502,8 +542,8 @@ export class Snapshotter {
       const stored = this.#swept ? new Map<string, StoredObject>() : await this.#storedChunks();
       const garbage = await this.#publishRetained(head, entry, snapshots, at, stored);
       key = undefined; // published
-      record.deltaUploaded(upTo, entry.key, level);
-      await this.#collectGarbage(garbage);
+      record.deltaUploaded(upTo, entry.key, level === 1 || plan.anchor ? 1 : 0); // an anchor starts a level as a level-1 delta does
+      this.#tidyLater(() => this.#collectGarbage(garbage));
     } finally {
       if (key) await store.delete(key).catch(() => undefined); // never published
     }
@@ -651,7 +691,7 @@ export class Snapshotter {
       record.compacted(upTo, wholeFile, chunkSet.key, bridge?.key);
       this.#compaction = undefined;
       this.#o.log.info({ seq, readChunks: result.readChunks, compressedBytes: result.compressedBytes, bridgePages: delta.pages }, 'compaction published');
-      await this.#collectGarbage(garbage);
+      this.#tidyLater(() => this.#collectGarbage(garbage));
     } finally {
       for (const key of unpublished) await store.delete(key).catch(() => undefined);
     }
@@ -807,13 +847,20 @@ export class Snapshotter {
    * only the dropped snapshots referenced, plus (once per process) chunks no manifest references at all
    * (left by a snapshot that died before publishing).
    */
-  async #garbage(manifest: Manifest | undefined, previous: SnapshotEntry[], retained: SnapshotEntry[], now: string, stored: Map<string, StoredObject>): Promise<NonNullable<Manifest['garbage']>> {
+  /**
+   * The next manifest's garbage list, and the listed chunks found deleted since (forgotten once that
+   * manifest is published: a deletion finishing meanwhile is still known to the next computation).
+   */
+  async #garbage(manifest: Manifest | undefined, previous: SnapshotEntry[], retained: SnapshotEntry[], now: string, stored: Map<string, StoredObject>): Promise<{ garbage: NonNullable<Manifest['garbage']>; deleted: string[] }> {
     // A compaction's chunks count as referenced until it is published (its index then) or dropped.
     const referenced = new Set<string>(this.#compaction?.chunks);
     for (const entry of retained) for (const address of (await this.#indexOf(entry).catch(() => undefined))?.chunks ?? []) referenced.add(address);
     const next = new Map<string, string>();
+    const deleted: string[] = [];
     for (const g of manifest?.garbage ?? []) {
-      if (!referenced.has(g.address) && !this.#deletedGarbage.has(g.address)) next.set(g.address, this.#remarked.get(g.address) ?? g.since);
+      if (this.#deletedGarbage.has(g.address)) deleted.push(g.address);
+      else if (!referenced.has(g.address)) next.set(g.address, this.#remarked.get(g.address) ?? g.since);
+      this.#remarked.delete(g.address);
     }
     const kept = new Set(retained.map((e) => e.key));
     for (const dropped of previous) {
@@ -827,8 +874,7 @@ export class Snapshotter {
         if (!referenced.has(address) && !next.has(address) && isOwnLeftover(object.lastModified, manifest?.lineage, Date.parse(now), 0)) next.set(address, now);
       }
     }
-    this.#remarked.clear();
-    return [...next].map(([address, since]) => ({ address, since }));
+    return { garbage: [...next].map(([address, since]) => ({ address, since })), deleted };
   }
 
   /**
@@ -875,15 +921,15 @@ export class Snapshotter {
     const added = Array.isArray(entries) ? entries : [entries];
     const entry = added[0]!;
     const snapshots = applyRetention([...added, ...previous], this.#o.retention);
-    const garbage = await this.#garbage(head?.manifest, previous, snapshots, at, stored);
+    const { garbage, deleted } = await this.#garbage(head?.manifest, previous, snapshots, at, stored);
     await this.#publishAndTidy(head, entry, snapshots, garbage.length > 0 ? garbage : undefined);
-    this.#deletedGarbage.clear();
+    for (const address of deleted) this.#deletedGarbage.delete(address);
     return garbage;
   }
 
   /**
-   * Publishes `entry` as the latest with the retained `snapshots` on top of `head`, then (best effort,
-   * never throwing) deletes the snapshots that dropped out and, once per process, unpublished leftovers.
+   * Publishes `entry` as the latest with the retained `snapshots` on top of `head`, then, beside the
+   * next uploads (#tidyLater), deletes the snapshots that dropped out and, once per process, unpublished leftovers.
    */
   async #publishAndTidy(head: RemoteHead | null, entry: SnapshotEntry, snapshots: SnapshotEntry[], garbage: Manifest['garbage']): Promise<void> {
     const lineage = nextLineage(head?.manifest, Date.now(), () => randomBytes(8).toString('hex'));
@@ -891,8 +937,11 @@ export class Snapshotter {
     this.#o.beforePublish(entry);
     const etag = await this.#publish(manifest, head);
     this.#head = { etag, manifest };
-    await this.#evict(head?.manifest.snapshots ?? [], manifest);
-    await this.#sweepOrphans(manifest, head?.manifest.lineage);
+    const previous = head?.manifest.snapshots ?? [];
+    this.#tidyLater(async () => {
+      await this.#evict(previous, manifest);
+      await this.#sweepOrphans(manifest, head?.manifest.lineage);
+    });
   }
 
   async #publish(manifest: Manifest, head: RemoteHead | null): Promise<string> {

@@ -472,6 +472,13 @@ export class SyncController implements CommitHooks, SyncHandle {
 
   /** Snapshots now if anything is pending; resolves once every commit made before the call is durable in the store. */
   async flush(): Promise<SnapshotInfo | null> {
+    const info = await this.#flushUploads();
+    // The deletions after those uploads too (retention, garbage): what the store holds is then settled.
+    await this.#snapshotter?.settleTidy();
+    return info;
+  }
+
+  async #flushUploads(): Promise<SnapshotInfo | null> {
     if (this.#closed) throw new SyncError('CLOSED', 'flush() after close(): the database is closed.');
     const target = this.#commits;
     if (this.#covered >= target && !this.#dirtyAtStart) return null;
@@ -677,6 +684,7 @@ export class SyncController implements CommitHooks, SyncHandle {
       );
     }
     if (this.#running) await within(this.#running).catch(() => undefined);
+    await within(this.#snapshotter?.settleTidy() ?? Promise.resolve()).catch(() => undefined);
     await this.#checkpointer.stop(); // close()'s TRUNCATE checkpoint would find a worker's PASSIVE one busy
     await client?.close();
     this.#checkpointer.closeFiles(); // after the connections (POSIX locks, see there)

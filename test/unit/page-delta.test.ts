@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { LEVEL_SPAN, WHOLE_FILE_EVERY, planUpload } from '../../src/sync/snapshotter.ts';
+import { ANCHOR_MAX_CHAIN, LEVEL_CARRY_BYTES, LEVEL_SPAN, LEVEL_SPAN_MAX, WHOLE_FILE_EVERY, planUpload } from '../../src/sync/snapshotter.ts';
 import { localStart } from '../../src/sync/restore.ts';
 import { applyRetention, decodeManifest, deltaChain, encodeManifest, selectSnapshot, type SnapshotEntry } from '../../src/sync/manifest.ts';
 import { ChangedPages } from '../../src/sync/wal/changed-pages.ts';
@@ -77,9 +77,9 @@ test('planUpload: a delta only on the store latest the record extends; past the 
 
   // Every LEVEL_SPAN-th delta extends the last level-1 delta (or the chunk set), not the latest.
   const due = { ...record(), levelKey: 'c1', deltasSinceLevel: LEVEL_SPAN - 1 };
-  const leveled = planUpload(due, chain, false, 200, 0);
-  assert.deepEqual(leveled.kind === 'delta' && [leveled.level, leveled.parent.key], [1, 'c1'], 'due: level 1 on the chunk set');
-  const early = planUpload({ ...due, deltasSinceLevel: LEVEL_SPAN - 2 }, chain, false, 200, 0);
+  const leveled = planUpload(due, chain, false, 200, 0, false, 40 * 4096);
+  assert.deepEqual(leveled.kind === 'delta' && [leveled.level, leveled.parent.key, leveled.compact], [1, 'c1', undefined], 'due: level 1 on the chunk set');
+  const early = planUpload({ ...due, deltasSinceLevel: LEVEL_SPAN - 2 }, chain, false, 200, 0, false, 40 * 4096);
   assert.deepEqual(early.kind === 'delta' && [early.level, early.parent.key], [0, 'd3'], 'not due: level 0 on the latest');
   // Sooner when it costs at most the pending pages again: a burst's delta starts a level.
   const burst = planUpload({ ...due, deltasSinceLevel: 3 }, chain, false, 200, 400 * 4096, false, 300 * 4096);
@@ -88,6 +88,25 @@ test('planUpload: a delta only on the store latest the record extends; past the 
   assert.deepEqual(small.kind === 'delta' && [small.level, small.parent.key], [0, 'd3'], 'a small change after a large one: level 0');
   const fresh = planUpload({ ...due, deltasSinceLevel: 0 }, chain, false, 200, 400 * 4096, false, 0);
   assert.deepEqual(fresh.kind === 'delta' && fresh.level, 0, 'no delta since the level: level 0');
+  // Due by count but carrying a burst again: this delta starts the level instead (an anchor)...
+  const heavy = planUpload(due, chain, false, 200, 4096, false, LEVEL_CARRY_BYTES + 4096);
+  assert.deepEqual(heavy.kind === 'delta' && [heavy.level, heavy.parent.key, heavy.anchor, heavy.compact], [0, 'd3', true, undefined], 'a heavy level: an anchor on the latest');
+  // ...unless the chain is long already: level 0, and a compaction carries the burst.
+  const longChain = Array.from({ length: ANCHOR_MAX_CHAIN }, (_, i) => delta(ANCHOR_MAX_CHAIN + 1 - i, i === ANCHOR_MAX_CHAIN - 1 ? 'c1' : `d${ANCHOR_MAX_CHAIN - i}`, 'c1'));
+  const onLong = { ...due, headKey: `d${ANCHOR_MAX_CHAIN + 1}` };
+  const heavyLong = planUpload(onLong, [...longChain, C1], false, 1000, 4096, false, LEVEL_CARRY_BYTES + 4096);
+  assert.deepEqual(heavyLong.kind === 'delta' && [heavyLong.level, heavyLong.anchor, heavyLong.compact], [0, undefined, 'touched-chunks'], 'a heavy level on a long chain waits for a compaction');
+  const heavyCompacting = planUpload(onLong, [...longChain, C1], false, 1000, 4096, true, LEVEL_CARRY_BYTES + 4096);
+  assert.deepEqual(heavyCompacting.kind === 'delta' && [heavyCompacting.level, heavyCompacting.compact], [0, undefined], 'a heavy level while a compaction runs: level 0 only');
+  const atMax = planUpload({ ...onLong, deltasSinceLevel: LEVEL_SPAN_MAX - 1 }, [...longChain, C1], false, 1000, 4096, true, 64 << 20);
+  assert.deepEqual(atMax.kind === 'delta' && [atMax.level, atMax.parent.key], [1, 'c1'], 'at LEVEL_SPAN_MAX the level-1 delta is made whatever it carries');
+  // A large level-0 delta starts a level itself (the next level-1 extends it), while chains are short.
+  const big = planUpload({ ...due, deltasSinceLevel: 3 }, chain, false, 200, LEVEL_CARRY_BYTES + 4096, false, LEVEL_CARRY_BYTES * 4);
+  assert.deepEqual(big.kind === 'delta' && [big.level, big.parent.key, big.anchor], [0, 'd3', true], 'a large delta after larger ones: an anchor on the latest');
+  const smallOne = planUpload({ ...due, deltasSinceLevel: 3 }, chain, false, 200, 4096, false, 8192);
+  assert.deepEqual(smallOne.kind === 'delta' && smallOne.anchor, undefined, 'a small delta is no anchor');
+  const deep = planUpload({ ...onLong, deltasSinceLevel: 3 }, [...longChain, C1], false, 1000, LEVEL_CARRY_BYTES + 4096, false, LEVEL_CARRY_BYTES * 4);
+  assert.deepEqual(deep.kind === 'delta' && [deep.level, deep.anchor], [0, undefined], 'no anchor on a chain already ANCHOR_MAX_CHAIN deltas long');
   const gone = planUpload({ ...due, levelKey: 'd0' }, chain, false, 200, 0);
   assert.deepEqual(gone.kind === 'delta' && [gone.level, gone.parent.key], [0, 'd3'], 'a level parent not in the chain: level 0');
   // maxDeltas counts every delta on the chunk set, not only the latest chain's links.
