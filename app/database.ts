@@ -1,10 +1,10 @@
 /**
- * Opens the app's database the programmatic way: hydrate from the store, apply migrations, upsert the
- * seeds. Migrations and seeds go through the library's db, so whatever they change is counted and
- * snapshotted like any other write (and a no-op rerun writes nothing).
+ * Opens the app's database the programmatic way: hydrate from the store, apply migrations (the
+ * library's `migrations` option: a restore point with the old schema first, SCHEMA_AHEAD if this code
+ * is older than the database), upsert the seeds. Migrations and seeds go through the library's db, so
+ * whatever they change is counted and snapshotted like any other write (and a no-op rerun writes nothing).
  */
 import { fileURLToPath } from 'node:url';
-import { migrate } from 'drizzle-orm/libsql/migrator';
 import { drizzle, storeFromEnv, type BlobDatabase, type DrizzleBlobConfig, type RestoreMode, type Role, type SnapshotOptions, type Leaser, type SnapshotStore, type SyncLogger } from 'drizzle-libsql-blob';
 import { documents } from '../schema/documents.ts';
 import { runSeeds, type SeedReport } from '../seeds/runner.ts';
@@ -28,6 +28,8 @@ export interface OpenOptions {
   retry?: DrizzleBlobConfig['retry'];
   /** Seed directory; default the runner's own (seeds/data). */
   seedDir?: string;
+  /** drizzle-kit's migrations folder; default the repo's ./drizzle. */
+  migrationsFolder?: string;
   /** Sync logs and the seed report; console by default, `false` for silence. */
   log?: SyncLogger | false;
 }
@@ -45,6 +47,8 @@ export async function openDatabase(options: OpenOptions): Promise<{ db: AppDatab
     // The server owns SIGTERM/SIGINT: it must stop HTTP before the final snapshot, then exit 0.
     shutdown: { signals: false, timeoutMs: options.shutdownTimeoutMs },
     log: options.log,
+    // restore -> migrate -> (seed, below) from one start: the library applies the folder's pending migrations.
+    migrations: { folder: options.migrationsFolder ?? MIGRATIONS_DIR, apply: true },
   });
   if (db.$sync.status().role === 'replica') {
     const message = 'started as a read replica (another instance holds the writer lease): no migrations or seeds here; writes answer 503 until this instance takes over';
@@ -53,7 +57,6 @@ export async function openDatabase(options: OpenOptions): Promise<{ db: AppDatab
     return { db, seeds: null };
   }
   try {
-    await migrate(db, { migrationsFolder: MIGRATIONS_DIR });
     const seeds = await runSeeds(db, options.seedDir === undefined ? {} : { dir: options.seedDir });
     if (options.log !== false) {
       const line = describeSeeds(seeds);
@@ -62,7 +65,7 @@ export async function openDatabase(options: OpenOptions): Promise<{ db: AppDatab
     }
     return { db, seeds };
   } catch (error) {
-    // Snapshot whatever migrate committed rather than leave it only on this disk.
+    // Snapshot whatever the seeds committed rather than leave it only on this disk.
     await db.$sync.close().catch(() => undefined);
     throw error;
   }

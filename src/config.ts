@@ -12,6 +12,7 @@ import { CODECS } from './sync/codec.ts';
 import type { RestoreTarget, RetentionPolicy } from './sync/manifest.ts';
 import type { RestoreMode } from './sync/restore.ts';
 import { DEFAULT_RETRY, type RetryPolicy } from './sync/retry.ts';
+import { MIGRATIONS_TABLE } from './sync/schema-position.ts';
 
 /**
  * Picked by the benchmark (bench/incremental.ts, README section 7): at 1M rows incremental snapshots
@@ -101,6 +102,25 @@ export type Role = 'auto' | 'writer' | 'replica';
 export type RestoreVerify = 'background' | 'before-open' | 'hash-only';
 export const RESTORE_VERIFY_MODES: readonly RestoreVerify[] = ['background', 'before-open', 'hash-only'];
 
+export interface MigrationsOptions {
+  /** drizzle-kit's migrations folder (`meta/_journal.json` and one .sql file per migration), e.g. './drizzle'. */
+  folder: string;
+  /**
+   * Apply the migrations the database lacks at start-up, with drizzle's own migrator (all pending ones
+   * in one transaction): a restore point with the schema before them is made durable first, and one
+   * with the new schema after. Default false: they are only compared (and logged).
+   */
+  apply?: boolean;
+  /** drizzle's migrations table (its `migrationsTable` option). Default '__drizzle_migrations'. */
+  table?: string;
+  /**
+   * The database has applied migrations newer than the folder's last one (old code on a newer schema):
+   * 'reject' (default) fails `drizzle()` with SCHEMA_AHEAD before any write; 'start' starts anyway, at
+   * the app's own risk, with a warning in the log.
+   */
+  ifAhead?: 'reject' | 'start';
+}
+
 export interface LeaseOptions {
   /** Lease length in seconds, 15-60 (Azure's bounds); renewed every third of it. Default 30. */
   durationSec?: number;
@@ -136,6 +156,10 @@ export interface ResolvedSyncConfig {
   shutdownTimeoutMs: number;
   /** SQLite `synchronous` of the app's connection. */
   synchronous: 'normal' | 'full';
+  /** The migrations folder to compare with (and apply), if given; `folder` absolute. */
+  migrations: Required<MigrationsOptions> | undefined;
+  /** drizzle's migrations table, read for every restore point's schema position. */
+  migrationsTable: string;
 }
 
 function positive(name: string, value: number | undefined, fallback: number, min = 0): number {
@@ -178,6 +202,7 @@ export const TOP_LEVEL_OPTION_KEYS: readonly string[] = [
     synchronous: true,
     metrics: true,
     encryption: true,
+    migrations: true,
   }),
   ...DRIZZLE_OPTION_KEYS,
 ];
@@ -218,6 +243,7 @@ export const REPLICA_OPTION_KEYS = keysOf<ReplicaOptions>({ pollMs: true });
 export const SHUTDOWN_OPTION_KEYS = keysOf<ShutdownOptions>({ signals: true, timeoutMs: true });
 export const RETRY_OPTION_KEYS = keysOf<RetryPolicy>({ retries: true, minTimeoutMs: true, maxTimeoutMs: true });
 export const METRICS_OPTION_KEYS = ['meter'] as const;
+export const MIGRATIONS_OPTION_KEYS = keysOf<MigrationsOptions>({ folder: true, apply: true, table: true, ifAhead: true });
 
 /**
  * Everything `drizzle()` takes that this module judges (DrizzleBlobConfig in src/drizzle.ts is the
@@ -241,6 +267,7 @@ export interface OwnOptions {
   synchronous?: 'normal' | 'full';
   metrics?: false | { meter?: Meter };
   encryption?: EncryptionOptions;
+  migrations?: MigrationsOptions;
 }
 
 /**
@@ -265,7 +292,7 @@ export function resolveSyncConfig(input: SyncOptions): ResolvedSyncConfig {
   // A point-in-time restore needs a backup to roll back to.
   const restore: RestoreMode = restoreTarget ? 'required' : (requested as RestoreMode);
   if (!['required', 'if-exists', 'skip'].includes(restore)) {
-    throw new SyncError('CONFIG', `restore must be 'required', 'if-exists', 'skip', { at: Date | ISO time } or { seq: number }; got ${JSON.stringify(requested)}.`);
+    throw new SyncError('CONFIG', `restore must be 'required', 'if-exists', 'skip', { at: Date | ISO time }, { seq: number } or { beforeMigration: tag | hash }; got ${JSON.stringify(requested)}.`);
   }
   const verify = input.verify ?? 'background';
   if (!RESTORE_VERIFY_MODES.includes(verify)) {
@@ -299,6 +326,7 @@ export function resolveSyncConfig(input: SyncOptions): ResolvedSyncConfig {
   const signals = shutdown?.signals ?? true;
   if (typeof signals !== 'boolean') throw new SyncError('CONFIG', `shutdown.signals must be true or false; got ${describe(signals)}.`);
   const retain = typeof s.retain === 'object' && s.retain !== null ? s.retain : { count: s.retain };
+  const migrations = resolveMigrations(input.migrations);
   return {
     dbPath,
     libsql,
@@ -324,7 +352,21 @@ export function resolveSyncConfig(input: SyncOptions): ResolvedSyncConfig {
     signals,
     shutdownTimeoutMs: positive('shutdown.timeoutMs', shutdown?.timeoutMs, 25_000, 1),
     synchronous,
+    migrations,
+    migrationsTable: migrations?.table ?? MIGRATIONS_TABLE,
   };
+}
+
+function resolveMigrations(m: MigrationsOptions | undefined): Required<MigrationsOptions> | undefined {
+  if (m === undefined) return undefined;
+  if (typeof m.folder !== 'string' || m.folder === '') throw new SyncError('CONFIG', `migrations.folder must be the path of drizzle-kit's migrations folder, e.g. './drizzle'; got ${describe(m.folder)}.`);
+  const apply = m.apply ?? false;
+  if (typeof apply !== 'boolean') throw new SyncError('CONFIG', `migrations.apply must be true or false; got ${describe(apply)}.`);
+  const table = m.table ?? MIGRATIONS_TABLE;
+  if (typeof table !== 'string' || table === '') throw new SyncError('CONFIG', `migrations.table must be the name of drizzle's migrations table (its migrationsTable option); got ${describe(table)}.`);
+  const ifAhead = m.ifAhead ?? 'reject';
+  if (ifAhead !== 'reject' && ifAhead !== 'start') throw new SyncError('CONFIG', `migrations.ifAhead must be 'reject' or 'start'; got ${describe(ifAhead)}.`);
+  return { folder: resolve(m.folder), apply, table, ifAhead };
 }
 
 /**
@@ -358,11 +400,12 @@ export function checkOptions(input: SyncOptions): void {
   checkLogOption(input.log);
   checkStoreOption(input.store);
   checkEncryptionOptions(input.encryption);
+  optionsObject(input.migrations, 'migrations', MIGRATIONS_OPTION_KEYS, "{ folder: './drizzle', apply: true }");
 }
 
 function checkTarget(target: object): void {
-  assertKnownKeys(target, ['at', 'seq'], 'restore');
-  if ('at' in target && 'seq' in target) throw new SyncError('CONFIG', 'restore takes { at } or { seq }, not both; remove one.');
+  assertKnownKeys(target, ['at', 'seq', 'beforeMigration'], 'restore');
+  if (Object.keys(target).length > 1) throw new SyncError('CONFIG', `restore takes one of { at }, { seq } or { beforeMigration }; got ${Object.keys(target).join(' and ')}: remove all but one.`);
 }
 
 function resolveTarget(target: RestoreTarget): RestoreTarget {
@@ -375,7 +418,13 @@ function resolveTarget(target: RestoreTarget): RestoreTarget {
     if (Number.isNaN(at.getTime())) throw new SyncError('CONFIG', `restore.at must be a Date or an ISO 8601 time such as "2026-11-23T10:00:00Z"; got ${JSON.stringify(target.at)}.`);
     return { at };
   }
-  throw new SyncError('CONFIG', `restore as an object must be { at: Date | ISO time } or { seq: number }; got ${JSON.stringify(target)}.`);
+  if ('beforeMigration' in target) {
+    if (typeof target.beforeMigration !== 'string' || target.beforeMigration.trim() === '') {
+      throw new SyncError('CONFIG', `restore.beforeMigration must name a migration by its journal tag (e.g. '0003_add_tags') or its hash; got ${describe(target.beforeMigration)}.`);
+    }
+    return { beforeMigration: target.beforeMigration.trim() };
+  }
+  throw new SyncError('CONFIG', `restore as an object must be { at: Date | ISO time }, { seq: number } or { beforeMigration: tag | hash }; got ${JSON.stringify(target)}.`);
 }
 
 /** `log`: false, or a pino-compatible logger (its other keys are its own business, not checked). */

@@ -6,7 +6,7 @@ import type { DrizzleConfig } from 'drizzle-orm';
 import type { LibSQLDatabase } from 'drizzle-orm/libsql';
 import { drizzle as drizzleLibsql } from 'drizzle-orm/libsql/sqlite3';
 import { CountingClient } from './client/counting-client.ts';
-import { checkOptions, resolveSyncConfig, type LeaseOptions, type RestoreVerify, type ReplicaOptions, type ResolvedSyncConfig, type Role, type ShutdownOptions, type SnapshotOptions } from './config.ts';
+import { checkOptions, resolveSyncConfig, type LeaseOptions, type MigrationsOptions, type RestoreVerify, type ReplicaOptions, type ResolvedSyncConfig, type Role, type ShutdownOptions, type SnapshotOptions } from './config.ts';
 import { latestSnapshot, type RestoreTarget } from './sync/manifest.ts';
 import type { Meter } from '@opentelemetry/api';
 import { SyncError, findSyncError } from './errors.ts';
@@ -29,6 +29,9 @@ import { acquireFileLock, type FileLock } from './local/file-lock.ts';
 import { settleClosedConnections } from './local/settle-connections.ts';
 import { isRemoteConnection, openRemote } from './remote.ts';
 import { verifyLatest, type RemoteHead } from './sync/restore.ts';
+import type { SchemaPosition } from './sync/schema-position.ts';
+import type { MigrationsJournal } from './migrations/journal.ts';
+import type { SchemaCheck } from './migrations/at-start.ts';
 
 export interface DrizzleBlobConfig<TSchema extends Record<string, unknown> = Record<string, never>> extends DrizzleConfig<TSchema> {
   /**
@@ -80,6 +83,14 @@ export interface DrizzleBlobConfig<TSchema extends Record<string, unknown> = Rec
    * only). Default: the key in env SNAPSHOT_ENCRYPTION_KEY, if set.
    */
   encryption?: EncryptionOptions;
+  /**
+   * drizzle-kit's migrations folder, compared at start-up with the database's applied migrations (after
+   * it is hydrated, before anything writes): `apply: true` applies the pending ones (a restore point with
+   * the old schema is made durable first, one with the new schema after); a database with migrations the
+   * folder does not know (older code on a newer schema) fails with SCHEMA_AHEAD. Restore points are then
+   * labelled with the journal's tags. See `MigrationsOptions`.
+   */
+  migrations?: MigrationsOptions;
 }
 
 export type BlobDatabase<TSchema extends Record<string, unknown> = Record<string, never>> = LibSQLDatabase<TSchema> & {
@@ -112,12 +123,14 @@ export async function drizzle<TSchema extends Record<string, unknown> = Record<s
   }
   const store = retrying(givenStore ?? storeFromEnv(), resolved.retry, log);
   const { dbPath } = resolved;
+  // The folder is read before anything is created or contacted: a wrong one is a CONFIG error at once.
+  const journal = resolved.migrations ? (await import('./migrations/journal.ts')).MigrationsJournal.read(resolved.migrations.folder) : undefined;
   mkdirSync(dirname(dbPath), { recursive: true });
   // One opener per file (another process, or a second drizzle() here): LOCKED at once. Held until close()
   // has settled the lease and the sidecar; a failed start releases it.
   const fileLock = await acquireFileLock(dbPath, 'drizzle()');
   try {
-    return await openLocked<TSchema>({ resolved, store, log, keys, encryption, metrics, synchronousPragma, drizzleConfig, fileLock });
+    return await openLocked<TSchema>({ resolved, store, log, keys, encryption, metrics, synchronousPragma, drizzleConfig, fileLock, journal });
   } catch (error) {
     await fileLock.release();
     throw error;
@@ -134,11 +147,12 @@ interface LockedStart {
   synchronousPragma: string;
   drizzleConfig: DrizzleConfig<Record<string, unknown>>;
   fileLock: FileLock;
+  journal: MigrationsJournal | undefined;
 }
 
 /** Everything after the file lock: start-up (probe included), client, controller. Throws with nothing left running. */
 async function openLocked<TSchema extends Record<string, unknown>>(start: LockedStart): Promise<BlobDatabase<TSchema>> {
-  const { resolved, store, log, keys, encryption, metrics, synchronousPragma, drizzleConfig, fileLock } = start;
+  const { resolved, store, log, keys, encryption, metrics, synchronousPragma, drizzleConfig, fileLock, journal } = start;
   const { dbPath } = resolved;
   // No meter given and no SDK registered: every instrument would be a no-op, so none is made (and the
   // OpenTelemetry API is not even loaded).
@@ -163,7 +177,7 @@ async function openLocked<TSchema extends Record<string, unknown>>(start: Locked
 
   let started: StartupResult;
   try {
-    started = await startUp({ store, dbPath, mode: resolved.restore, role: resolved.role, target: resolved.restoreTarget, verify: resolved.verify, log, keys, sidecar, previous, lease });
+    started = await startUp({ store, dbPath, mode: resolved.restore, role: resolved.role, target: resolved.restoreTarget, verify: resolved.verify, log, keys, sidecar, previous, lease, ...(journal ? { journal } : {}) });
   } catch (error) {
     restoreFailed(error);
     // Released (or never taken): nothing of this start is left behind. Unconfirmed: the lease id stays
@@ -195,10 +209,18 @@ async function openLocked<TSchema extends Record<string, unknown>>(start: Locked
         keys,
         gcGraceMs: resolved.gcGraceMs,
         beforePublish: (entry) => sync.notePublishing(entry),
+        migrationsTable: resolved.migrationsTable,
+        ...(journal ? { labelSchema: (position: SchemaPosition) => journal.label(position) } : {}),
       },
       head,
     );
+  let schemaCheck: SchemaCheck | undefined;
   try {
+    // Old code on a newer schema is refused here, before this start writes anything (SCHEMA_AHEAD).
+    if (journal) {
+      const { checkSchema } = await import('./migrations/at-start.ts');
+      schemaCheck = await checkSchema(inner, journal, { dbPath, table: resolved.migrationsTable, ifAhead: resolved.migrations!.ifAhead, log, manifest: started.head?.manifest });
+    }
     if (isWriter) await prepareWriterConnection(inner, synchronousPragma, poolSize);
   } catch (error) {
     inner.close();
@@ -289,6 +311,23 @@ async function openLocked<TSchema extends Record<string, unknown>>(start: Locked
   // What start-up did not need of the store (the Azure SDK) loads at the first idle moment after it,
   // not inside the first snapshot or lease renewal. A replica never writes: it loads it if promoted.
   if (isWriter) setImmediate(() => prepareStore(store, log)).unref();
+  if (journal && schemaCheck?.verdict.kind === 'pending' && resolved.migrations!.apply) {
+    if (!isWriter) {
+      log.warn({ dbPath, pending: schemaCheck.verdict.pending.map((m) => m.tag) }, 'migrations.apply: this instance started as a read replica, so the writer applies the pending migrations, not this one');
+    } else {
+      const { applyMigrations } = await import('./migrations/at-start.ts');
+      try {
+        // Through this db: the counting client makes the commits so far durable before the first DDL.
+        await applyMigrations(db as unknown as LibSQLDatabase<Record<string, unknown>>, journal, resolved.migrationsTable);
+      } catch (error) {
+        await controller.close().catch(() => undefined);
+        throw error;
+      }
+      // The new schema's restore point. The app starts even if the store does not answer in time: the
+      // commits are in the local file and upload when it does, as any others.
+      await controller.durable().catch((error: unknown) => log.warn({ error: String(error) }, 'the restore point after the migrations is not in the store yet; it uploads when the store answers'));
+    }
+  }
   return db;
 }
 

@@ -19,6 +19,8 @@ export type SyncErrorCode =
   | 'LEASE_LOST' // this writer's lease expired and was taken, or was broken: it is fenced off
   | 'READ_ONLY' // a write on a read replica (another instance is the writer)
   | 'LOCKED' // another process on this machine (or a second drizzle() in this one) has the local database file open
+  | 'SCHEMA_AHEAD' // the database has migrations the app's migrations folder does not know (old code on a newer schema): refused before any write
+  | 'MIGRATION_FAILED' // migrations.apply: a migration's SQL failed; the database is as it was before (one transaction) and nothing was uploaded
   | 'SNAPSHOT_FAILED'; // a snapshot failed for a reason of its own (local I/O, the worker) or did not finish before the shutdown deadline
 
 export class SyncError extends Error {

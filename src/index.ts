@@ -8,7 +8,7 @@ export type { SyncHandle, SyncStatus, SyncEvents } from './sync/sync-controller.
 export type { DurableOptions } from './sync/durability.ts';
 export type { SnapshotInfo } from './sync/snapshotter.ts';
 export type { SchemaPosition } from './sync/schema-position.ts';
-export type { SnapshotOptions, ShutdownOptions } from './config.ts';
+export type { SnapshotOptions, ShutdownOptions, MigrationsOptions } from './config.ts';
 export type { RestoreMode, VerifiedSnapshot } from './sync/restore.ts';
 export type { Codec } from './sync/codec.ts';
 export type { SyncLogger } from './log.ts';

@@ -31,14 +31,14 @@ export interface GlobalOptions {
   quiet: boolean;
 }
 
-export type SnapshotSelector = { seq: number } | { at: Date } | { latest: true } | { all: true };
+export type SnapshotSelector = { seq: number } | { at: Date } | { beforeMigration: string } | { latest: true } | { all: true };
 
 export type ParsedArgs =
   /** `topic`: the command whose help was asked for (`help restore`, `restore --help`); none: the overview. */
   | { command: 'help'; topic?: Command }
   | { command: 'version' }
   | ({ command: 'status' | 'list' | 'snapshot' } & GlobalOptions)
-  | ({ command: 'restore'; select: SnapshotSelector; to?: string; force: boolean; ifExists: boolean } & GlobalOptions)
+  | ({ command: 'restore'; select: SnapshotSelector; to?: string; force: boolean; ifExists: boolean; migrations?: string } & GlobalOptions)
   | ({ command: 'verify'; select: SnapshotSelector; tempDir?: string } & GlobalOptions)
   | ({ command: 'rebuild-manifest'; dryRun: boolean; tempDir?: string } & GlobalOptions);
 
@@ -53,6 +53,8 @@ const OPTIONS = {
   version: { type: 'boolean' },
   seq: { type: 'string' },
   at: { type: 'string' },
+  'before-migration': { type: 'string' },
+  migrations: { type: 'string' },
   to: { type: 'string' },
   force: { type: 'boolean' },
   'if-exists': { type: 'boolean' },
@@ -67,7 +69,7 @@ const OWN: Record<Command, readonly Flag[]> = {
   status: [],
   list: [],
   snapshot: [],
-  restore: ['seq', 'at', 'to', 'force', 'if-exists'],
+  restore: ['seq', 'at', 'before-migration', 'migrations', 'to', 'force', 'if-exists'],
   verify: ['all', 'seq', 'temp-dir'],
   'rebuild-manifest': ['dry-run', 'temp-dir'],
 };
@@ -136,9 +138,13 @@ export function parseCommandLine(argv: readonly string[]): ParsedArgs {
   if (global.container !== undefined && global.backupDir !== undefined) throw new UsageError('--container names an Azure container; it does not apply with --backup-dir.', command);
 
   if (command === 'restore') {
-    if (values.seq !== undefined && values.at !== undefined) throw new UsageError('restore takes --seq or --at, not both.', command);
-    const select: SnapshotSelector = values.seq !== undefined ? { seq: parseSeq(values.seq, command) } : values.at !== undefined ? { at: parseTime(values.at, command) } : { latest: true };
-    return { command, ...global, select, to: nonEmpty('to', values.to, command), force: values.force ?? false, ifExists: values['if-exists'] ?? false };
+    const given = [values.seq !== undefined && '--seq', values.at !== undefined && '--at', values['before-migration'] !== undefined && '--before-migration'].filter(Boolean);
+    if (given.length > 1) throw new UsageError(`restore takes one of --seq, --at and --before-migration; got ${given.join(' and ')}.`, command);
+    const beforeMigration = nonEmpty('before-migration', values['before-migration'], command);
+    const select: SnapshotSelector =
+      values.seq !== undefined ? { seq: parseSeq(values.seq, command) } : values.at !== undefined ? { at: parseTime(values.at, command) } : beforeMigration !== undefined ? { beforeMigration } : { latest: true };
+    const migrations = nonEmpty('migrations', values.migrations, command);
+    return { command, ...global, select, to: nonEmpty('to', values.to, command), force: values.force ?? false, ifExists: values['if-exists'] ?? false, ...(migrations !== undefined ? { migrations } : {}) };
   }
   if (command === 'verify') {
     if (values.seq !== undefined && values.all) throw new UsageError('verify takes --all or --seq, not both.', command);

@@ -4,7 +4,7 @@
  */
 import { SyncError } from '../errors.ts';
 import type { ObjectStore } from '../store/store.ts';
-import { MANIFEST_KEY, decodeManifest, selectSnapshot, type Manifest, type SnapshotEntry } from '../sync/manifest.ts';
+import { MANIFEST_KEY, decodeManifest, noMatch, selectSnapshot, type Manifest, type MigrationLookup, type SnapshotEntry } from '../sync/manifest.ts';
 import type { SnapshotSelector } from './args.ts';
 import type { CliContext } from './context.ts';
 
@@ -33,14 +33,10 @@ export async function readBackups(ctx: CliContext): Promise<RemoteState> {
 }
 
 /** The snapshots a selector names, newest first; a selector that matches nothing is a `CONFIG` error. */
-export function pick(manifest: Manifest, select: SnapshotSelector): SnapshotEntry[] {
+export function pick(manifest: Manifest, select: SnapshotSelector, location: string, journal?: MigrationLookup): SnapshotEntry[] {
   if ('all' in select) return [...manifest.snapshots];
   if ('latest' in select) return manifest.snapshots.slice(0, 1);
-  const found = selectSnapshot(manifest, select);
+  const found = selectSnapshot(manifest, select, journal);
   if (found) return [found];
-  const oldest = manifest.snapshots.at(-1)!;
-  const newest = manifest.snapshots[0]!;
-  const retained = `the store retains seq ${oldest.seq}..${newest.seq} (${oldest.createdAt} .. ${newest.createdAt}); run "list" to see them`;
-  if ('seq' in select) throw new SyncError('CONFIG', `No retained snapshot has seq ${select.seq}: ${retained}.`);
-  throw new SyncError('CONFIG', `No retained snapshot was taken at or before ${select.at.toISOString()}: ${retained}.`);
+  throw new SyncError('CONFIG', noMatch(manifest, select, location, journal));
 }

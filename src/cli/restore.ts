@@ -37,6 +37,8 @@ export interface RestoreOptions {
   force: boolean;
   /** Exit 0, changing nothing, when the store holds no snapshot or the target exists (without --force). */
   ifExists?: boolean;
+  /** drizzle-kit's migrations folder, naming a --before-migration by its tag. */
+  migrations?: string;
 }
 
 export async function restore(ctx: CliContext, options: RestoreOptions): Promise<number> {
@@ -71,7 +73,10 @@ async function restoreLocked(ctx: CliContext, options: RestoreOptions, target: s
     return 0;
   }
   const { manifest, leased } = remote;
-  const [entry] = pick(manifest, options.select);
+  // A migration named by its tag: the app's journal (--migrations, or drizzle-kit's default ./drizzle) says when it was made.
+  const folder = options.migrations ?? (existsSync(resolve('drizzle', 'meta', '_journal.json')) ? 'drizzle' : undefined);
+  const journal = 'beforeMigration' in options.select && folder !== undefined ? (await import('../migrations/journal.ts')).MigrationsJournal.read(folder) : undefined;
+  const [entry] = pick(manifest, options.select, ctx.store.location, journal);
   const isLatest = entry!.seq === manifest.seq;
   if (isDatabase && leased && existsSync(target)) {
     // Not on this file on this machine (its lock would have refused us): another machine, or another file.
@@ -99,7 +104,8 @@ async function restoreLocked(ctx: CliContext, options: RestoreOptions, target: s
   if (isDatabase && !isLatest) {
     out.line(
       `note: seq ${entry!.seq} is older than the store's latest (seq ${manifest.seq}): the library refuses to start on this file while ` +
-        `the store holds newer snapshots (DIVERGED). To roll the store itself back, use the library's restore: { seq: ${entry!.seq} } option.`,
+        `the store holds newer snapshots (DIVERGED). To roll the store itself back, use the library's restore: { seq: ${entry!.seq} } option` +
+        ('beforeMigration' in options.select ? ` (or restore: { beforeMigration: ${JSON.stringify(options.select.beforeMigration)} }).` : '.'),
     );
   }
   return 0;

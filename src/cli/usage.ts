@@ -34,6 +34,9 @@ const COMMANDS: Record<Command, { summary: string; flags?: string; details?: str
     summary: 'download a snapshot (default: the latest) into the database file; never writes the store',
     flags: `    --seq N              the snapshot with sequence number N
     --at TIME            the newest snapshot taken at or before TIME (ISO 8601, e.g. 2026-01-31T12:00:00Z)
+    --before-migration M the newest restore point whose schema precedes migration M (its journal tag,
+                         e.g. 0003_add_tags, or its hash as list shows it)
+    --migrations DIR     drizzle-kit's migrations folder, to name M by its tag (default ./drizzle if present)
     --to FILE            write FILE instead of the database file
     --force              replace the target file if it exists
     --if-exists          succeed (exit 0) when there is nothing to restore: the store holds no snapshot

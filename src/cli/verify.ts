@@ -50,7 +50,7 @@ function cleanupOnSignal(dir: string): () => void {
 export async function verify(ctx: CliContext, options: VerifyOptions): Promise<number> {
   const { out } = ctx;
   const { manifest } = await readBackups(ctx);
-  const entries = pick(manifest, options.select);
+  const entries = pick(manifest, options.select, ctx.store.location);
   const store = progressStore(ctx, entries);
   const dir = await mkdtemp(join(resolve(options.tempDir ?? tmpdir()), 'dlb-verify-'));
   const restoreSignals = cleanupOnSignal(dir);

@@ -18,6 +18,7 @@ import { lowerThreadPriority } from './thread-priority.ts';
 import type { ChunksResult, FromWorker, ToWorker, WorkerRequest, WorkerReply } from './worker-protocol.ts';
 import { scanVerdict, type ScanResult, type WalCursor } from './wal/changed-pages.ts';
 import { foldedAfter, pinnedScan, readWalIndex, scanFrames } from './wal/wal-scan.ts';
+import { readSchemaPosition, type SchemaPosition } from './schema-position.ts';
 
 // Only the local-file driver, loaded on first use: a worker that only decodes chunks never pays for it.
 type Libsql = typeof import('@libsql/client/sqlite3');
@@ -36,6 +37,16 @@ async function copyConsistently(dbPath: string, rawPath: string): Promise<void> 
     // Writers kept appending to the WAL while the copy held its read snapshot; fold it back here, off
     // the app's thread (otherwise the app's next commit runs that checkpoint and stalls for 100 ms+).
     await client.execute('PRAGMA wal_checkpoint(PASSIVE)');
+  } finally {
+    client.close();
+  }
+}
+
+/** The migration position of a file nobody writes (a full snapshot's copy). */
+async function schemaPositionOf(path: string, table: string): Promise<SchemaPosition> {
+  const client = (await loadLibsql()).createClient({ url: pathToFileURL(path).href });
+  try {
+    return await readSchemaPosition((sql, args) => client.execute({ sql, args: args ?? [] }), table);
   } finally {
     client.close();
   }
@@ -200,8 +211,9 @@ async function snapshotCopy(request: Extract<WorkerRequest, { op: 'snapshot' }>)
   await canonicalizeFileHeader(request.rawPath);
   const copiedAt = performance.now();
   try {
+    const schema = await schemaPositionOf(request.rawPath, request.migrationsTable);
     const result = await compressFile(request.rawPath, request.outPath, request.codec);
-    return { ok: true, ...result, firstStepMs: copiedAt - started, secondStepMs: performance.now() - copiedAt };
+    return { ok: true, ...result, schema, firstStepMs: copiedAt - started, secondStepMs: performance.now() - copiedAt };
   } finally {
     await unlink(request.rawPath).catch(() => undefined);
   }
@@ -311,7 +323,7 @@ async function readDelta(request: Extract<WorkerRequest, { op: 'delta' }>): Prom
     const { plain, pages } = deltaPayload(image.pageSize, image.pageCount, pgnos);
     await image.pages(pgnos, pages);
     const { stored, sha256 } = sealDelta(plain, request.keys);
-    const schema = await image.schemaPosition();
+    const schema = await image.schemaPosition(request.migrationsTable);
     return { ok: true, scan, start, delta: { stored, sha256, pages: pgnos.length, pageSize: image.pageSize, pageCount: image.pageCount, durationMs: performance.now() - started, schema } };
   } finally {
     // Folding is the checkpointer's: its folds are pinned at what the record has read.
@@ -339,6 +351,7 @@ async function snapshotChunks(request: ChunksRequest, job: Job): Promise<WorkerR
   }
   const image = await openPageImage(loadLibsql(), request.dbPath, request.chunkSize);
   let scan: ScanResult | undefined;
+  let schema: SchemaPosition;
   let touched: Set<number> | undefined;
   try {
     if (record) {
@@ -347,6 +360,7 @@ async function snapshotChunks(request: ChunksRequest, job: Job): Promise<WorkerR
       if (record.baseline && record.cursor && record.baseline.pageSize === image.pageSize && scanVerdict(record.cursor, scan).kind === 'apply') touched = touchedChunks(record.pages, scan, image, request.chunkSize, record.baseline.bytes);
       if (record.announce) parentPort!.postMessage({ id: job.id, pinned: { scan, start: start ?? null } } satisfies FromWorker);
     }
+    schema = await image.schemaPosition(request.migrationsTable);
   } catch (error) {
     await image.close({ fold: !record }).catch(() => undefined);
     throw error;
@@ -355,13 +369,6 @@ async function snapshotChunks(request: ChunksRequest, job: Job): Promise<WorkerR
   const yieldTo = request.yieldTo ? new Int32Array(request.yieldTo) : undefined;
   let readChunks = 0;
   const known = new Set(request.known);
-  let schema;
-  try {
-    schema = await image.schemaPosition();
-  } catch (error) {
-    await image.close({ fold: !record }).catch(() => undefined);
-    throw error;
-  }
   const spool = await open(request.spoolPath, 'w');
   const chunks: string[] = [];
   const fresh: ChunksResult['fresh'] = [];

@@ -38,7 +38,10 @@ export interface SnapshotEntry {
   sha256: string;
   compressedBytes: number;
   createdAt: string;
-  /** Where the database stands in drizzle's migration history at this restore point (none applied: absent). */
+  /**
+   * Where the database stands in drizzle's migration history at this restore point (none applied:
+   * NO_MIGRATIONS). Absent: not recorded (a restore point written before positions were).
+   */
   schema?: SchemaPosition;
   /** Set on the first snapshot after a point-in-time restore: which snapshot it rolled back to, and the request. */
   rolledBackTo?: { seq: number; target: string };
@@ -102,26 +105,69 @@ export function latestSnapshot(manifest: Manifest): SnapshotEntry | undefined {
   return manifest.snapshots[0];
 }
 
-/** Point-in-time target: the newest snapshot taken at or before `at`, or the one with sequence `seq`. */
-export type RestoreTarget = { at: Date | string } | { seq: number };
+/**
+ * Point-in-time target: the newest snapshot taken at or before `at`, the one with sequence `seq`, or
+ * the newest whose schema position precedes a migration (`beforeMigration`: its journal tag or hash).
+ */
+export type RestoreTarget = { at: Date | string } | { seq: number } | { beforeMigration: string };
+
+/** What names a migration's `created_at`: the app's migrations journal, when it gave its folder. */
+export interface MigrationLookup {
+  find(name: string): { when: number } | undefined;
+}
 
 /** A stable text for a target, recorded in the manifest so the same request is not replayed on every start. */
 export function describeTarget(target: RestoreTarget): string {
-  return 'seq' in target ? `seq:${target.seq}` : `at:${new Date(target.at).toISOString()}`;
+  if ('seq' in target) return `seq:${target.seq}`;
+  if ('beforeMigration' in target) return `before-migration:${target.beforeMigration}`;
+  return `at:${new Date(target.at).toISOString()}`;
 }
 
-/** Resolves a target against a manifest's history (newest first). Undefined if nothing matches. */
-export function selectSnapshot(manifest: Manifest, target: RestoreTarget): SnapshotEntry | undefined {
+/**
+ * A migration's `created_at` (the journal's `when`): from the app's journal if it holds it, else from
+ * the restore points whose position ends at it (their label's tag or hash, or a hash prefix of 8+).
+ */
+export function migrationTime(snapshots: readonly SnapshotEntry[], name: string, journal?: MigrationLookup): number | undefined {
+  const fromJournal = journal?.find(name)?.when;
+  if (fromJournal !== undefined) return fromJournal;
+  const named = snapshots.filter((s) => s.schema && s.schema.migrations > 0 && (s.schema.tag === name || s.schema.hash === name || (name.length >= 8 && s.schema.hash.startsWith(name))));
+  return named.length > 0 ? Math.min(...named.map((s) => s.schema!.createdAt)) : undefined;
+}
+
+/** Resolves a target against a manifest's history (newest first). Undefined if nothing matches (`noMatch` says why). */
+export function selectSnapshot(manifest: Manifest, target: RestoreTarget, journal?: MigrationLookup): SnapshotEntry | undefined {
   if ('seq' in target) return manifest.snapshots.find((s) => s.seq === target.seq);
   // Newest by its time, not by list order: a compaction's chunk set holds the file as of its pin, and is
   // listed after (published with) deltas taken meanwhile.
-  const at = new Date(target.at).getTime();
-  let best: SnapshotEntry | undefined;
-  for (const s of manifest.snapshots) {
-    const t = Date.parse(s.createdAt);
-    if (t <= at && (!best || t > Date.parse(best.createdAt))) best = s;
+  const newest = (eligible: (s: SnapshotEntry) => boolean) => {
+    let best: SnapshotEntry | undefined;
+    for (const s of manifest.snapshots) if (eligible(s) && (!best || Date.parse(s.createdAt) > Date.parse(best.createdAt))) best = s;
+    return best;
+  };
+  if ('beforeMigration' in target) {
+    const when = migrationTime(manifest.snapshots, target.beforeMigration, journal);
+    // Only restore points that recorded their position: one that did not may hold any schema.
+    return when === undefined ? undefined : newest((s) => s.schema !== undefined && s.schema.createdAt < when);
   }
-  return best;
+  const at = new Date(target.at).getTime();
+  return newest((s) => Date.parse(s.createdAt) <= at);
+}
+
+/** Why `selectSnapshot` found nothing for `target`, naming what the store retains. */
+export function noMatch(manifest: Manifest, target: RestoreTarget, location: string, journal?: MigrationLookup): string {
+  const oldest = manifest.snapshots.at(-1)!;
+  const retained = `${location} retains seq ${oldest.seq} (${oldest.createdAt}) to seq ${manifest.seq}; list them with \`npx drizzle-libsql-blob list\``;
+  if ('seq' in target) return `No retained snapshot has seq ${target.seq}: ${retained}.`;
+  if ('at' in target) return `No retained snapshot was taken at or before ${new Date(target.at).toISOString()}: ${retained}.`;
+  const name = target.beforeMigration;
+  if (migrationTime(manifest.snapshots, name, journal) === undefined) {
+    return (
+      `No migration named ${JSON.stringify(name)} is known: it is not in ${journal ? 'the migrations folder' : 'a migrations folder (none given)'} and no retained restore point's position ends at it. ` +
+      `Name it by its journal tag with the folder given (migrations.folder, or the CLI's --migrations), or by a tag or hash the "migrations" column of \`npx drizzle-libsql-blob list\` shows.`
+    );
+  }
+  const unlabelled = manifest.snapshots.filter((s) => s.schema === undefined).length;
+  return `No retained restore point precedes migration ${name}: ${retained}${unlabelled > 0 ? ` (${unlabelled} of them recorded no schema position, written by an older version: pick one by seq)` : ''}.`;
 }
 
 export interface RetentionPolicy {

@@ -204,6 +204,10 @@ interface SnapshotterOptions {
   gcGraceMs: number;
   /** Called just before the manifest write, so a crash right after it can be recognized at the next start. */
   beforePublish: (entry: SnapshotEntry) => void;
+  /** drizzle's migrations table, read for each restore point's schema position. */
+  migrationsTable: string;
+  /** Names a position in the app's migrations journal (its tag), when the app gave its folder. */
+  labelSchema?: (position: SchemaPosition) => SchemaPosition;
 }
 
 /**
@@ -335,6 +339,10 @@ export class Snapshotter {
   }
 
   /** Waits for the compaction running (if any) to have its chunks in the store; true if one is then ready to publish. */
+  #label(position: SchemaPosition): SchemaPosition {
+    return this.#o.labelSchema?.(position) ?? position;
+  }
+
   /** Waits for the deletions that follow the publishes so far (retention, garbage, leftovers) to be done. */
   settleTidy(): Promise<void> {
     return this.#tidying;
@@ -380,7 +388,7 @@ export class Snapshotter {
     const outPath = `${dbPath}.snap-${tag}.out`;
     let uploadedKey: string | undefined;
     try {
-      const copy = await runInWorker({ op: 'snapshot', dbPath, rawPath, outPath, codec });
+      const copy = await runInWorker({ op: 'snapshot', dbPath, rawPath, outPath, codec, migrationsTable: this.#o.migrationsTable });
       const head = await this.#resolveHead(state);
       const at = new Date().toISOString();
 
@@ -405,6 +413,7 @@ export class Snapshotter {
         sha256: copy.sha256,
         compressedBytes: copy.compressedBytes,
         createdAt: at,
+        schema: this.#label(copy.schema),
         ...(rolledBackTo ? { rolledBackTo } : {}),
       };
       const metadata = { sha256: copy.sha256, bytes: String(copy.rawBytes), seq: String(seq), generation, codec };
@@ -455,7 +464,7 @@ export class Snapshotter {
       // lost to an operator or a lifecycle rule is uploaded again instead of being referenced blindly).
       const stored = await this.#storedChunks();
       const known = await this.#knownChunks(previous, stored);
-      const { result, upTo, wholeFile } = await this.#readChunks({ dbPath, chunkSize, known: [...known.keys()], keys, spoolPath }, previous, rolledBackTo !== undefined);
+      const { result, upTo, wholeFile } = await this.#readChunks({ dbPath, chunkSize, known: [...known.keys()], keys, spoolPath, migrationsTable: this.#o.migrationsTable }, previous, rolledBackTo !== undefined);
       const record = this.#wal?.record;
       const at = new Date().toISOString();
       // Before the unchanged check: a re-uploaded lost chunk repairs every snapshot that references it.
@@ -470,7 +479,7 @@ export class Snapshotter {
       }
 
       const seq = Math.max(head?.manifest.seq ?? 0, state.seq) + 1;
-      const { index, indexBody, entry } = chunkSetOf(result, known, { seq, generation: state.generation, createdAt: at, chunkSize, keys, ...(rolledBackTo ? { rolledBackTo } : {}) });
+      const { index, indexBody, entry } = chunkSetOf(result, known, { seq, generation: state.generation, createdAt: at, chunkSize, keys, schema: this.#label(result.schema), ...(rolledBackTo ? { rolledBackTo } : {}) });
       indexKey = entry.key;
       await store.uploadBuffer(indexKey, indexBody);
       this.#indexes.set(indexKey, index);
@@ -510,7 +519,7 @@ export class Snapshotter {
       if (plan.kind !== 'delta') return undefined;
       // A level-1 delta carries every page since its parent (the level-0 deltas' pages again).
       const pages = plan.level === 1 ? record!.pagesSinceLevel() : record!.pagesUpTo(Number.POSITIVE_INFINITY);
-      op = await runInWorker({ op: 'delta', dbPath, keys, record: { cursor: { ...record!.cursor }, pages } });
+      op = await runInWorker({ op: 'delta', dbPath, keys, record: { cursor: { ...record!.cursor }, pages }, migrationsTable: this.#o.migrationsTable });
       upTo = recordScan(wal, op.scan, op.start);
     } finally {
       leave();
@@ -534,7 +543,7 @@ export class Snapshotter {
     }
     const seq = Math.max(head.manifest.seq, state.seq) + 1;
     const generation = state.generation;
-    const entry = deltaEntryOf(delta, { seq, generation, parent: parent.key, base: base.key, createdAt: at, keys });
+    const entry = deltaEntryOf(delta, { seq, generation, parent: parent.key, base: base.key, createdAt: at, keys, schema: this.#label(delta.schema) });
     let key: string | undefined = entry.key;
     try {
       await store.uploadBuffer(key, Buffer.from(delta.stored.buffer, delta.stored.byteOffset, delta.stored.byteLength));
@@ -601,7 +610,7 @@ export class Snapshotter {
       let pinned!: () => void;
       const pin = new Promise<void>((resolve) => (pinned = resolve));
       const job = startWorkerJob(
-        { op: 'chunks', dbPath, chunkSize, known: [...known.keys()], keys, spoolPath, record: chunksRecord, yieldTo: this.#foreground.buffer as SharedArrayBuffer },
+        { op: 'chunks', dbPath, chunkSize, known: [...known.keys()], keys, spoolPath, record: chunksRecord, yieldTo: this.#foreground.buffer as SharedArrayBuffer, migrationsTable: this.#o.migrationsTable },
         {
           onPinned: ({ scan, start }) => {
             compaction.at = new Date().toISOString();
@@ -660,7 +669,7 @@ export class Snapshotter {
       if (!record || plan.kind !== 'delta' || plan.base.key !== compaction.baseline || record.watchedFrom !== compaction.upTo) drop = plan.kind === 'delta' ? "the record no longer follows the compaction's base" : 'why' in plan ? plan.why : 'deltas are off';
       else if (pages.length * pageSize > MAX_DELTA_PAGE_BYTES) drop = 'the pages changed since its pin are too many for one delta';
       else {
-        op = await runInWorker({ op: 'delta', dbPath, keys, record: { cursor: { ...record.cursor }, pages } });
+        op = await runInWorker({ op: 'delta', dbPath, keys, record: { cursor: { ...record.cursor }, pages }, migrationsTable: this.#o.migrationsTable });
         upTo = recordScan(wal, op.scan, op.start);
       }
     } finally {
@@ -677,9 +686,9 @@ export class Snapshotter {
     const generation = state.generation;
     const seq = Math.max(head.manifest.seq, state.seq) + 1;
     // Its restore point is the file as of the pin, older than the deltas published meanwhile.
-    const { index, indexBody, entry: chunkSet } = chunkSetOf(result, known, { seq, generation, createdAt: compaction.at, chunkSize, keys });
+    const { index, indexBody, entry: chunkSet } = chunkSetOf(result, known, { seq, generation, createdAt: compaction.at, chunkSize, keys, schema: this.#label(result.schema) });
     const delta = op.delta;
-    const bridge = delta.pages === 0 ? undefined : deltaEntryOf(delta, { seq: seq + 1, generation, parent: chunkSet.key, base: chunkSet.key, createdAt: at, keys });
+    const bridge = delta.pages === 0 ? undefined : deltaEntryOf(delta, { seq: seq + 1, generation, parent: chunkSet.key, base: chunkSet.key, createdAt: at, keys, schema: this.#label(delta.schema) });
     const unpublished = [chunkSet.key, ...(bridge ? [bridge.key] : [])];
     try {
       await store.uploadBuffer(chunkSet.key, indexBody);
@@ -751,7 +760,7 @@ export class Snapshotter {
    * too, and stay recorded: an upload then carries them twice, never misses them).
    */
   async #readChunks(
-    request: { dbPath: string; chunkSize: number; known: string[]; keys: ChunkKeys | undefined; spoolPath: string },
+    request: { dbPath: string; chunkSize: number; known: string[]; keys: ChunkKeys | undefined; spoolPath: string; migrationsTable: string },
     snapshots: readonly SnapshotEntry[],
     rollingBack: boolean,
   ): Promise<{ result: ChunksResult; upTo: number; wholeFile: boolean }> {
@@ -1031,9 +1040,9 @@ export interface KnownChunk {
 function chunkSetOf(
   result: ChunksResult,
   known: ReadonlyMap<string, KnownChunk>,
-  at: { seq: number; generation: string; createdAt: string; chunkSize: number; keys: ChunkKeys | undefined; rolledBackTo?: SnapshotEntry['rolledBackTo'] },
+  at: { seq: number; generation: string; createdAt: string; chunkSize: number; keys: ChunkKeys | undefined; schema: SchemaPosition; rolledBackTo?: SnapshotEntry['rolledBackTo'] },
 ): { index: ChunkIndex; indexBody: Buffer; entry: SnapshotEntry } {
-  const { seq, generation, createdAt, chunkSize, keys, rolledBackTo } = at;
+  const { seq, generation, createdAt, chunkSize, keys, schema, rolledBackTo } = at;
   const fresh = new Map<string, KnownChunk>(result.fresh.map((f) => [f.address, { size: f.length, digest: f.digest }]));
   const described = result.chunks.map((a) => fresh.get(a) ?? known.get(a)!);
   const storedSizes = described.map((c) => c.size);
@@ -1051,7 +1060,7 @@ function chunkSetOf(
     compressedBytes: storedSizes.reduce((a, b) => a + b, 0),
     createdAt,
     ...(keys ? { keyId: keys.keyId } : {}),
-    ...(result.schema ? { schema: result.schema } : {}),
+    schema,
     ...(rolledBackTo ? { rolledBackTo } : {}),
   };
   return { index, indexBody, entry };
@@ -1060,9 +1069,9 @@ function chunkSetOf(
 /** The manifest entry of a page delta a 'delta' op built, extending `parent` on the chunk set `base`. */
 function deltaEntryOf(
   delta: NonNullable<DeltaResult['delta']>,
-  at: { seq: number; generation: string; parent: string; base: string; createdAt: string; keys: ChunkKeys | undefined },
+  at: { seq: number; generation: string; parent: string; base: string; createdAt: string; keys: ChunkKeys | undefined; schema: SchemaPosition },
 ): SnapshotEntry {
-  const { seq, generation, parent, base, createdAt, keys } = at;
+  const { seq, generation, parent, base, createdAt, keys, schema } = at;
   return {
     seq,
     generation,
@@ -1077,7 +1086,7 @@ function deltaEntryOf(
     compressedBytes: delta.stored.byteLength,
     createdAt,
     ...(keys ? { keyId: keys.keyId } : {}),
-    ...(delta.schema ? { schema: delta.schema } : {}),
+    schema,
   };
 }
 

@@ -12,7 +12,7 @@ import type { RestoreVerify, Role } from '../config.ts';
 import type { SyncLogger } from '../log.ts';
 import type { LeaseGrant, ObjectStore, SmallObject } from '../store/store.ts';
 import { changedOutside, newGeneration, type Position, type Sidecar, type SidecarState } from '../local/sidecar.ts';
-import { describeTarget, latestSnapshot, selectSnapshot, type Manifest, type RestoreTarget, type SnapshotEntry } from './manifest.ts';
+import { describeTarget, latestSnapshot, noMatch, selectSnapshot, type Manifest, type MigrationLookup, type RestoreTarget, type SnapshotEntry } from './manifest.ts';
 import { DECODE_HERE_BYTES, checkDatabase, downloadFirstVerifying, installFile, markWalMode, readHead, syncFile, type RemoteHead, type RestoreMode, type SkippedSnapshot } from './restore.ts';
 import { warmWorkers } from './run-in-worker.ts';
 import type { ChunkKeys } from './chunks/encryption.ts';
@@ -66,6 +66,8 @@ export interface StartupOptions {
   previous: SidecarState | null;
   /** Absent for role 'replica'. */
   lease: WriterLease | undefined;
+  /** The app's migrations journal (migrations.folder), naming the migration of a `beforeMigration` target. */
+  journal?: MigrationLookup;
 }
 
 /** Counts schema objects; zero means the file holds nothing worth keeping. */
@@ -182,7 +184,7 @@ export async function startUp(options: StartupOptions): Promise<StartupResult> {
   }
 
   const manifest = head!.manifest;
-  const candidates = decision.rollback ? olderFrom(manifest, options.target!, store.location) : manifest.snapshots;
+  const candidates = decision.rollback ? olderFrom(manifest, options.target!, store.location, options.journal) : manifest.snapshots;
   const verify = options.verify;
   const before = verify === 'before-open';
   // A local file being replaced may hold most chunks of the snapshot already (a restart on the same disk).
@@ -255,14 +257,8 @@ function alreadyRolledBack(manifest: Manifest, target: RestoreTarget): boolean {
 }
 
 /** The target snapshot and everything older (fallback candidates), newest first. */
-function olderFrom(manifest: Manifest, target: RestoreTarget, location: string): SnapshotEntry[] {
-  const chosen = selectSnapshot(manifest, target);
-  if (!chosen) {
-    const oldest = manifest.snapshots.at(-1)!;
-    throw new SyncError(
-      'CONFIG',
-      `No retained snapshot in ${location} matches ${describeTarget(target)}: the store keeps seq ${oldest.seq} (${oldest.createdAt}) to seq ${manifest.seq}. List them with \`npx drizzle-libsql-blob list\`.`,
-    );
-  }
+function olderFrom(manifest: Manifest, target: RestoreTarget, location: string, journal: MigrationLookup | undefined): SnapshotEntry[] {
+  const chosen = selectSnapshot(manifest, target, journal);
+  if (!chosen) throw new SyncError('CONFIG', `restore ${describeTarget(target)}: ${noMatch(manifest, target, location, journal)}`);
   return manifest.snapshots.slice(manifest.snapshots.indexOf(chosen));
 }

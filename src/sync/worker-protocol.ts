@@ -28,7 +28,7 @@ export interface ChunksPinned {
 
 export type WorkerRequest =
   /** VACUUM INTO, then compress and hash. */
-  | { op: 'snapshot'; dbPath: string; rawPath: string; outPath: string; codec: Codec }
+  | { op: 'snapshot'; dbPath: string; rawPath: string; outPath: string; codec: Codec; migrationsTable: string }
   /**
    * Decode compressed chunks streamed in as `WorkerInput` messages into `path`, hashing as it goes,
    * then verify sizes and sha256 against the manifest, fsync (`fsync`) and run PRAGMA quick_check
@@ -40,14 +40,14 @@ export type WorkerRequest =
    * and encode (compress, seal) into `spoolPath` those whose address is not in `known`. `yieldTo` (a
    * compaction's): before each chunk, wait up to 50 ms while its Int32 is not 0 (an upload in the foreground).
    */
-  | { op: 'chunks'; dbPath: string; chunkSize: number; known: string[]; keys: ChunkKeys | undefined; spoolPath: string; record?: ChunksRecord; yieldTo?: SharedArrayBuffer }
+  | { op: 'chunks'; dbPath: string; chunkSize: number; known: string[]; keys: ChunkKeys | undefined; spoolPath: string; record?: ChunksRecord; yieldTo?: SharedArrayBuffer; migrationsTable: string }
   /**
    * A page delta (src/sync/chunks/delta-codec.ts): under one read transaction, read the WAL past the
    * record's cursor, then the pages the record names plus those the scan found, as that transaction
    * sees them, and encode them. No delta when the scan does not continue the record (the caller then
    * reads the whole file).
    */
-  | { op: 'delta'; dbPath: string; keys: ChunkKeys | undefined; record: { cursor: WalCursor; pages: number[] } }
+  | { op: 'delta'; dbPath: string; keys: ChunkKeys | undefined; record: { cursor: WalCursor; pages: number[] }; migrationsTable: string }
   /**
    * Copy `base` (a local file, e.g. the replica's current database) to `path`, cut it to `bytes`, and
    * say which chunk indexes already hold their address (each one hashed): a catch-up downloads only the rest.
@@ -92,19 +92,20 @@ export interface ChunksResult extends CodecResult {
   /** Chunks read from the database (the rest kept the baseline's address); equal to chunks.length for a whole-file read. */
   readChunks: number;
   /** The image's place in drizzle's migration history. */
-  schema: SchemaPosition | null;
+  schema: SchemaPosition;
 }
 
 /** What a 'delta' op read: the scan and start (as a 'chunks' op's), and the delta unless the scan broke the record. */
 export interface DeltaResult {
   scan: ScanResult;
   start: { salt: string; frame: number } | null;
-  delta?: { stored: Uint8Array; sha256: string; pages: number; pageSize: number; pageCount: number; durationMs: number; schema: SchemaPosition | null };
+  delta?: { stored: Uint8Array; sha256: string; pages: number; pageSize: number; pageCount: number; durationMs: number; schema: SchemaPosition };
 }
 
 /** Each op's successful reply (without `ok`). */
 export interface WorkerResults {
-  snapshot: StepTimes & CodecResult;
+  /** `schema`: the copy's place in drizzle's migration history. */
+  snapshot: StepTimes & CodecResult & { schema: SchemaPosition };
   restore: StepTimes & CodecResult;
   chunks: StepTimes & ChunksResult;
   delta: DeltaResult;

@@ -84,7 +84,7 @@ test('a writer on a replaced (fresh, empty) manifest deletes none of the objects
     await lease.acquire();
     const head = await readHead(store);
     const snapshotter = new Snapshotter(
-      { store, dbPath, codec: 'lz4', retention: { count: 1, maxAgeMs: Infinity }, log: silent, lease, mode: 'incremental', chunkSize: 65_536, maxDeltas: 0, keys: undefined, gcGraceMs: 0, beforePublish: () => undefined },
+      { store, dbPath, codec: 'lz4', retention: { count: 1, maxAgeMs: Infinity }, log: silent, lease, mode: 'incremental', chunkSize: 65_536, maxDeltas: 0, keys: undefined, gcGraceMs: 0, beforePublish: () => undefined, migrationsTable: '__drizzle_migrations' },
       head,
     );
     const state = { format: 1 as const, store: store.location, generation: newGeneration(), seq: 0, dirty: true, fingerprint: null };

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createClient } from '@libsql/client';
-import { describeSchemaPosition, readSchemaPosition } from '../../src/sync/schema-position.ts';
+import { NO_MIGRATIONS, describeSchemaPosition, readSchemaPosition } from '../../src/sync/schema-position.ts';
 import { decodeManifest, encodeManifest, type Manifest } from '../../src/sync/manifest.ts';
 import { isSyncError } from '../../src/errors.ts';
 
@@ -10,12 +10,15 @@ test('readSchemaPosition: none without the table or rows; else the count and the
   const client = createClient({ url: ':memory:' });
   const execute = (sql: string, args: Array<string | number> = []) => client.execute({ sql, args });
   try {
-    assert.equal(await readSchemaPosition(execute), null, 'no table');
+    assert.deepEqual(await readSchemaPosition(execute), NO_MIGRATIONS, 'no table');
     await client.execute('CREATE TABLE "__drizzle_migrations" (id INTEGER PRIMARY KEY AUTOINCREMENT, hash text NOT NULL, created_at numeric)');
-    assert.equal(await readSchemaPosition(execute), null, 'no row');
+    assert.deepEqual(await readSchemaPosition(execute), NO_MIGRATIONS, 'no row');
     await client.execute("INSERT INTO __drizzle_migrations (hash, created_at) VALUES ('aa', 200), ('bb', 100)");
     assert.deepEqual(await readSchemaPosition(execute), { migrations: 2, hash: 'aa', createdAt: 200 }, 'the last by created_at, not by id');
-    assert.equal(await readSchemaPosition(execute, 'other_table'), null, 'another table name');
+    assert.deepEqual(await readSchemaPosition(execute, 'other_table'), NO_MIGRATIONS, 'another table name');
+    await client.execute('CREATE TABLE "my ""migrations" (id INTEGER PRIMARY KEY AUTOINCREMENT, hash text NOT NULL, created_at numeric)');
+    await client.execute(`INSERT INTO "my ""migrations" (hash, created_at) VALUES ('cc', 300)`);
+    assert.deepEqual(await readSchemaPosition(execute, 'my "migrations'), { migrations: 1, hash: 'cc', createdAt: 300 }, 'a table name that needs quoting');
   } finally {
     client.close();
   }
@@ -29,4 +32,9 @@ test('a manifest entry schema position: round trip; a malformed one is SNAPSHOT_
   assert.throws(() => decodeManifest(bad, 'here'), (e: unknown) => isSyncError(e, 'SNAPSHOT_CORRUPT') && /schema position/.test((e as Error).message));
   assert.equal(describeSchemaPosition(entry.schema), '3 (abcdef01)');
   assert.equal(describeSchemaPosition(undefined), '-');
+  assert.equal(describeSchemaPosition(NO_MIGRATIONS), '0');
+  assert.equal(describeSchemaPosition({ ...entry.schema, tag: '0003_add_tags' }), '3 0003_add_tags');
+  assert.deepEqual(decodeManifest(encodeManifest({ ...manifest, snapshots: [{ ...entry, schema: NO_MIGRATIONS }] }), 'here').snapshots[0]!.schema, NO_MIGRATIONS, 'none applied round-trips');
+  const badTag = Buffer.from(JSON.stringify({ ...manifest, snapshots: [{ ...entry, schema: { ...entry.schema, tag: 3 } }] }));
+  assert.throws(() => decodeManifest(badTag, 'here'), (e: unknown) => isSyncError(e, 'SNAPSHOT_CORRUPT'));
 });

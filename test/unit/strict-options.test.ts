@@ -60,7 +60,7 @@ test('the top-level key list is every key of DrizzleBlobConfig (drizzle\'s own i
   const all: Record<keyof DrizzleBlobConfig, true> = Object.fromEntries(TOP_LEVEL_OPTION_KEYS.map((key) => [key, true])) as Record<keyof DrizzleBlobConfig, true>;
   const expected: { [K in keyof Required<DrizzleBlobConfig>]: true } = {
     connection: true, store: true, snapshot: true, restore: true, verify: true, role: true, lease: true, replica: true, shutdown: true, retry: true,
-    log: true, synchronous: true, metrics: true, encryption: true, logger: true, schema: true, casing: true, cache: true,
+    log: true, synchronous: true, metrics: true, encryption: true, migrations: true, logger: true, schema: true, casing: true, cache: true,
   };
   assert.deepEqual(Object.keys(all).sort(), Object.keys(expected).sort());
   assert.deepEqual([...DRIZZLE_OPTION_KEYS].sort(), ['cache', 'casing', 'logger', 'schema']);

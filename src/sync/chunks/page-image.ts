@@ -21,7 +21,7 @@ export interface PageImage {
   /** One chunk, read on its own (a snapshot that follows the change reads only the chunks it touched). */
   chunk(index: number): Promise<Buffer>;
   /** Where the database stands in drizzle's migration history, as the read transaction sees it. */
-  schemaPosition(): Promise<SchemaPosition | null>;
+  schemaPosition(table: string): Promise<SchemaPosition>;
   /** These pages (1-based, ascending), as the read transaction sees them, end to end (into `into` when given); page 1 in canonical form. */
   pages(pgnos: Uint32Array, into?: Buffer): Promise<Buffer>;
   /**
@@ -106,7 +106,7 @@ export async function openPageImage(libsql: Promise<LibsqlModule>, dbPath: strin
     async function* chunks(): AsyncGenerator<{ index: number; data: Buffer }> {
       for (let index = 0; index < chunkCount; index++) yield { index, data: await chunk(index) };
     }
-    const schemaPosition = () => readSchemaPosition((sql, args) => tx.execute({ sql, args: args ?? [] }));
+    const schemaPosition = (table: string) => readSchemaPosition((sql, args) => tx.execute({ sql, args: args ?? [] }), table);
     return { pageSize, pageCount, bytes: pageCount * pageSize, chunkCount, chunks, chunk, pages, schemaPosition, close };
   } catch (error) {
     await close().catch(() => undefined);
