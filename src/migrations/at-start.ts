@@ -39,7 +39,10 @@ export async function checkSchema(
   o: { dbPath: string; table: string; ifAhead: 'reject' | 'start'; log: SyncLogger; manifest: Manifest | undefined },
 ): Promise<SchemaCheck> {
   const applied = await readApplied(client, o.table);
-  const position = journal.label(await readSchemaPosition((sql, args) => client.execute({ sql, args: args ?? [] }), o.table));
+  const read = journal.label(await readSchemaPosition((sql, args) => client.execute({ sql, args: args ?? [] }), o.table));
+  // A migration this folder does not know may still have its tag in the store's labels (the newer code knew it).
+  const storeTag = read.tag ?? o.manifest?.snapshots.find((s) => s.schema?.tag && s.schema.createdAt === read.createdAt && s.schema.hash === read.hash)?.schema?.tag;
+  const position = storeTag ? { ...read, tag: storeTag } : read;
   const verdict = schemaVerdict(applied, journal.entries);
   const folderEnd = journal.last ? `migration ${journal.entries.length} (${journal.last.tag})` : 'no migration';
   if (verdict.kind === 'ahead') {

@@ -36,8 +36,8 @@ test('every restore point records the migrations applied (count, last hash and c
     try {
       await db.run(sql`CREATE TABLE plain (id INTEGER PRIMARY KEY)`);
       await db.$sync.flush();
-      assert.equal((await readManifest(store)).snapshots[0]!.schema, undefined, 'no migration table: no position');
-      assert.equal(db.$sync.status().lastSnapshot?.schema, null);
+      assert.deepEqual((await readManifest(store)).snapshots[0]!.schema, { migrations: 0, hash: '', createdAt: 0 }, 'no migration table: none applied, recorded as such');
+      assert.deepEqual(db.$sync.status().lastSnapshot?.schema, { migrations: 0, hash: '', createdAt: 0 });
 
       await migrate(db, { migrationsFolder: folder });
       const one = (await db.$sync.flush())!;

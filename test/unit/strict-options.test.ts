@@ -126,7 +126,7 @@ test('resolveSyncConfig: a wrong value type is CONFIG naming the key and what it
     [{ log: { info() {} } }, /^log must be false or a pino-compatible logger/],
     [{ store: './backups' }, /^store must be a snapshot store made by azureBlobStore/],
     [{ connection: 5 }, /^connection must be an object such as \{ url: "file:\.\/data\/app\.db" \}; got 5\.$/],
-    [{ restore: { at: 'x', seq: 1 } }, /^restore takes \{ at \} or \{ seq \}, not both/],
+    [{ restore: { at: 'x', seq: 1 } }, /^restore takes one of \{ at \}, \{ seq \} or \{ beforeMigration \}; got at and seq/],
   ];
   for (const [extra, message] of table) assert.match(refusal({ ...base, ...extra }).message, message, JSON.stringify(extra));
   assert.match(refusal(5).message, /^drizzle\(\) takes one options object/);
