@@ -294,6 +294,49 @@ console.log('serving ' + JSON.stringify(rows.map((r) => r.body)));
       assert.equal(manifestSeq(), 1, 'nothing changed: nothing uploaded');
     });
 
+    test('plain node: migrations { folder, apply: true } migrates and labels restore points; old code on the newer schema is SCHEMA_AHEAD; npx restore --before-migration gives the old schema', async () => {
+      const dir = join(app, 'migrations-option');
+      await mkdir(dir);
+      await cp(join(REPO, 'test/fixtures/migrations'), join(dir, 'one'), { recursive: true });
+      await cp(join(REPO, 'test/fixtures/migrations'), join(dir, 'two'), { recursive: true });
+      await writeFile(join(dir, 'two', '0001_tags.sql'), 'ALTER TABLE `notes` ADD `tags` text;');
+      const journal = JSON.parse(readFileSync(join(dir, 'two', 'meta', '_journal.json'), 'utf8')) as { entries: Array<{ when: number; tag: string }> };
+      journal.entries.push({ ...journal.entries[0]!, idx: 1, when: journal.entries[0]!.when + 1000, tag: '0001_tags' } as never);
+      await writeFile(join(dir, 'two', 'meta', '_journal.json'), JSON.stringify(journal));
+      await writeFile(
+        join(dir, 'start.mjs'),
+        `import { drizzle, directoryStore, findSyncError } from 'drizzle-libsql-blob';
+const folder = process.argv[2];
+try {
+  const db = await drizzle({ connection: { url: 'file:./data/app.db' }, store: directoryStore({ dir: './backups' }), log: false, shutdown: { signals: false }, migrations: { folder, apply: true } });
+  await db.run("INSERT INTO notes (body) VALUES ('from ' || '" + folder + "')");
+  await db.$sync.flush();
+  const schema = db.$sync.status().lastSnapshot?.schema ?? null;
+  await db.$sync.close();
+  console.log(JSON.stringify({ schema }));
+} catch (error) {
+  console.log(JSON.stringify({ code: findSyncError(error)?.code ?? null, message: String(error) }));
+}
+`,
+      );
+      const start = async (folder: string) => {
+        const result = await run(process.execPath, ['start.mjs', folder], dir);
+        ok(result, `start.mjs ${folder}`);
+        return JSON.parse(result.stdout.trim().split('\n').at(-1)!) as { schema?: { migrations: number; tag?: string }; code?: string; message?: string };
+      };
+      assert.deepEqual((await start('./one')).schema?.tag, '0000_init');
+      const two = await start('./two');
+      assert.deepEqual([two.schema?.migrations, two.schema?.tag], [2, '0001_tags']);
+      const old = await start('./one');
+      assert.equal(old.code, 'SCHEMA_AHEAD', old.message);
+      assert.match(old.message!, /migration 2 \(0001_tags/);
+      const restored = await run('npx', ['--no', '--', 'drizzle-libsql-blob', 'restore', '--backup-dir', './backups', '--db', './wiped/app.db', '--before-migration', '0001_tags', '--migrations', './two'], dir);
+      ok(restored, 'drizzle-libsql-blob restore --before-migration');
+      const columns = await run(process.execPath, ['--input-type=module', '-e', "import { createClient } from '@libsql/client'; const c = createClient({ url: 'file:./wiped/app.db' }); console.log(JSON.stringify((await c.execute('PRAGMA table_info(notes)')).rows.map((r) => r[1]))); c.close();"], dir);
+      ok(columns, 'read the restored file');
+      assert.deepEqual(JSON.parse(columns.stdout.trim()), ['id', 'body'], 'the schema before 0001_tags');
+    });
+
     test('npm ls --omit=dev: no fastify, one drizzle-orm', async () => {
       const result = await npm(['ls', '--omit=dev', '--all'], app);
       ok(result, 'npm ls');
