@@ -74,6 +74,10 @@ async function quickCheck(path: string): Promise<void> {
   }
 }
 
+/** Idle time after which a worker runs a full collection (see the reply's handler). */
+const IDLE_FULL_GC_MS = 100;
+let idleCollection: NodeJS.Timeout | undefined;
+
 const BACKGROUND_OPS: ReadonlySet<WorkerRequest['op']> = new Set(['snapshot', 'chunks']);
 
 /** One request's streamed input and how to answer it. */
@@ -539,9 +543,14 @@ parentPort!.on('message', (message: ToWorker) => {
         } catch {
           parentPort!.postMessage({ id: message.id, reply } satisfies FromWorker); // not transferable after all: copied
         }
-        // The worker outlives its jobs: a full collection once idle (a few ms, after the reply) returns
-        // what the jobs left to the system, so an idle pool stays small.
-        if (running.size === 0) setImmediate(() => running.size === 0 && collectGarbage('major'));
+        // The worker outlives its jobs: a young collection once idle (under a ms), and a full one (10-20
+        // ms) once it has been idle IDLE_FULL_GC_MS, return what the jobs left (their closed connections'
+        // descriptors included) without a full collection between the jobs of a busy stream of deltas.
+        if (running.size === 0) setImmediate(() => running.size === 0 && collectGarbage('minor'));
+        if (running.size === 0) {
+          clearTimeout(idleCollection);
+          idleCollection = setTimeout(() => running.size === 0 && collectGarbage('major'), IDLE_FULL_GC_MS);
+        }
       });
     return;
   }

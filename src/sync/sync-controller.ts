@@ -672,7 +672,7 @@ export class SyncController implements CommitHooks, SyncHandle {
       // Let writes already queued or in a transaction finish; later ones are refused by admitWrite.
       const release = await within(client ? client.writeLock.acquire() : Promise.resolve(() => {}));
       release();
-      await within(this.flush());
+      await within(this.#flushUploads()); // the deletions after it are waited for below
     } catch (error) {
       finalError = error;
     }

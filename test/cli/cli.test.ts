@@ -333,7 +333,7 @@ describe('cli usage and failures', () => {
       [['list', '--bogus'], /^error: unknown option --bogus\./],
       [[], /^error: missing command/],
       [['frobnicate'], /^error: unknown command "frobnicate"/],
-      [['restore', '--seq', '1', '--at', '2026-01-01T00:00:00Z'], /^error: restore takes --seq or --at, not both\./],
+      [['restore', '--seq', '1', '--at', '2026-01-01T00:00:00Z'], /^error: restore takes one of --seq, --at and --before-migration; got --seq and --at\./],
       [['restore', '--seq', 'latest'], /^error: --seq must be a snapshot sequence number/],
       [['restore', '--at', 'yesterday'], /^error: --at must be an ISO 8601 time/],
       [['list', '--force'], /^error: --force does not apply to list\./],

@@ -64,8 +64,11 @@ async function writeHistory(store: SnapshotStore, dbPath: string, modes: Array<'
   return { snapshots, manifest: await readManifest(store) };
 }
 
-/** What a rebuild can recover of an entry: everything but the creation time (it becomes the object's last-modified time). */
-const recoverable = ({ createdAt: _createdAt, ...rest }: SnapshotEntry) => rest;
+/**
+ * What a rebuild can recover of an entry: everything but the creation time (it becomes the object's
+ * last-modified time) and the schema position (recorded in the manifest only: a rebuilt entry has none).
+ */
+const recoverable = ({ createdAt: _createdAt, schema: _schema, ...rest }: SnapshotEntry) => rest;
 
 describe('rebuild-manifest against Azurite', () => {
   const ctx = useAzuriteAndTempDir('rebuild');
