@@ -254,7 +254,7 @@ async function openLocked<TSchema extends Record<string, unknown>>(start: Locked
     !started.pending &&
     latest !== undefined &&
     (started.restoredFrom ? started.restoredFrom.key === latest.key && !started.rolledBackTo : started.decision.action === 'keep' && typeof position === 'object' && position.seq === latest.seq && position.generation === latest.generation);
-  if (writer && heldLatest) await writer.seedRecord(latest);
+  if (writer && heldLatest) writer.seedRecord(latest);
   const startAs = writer
     ? { writer, lease: lease! }
     : {

@@ -303,9 +303,9 @@ export function touchedChunks(pages: readonly number[], scan: ScanResult, image:
  * a WAL a checkpoint folded before the record began (or before this pin) may restart at the next
  * commit, and the record then expects the next generation instead of calling that restart foreign.
  */
-async function pinnedFold(dbPath: string, scan: ScanResult): Promise<ScanResult> {
+function pinnedFold(dbPath: string, scan: ScanResult): ScanResult {
   if (scan.broken || scan.salt === '') return scan;
-  return { ...scan, folded: foldedAfter(scan, await readWalIndex(dbPath)) };
+  return { ...scan, folded: foldedAfter(scan, readWalIndex(dbPath)) };
 }
 
 /**
@@ -315,11 +315,11 @@ async function pinnedFold(dbPath: string, scan: ScanResult): Promise<ScanResult>
  */
 async function readDelta(request: Extract<WorkerRequest, { op: 'delta' }>): Promise<WorkerReply> {
   const started = performance.now();
-  const index = await readWalIndex(request.dbPath);
+  const index = readWalIndex(request.dbPath);
   const start = index && index !== 'unstable' ? { salt: index.salt.toString('hex'), frame: index.mxFrame } : null;
   const image = await openPageImage(loadLibsql(), request.dbPath, 1 << 20);
   try {
-    const scan = await pinnedFold(request.dbPath, await scanFrames(request.dbPath, request.record.cursor));
+    const scan = pinnedFold(request.dbPath, scanFrames(request.dbPath, request.record.cursor));
     if (scanVerdict(request.record.cursor, scan).kind !== 'apply') return { ok: true, scan, start };
     const wanted = new Set(request.record.pages);
     for (const [p] of scan.pages) wanted.add(p);
@@ -350,7 +350,7 @@ async function snapshotChunks(request: ChunksRequest, job: Job): Promise<WorkerR
   const record = request.record;
   let start: { salt: string; frame: number } | null | undefined;
   if (record) {
-    const index = await readWalIndex(request.dbPath);
+    const index = readWalIndex(request.dbPath);
     start = index && index !== 'unstable' ? { salt: index.salt.toString('hex'), frame: index.mxFrame } : null;
   }
   const image = await openPageImage(loadLibsql(), request.dbPath, request.chunkSize);
@@ -360,7 +360,7 @@ async function snapshotChunks(request: ChunksRequest, job: Job): Promise<WorkerR
   try {
     if (record) {
       const cursor: WalCursor = record.cursor ?? { salt: start?.salt ?? '', frame: start?.frame ?? 0, base: 0, folded: false };
-      scan = await pinnedFold(request.dbPath, await scanFrames(request.dbPath, cursor));
+      scan = pinnedFold(request.dbPath, scanFrames(request.dbPath, cursor));
       if (record.baseline && record.cursor && record.baseline.pageSize === image.pageSize && scanVerdict(record.cursor, scan).kind === 'apply') touched = touchedChunks(record.pages, scan, image, request.chunkSize, record.baseline.bytes);
       if (record.announce) parentPort!.postMessage({ id: job.id, pinned: { scan, start: start ?? null } } satisfies FromWorker);
     }

@@ -274,13 +274,14 @@ export class Snapshotter {
    * (scanVerdict's fresh-WAL case, the file's stamp taken now) or continues this one. The pages between
    * `entry`'s chunk set and `entry` are not known here: the next chunk set reads the whole file.
    */
-  async seedRecord(entry: SnapshotEntry): Promise<void> {
+  seedRecord(entry: SnapshotEntry): void {
     if (this.#o.mode !== 'incremental' || (entry.kind !== 'chunks' && entry.kind !== 'delta')) return;
     const chain = deltaChain(this.#head?.manifest.snapshots ?? [], entry);
     if (!chain) return;
-    const index = await readWalIndex(this.#o.dbPath);
+    // Synchronous (two small reads, once per start): see wal-scan.ts.
+    const index = readWalIndex(this.#o.dbPath);
     if (index === 'unstable' || (index && index.mxFrame !== 0)) return;
-    const fileStamp = await databaseFileStamp(this.#o.dbPath);
+    const fileStamp = databaseFileStamp(this.#o.dbPath);
     const record = new ChangedPages({ salt: index ? index.salt.toString('hex') : '', frame: 0, base: 0, folded: index !== null, fileStamp });
     record.baselineKey = chain.base.key;
     record.headKey = record.levelKey = entry.key;

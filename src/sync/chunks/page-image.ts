@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { readSchemaPosition, type SchemaPosition } from '../schema-position.ts';
 import { pathToFileURL } from 'node:url';
 import { SyncError } from '../../errors.ts';
@@ -41,10 +41,20 @@ const PAGES_PER_QUERY = 1024;
 export async function openPageImage(libsql: Promise<LibsqlModule>, dbPath: string, chunkSize: number): Promise<PageImage> {
   const client = (await libsql).createClient({ url: pathToFileURL(dbPath).href });
   const tx = await client.transaction('read');
-  const file = await open(dbPath, 'r');
+  // Opened on the first chunk read: a delta reads its pages through sqlite_dbpage only.
+  let opened: Promise<{ file: FileHandle; bytes: number }> | undefined;
+  const file = () =>
+    (opened ??= open(dbPath, 'r').then(async (handle) => {
+      try {
+        return { file: handle, bytes: (await handle.stat()).size };
+      } catch (error) {
+        await handle.close();
+        throw error;
+      }
+    }));
   const close = async ({ fold = true }: { fold?: boolean } = {}) => {
     tx.close();
-    await file.close();
+    await opened?.then(({ file }) => file.close(), () => undefined);
     try {
       // Fold the WAL back off the app's thread, as the full snapshot does.
       if (fold) await client.execute('PRAGMA wal_checkpoint(PASSIVE)');
@@ -60,18 +70,18 @@ export async function openPageImage(libsql: Promise<LibsqlModule>, dbPath: strin
     let inWalRead: Promise<Set<number>> | undefined;
     const walSet = () => (inWalRead ??= walPages(`${dbPath}-wal`));
     const pagesPerChunk = Math.max(1, Math.floor(chunkSize / pageSize));
-    const fileBytes = (await file.stat()).size;
 
     const chunkCount = Math.ceil(pageCount / pagesPerChunk);
 
     async function chunk(index: number): Promise<Buffer> {
       const inWal = await walSet();
+      const { file: handle, bytes: fileBytes } = await file();
       const first = 1 + index * pagesPerChunk;
       const last = Math.min(first + pagesPerChunk - 1, pageCount);
       const data = Buffer.alloc((last - first + 1) * pageSize);
       const offset = (first - 1) * pageSize;
       const inFile = Math.max(0, Math.min(data.length, fileBytes - offset));
-      const { bytesRead } = inFile > 0 ? await file.read(data, 0, inFile, offset) : { bytesRead: 0 };
+      const { bytesRead } = inFile > 0 ? await handle.read(data, 0, inFile, offset) : { bytesRead: 0 };
       if (bytesRead !== inFile) throw new Error(`short read at page ${first} of ${dbPath}`);
       // Pages the WAL may hold newer (or the file does not have yet), through sqlite_dbpage in batches.
       const newer: number[] = [];
