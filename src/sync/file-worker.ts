@@ -83,6 +83,8 @@ const BACKGROUND_OPS: ReadonlySet<WorkerRequest['op']> = new Set(['snapshot', 'c
 /** One request's streamed input and how to answer it. */
 interface Job {
   readonly id: number;
+  /** The main thread aborted it: a long op (a compaction's chunk reads) stops at its next step. */
+  readonly aborted: boolean;
   /** Chunks posted by the main thread, each acknowledged once consumed (the main thread bounds what is in flight). */
   input(): AsyncGenerator<{ data: Buffer; indexes: number[] | undefined }>;
 }
@@ -388,6 +390,8 @@ async function snapshotChunks(request: ChunksRequest, job: Job): Promise<WorkerR
         chunks.push(kept);
         continue;
       }
+      // A compaction dropped by an upload (which then waits for it) stops here, not after every chunk.
+      if (job.aborted) throw ABORTED;
       if (yieldTo) giveWay(yieldTo);
       const data = await image.chunk(index);
       readChunks++;
@@ -498,10 +502,12 @@ const ABORTED = new SyncError('SNAPSHOT_FAILED', 'The job was aborted by the mai
 class RunningJob implements Job {
   readonly #queue: ToWorker[] = [];
   #wake: (() => void) | undefined;
+  aborted = false;
 
   constructor(readonly id: number) {}
 
   push(message: ToWorker): void {
+    if ('abort' in message) this.aborted = true;
     this.#queue.push(message);
     this.#wake?.();
   }

@@ -43,6 +43,15 @@ interface Compaction {
   done: Promise<void>;
   ready?: { result: ChunksResult; wholeFile: boolean; known: Map<string, KnownChunk> };
   failed?: unknown;
+  /** New chunks it read (uploaded or about to be): deleted when it is dropped, ready or not. */
+  fresh: ChunksResult['fresh'];
+  /** Stops its worker job (reading chunks): the drop's first step. */
+  abort(): Promise<void>;
+  /**
+   * Set by a drop: it stops at its next chunk (read or upload). A drop runs in an upload, and a
+   * compaction gives that upload up to 50 ms per chunk: waiting for all of them took seconds.
+   */
+  dropping?: boolean;
 }
 
 /**
@@ -601,7 +610,7 @@ export class Snapshotter {
     try {
       const record = wal.record;
       if (!record || record.lost !== undefined || record.baselineKey !== base.key) return;
-      const compaction: Compaction = { baseline: base.key, at: '', upTo: 0, chunks: new Set(known.keys()), done: Promise.resolve() };
+      const compaction: Compaction = { baseline: base.key, at: '', upTo: 0, chunks: new Set(known.keys()), done: Promise.resolve(), fresh: [], abort: async () => {} };
       const chunksRecord: ChunksRecord = {
         cursor: { ...record.cursor },
         pages: baseline ? record.pagesSinceBaseline() : [],
@@ -622,18 +631,26 @@ export class Snapshotter {
           },
         },
       );
+      compaction.abort = () => job.abort();
       compaction.done = (async () => {
         const began = performance.now();
         try {
           const result = await job.result;
           for (const f of result.fresh) compaction.chunks.add(f.address);
-          await this.#uploadFresh(spoolPath, result.fresh, 1, () => this.#foregroundIdle());
+          compaction.fresh = result.fresh;
+          await this.#uploadFresh(spoolPath, result.fresh, 1, async () => {
+            await this.#foregroundIdle();
+            if (compaction.dropping) throw new SyncError('SNAPSHOT_FAILED', 'The compaction was dropped.');
+          });
           compaction.ready = { result, wholeFile: result.readChunks === result.chunks.length, known };
           log.info({ readChunks: result.readChunks, freshChunks: result.fresh.length, compressedBytes: result.compressedBytes, durationMs: Math.round(performance.now() - began) }, 'compaction uploaded; the next upload publishes it');
         } catch (error) {
           compaction.failed = error;
-          this.#compactionRetryAt = Date.now() + COMPACTION_RETRY_MS;
-          log.warn({ error: errorMessage(error) }, 'compaction failed; deltas go on, and a compaction starts again later');
+          // Stopped by a drop: not a failure (no warning, no back-off); the drop reports it.
+          if (!compaction.dropping) {
+            this.#compactionRetryAt = Date.now() + COMPACTION_RETRY_MS;
+            log.warn({ error: errorMessage(error) }, 'compaction failed; deltas go on, and a compaction starts again later');
+          }
         } finally {
           await rm(spoolPath, { force: true });
         }
@@ -734,13 +751,20 @@ export class Snapshotter {
     await this.#compactionStarting;
     const compaction = this.#compaction;
     if (!compaction) return;
+    // Not ready yet: stopped at its next chunk. One that failed on its own is not reported again.
+    const failedAlready = compaction.failed !== undefined;
+    if (!compaction.ready && !failedAlready) {
+      compaction.dropping = true;
+      await compaction.abort();
+    }
     await compaction.done;
     if (this.#compaction !== compaction) return;
     this.#wal?.record?.unwatch();
-    const fresh = compaction.ready?.result.fresh ?? [];
+    // Every chunk it read that was new (uploaded, or not yet: deleting a missing blob is a no-op).
+    const fresh = compaction.fresh;
     for (const f of fresh) await this.#o.store.delete(chunkKey(f.address)).catch(() => undefined);
     this.#compaction = undefined;
-    if (!compaction.failed) this.#o.log.info({ why, chunksDeleted: fresh.length }, 'compaction dropped');
+    if (!failedAlready) this.#o.log.info({ why, chunksDeleted: fresh.length, stoppedEarly: compaction.dropping === true }, 'compaction dropped');
   }
 
   /** The page size of the newest chunk set this process has the index of (no request). */

@@ -8,6 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import * as libsql from '@libsql/client/sqlite3';
 import { rm } from 'node:fs/promises';
 import { sql } from 'drizzle-orm';
 import { SyncError, directoryStore, type SnapshotStore } from 'drizzle-libsql-blob';
@@ -25,6 +26,8 @@ function gatedStore(dir: string) {
   const inner = directoryStore({ dir });
   let gate: { open: Promise<void>; release: () => void; reached: Promise<void>; reach: () => void } | undefined;
   let failing = false;
+  /** Chunk uploads that completed and chunk listings, in order: `upload` / `list`. */
+  const events: Array<'upload' | 'list'> = [];
   const close = () => {
     let release!: () => void;
     let reach!: () => void;
@@ -42,11 +45,17 @@ function gatedStore(dir: string) {
         g.reach();
         await g.open;
       }
-      return inner.uploadBuffer(key, body);
+      await inner.uploadBuffer(key, body);
+      if (key.startsWith(CHUNK_PREFIX)) events.push('upload');
+    },
+    list: async (prefix) => {
+      if (prefix === CHUNK_PREFIX) events.push('list');
+      return inner.list(prefix);
     },
   };
   return {
     store,
+    events,
     /** Chunk uploads fail from now on (a store that refuses them), until `failChunks(false)`. */
     failChunks: (on: boolean) => void (failing = on),
     /** Holds chunk uploads from now on; `reached` resolves when the first one waits. */
@@ -202,6 +211,60 @@ test('a compaction that fails (its chunk uploads refused) is dropped: uploads go
     for (const entry of manifest.snapshots) await restoreAddresses(gated.store, entry, manifest.snapshots, join(dir.path, `point-${entry.seq}.db`));
   } finally {
     gated.failChunks(false);
+    await db.$sync.close();
+    await dir.cleanup();
+  }
+});
+
+test('an upload that must read a chunk set (the record broke) while a compaction uploads its chunks stops the compaction at its next chunk instead of waiting for the rest, and deletes what it uploaded', async () => {
+  const dir = await tempDir('compaction-drop');
+  const gated = gatedStore(join(dir.path, 'store'));
+  const dbPath = join(dir.path, 'app.db');
+  const lines: string[] = [];
+  const log = { info: (_: object, message?: string) => void lines.push(message ?? ''), warn: (_: object, message?: string) => void lines.push(message ?? ''), error() {} };
+  const db = await open(dbPath, gated.store, { log, snapshot: { ...MANUAL, maxDeltas: 1 } });
+  try {
+    // ~13 MiB: ~200 chunks of 64 KiB, and a spread update touches nearly every one.
+    await db.run(sql`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40000) INSERT INTO notes (body) SELECT hex(randomblob(150)) FROM n`);
+    await db.$sync.flush();
+    await db.update(notes).set({ body: 'spread' }).where(sql`id % 13 = 0`);
+    await db.$sync.flush();
+    const gate = gated.hold();
+    await db.update(notes).set({ body: 'starts it' }).where(sql`id = 2`);
+    assert.equal((await db.$sync.flush())!.kind, 'delta'); // the chain is at maxDeltas: a compaction starts
+    await gate.reached; // its first chunk upload waits at the gate, ~200 to go
+
+    // Another process writes, checkpoints and writes again: the record breaks, the next upload reads a chunk set.
+    const other = libsql.createClient({ url: `file:${dbPath}` });
+    try {
+      await other.execute("UPDATE notes SET body = 'behind the library' WHERE id = 3000");
+      await other.execute('PRAGMA wal_checkpoint(PASSIVE)');
+      await other.execute("UPDATE notes SET body = 'and again' WHERE id = 3001");
+    } finally {
+      other.close();
+    }
+    await db.update(notes).set({ body: 'after' }).where(sql`id = 6`);
+    const before = gated.events.length;
+    const flushed = db.$sync.flush();
+    gated.release();
+    const info = (await flushed)!;
+    assert.equal(info.kind, 'chunks');
+    // Between the release and the chunk set's own listing (after the drop), only the compaction's chunk
+    // in flight and at most one more: not its remaining ~200, one per 50 ms of giving way to this upload.
+    const sinceRelease = gated.events.slice(before);
+    const listedAt = sinceRelease.indexOf('list');
+    assert.ok(listedAt >= 0 && listedAt <= 2, `the compaction stopped: ${listedAt} of its chunk uploads ran before the chunk set listed the store\n${lines.join('\n')}`);
+    assert.ok(lines.some((l) => l === 'compaction dropped'), lines.join('\n'));
+    assert.ok(!lines.some((l) => l.startsWith('compaction failed')), 'a dropped compaction is not reported as failed');
+
+    // The chunk set is whole: every chunk it names is in the store (none deleted as the compaction's), and it restores to the live file.
+    const manifest = await readManifest(gated.store);
+    assert.deepEqual(await restoreAddresses(gated.store, manifest.snapshots[0]!, manifest.snapshots, join(dir.path, 'latest.db')), await wholeFileAddresses(dbPath, CHUNK));
+    // Deltas, and a compaction later, go on.
+    await db.update(notes).set({ body: 'next' }).where(sql`id = 7`);
+    assert.equal((await db.$sync.flush())!.kind, 'delta');
+  } finally {
+    gated.release();
     await db.$sync.close();
     await dir.cleanup();
   }
