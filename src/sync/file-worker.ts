@@ -10,6 +10,7 @@ import { chunkAddress, encodeChunk, rootHash, storedDigest } from './chunks/chun
 import { chunkWriter } from './chunks/chunk-writer.ts';
 import { canonicalizeFileHeader, canonicalizeHeaderBytes, openPageImage } from './chunks/page-image.ts';
 import { deltaPayload, sealDelta } from './chunks/delta-codec.ts';
+import { applyDeltasToFile } from './chunks/delta-apply.ts';
 import { pathToFileURL } from 'node:url';
 import { compressFile, decodeToFile, type CodecResult } from './codec.ts';
 import { SyncError } from '../errors.ts';
@@ -108,6 +109,11 @@ async function handle(request: WorkerRequest, job: Job): Promise<WorkerReply> {
       return { ok: true, kept: [...(await keepFromBase(request))] };
     case 'write-chunks':
       return writeChunks(request, job);
+    case 'apply-deltas': {
+      const started = performance.now();
+      const pages = applyDeltasToFile(request.path, request.deltas, request.keys);
+      return { ok: true, pages, durationMs: performance.now() - started };
+    }
     case 'quick-check': {
       const started = performance.now();
       await quickCheck(request.path);

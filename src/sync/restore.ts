@@ -8,7 +8,6 @@ import { SyncError, isSyncError } from '../errors.ts';
 import type { SyncLogger } from '../log.ts';
 import type { ObjectStore, SmallObject } from '../store/store.ts';
 import { MANIFEST_KEY, decodeManifest, deltaChain, latestSnapshot, type Manifest, type SnapshotEntry } from './manifest.ts';
-import { decodeVerifiedDelta, type DeltaPages } from './chunks/delta-codec.ts';
 import { canonicalizeFileHeader } from './chunks/page-image.ts';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.ts';
 import { retrying, retryWhole } from '../store/retrying-store.ts';
@@ -304,7 +303,9 @@ async function assembleChain(store: ObjectStore, entry: SnapshotEntry, path: str
   } else {
     pipeline = await assembleInWorkers(store, chain.base, path, { ...options, check: 'none', fsync: false });
   }
-  await applyDeltas(path, await fetched, deltas, options.keys);
+  // Decoded and written in a worker (synchronous positioned writes): off this thread, which a replica's catch-up keeps serving reads.
+  const stored = await fetched;
+  await runInWorker({ op: 'apply-deltas', path, keys: options.keys, deltas: deltas.map((d, i) => ({ stored: stored[i]!, bytes: d.bytes, label: `seq ${d.seq} (${d.key})` })) });
   const assembledAt = performance.now();
   await afterChecks(path, options);
   return { ...pipeline, pipelineMs: assembledAt - started, afterMs: performance.now() - assembledAt };
@@ -346,29 +347,6 @@ async function fetchDeltas(store: ObjectStore, deltas: readonly SnapshotEntry[],
   };
   await Promise.all(Array.from({ length: Math.min(DELTA_DOWNLOADS, deltas.length) }, lane));
   return out;
-}
-
-/** Writes each delta's pages (runs of consecutive pages in one write) and cuts the file to its size, in order. `stored`: verified by fetchDeltas. */
-async function applyDeltas(path: string, stored: readonly Buffer[], entries: readonly SnapshotEntry[], keys: ChunkKeys | undefined): Promise<void> {
-  const file = await open(path, 'r+');
-  try {
-    for (const [i, bytes] of stored.entries()) {
-      // Verified against its digest as it was fetched (fetchDeltas): hashed once, not again here.
-      const delta: DeltaPages = decodeVerifiedDelta(bytes, keys, `seq ${entries[i]!.seq} (${entries[i]!.key})`);
-      const { pgnos, pageSize, data } = delta;
-      if (delta.pageCount * pageSize !== entries[i]!.bytes) throw new SyncError('SNAPSHOT_CORRUPT', `Page delta seq ${entries[i]!.seq} ends in ${delta.pageCount * pageSize} bytes, the manifest says ${entries[i]!.bytes}.`);
-      for (let first = 0; first < pgnos.length; ) {
-        let last = first;
-        while (last + 1 < pgnos.length && pgnos[last + 1] === pgnos[last]! + 1) last++;
-        const bytes = data.subarray(first * pageSize, (last + 1) * pageSize);
-        await file.write(bytes, 0, bytes.length, (pgnos[first]! - 1) * pageSize);
-        first = last + 1;
-      }
-      await file.truncate(delta.pageCount * pageSize);
-    }
-  } finally {
-    await file.close();
-  }
 }
 
 async function downloadChunk(store: ObjectStore, entry: SnapshotEntry, address: string): Promise<Buffer> {

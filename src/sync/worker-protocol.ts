@@ -1,6 +1,7 @@
 import type { Codec, CodecResult } from './codec.ts';
 import type { SyncErrorCode } from '../errors.ts';
 import type { ChunkKeys } from './chunks/encryption.ts';
+import type { StoredDelta } from './chunks/delta-apply.ts';
 import type { ScanResult, WalCursor } from './wal/changed-pages.ts';
 import type { SchemaPosition } from './schema-position.ts';
 
@@ -59,6 +60,11 @@ export type WorkerRequest =
    * main thread gives each distinct chunk to one of them, so their writes never overlap.
    */
   | { op: 'write-chunks'; path: string; chunkSize: number; bytes: number; chunks: string[]; digests: string[] | undefined; keys: ChunkKeys | undefined; label: string }
+  /**
+   * Apply a restore point's page deltas (stored bytes verified against the manifest, oldest first) to
+   * `path`, where its chunk set (or an earlier point of its chain) was assembled (src/sync/chunks/delta-apply.ts).
+   */
+  | { op: 'apply-deltas'; path: string; deltas: StoredDelta[]; keys: ChunkKeys | undefined }
   /** PRAGMA quick_check on its own connection (safe beside another connection that reads the file). */
   | { op: 'quick-check'; path: string }
   /** fsync the file, and with `directory` its directory (a rename or creation in it is durable too). */
@@ -112,6 +118,7 @@ export interface WorkerResults {
   'keep-base': { kept: number[] };
   /** `filled`: the indexes written (each verified); `busyMs`: time spent decoding, hashing and writing. */
   'write-chunks': { filled: number[]; storedBytes: number; busyMs: number };
+  'apply-deltas': { pages: number; durationMs: number };
   'quick-check': { durationMs: number };
   fsync: { durationMs: number };
   checkpoint: CheckpointResult;
