@@ -353,6 +353,12 @@ async function restoreThroughDeadProxy(how: DeadHow, totals: Totals): Promise<st
 test('network faults through a TCP proxy: commits continue, snapshots retry and land once healed, restores fail closed', { timeout: 240_000 }, async (t) => {
   const startedAt = performance.now();
   const unhandled = trapUnhandledRejections();
+  // First use in this process, before the monitor: under tsx the library's lazily imported modules are
+  // transpiled on the main thread when first reached (100-300 ms each time in a profile), which the
+  // packaged JavaScript does not pay, and the SDK loads Node's bundled undici on its first request.
+  const warm = await seeded('warm-up', 200);
+  const warmDb = await drizzle({ connection: { url: `file:${join(fixture.dir.path, 'warm-up-restore', 'app.db')}` }, schema, store: azureBlobStore({ connectionString: fixture.azurite.connectionString, container: warm.container, prefix: PREFIX }), log: false, restore: 'required', role: 'replica', shutdown: { signals: false } });
+  await warmDb.$sync.close();
   const loop = startLoopMonitor();
   mark = (label) => loop.mark(label);
   const totals: Totals = { faults: 0, acked: 0, lost: 0, snapshotFailures: 0, maxCommitMs: 0 };
