@@ -1,9 +1,9 @@
 /**
- * Applies a restore point's page deltas to the file its chunk set was assembled into, in a file
- * worker (the 'apply-deltas' op): each delta decoded in turn, its pages written in runs of consecutive
- * pages with positioned synchronous writes, then the file cut to the delta's size. Synchronous writes
- * in a worker: 19 deltas of 5.6 MiB (about 5000 runs) took 200-350 ms as one awaited write per run
- * through the thread pool on the main thread, which a replica's catch-up also keeps free for reads.
+ * Applies a restore point's page deltas to the file its chunk set was assembled into: each delta
+ * decoded in turn, its pages written in runs of consecutive pages with positioned synchronous writes,
+ * then the file cut to the delta's size. 19 deltas of 5.6 MiB (about 5000 runs) took 200-350 ms as one
+ * awaited write per run through the thread pool. Runs in a file worker (the 'apply-deltas' op), or on
+ * the restoring thread at start-up before any worker is up (restore.ts, assembleChain).
  */
 import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { SyncError } from '../../errors.ts';
