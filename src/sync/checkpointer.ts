@@ -113,6 +113,30 @@ export const HOLD_PENDING_FACTOR = 2;
  * disk (a 1M-row snapshot uploading beside it); past this the writes go on and only this restart is lost.
  */
 export const HOLD_MAX_MS = 15;
+/**
+ * The most a routine hold grows to (see nextHoldCapMs). A second pass costs its fsyncs, and under a steady
+ * writer on a slower disk those alone took 15-23 ms (measured 2026-12-02: every held pass ran into the
+ * 15 ms cap, so the WAL restarted about once in 5 checkpoints and a cycle reached 212 MiB).
+ */
+export const HOLD_ESCALATED_MAX_MS = 120;
+/** Past the safety valve (HOLD_WRITES_FACTOR): a WAL file this large must restart, and a one-off wait is the cheaper cost. */
+export const SAFETY_HOLD_MAX_MS = 1_000;
+
+/**
+ * How long the next held pass may hold the app's writes, learnt from the last one: twice what it took
+ * (within HOLD_MAX_MS..HOLD_ESCALATED_MAX_MS), or double its cap if it ran into it (the writes went on,
+ * so the WAL could not restart). A writer on a disk whose passes take longer than a fixed cap would
+ * never restart its WAL, which then grows by every commit until the safety valve.
+ */
+export function nextHoldCapMs(cap: number, last: { heldMs: number; capped: boolean }): number {
+  const next = last.capped ? cap * 2 : last.heldMs * 2;
+  return Math.min(Math.max(next, HOLD_MAX_MS), HOLD_ESCALATED_MAX_MS);
+}
+
+/** The WAL file is past the safety valve: held whatever is pending, and for up to SAFETY_HOLD_MAX_MS. */
+export function pastSafetyValve(fileBytes: number, fileLimitBytes: number): boolean {
+  return fileBytes > HOLD_WRITES_FACTOR * fileLimitBytes;
+}
 
 export interface WalShape {
   /** Frames not yet folded, in bytes. */
@@ -124,6 +148,8 @@ export interface WalShape {
   fileLimitBytes: number;
   /** The app's write lock can be taken (the writer's client is there). */
   canHoldWrites: boolean;
+  /** The last checkpoint held the app's writes and ran into its cap (nextHoldCapMs): the WAL did not restart. */
+  lastHoldCapped?: boolean;
 }
 
 /**
@@ -138,7 +164,9 @@ export interface WalShape {
  * the reader ends.
  */
 export function checkpointKind(w: WalShape): 'none' | 'passive' | 'hold-writes' {
-  if (w.canHoldWrites && w.fileBytes > HOLD_WRITES_FACTOR * w.fileLimitBytes) return 'hold-writes';
+  if (w.canHoldWrites && pastSafetyValve(w.fileBytes, w.fileLimitBytes)) return 'hold-writes';
+  // The last held pass ran into its cap: try again now (with a longer cap), not after another bound's worth.
+  if (w.canHoldWrites && w.lastHoldCapped && w.pendingBytes > 0) return 'hold-writes';
   if (!walNeedsCheckpoint(w.pendingBytes, w.boundBytes)) return 'none';
   return w.canHoldWrites && w.pendingBytes <= HOLD_PENDING_FACTOR * w.boundBytes ? 'hold-writes' : 'passive';
 }
@@ -204,8 +232,11 @@ interface InFlight {
   pendingBytes: number;
   kind: 'passive' | 'hold-writes';
   holdAsked: boolean;
-  /** How long the app's writes were held, if they were. */
+  /** The longest the app's writes may be held (nextHoldCapMs, or SAFETY_HOLD_MAX_MS past the safety valve). */
+  holdCapMs: number;
+  /** How long the app's writes were held, if they were, and whether the cap ended the hold (the pass was not done). */
   heldMs?: number;
+  capped?: boolean;
   /** The page record this checkpoint scanned for, and where the worker writes its scans. */
   record?: { pages: ChangedPages; scans: SharedArrayBuffer };
 }
@@ -235,6 +266,9 @@ export class Checkpointer {
   #lastCheckAt = Number.NEGATIVE_INFINITY;
   #retryAt = 0;
   #failuresInARow = 0;
+  /** The next held pass's cap, and whether the last one ran into its own (nextHoldCapMs). */
+  #holdCap = HOLD_MAX_MS;
+  #lastHoldCapped = false;
   /** The -shm file, kept open until closeFiles() (undefined: not opened yet; null: closed for good). */
   #shm: number | null | undefined;
   readonly #header = Buffer.alloc(136);
@@ -348,8 +382,9 @@ export class Checkpointer {
       this.#lastCheckAt = now;
       this.#committedSinceCheck = false;
       const pendingBytes = this.#pendingBytes();
-      const kind = checkpointKind({ pendingBytes, fileBytes: walFileBytes(this.#dbPath), boundBytes: this.#boundBytes, fileLimitBytes: this.#fileLimitBytes, canHoldWrites: this.#writeLock() !== undefined });
-      if (kind !== 'none') this.#start(pendingBytes, kind);
+      const fileBytes = walFileBytes(this.#dbPath);
+      const kind = checkpointKind({ pendingBytes, fileBytes, boundBytes: this.#boundBytes, fileLimitBytes: this.#fileLimitBytes, canHoldWrites: this.#writeLock() !== undefined, lastHoldCapped: this.#lastHoldCapped });
+      if (kind !== 'none') this.#start(pendingBytes, kind, pastSafetyValve(fileBytes, this.#fileLimitBytes) ? SAFETY_HOLD_MAX_MS : this.#holdCap);
     } catch (error) {
       this.#log.warn({ error: errorMessage(error) }, 'WAL check failed, will look again after later commits');
     }
@@ -366,7 +401,7 @@ export class Checkpointer {
     this.#timer.unref(); // never keeps the process alive
   }
 
-  #start(pendingBytes: number, kind: 'passive' | 'hold-writes'): void {
+  #start(pendingBytes: number, kind: 'passive' | 'hold-writes', holdCap: number): void {
     const shared = new Int32Array(new SharedArrayBuffer(16));
     this.checkpoints++;
     const pages = this.record;
@@ -377,7 +412,7 @@ export class Checkpointer {
       Atomics.store(shared, 0, FAILED);
       this.#failure = errorMessage(error);
     });
-    this.#inFlight = { shared, reply, pendingBytes, kind, holdAsked: false, ...(record ? { record } : {}) };
+    this.#inFlight = { shared, reply, pendingBytes, kind, holdCapMs: holdCap, holdAsked: false, ...(record ? { record } : {}) };
     // When the loop is free, the reply settles it without waiting for the next commit.
     void reply.then(() => this.#schedule(Date.now()));
   }
@@ -398,14 +433,15 @@ export class Checkpointer {
       Atomics.notify(shared, 0);
       this.heldWrites++;
       const heldAt = performance.now();
-      // Until the worker writes DONE (or the reply says it failed), HOLD_MAX_MS at most: the second pass
-      // is a PASSIVE checkpoint, safe beside writes, so letting them go early only costs this restart.
+      // Until the worker writes DONE (or the reply says it failed), its cap at most (nextHoldCapMs): the
+      // second pass is a PASSIVE checkpoint, safe beside writes, so letting them go early only costs this restart.
       const done = waitAsync(shared, 0, HELD);
       let timer: NodeJS.Timeout | undefined;
-      const cap = new Promise<void>((resolve) => (timer = setTimeout(resolve, HOLD_MAX_MS)));
-      void Promise.race([done.async ? done.value : Promise.resolve(), inFlight.reply, cap]).then(() => {
+      const cap = new Promise<'capped'>((resolve) => (timer = setTimeout(() => resolve('capped'), inFlight.holdCapMs)));
+      void Promise.race([done.async ? done.value : Promise.resolve(), inFlight.reply, cap]).then((how) => {
         clearTimeout(timer);
         inFlight.heldMs = performance.now() - heldAt;
+        inFlight.capped = how === 'capped';
         release();
       });
     });
@@ -431,12 +467,14 @@ export class Checkpointer {
     const outcome = checkpointOutcome(result);
     this.#failuresInARow = outcome === 'failed' ? this.#failuresInARow + 1 : 0;
     this.#retryAt = nextCheckAt(outcome, now, this.#failuresInARow);
+    this.#lastHoldCapped = inFlight.capped === true;
+    if (inFlight.heldMs !== undefined) this.#holdCap = nextHoldCapMs(this.#holdCap, { heldMs: inFlight.heldMs, capped: inFlight.capped === true });
     // A held pass whose WAL still cannot restart (a reader on an old frame): not again at once.
     if (inFlight.kind === 'hold-writes' && outcome !== 'complete') this.#retryAt = Math.max(this.#retryAt, now + PARTIAL_RETRY_MS);
     if (result instanceof Error) {
       this.#log.warn({ pendingBytes: inFlight.pendingBytes, retryInMs: this.#retryAt - now, error: result.message }, 'WAL checkpoint failed, will retry after later commits');
     } else {
-      this.#log.info({ pendingBytes: inFlight.pendingBytes, kind: inFlight.kind, ...result, outcome, ...(inFlight.heldMs === undefined ? {} : { heldMs: Math.round(inFlight.heldMs * 10) / 10 }) }, 'WAL checkpointed (it held more than its bound)');
+      this.#log.info({ pendingBytes: inFlight.pendingBytes, kind: inFlight.kind, ...result, outcome, ...(inFlight.heldMs === undefined ? {} : { heldMs: Math.round(inFlight.heldMs * 10) / 10, holdCapMs: Math.round(inFlight.holdCapMs), capped: inFlight.capped }) }, 'WAL checkpointed (it held more than its bound)');
     }
   }
 

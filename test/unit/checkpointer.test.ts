@@ -1,7 +1,7 @@
 /** The checkpointer's decisions (pure): when to look at the WAL, when to fold it, when to look again. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { HOLD_PENDING_FACTOR, HOLD_WRITES_FACTOR, WAL_FILE_LIMIT_BYTES, checkpointKind, checkpointOutcome, nextCheckAt, pendingWalBytes, walCheckAt, walNeedsCheckpoint, writerConnectionSetup, WAL_CHECKPOINT_BYTES, type WalCheckState } from '../../src/sync/checkpointer.ts';
+import { HOLD_ESCALATED_MAX_MS, HOLD_MAX_MS, HOLD_PENDING_FACTOR, HOLD_WRITES_FACTOR, nextHoldCapMs, WAL_FILE_LIMIT_BYTES, checkpointKind, checkpointOutcome, nextCheckAt, pendingWalBytes, walCheckAt, walNeedsCheckpoint, writerConnectionSetup, WAL_CHECKPOINT_BYTES, type WalCheckState } from '../../src/sync/checkpointer.ts';
 
 const base: WalCheckState = { busy: false, stopped: false, committedSinceCheck: true, lastCheckAt: 9_000, retryAt: 0, minIntervalMs: 100 };
 
@@ -58,7 +58,7 @@ test('walNeedsCheckpoint: only more pending than the bound', () => {
 test('checkpointKind: past the bound, writes held for a second pass when the backlog is small (so the WAL restarts), passive when it is large or there is no write lock; past 16x the file limit held whatever is pending', () => {
   const bound = 64;
   const fileLimitBytes = 1000;
-  const table: Array<[string, { pendingBytes: number; fileBytes: number; canHoldWrites: boolean }, string]> = [
+  const table: Array<[string, { pendingBytes: number; fileBytes: number; canHoldWrites: boolean; lastHoldCapped?: boolean }, string]> = [
     ['little pending, small file', { pendingBytes: 10, fileBytes: 64, canHoldWrites: true }, 'none'],
     ['exactly the bound pending', { pendingBytes: 64, fileBytes: 100, canHoldWrites: true }, 'none'],
     ['pending past the bound: the routine checkpoint, held so the WAL restarts', { pendingBytes: 65, fileBytes: 100, canHoldWrites: true }, 'hold-writes'],
@@ -71,10 +71,30 @@ test('checkpointKind: past the bound, writes held for a second pass when the bac
     ['file exactly 16x the limit', { pendingBytes: 1, fileBytes: 16 * fileLimitBytes, canHoldWrites: true }, 'none'],
     ['file past 16x the limit, no write lock', { pendingBytes: 1, fileBytes: 50_000, canHoldWrites: false }, 'none'],
     ['file past 16x the limit, much pending, no write lock', { pendingBytes: 100, fileBytes: 50_000, canHoldWrites: false }, 'passive'],
+    ['the last held pass ran into its cap, little pending: held again now (not after another bound)', { pendingBytes: 10, fileBytes: 200, canHoldWrites: true, lastHoldCapped: true }, 'hold-writes'],
+    ['the last held pass ran into its cap, nothing pending', { pendingBytes: 0, fileBytes: 200, canHoldWrites: true, lastHoldCapped: true }, 'none'],
+    ['the last held pass ran into its cap, no write lock', { pendingBytes: 10, fileBytes: 200, canHoldWrites: false, lastHoldCapped: true }, 'none'],
+    ['the last held pass ran into its cap, a large backlog: still held (the first pass decides)', { pendingBytes: 5000, fileBytes: 6000, canHoldWrites: true, lastHoldCapped: true }, 'hold-writes'],
   ];
   assert.equal(HOLD_WRITES_FACTOR, 16);
   assert.equal(HOLD_PENDING_FACTOR, 2);
   for (const [name, w, expected] of table) assert.equal(checkpointKind({ ...w, boundBytes: bound, fileLimitBytes }), expected, name);
+});
+
+test('nextHoldCapMs: twice what the last held pass took, doubled when it ran into its cap, within 15..120 ms', () => {
+  assert.equal(HOLD_MAX_MS, 15);
+  assert.equal(HOLD_ESCALATED_MAX_MS, 120);
+  const table: Array<[string, number, { heldMs: number; capped: boolean }, number]> = [
+    ['a quick pass keeps the floor', 15, { heldMs: 2, capped: false }, 15],
+    ['a pass of 10 ms: 20 ms next', 15, { heldMs: 10, capped: false }, 20],
+    ['capped at 15: 30 next', 15, { heldMs: 15.2, capped: true }, 30],
+    ['capped at 30: 60 next', 30, { heldMs: 30.1, capped: true }, 60],
+    ['capped at 60: 120 next', 60, { heldMs: 60, capped: true }, 120],
+    ['capped at the ceiling stays there', 120, { heldMs: 120, capped: true }, 120],
+    ['a pass of 20 ms under a 120 ms cap: 40 next', 120, { heldMs: 20, capped: false }, 40],
+    ['a pass of 90 ms: the ceiling', 120, { heldMs: 90, capped: false }, 120],
+  ];
+  for (const [name, cap, last, expected] of table) assert.equal(nextHoldCapMs(cap, last), expected, name);
 });
 
 test('checkpointOutcome and nextCheckAt: complete looks again at once, partial (a reader or another checkpoint) in 1 s, failures back off to 60 s', () => {
