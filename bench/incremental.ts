@@ -799,9 +799,11 @@ export async function runIncremental(
       const built = await child<ChainBuilt>({ kind: 'chain', dbPath: live, conn, prefix: chainCfg.prefix, freshPrefix, idsFile: idsFile.random, deltas: o.chainDeltas });
       chain = { ...built, chainRestores: [], freshRestores: [] };
       try {
-        // Two more reps than the others: the ratio's two medians on a shared 2-core machine (restores of
-        // the same 607 MiB varied 1.9-2.9 s in one run) are steadier than medians of 3.
-        const chainReps = o.restoreReps + 2;
+        // Nine interleaved pairs, more than the others: on a shared 2-core machine restores of the same
+        // 607 MiB varied 1.9-3.3 s within one run, and medians of 5 moved the ratio by 0.1-0.2 between runs
+        // (1.08x-1.26x) while its parts did not change: the chain's own cost (fetching its deltas beside
+        // the chunks, ~70 ms of positioned writes for 3000 pages) is about 5-8% of the restore.
+        const chainReps = Math.max(9, o.restoreReps + 2);
         for (let rep = 0; rep < chainReps; rep++) {
           for (const [which, prefix] of rep % 2 === 0 ? ([['chain', chainCfg.prefix], ['fresh', freshPrefix]] as const) : ([['fresh', freshPrefix], ['chain', chainCfg.prefix]] as const)) {
             const dir = join(work, `incr-chain-${rep}`);
