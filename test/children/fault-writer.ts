@@ -11,7 +11,8 @@
  * on stdin; EOF instead exits 0). `GO die-after=upload-done|manifest-done` makes the child SIGKILL
  * itself the moment the snapshot upload (or the manifest write) has completed, before it does anything
  * else: an exact kill point between upload and manifest write, or between the manifest write and the
- * writer recording it.
+ * writer recording it. `GO big-rows` writes rows of 128 KiB (compressible), so the WAL passes the
+ * checkpoint bound (4 MiB) every few acknowledgements: a kill can be aimed at a checkpoint in progress.
  *
  * stdout (one line each, written synchronously: stdout is a pipe):
  *   LOADED                                 (FAULT_GATE=1 only)
@@ -37,6 +38,9 @@ if (!dbPath || !connectionString || !container) {
 const debounceMs = Number(process.env.FAULT_DEBOUNCE_MS ?? 10);
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
+/** `GO big-rows`: each row's body is 128 KiB. */
+let bigRows = false;
+const BIG_BODY = 'x'.repeat(128 * 1024);
 
 /** `GO die-after=<phase>`: SIGKILL ourselves the moment that phase completes (an exact kill point). */
 let dieAfter: string | undefined;
@@ -101,9 +105,10 @@ if (process.env.FAULT_GATE === '1') {
     input.once('line', (l) => resolve(l.trim()));
     input.once('close', () => resolve(undefined));
   });
-  const match = go === undefined ? null : /^GO(?: die-after=(upload-done|manifest-done))?$/.exec(go);
+  const match = go === undefined ? null : /^GO(?: die-after=(upload-done|manifest-done)| (big-rows))?$/.exec(go);
   if (!match) process.exit(0);
   dieAfter = match[1];
+  bigRows = match[2] !== undefined;
 }
 const openStarted = performance.now();
 
@@ -124,7 +129,7 @@ try {
 
   for (;;) {
     const batch = 1 + Math.floor(Math.random() * 4);
-    for (let i = 0; i < batch; i++) await db.insert(notes).values({ id: ++maxId, body: `row ${maxId}` });
+    for (let i = 0; i < batch; i++) await db.insert(notes).values({ id: ++maxId, body: bigRows ? `row ${maxId} ${BIG_BODY}` : `row ${maxId}` });
     say(`WROTE ${maxId}`);
     // Either acknowledgement: flush() uploads now; durable() waits for an upload covering the commits.
     if (Math.random() < 0.5) await db.$sync.flush();

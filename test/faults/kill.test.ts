@@ -9,7 +9,11 @@
  *    parent waits for the phase line, adds a random 0-20 ms and SIGKILLs;
  *  - a random moment while writing, and a random moment of the library's start-up;
  *  - two exact points where the child SIGKILLs itself: the moment its upload completed (before the
- *    manifest write starts), and the moment its manifest write completed (before it recorded that).
+ *    manifest write starts), and the moment its manifest write completed (before it recorded that);
+ *  - a checkpoint in progress: the child writes 128 KiB rows (its WAL passes the checkpoint bound every
+ *    few acknowledgements) and the parent polls the WAL index (-shm) until a checkpoint has started
+ *    copying frames (nBackfillAttempted past nBackfill: SQLite sets the first when it starts and the
+ *    second when it is done), then kills at once; the -shm read after the kill says whether it landed.
  * The child talks to Azurite through a TCP proxy that delays every chunk a few ms, so each request has
  * a window a kill can land in (on loopback a request takes ~1 ms and "during the upload" would be luck).
  *
@@ -36,6 +40,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { dirname, join } from 'node:path';
+import { endianness } from 'node:os';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { sql } from 'drizzle-orm';
 import { azureBlobStore, drizzle, isSyncError, type Leaser, type SnapshotStore } from 'drizzle-libsql-blob';
@@ -49,7 +54,7 @@ const CHILD = 'test/children/fault-writer.ts';
 const RUNS = Number(process.env.FAULT_KILL_RUNS ?? 50);
 /** Per-chunk delay of the proxy between the writer and Azurite (each request then takes >= 2x this). */
 const WIRE_DELAY_MS = 6;
-const TARGETS = ['upload-start', 'upload-done', 'manifest-start', 'random-running', 'random-startup', 'exact-upload-done', 'exact-manifest-done'] as const;
+const TARGETS = ['upload-start', 'upload-done', 'manifest-start', 'random-running', 'random-startup', 'exact-upload-done', 'exact-manifest-done', 'mid-checkpoint'] as const;
 type Target = (typeof TARGETS)[number];
 const PREFIX = 'app';
 
@@ -124,6 +129,30 @@ function tempFiles(dbPath: string): number {
   }
 }
 
+/**
+ * The WAL index's checkpoint info (https://www.sqlite.org/walformat.html, native byte order): a
+ * checkpoint sets nBackfillAttempted (offset 128) when it starts copying frames and nBackfill (offset
+ * 96) when it is done; a WAL restart sets both to 0, and a recovery of the index (the first connection
+ * after a crash) sets nBackfillAttempted to the WAL's last frame and nBackfill to 0.
+ */
+function checkpointInfo(dbPath: string): { nBackfill: number; attempted: number } | undefined {
+  let shm: Buffer;
+  try {
+    shm = readFileSync(`${dbPath}-shm`).subarray(0, 136);
+  } catch {
+    return undefined;
+  }
+  if (shm.length < 136) return undefined;
+  const u32 = (offset: number) => (LITTLE_ENDIAN ? shm.readUInt32LE(offset) : shm.readUInt32BE(offset));
+  return { nBackfill: u32(96), attempted: u32(128) };
+}
+
+/** A checkpoint started after `since` (attempted moved) and has not finished (nBackfill behind it). */
+function checkpointInProgress(now: ReturnType<typeof checkpointInfo>, since: ReturnType<typeof checkpointInfo>): boolean {
+  return now !== undefined && now.attempted > now.nBackfill && now.attempted !== since?.attempted;
+}
+const LITTLE_ENDIAN = endianness() === 'LE';
+
 function sidecarSeq(dbPath: string): number | undefined {
   try {
     return (JSON.parse(readFileSync(`${dbPath}.sync.json`, 'utf8')) as { seq?: number }).seq;
@@ -188,7 +217,7 @@ async function verifyFreshRestore(store: SnapshotStore, maxAcked: number, maxWri
   }
 }
 
-test(`kill -9 a writer ${RUNS} times at upload / between / manifest / random points: no acknowledged commit is lost`, { timeout: 300_000 }, async (t) => {
+test(`kill -9 a writer ${RUNS} times at upload / between / manifest / mid-checkpoint / random points: no acknowledged commit is lost`, { timeout: 300_000 }, async (t) => {
   const startedAt = performance.now();
   const container = `kill-${randomBytes(4).toString('hex')}`;
   await BlobServiceClient.fromConnectionString(azurite.connectionString).createContainer(container);
@@ -205,9 +234,9 @@ test(`kill -9 a writer ${RUNS} times at upload / between / manifest / random poi
   // Each writer is spawned one run ahead and waits for GO, so its module loading (~1.5 s of the
   // ~2 s start here) overlaps the previous run instead of adding to it.
   const spawnWriter = () => spawnLineChild(CHILD, [dbPath], env);
-  const go = async (c: LineChild, dieAfter?: string) => {
+  const go = async (c: LineChild, how?: string) => {
     await c.waitFor(/^LOADED$/, { timeoutMs: 30_000 });
-    c.send(dieAfter ? `GO die-after=${dieAfter}` : 'GO');
+    c.send(how ? `GO ${how}` : 'GO');
   };
 
   let maxAcked = 0;
@@ -295,7 +324,9 @@ test(`kill -9 a writer ${RUNS} times at upload / between / manifest / random poi
       const label = `run ${run} (${target})`;
       const c: LineChild = next!;
       child = c;
-      await go(c, target.startsWith('exact-') ? target.slice('exact-'.length) : undefined);
+      /** The WAL index's checkpoint info once the writer opened (after its recovery of the index). */
+      let atOpen: ReturnType<typeof checkpointInfo>;
+      await go(c, target.startsWith('exact-') ? `die-after=${target.slice('exact-'.length)}` : target === 'mid-checkpoint' ? 'big-rows' : undefined);
       next = spawnWriter();
 
       if (target.startsWith('exact-')) {
@@ -308,9 +339,14 @@ test(`kill -9 a writer ${RUNS} times at upload / between / manifest / random poi
         assert.ok(!exitedEarly, `${label}: the writer exited on its own during start-up\n${c.tail()}`);
       } else {
         const openIndex = await opened(c, label);
+        atOpen = checkpointInfo(dbPath);
         if (run === 0) await c.waitFor(/^ACK /, { from: openIndex });
         if (target === 'random-running') {
           await delay(randomInt(0, 300));
+        } else if (target === 'mid-checkpoint') {
+          // Polled synchronously (a 136-byte read) so the kill follows the first sight of a checkpoint at once.
+          const until = performance.now() + 15_000;
+          while (!checkpointInProgress(checkpointInfo(dbPath), atOpen) && performance.now() < until && c.proc.exitCode === null) await new Promise((resolve) => setImmediate(resolve));
         } else {
           await c.waitFor(new RegExp(`^PHASE ${target}$`), { from: openIndex, timeoutMs: 30_000 });
           await delay(randomInt(0, 20));
@@ -318,11 +354,13 @@ test(`kill -9 a writer ${RUNS} times at upload / between / manifest / random poi
       }
       const exit = await c.kill();
       assert.deepEqual(exit, { code: null, signal: 'SIGKILL' }, `${label}: the writer ended on its own before the kill\n${c.tail()}`);
+      // Read before anything opens the database again (a new connection would recover the WAL index).
+      const diedMidCheckpoint = atOpen !== undefined && checkpointInProgress(checkpointInfo(dbPath), atOpen);
 
       // What the child had done when it died.
       collect(c);
       const lastPhase = [...c.lines].reverse().find((l) => l.startsWith('PHASE ') || l.startsWith('OPEN ') || l.startsWith('DYING '));
-      const died = !lastPhase ? 'startup' : lastPhase.startsWith('OPEN') ? 'running' : lastPhase.startsWith('DYING') ? `exactly-${lastPhase.slice('DYING after '.length)}` : lastPhase.slice('PHASE '.length);
+      const died = diedMidCheckpoint ? 'mid-checkpoint' : !lastPhase ? 'startup' : lastPhase.startsWith('OPEN') ? 'running' : lastPhase.startsWith('DYING') ? `exactly-${lastPhase.slice('DYING after '.length)}` : lastPhase.slice('PHASE '.length);
       killedAt[died] = (killedAt[died] ?? 0) + 1;
 
       // What the store had seen when it died.
@@ -359,6 +397,7 @@ test(`kill -9 a writer ${RUNS} times at upload / between / manifest / random poi
     assert.ok((killedAt['upload-start'] ?? 0) > 0, `no kill landed during an upload: ${JSON.stringify(killedAt)}`);
     assert.ok((killedAt['manifest-start'] ?? 0) > 0, `no kill landed during a manifest write: ${JSON.stringify(killedAt)}`);
     assert.ok(landed.orphanBlob > 0, `no kill landed between an upload reaching the store and the manifest write: ${JSON.stringify(landed)}`);
+    assert.ok((killedAt['mid-checkpoint'] ?? 0) > 0, `no kill landed while a checkpoint was copying frames: ${JSON.stringify(killedAt)}`);
     assert.equal(tally.lost, 0);
     assert.equal(manifestChecks, RUNS + 1, 'the manifest was compared after every kill and the final restart');
     summary('ok');
