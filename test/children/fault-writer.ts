@@ -18,6 +18,7 @@
  *   LOADED                                 (FAULT_GATE=1 only)
  *   OPEN maxId=<n> restoredSeq=<seq|none> role=<writer|replica|n/a> ms=<drizzle() time>
  *   PHASE upload-start | upload-done | manifest-start | manifest-done
+ *   CHUNK / CHUNK-DONE               (around each chunk blob's upload: a chunk set's, a compaction's)
  *   DYING after <phase>              (die-after only; then SIGKILL)
  *   WROTE <maxId>                    (committed locally, not yet known to be in the store)
  *   ACK <maxId>
@@ -70,7 +71,10 @@ function phased(inner: SnapshotStore): SnapshotStore {
       uploading = true;
       say('PHASE upload-start');
     }
+    const chunk = key.startsWith('chunks/');
+    if (chunk) say('CHUNK');
     await inner.uploadBuffer(key, body);
+    if (chunk) say('CHUNK-DONE');
     if (key.endsWith('.chunks.json') || key.endsWith('.delta')) {
       uploading = false;
       say('PHASE upload-done');
