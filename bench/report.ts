@@ -327,7 +327,7 @@ export function renderMarkdown(run: RunResult): string {
     const c = d.durableCalls;
     if (c) {
       const w = c.waitMs;
-      out.push('', `Then \`durable()\` after each write of a steady stream, ${c.writesPerSecond} single-row updates per second paced by the clock for ${c.seconds} s, each call timed from its commit (as a request handler awaits it before answering): ${c.writes} writes, ${c.uploads} uploads; wait p50 ${fmtMs(w.p50)} / p95 ${fmtMs(w.p95)} / p99 ${fmtMs(w.p99)} / max ${fmtMs(w.max)} ms.${c.uploadKinds ? ` Uploads: ${Object.entries(c.uploadKinds).map(([k, v]) => `${v.count} ${k} (mean ${fmtMs(v.totalMs / v.count)}, max ${fmtMs(v.maxMs)} ms)`).join(', ')}.` : ''} Targets (issue 14): p50 ≤ ${DURABLE_CALL_P50_TARGET_MS} ms, p99 ≤ ${DURABLE_CALL_P99_TARGET_MS} ms, fewer uploads than writes.`);
+      out.push('', `Then \`durable()\` after each write of a steady stream, ${c.writesPerSecond} single-row updates per second paced by the clock for ${c.seconds} s, each call timed from its commit (as a request handler awaits it before answering): ${c.writes} writes, ${c.uploads} uploads; wait p50 ${fmtMs(w.p50)} / p95 ${fmtMs(w.p95)} / p99 ${fmtMs(w.p99)} / max ${fmtMs(w.max)} ms${c.loopMaxMs === undefined ? '' : ` (event loop blocked at most ${fmtMs(c.loopMaxMs)} ms)`}.${c.uploadKinds ? ` Uploads: ${Object.entries(c.uploadKinds).map(([k, v]) => `${v.count} ${k} (mean ${fmtMs(v.totalMs / v.count)}, max ${fmtMs(v.maxMs)} ms)`).join(', ')}.` : ''} Targets (issue 14): p50 ≤ ${DURABLE_CALL_P50_TARGET_MS} ms, p99 ≤ ${DURABLE_CALL_P99_TARGET_MS} ms, fewer uploads than writes.`);
     }
   }
   if (run.sizes.some((s) => s.incremental)) out.push(renderIncremental(run.sizes));

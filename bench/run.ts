@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { directoryStore, LIB_KIND, LIB_SRC_HASH } from './lib.ts';
 import { startAzurite, type Azurite } from '../test/helpers/azurite.ts';
-import { runAzure, runDurability } from './azure.ts';
+import { runAzure, runDurabilityInChild } from './azure.ts';
 import { CACHE_DIR, ensureDataset, parseSize, sampleIds } from './dataset.ts';
 import { sql } from 'drizzle-orm';
 import { copyDb, openBetterSqlite, openLibsql, openOurs, oursDriver, synchronousOf } from './drivers.ts';
@@ -184,7 +184,7 @@ try {
       const work = join(runDir, `durability-${label}`);
       await mkdir(work, { recursive: true });
       log(`[${label}] commit -> durable, ${cfg.durabilityReps} bursts, then durable() after each of 100 writes/s for ${cfg.durableSeconds} s`);
-      durability.push({ size: label, ...(await runDurability(azurite.connectionString, dataset, work, label, sampleIds(dataset.path, 2_000), cfg.durabilityReps, cfg.durableSeconds)) });
+      durability.push({ size: label, ...(await runDurabilityInChild(azurite.connectionString, dataset, work, label, sampleIds(dataset.path, 2_000), cfg.durabilityReps, cfg.durableSeconds)) });
       await rm(work, { recursive: true, force: true });
     }
   }
