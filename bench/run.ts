@@ -171,9 +171,10 @@ try {
 
   if (phases.has('durability') && azurite) {
     // On an emulator of its own: the size phases leave gigabytes in the shared one's memory (in-memory
-    // persistence; the 1M incremental phase alone several chunk sets and Litestream's replica), and a
-    // durable() tail measured beside them is the emulator's heap, not the library: p99 at 100k was 55-76
-    // ms in runs of this phase alone and 105 ms after the size phases.
+    // persistence; the 1M incremental phase alone several chunk sets and Litestream's replica). That was
+    // not what made this phase's p99 at 100k 105-209 ms after them (53-72 ms in runs of it alone): an
+    // emulator of 3 GiB stopped just before did not reproduce it, a checkpoint's slow fsync the next
+    // delta waits for did (see README "Known limitations"); a clean emulator still keeps the phase apart.
     await azurite.stop();
     azurite = await startAzurite();
     // At 100k and 1M (issue 14), whichever the run has; the largest otherwise.
