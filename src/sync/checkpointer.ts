@@ -6,6 +6,7 @@ import type { SyncLogger } from '../log.ts';
 import type { WriteLock } from '../client/write-lock.ts';
 import { spawnWorker } from './run-in-worker.ts';
 import type { ChangedPages, ScanResult } from './wal/changed-pages.ts';
+import { ABANDONED, BUSY, CHANGES, CHECKPOINTED_FRAMES, DONE, FAILED, HELD, READY, SHARED_INTS, STATE, WAL_FRAMES, readJournal, walTurnFree, writeSecondPassCursor, type JournalPosition } from './wal/checkpoint-journal.ts';
 import type { FromWorker, ToWorker, WorkerReply, WorkerRequest } from './worker-protocol.ts';
 import { FRAME_HEADER_BYTES, parseWalIndexHeader } from './wal/wal-format.ts';
 
@@ -214,18 +215,12 @@ export interface CheckpointerOptions {
 }
 
 /**
- * A checkpoint's progress, shared with the worker: [state, busy, walFrames, checkpointedFrames].
- * state: 0 running, 1 done, 2 failed, 3-5 the 'hold-writes' handshake. Read synchronously on a commit, because an app writing in a
- * tight loop of settled promises (a bulk import, bench/) starves timers, I/O callbacks and the
- * worker's reply message alike; the WAL index header is read synchronously for the same reason.
+ * A checkpoint's progress is shared with the worker (wal/checkpoint-journal.ts): its state (running,
+ * done, failed, the 'hold-writes' handshake), numbers and, with a page record, the journal of its scans
+ * and folds. Read synchronously on a commit, because an app writing in a tight loop of settled promises
+ * (a bulk import, bench/) starves timers, I/O callbacks and the worker's reply message alike; the WAL
+ * index header is read synchronously for the same reason.
  */
-const DONE = 1;
-const FAILED = 2;
-/** 'hold-writes': the worker's first pass caught up; it waits for the app's writes to be held (HELD) or gives up (ABANDONED). */
-const READY = 3;
-const HELD = 4;
-const ABANDONED = 5;
-
 interface InFlight {
   shared: Int32Array;
   reply: Promise<unknown>;
@@ -237,12 +232,12 @@ interface InFlight {
   /** How long the app's writes were held, if they were, and whether the cap ended the hold (the pass was not done). */
   heldMs?: number;
   capped?: boolean;
-  /** The page record this checkpoint scanned for, and where the worker writes its scans. */
-  record?: { pages: ChangedPages; scans: SharedArrayBuffer };
+  /** The page record this checkpoint scans for, its journal, and what of it the record has taken in. */
+  record?: { pages: ChangedPages; journal: SharedArrayBuffer; read: JournalPosition; scans: ScanResult[]; folds: number };
 }
 
-/** Room for a checkpoint's scans (JSON of [pgno, frame] pairs): ~60k pages; more marks the record lost. */
-const SCANS_BYTES = 1 << 20;
+/** Room for a checkpoint's journal (scans are JSON of [pgno, frame] pairs): ~60k pages; more marks the record lost. */
+const JOURNAL_BYTES = 1 << 20;
 
 /**
  * Owns the bound checkpoints of one database: told of each commit, it looks at the WAL index at most
@@ -283,7 +278,7 @@ export class Checkpointer {
   record: ChangedPages | undefined;
   /** Pauses in force (a snapshot reading the WAL for the record): no checkpoint starts meanwhile. */
   #paused = 0;
-  #scans: SharedArrayBuffer | undefined;
+  #journal: SharedArrayBuffer | undefined;
   /** Worker threads this instance started (one, unless a worker crashed); for tests. */
   get workerStarts(): number {
     return this.#worker.starts;
@@ -316,13 +311,14 @@ export class Checkpointer {
   }
 
   /**
-   * No checkpoint starts until resume(); resolves once the one in flight (if any) has settled and its
-   * scans are in the record. A snapshot that reads the WAL for the record runs between the two, so the
-   * record's scans never overlap.
+   * No checkpoint starts until resume(), and no held second pass: resolves once the one in flight (if
+   * any) has its scan in the record, while its fold may still run (walTurnFree). A snapshot that reads
+   * the WAL for the record runs between the two, so the record's scans never overlap. A scan of the
+   * WAL's next generation taken meanwhile waits for folded() before it goes into the record.
    */
   async pause(): Promise<void> {
     this.#paused++;
-    await this.idle();
+    await this.#until(() => this.#walTurnFree());
   }
 
   resume(): void {
@@ -333,14 +329,38 @@ export class Checkpointer {
 
   /** Resolves once no checkpoint is in flight (a timer armed for a later check does not count). */
   async idle(): Promise<void> {
-    // Settled before every wait and woken by the reply or by any change of the shared state: a
-    // checkpoint that asks for the app's writes to be held (READY) is answered here too, not only on the
-    // next commit (a snapshot that pauses the checkpointer waits here while no commit comes, and the
-    // worker would wait out its second: 100k-row incremental flushes took 1.2 s instead of 0.2 s).
-    for (this.#settle(Date.now()); this.#inFlight; this.#settle(Date.now())) {
-      const { shared, reply } = this.#inFlight;
-      const changed = waitAsync(shared, 0, Atomics.load(shared, 0));
-      await Promise.race([reply, changed.async ? changed.value : Promise.resolve()]);
+    await this.#until(() => this.#inFlight === undefined);
+  }
+
+  /** Resolves once every fold of the checkpoint in flight whose scan is in the record has its outcome there too. */
+  async folded(): Promise<void> {
+    await this.#until(() => this.#inFlight?.record === undefined || this.#inFlight.record.folds >= this.#inFlight.record.scans.length);
+  }
+
+  #walTurnFree(): boolean {
+    const inFlight = this.#inFlight;
+    if (!inFlight) return true;
+    // Without a record its fold is not bounded by what was read: it may let the WAL restart under a scan.
+    if (!inFlight.record) return false;
+    return walTurnFree(Atomics.load(inFlight.shared, STATE), inFlight.record.scans.length);
+  }
+
+  /**
+   * Settled before every wait and woken by the reply or by any change the worker makes: a checkpoint
+   * that asks for the app's writes to be held (READY) is answered here too, not only on the next commit
+   * (a snapshot that pauses the checkpointer waits here while no commit comes, and the worker would
+   * wait out its second: 100k-row incremental flushes took 1.2 s instead of 0.2 s).
+   */
+  async #until(done: () => boolean): Promise<void> {
+    for (;;) {
+      const before = this.#inFlight;
+      const seen = before ? Atomics.load(before.shared, CHANGES) : 0; // before looking: a change after it ends the wait
+      this.#settle(Date.now());
+      if (done()) return;
+      const inFlight = this.#inFlight;
+      if (!inFlight || inFlight !== before) continue;
+      const changed = waitAsync(inFlight.shared, CHANGES, seen);
+      await Promise.race([inFlight.reply, changed.async ? changed.value : Promise.resolve()]);
     }
   }
 
@@ -350,7 +370,7 @@ export class Checkpointer {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     const shared = this.#inFlight?.shared;
-    if (shared && Atomics.compareExchange(shared, 0, READY, ABANDONED) === READY) Atomics.notify(shared, 0); // no hold now
+    if (shared && Atomics.compareExchange(shared, STATE, READY, ABANDONED) === READY) Atomics.notify(shared, STATE); // no hold now
     await this.idle();
     await this.#worker.terminate();
   }
@@ -402,14 +422,16 @@ export class Checkpointer {
   }
 
   #start(pendingBytes: number, kind: 'passive' | 'hold-writes', holdCap: number): void {
-    const shared = new Int32Array(new SharedArrayBuffer(16));
+    const shared = new Int32Array(new SharedArrayBuffer(SHARED_INTS * 4));
     this.checkpoints++;
     const pages = this.record;
-    const record = pages ? { pages, scans: (this.#scans ??= new SharedArrayBuffer(SCANS_BYTES)) } : undefined;
+    // One journal buffer, reused: a checkpoint starts only once the last one settled and its entries were read.
+    const record = pages ? { pages, journal: (this.#journal ??= new SharedArrayBuffer(JOURNAL_BYTES)), read: { offset: 0, read: 0 }, scans: [], folds: 0 } : undefined;
     const request = { op: 'checkpoint', dbPath: this.#dbPath, shared: shared.buffer as SharedArrayBuffer, holdWrites: kind === 'hold-writes' } as const;
-    const reply = this.#worker.run(record ? { ...request, record: { cursor: { ...record.pages.cursor }, scans: record.scans } } : request).catch((error: unknown) => {
+    const reply = this.#worker.run(record ? { ...request, record: { cursor: { ...record.pages.cursor }, scans: record.journal } } : request).catch((error: unknown) => {
       // The worker never started or crashed before writing its state: record the failure where #settle looks.
-      Atomics.store(shared, 0, FAILED);
+      Atomics.store(shared, STATE, FAILED);
+      Atomics.add(shared, CHANGES, 1);
       this.#failure = errorMessage(error);
     });
     this.#inFlight = { shared, reply, pendingBytes, kind, holdCapMs: holdCap, holdAsked: false, ...(record ? { record } : {}) };
@@ -425,17 +447,25 @@ export class Checkpointer {
     const { shared } = inFlight;
     const lock = this.#stopped ? undefined : this.#writeLock();
     if (!lock) {
-      if (Atomics.compareExchange(shared, 0, READY, ABANDONED) === READY) Atomics.notify(shared, 0);
+      if (Atomics.compareExchange(shared, STATE, READY, ABANDONED) === READY) Atomics.notify(shared, STATE);
       return;
     }
     void lock.acquire().then((release) => {
-      if (Atomics.compareExchange(shared, 0, READY, HELD) !== READY) return release(); // the worker stopped waiting
-      Atomics.notify(shared, 0);
+      if (this.#paused > 0 && Atomics.load(shared, STATE) === READY) {
+        // A snapshot took its turn at the WAL meanwhile: the second pass must not scan beside it. Asked again at resume().
+        inFlight.holdAsked = false;
+        return release();
+      }
+      // The second pass scans from where the record is now (a delta may have read past the first scan).
+      this.#absorb(inFlight);
+      if (inFlight.record) writeSecondPassCursor(shared, inFlight.record.pages.cursor);
+      if (Atomics.compareExchange(shared, STATE, READY, HELD) !== READY) return release(); // the worker stopped waiting
+      Atomics.notify(shared, STATE);
       this.heldWrites++;
       const heldAt = performance.now();
       // Until the worker writes DONE (or the reply says it failed), its cap at most (nextHoldCapMs): the
       // second pass is a PASSIVE checkpoint, safe beside writes, so letting them go early only costs this restart.
-      const done = waitAsync(shared, 0, HELD);
+      const done = waitAsync(shared, STATE, HELD);
       let timer: NodeJS.Timeout | undefined;
       const cap = new Promise<'capped'>((resolve) => (timer = setTimeout(() => resolve('capped'), inFlight.holdCapMs)));
       void Promise.race([done.async ? done.value : Promise.resolve(), inFlight.reply, cap]).then((how) => {
@@ -451,17 +481,18 @@ export class Checkpointer {
   #settle(now: number): void {
     const inFlight = this.#inFlight;
     if (!inFlight) return;
-    const state = Atomics.load(inFlight.shared, 0);
-    if (state === READY && !inFlight.holdAsked) {
+    const state = Atomics.load(inFlight.shared, STATE);
+    this.#absorb(inFlight); // after the state: a final state comes after every entry
+    if (state === READY && !inFlight.holdAsked && this.#paused === 0) {
       inFlight.holdAsked = true;
       this.#holdWrites(inFlight);
     }
     if (state !== DONE && state !== FAILED) return;
     this.#inFlight = undefined;
-    if (inFlight.record) feedRecord(inFlight.record, state === DONE, this.#failure);
+    if (inFlight.record && state === FAILED) inFlight.record.pages.markLost(`a checkpoint failed while it scanned or folded the WAL (${this.#failure ?? 'the worker failed'})`);
     const result =
       state === DONE
-        ? { busy: inFlight.shared[1] !== 0, walFrames: inFlight.shared[2]!, checkpointedFrames: inFlight.shared[3]! }
+        ? { busy: inFlight.shared[BUSY] !== 0, walFrames: inFlight.shared[WAL_FRAMES]!, checkpointedFrames: inFlight.shared[CHECKPOINTED_FRAMES]! }
         : new Error(this.#failure ?? 'the checkpoint worker failed');
     this.#failure = undefined;
     const outcome = checkpointOutcome(result);
@@ -475,6 +506,21 @@ export class Checkpointer {
       this.#log.warn({ pendingBytes: inFlight.pendingBytes, retryInMs: this.#retryAt - now, error: result.message }, 'WAL checkpoint failed, will retry after later commits');
     } else {
       this.#log.info({ pendingBytes: inFlight.pendingBytes, kind: inFlight.kind, ...result, outcome, ...(inFlight.heldMs === undefined ? {} : { heldMs: Math.round(inFlight.heldMs * 10) / 10, holdCapMs: Math.round(inFlight.holdCapMs), capped: inFlight.capped }) }, 'WAL checkpointed (it held more than its bound)');
+    }
+  }
+
+  /** The journal's new entries into the record, in order: each scan as it was taken, each fold's outcome after its scan. */
+  #absorb(inFlight: InFlight): void {
+    const record = inFlight.record;
+    if (!record) return;
+    for (const entry of readJournal(inFlight.shared, record.journal, record.read)) {
+      if ('scan' in entry) {
+        record.pages.apply(entry.scan);
+        record.scans.push(entry.scan);
+      } else {
+        const scan = record.scans[record.folds++];
+        if (scan) record.pages.noteFolded(scan, entry.folded);
+      }
     }
   }
 
@@ -585,13 +631,6 @@ class CheckpointWorker {
  * A finished checkpoint's scans into the page record, read synchronously from shared memory (as its
  * state is). A checkpoint that failed may have folded frames it never reported: the record is lost.
  */
-function feedRecord(record: { pages: ChangedPages; scans: SharedArrayBuffer }, done: boolean, failure: string | undefined): void {
-  if (!done) return record.pages.markLost(`a checkpoint failed before its scan was read (${failure ?? 'the worker failed'})`);
-  const length = new Int32Array(record.scans, 0, 1)[0]!;
-  const scans = JSON.parse(Buffer.from(record.scans, 4, length).toString('utf8')) as ScanResult[];
-  for (const scan of scans) record.pages.apply(scan);
-}
-
 function walFileBytes(dbPath: string): number {
   try {
     return statSync(`${dbPath}-wal`).size;

@@ -19,6 +19,7 @@ import { lowerThreadPriority } from './thread-priority.ts';
 import type { ChunksResult, FromWorker, ToWorker, WorkerRequest, WorkerReply } from './worker-protocol.ts';
 import { scanVerdict, type ScanResult, type WalCursor } from './wal/changed-pages.ts';
 import { foldedAfter, pinnedScan, readWalIndex, scanFrames } from './wal/wal-scan.ts';
+import { ABANDONED, BUSY, DONE, FAILED, HELD, JournalWriter, READY, STATE, announce, readSecondPassCursor } from './wal/checkpoint-journal.ts';
 import { readSchemaPosition, type SchemaPosition } from './schema-position.ts';
 
 // Only the local-file driver, loaded on first use: a worker that only decodes chunks never pays for it.
@@ -145,21 +146,12 @@ async function checkpointWal(dbPath: string, shared: Int32Array, holdWrites: boo
     // Caught up with what we saw, short of the frames the write in progress reads past (a reader that
     // holds many back, e.g. a snapshot, is not helped by held writes): ask for the app's writes to be
     // held, then fold what they appended meanwhile.
-    if (holdWrites && busy === 0 && walFrames - checkpointedFrames <= 1024) {
-      Atomics.store(shared, 0, 3);
-      // Woken: a main thread waiting on the state (Checkpointer.idle(), e.g. a snapshot pausing the
-      // checkpointer while no commit comes) answers at once, not after this wait ran out.
-      Atomics.notify(shared, 0);
-      Atomics.wait(shared, 0, 3, 1_000); // this thread may block
-      if (Atomics.compareExchange(shared, 0, 3, 5) === 4) [busy, walFrames, checkpointedFrames] = await passive();
-    }
-    shared.set([busy, walFrames, checkpointedFrames], 1);
-    Atomics.store(shared, 0, 1); // the state last: whoever sees 1 sees the numbers
-    Atomics.notify(shared, 0);
+    if (holdWrites && busy === 0 && walFrames - checkpointedFrames <= 1024 && askForHeldWrites(shared)) [busy, walFrames, checkpointedFrames] = await passive();
+    shared.set([busy, walFrames, checkpointedFrames], BUSY);
+    announce(shared, DONE); // the state last: whoever sees DONE sees the numbers
     return { ok: true, busy: busy !== 0, walFrames, checkpointedFrames, durationMs: performance.now() - started };
   } catch (error) {
-    Atomics.store(shared, 0, 2);
-    Atomics.notify(shared, 0);
+    announce(shared, FAILED);
     throw error;
   } finally {
     client?.close();
@@ -167,54 +159,48 @@ async function checkpointWal(dbPath: string, shared: Int32Array, holdWrites: boo
 }
 
 /**
- * The checkpointer's op while a page record is kept: the same passes as checkpointWal, each one pinned
- * and preceded by a scan of the frames past the record's cursor (wal-scan.ts pinnedScan), so no fold
- * can let the WAL restart over a frame the record has not read. The second pass (writes held) pins
- * again, at the WAL's end, so it can fold everything and let the WAL restart. The scans go into
- * `scansBuffer` (JSON) before the state says DONE: the checkpointer reads them synchronously, as it
- * reads the state, even when the app's loop is starved of I/O callbacks.
+ * Says READY and waits (a second at most) for the app's writes to be held: true once they are (HELD),
+ * false if the app's thread did not answer in time (ABANDONED: it will not hold them now). Woken at
+ * once: a main thread waiting on the state (Checkpointer.idle(), e.g. a snapshot pausing the
+ * checkpointer while no commit comes) answers at once, not after this wait ran out.
  */
-async function checkpointWithRecord(dbPath: string, shared: Int32Array, holdWrites: boolean, cursor: WalCursor, scansBuffer: SharedArrayBuffer): Promise<WorkerReply> {
-  const started = performance.now();
-  try {
-    const libsql = await loadLibsql();
-    const first = await pinnedScan(libsql, dbPath, cursor, { checkpoint: true });
-    const scans: ScanResult[] = [first.scan];
-    let numbers = first.checkpoint ?? { busy: true, walFrames: first.scan.to, checkpointedFrames: 0 }; // no checkpoint ran (the WAL could not be read)
-    if (holdWrites && first.checkpoint && !numbers.busy && numbers.walFrames - numbers.checkpointedFrames <= 1024) {
-      Atomics.store(shared, 0, 3);
-      // Woken: a main thread waiting on the state (Checkpointer.idle(), e.g. a snapshot pausing the
-      // checkpointer while no commit comes) answers at once, not after this wait ran out.
-      Atomics.notify(shared, 0);
-      Atomics.wait(shared, 0, 3, 1_000); // this thread may block
-      if (Atomics.compareExchange(shared, 0, 3, 5) === 4) {
-        const next: WalCursor = { salt: first.scan.salt, frame: first.scan.to, base: 0, folded: first.scan.folded ?? false };
-        const second = await pinnedScan(libsql, dbPath, next, { checkpoint: true });
-        scans.push(second.scan);
-        if (second.checkpoint) numbers = second.checkpoint;
-      }
-    }
-    writeScans(scansBuffer, scans);
-    shared.set([numbers.busy ? 1 : 0, numbers.walFrames, numbers.checkpointedFrames], 1);
-    Atomics.store(shared, 0, 1); // the state last: whoever sees 1 sees the numbers and the scans
-    Atomics.notify(shared, 0);
-    return { ok: true, busy: numbers.busy, walFrames: numbers.walFrames, checkpointedFrames: numbers.checkpointedFrames, durationMs: performance.now() - started };
-  } catch (error) {
-    Atomics.store(shared, 0, 2);
-    Atomics.notify(shared, 0);
-    throw error;
-  }
+function askForHeldWrites(shared: Int32Array): boolean {
+  announce(shared, READY);
+  Atomics.wait(shared, STATE, READY, 1_000); // this thread may block
+  return Atomics.compareExchange(shared, STATE, READY, ABANDONED) === HELD;
 }
 
-/** [byte length (int32), JSON bytes]; scans that do not fit are replaced by one broken scan (the record is then lost: safe). */
-function writeScans(buffer: SharedArrayBuffer, scans: ScanResult[]): void {
-  let json = Buffer.from(JSON.stringify(scans));
-  if (json.length + 4 > buffer.byteLength) {
-    const last = scans.at(-1)!;
-    json = Buffer.from(JSON.stringify([{ ...last, pages: [], broken: `a checkpoint read more changed pages than it can report (${json.length} bytes)` }]));
+/**
+ * The checkpointer's op while a page record is kept: the same passes as checkpointWal, each one pinned
+ * and preceded by a scan of the frames past the record's cursor (wal-scan.ts pinnedScan), so no fold
+ * can let the WAL restart over a frame the record has not read. Each scan goes into the journal
+ * (checkpoint-journal.ts) before its fold starts, and each fold's outcome after it: the record takes
+ * the scan in at once, and page deltas read the WAL past it while the fold and its fsync run. The
+ * second pass (writes held) scans from the record's cursor as the app's thread gives it (a delta may
+ * have read past the first scan), pinned at the WAL's end, so it can fold everything and let the WAL
+ * restart.
+ */
+async function checkpointWithRecord(dbPath: string, shared: Int32Array, holdWrites: boolean, cursor: WalCursor, journalBuffer: SharedArrayBuffer): Promise<WorkerReply> {
+  const started = performance.now();
+  const journal = new JournalWriter(shared, journalBuffer);
+  try {
+    const libsql = await loadLibsql();
+    const first = await pinnedScan(libsql, dbPath, cursor, { checkpoint: true, onScanned: (scan) => journal.scan(scan) });
+    journal.folded(first.scan.folded ?? false);
+    let numbers = first.checkpoint ?? { busy: true, walFrames: first.scan.to, checkpointedFrames: 0 }; // no checkpoint ran (the WAL could not be read)
+    if (holdWrites && first.checkpoint && !numbers.busy && numbers.walFrames - numbers.checkpointedFrames <= 1024 && askForHeldWrites(shared)) {
+      const next: WalCursor = { ...readSecondPassCursor(shared), base: 0, folded: false };
+      const second = await pinnedScan(libsql, dbPath, next, { checkpoint: true, onScanned: (scan) => journal.scan(scan) });
+      journal.folded(second.scan.folded ?? false);
+      if (second.checkpoint) numbers = second.checkpoint;
+    }
+    shared.set([numbers.busy ? 1 : 0, numbers.walFrames, numbers.checkpointedFrames], BUSY);
+    announce(shared, DONE); // the state last: whoever sees DONE sees the numbers and every entry
+    return { ok: true, busy: numbers.busy, walFrames: numbers.walFrames, checkpointedFrames: numbers.checkpointedFrames, durationMs: performance.now() - started };
+  } catch (error) {
+    announce(shared, FAILED);
+    throw error;
   }
-  new Uint8Array(buffer, 4, json.length).set(json);
-  new Int32Array(buffer, 0, 1)[0] = json.length;
 }
 
 async function snapshotCopy(request: Extract<WorkerRequest, { op: 'snapshot' }>): Promise<WorkerReply> {

@@ -63,8 +63,11 @@ export const WHOLE_FILE_EVERY = 32;
 /** The checkpointer's side of the page record (src/sync/checkpointer.ts): the record, and a pause for reading the WAL. */
 export interface WalAccess {
   record: ChangedPages | undefined;
+  /** Until resume(): no checkpoint scans the WAL; one in flight may still fold what it scanned. */
   pause(): Promise<void>;
   resume(): void;
+  /** Resolves once every fold of the checkpoint in flight has its outcome in the record (see recordScanAfterFolds). */
+  folded(): Promise<void>;
 }
 
 /** Deltas on one chunk set stop once their stored bytes reach this share of the chunk set's... */
@@ -530,7 +533,7 @@ export class Snapshotter {
       // A level-1 delta carries every page since its parent (the level-0 deltas' pages again).
       const pages = plan.level === 1 ? record!.pagesSinceLevel() : record!.pagesUpTo(Number.POSITIVE_INFINITY);
       op = await runInWorker({ op: 'delta', dbPath, keys, record: { cursor: { ...record!.cursor }, pages }, migrationsTable: this.#o.migrationsTable });
-      upTo = recordScan(wal, op.scan, op.start);
+      upTo = await recordScanAfterFolds(wal, op.scan, op.start);
     } finally {
       leave();
     }
@@ -619,15 +622,19 @@ export class Snapshotter {
       };
       let pinned!: () => void;
       const pin = new Promise<void>((resolve) => (pinned = resolve));
+      /** The pinned scan going into the record: within this turn at the WAL, even if the job fails meanwhile. */
+      let taking: Promise<void> | undefined;
       const job = startWorkerJob(
         { op: 'chunks', dbPath, chunkSize, known: [...known.keys()], keys, spoolPath, record: chunksRecord, yieldTo: this.#foreground.buffer as SharedArrayBuffer, migrationsTable: this.#o.migrationsTable },
         {
           onPinned: ({ scan, start }) => {
-            compaction.at = new Date().toISOString();
-            compaction.upTo = recordScan(wal, scan, start);
-            wal.record?.watch(compaction.upTo);
-            resume();
-            pinned();
+            taking = recordScanAfterFolds(wal, scan, start).then((upTo) => {
+              compaction.at = new Date().toISOString();
+              compaction.upTo = upTo;
+              wal.record?.watch(upTo);
+              resume();
+              pinned();
+            });
           },
         },
       );
@@ -658,6 +665,7 @@ export class Snapshotter {
       })();
       this.#compaction = compaction;
       await Promise.race([pin, compaction.done]);
+      await taking;
     } finally {
       resume();
     }
@@ -688,7 +696,7 @@ export class Snapshotter {
       else if (pages.length * pageSize > MAX_DELTA_PAGE_BYTES) drop = 'the pages changed since its pin are too many for one delta';
       else {
         op = await runInWorker({ op: 'delta', dbPath, keys, record: { cursor: { ...record.cursor }, pages }, migrationsTable: this.#o.migrationsTable });
-        upTo = recordScan(wal, op.scan, op.start);
+        upTo = await recordScanAfterFolds(wal, op.scan, op.start);
       }
     } finally {
       leave();
@@ -806,7 +814,7 @@ export class Snapshotter {
       };
       const result = await runInWorker({ op: 'chunks', ...request, record: chunksRecord });
       const wholeFile = result.readChunks === result.chunks.length;
-      const upTo = recordScan(wal, result.scan!, result.start ?? null);
+      const upTo = await recordScanAfterFolds(wal, result.scan!, result.start ?? null);
       const broke = wal.record?.lost;
       if (broke) this.#o.log.info({ why: broke }, 'this snapshot reads the whole file: the record of changed pages broke');
       return { result, upTo, wholeFile };
@@ -1125,6 +1133,13 @@ function readBytesOf(result: ChunksResult, chunkSize: number): number {
  * everything up to: the frame the WAL index showed before the pin, in its generation; if that generation
  * is neither the record's nor the scan's, the record's position before the scan (conservative).
  */
+async function recordScanAfterFolds(wal: WalAccess, scan: ScanResult, start: { salt: string; frame: number } | null): Promise<number> {
+  // A scan of another generation is judged by whether the last one was folded to its end, which a fold
+  // of the checkpoint in flight (it ran beside this scan) may not have said yet.
+  if (wal.record && scan.salt !== wal.record.cursor.salt) await wal.folded();
+  return recordScan(wal, scan, start);
+}
+
 function recordScan(wal: WalAccess, scan: ScanResult, start: { salt: string; frame: number } | null): number {
   let record = wal.record;
   if (!record) {

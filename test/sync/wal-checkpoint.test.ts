@@ -21,6 +21,8 @@ import { directoryStore, SyncError, type SnapshotStore } from 'drizzle-libsql-bl
 import type { SyncLogger } from '../../src/log.ts';
 import { CountingClient } from '../../src/client/counting-client.ts';
 import { Checkpointer, WAL_CHECKPOINT_BYTES, WAL_FILE_LIMIT_BYTES, writerConnectionSetup } from '../../src/sync/checkpointer.ts';
+import { ChangedPages } from '../../src/sync/wal/changed-pages.ts';
+import { readWalIndex, scanFrames } from '../../src/sync/wal/wal-scan.ts';
 import { notes, open, tempDir } from '../helpers/fixtures.ts';
 
 const MiB = 1024 * 1024;
@@ -332,4 +334,46 @@ test('close() right after the first commit started the checkpoint worker resolve
     const db = await open(join(dir.path, `db-${i}.db`), directoryStore({ dir: join(dir.path, `store-${i}`) }));
     await db.$sync.close();
   }
+});
+
+test('with a page record, a reader of the WAL (a delta) gets its turn once the checkpoint\'s scan is in the record, while the fold and its fsync still run; the fold\'s outcome follows into the record', async (t) => {
+  const dir = await tempDir('wal-turn');
+  t.after(() => dir.cleanup());
+  const dbPath = join(dir.path, 'turn.db');
+  const inner = await writerClient(dbPath, 1024 * MiB);
+  const checkpointer = new Checkpointer({ dbPath, log: { info() {}, warn() {}, error() {} }, boundBytes: 1 * MiB, minCheckIntervalMs: 0 });
+  t.after(async () => {
+    await checkpointer.stop();
+    inner.close();
+    checkpointer.closeFiles();
+  });
+  await inner.execute({ sql: 'INSERT INTO t (v) VALUES (?)', args: [body(64 * 1024)] });
+  const start = readWalIndex(dbPath);
+  assert.ok(start && start !== 'unstable');
+  checkpointer.record = new ChangedPages({ salt: start.salt.toString('hex'), frame: 0, base: 0, folded: false });
+  // ~160 MiB of WAL over the same few pages: the scan reads 40k frame headers (milliseconds), the fold
+  // has to fsync the whole WAL first (hundreds of milliseconds).
+  for (let i = 0; i < 2_400; i++) await inner.execute({ sql: 'UPDATE t SET v = ? WHERE id = 1', args: [body(64 * 1024)] });
+  const { walFrames } = await walIndex(dbPath);
+  checkpointer.noteCommit(); // past the bound: a checkpoint starts (passive: no write lock here)
+  assert.equal(checkpointer.checkpoints, 1);
+  const asked = performance.now();
+  await checkpointer.pause();
+  const turnMs = performance.now() - asked;
+  const atTurn = await walIndex(dbPath);
+  assert.equal(checkpointer.record.position, walFrames, 'the checkpoint\'s scan is in the record when the turn begins');
+  assert.ok(atTurn.backfilled < walFrames, `the fold was still running when the turn began (${atTurn.backfilled} of ${walFrames} frames folded, turn after ${turnMs.toFixed(0)} ms)`);
+  assert.equal(checkpointer.record.cursor.folded, false, 'not folded until the fold says so');
+  await checkpointer.folded();
+  const folded = await walIndex(dbPath);
+  assert.equal(folded.backfilled, walFrames, 'folded() waits for the fold');
+  assert.equal(checkpointer.record.cursor.folded, true, 'the fold\'s outcome is in the record: the next generation is expected');
+  checkpointer.resume();
+  await checkpointer.idle();
+  // The WAL restarts at the next commit, and the record follows it (the next generation, not a foreign restart).
+  await inner.execute({ sql: 'UPDATE t SET v = ? WHERE id = 1', args: [body(64 * 1024)] });
+  const restarted = readWalIndex(dbPath);
+  assert.ok(restarted && restarted !== 'unstable' && !restarted.salt.equals(start.salt), 'the WAL restarted');
+  assert.equal(checkpointer.record.apply(scanFrames(dbPath, checkpointer.record.cursor)).kind, 'apply');
+  assert.equal(checkpointer.record.lost, undefined);
 });

@@ -113,3 +113,26 @@ test('WAL formats: file header, frame header, index header (both copies), genera
   assert.equal(isNextGeneration(Buffer.from('ffffffff00000000', 'hex'), Buffer.from('0000000012345678', 'hex')), true, 'salt-1 wraps');
   assert.equal(isNextGeneration(Buffer.from(G, 'hex'), Buffer.from(G, 'hex')), false);
 });
+
+test('ChangedPages.noteFolded: a fold reported after its scan marks the cursor folded only where the scan left it', () => {
+  const rows: [string, WalCursor, ScanResult, boolean, boolean][] = [
+    ['the record is where the scan ended: the next generation is expected', cursor({ frame: 20 }), scan(), true, true],
+    ['the fold did not reach the end', cursor({ frame: 20 }), scan(), false, false],
+    ['a delta read further meanwhile: frames past the scan were not folded by it', cursor({ frame: 25 }), scan(), true, false],
+    ['the record is in another generation already', cursor({ salt: NEXT, frame: 20 }), scan(), true, false],
+  ];
+  for (const [name, at, s, folded, expected] of rows) {
+    const record = new ChangedPages(at);
+    record.noteFolded(s, folded);
+    assert.equal(record.cursor.folded, expected, name);
+  }
+  // In order, as the checkpointer takes a journal in: the scan, a delta's scan of nothing new, the fold.
+  const record = new ChangedPages(cursor());
+  record.apply(scan());
+  record.apply(scan({ from: 20, to: 20 }));
+  assert.equal(record.apply(scan({ salt: NEXT, from: 0, to: 2 })).kind, 'lost', 'before the fold is reported the next generation cannot be told from a foreign restart');
+  const again = new ChangedPages(cursor());
+  again.apply(scan());
+  again.noteFolded(scan(), true);
+  assert.equal(again.apply(scan({ salt: NEXT, from: 0, to: 2 })).kind, 'apply', 'after it, it continues the record');
+});

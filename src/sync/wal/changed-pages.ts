@@ -175,6 +175,17 @@ export class ChangedPages {
     return verdict;
   }
 
+  /**
+   * The outcome of the fold a checkpoint of ours ran after `scan` (applied before it; the fold's outcome
+   * comes later, see checkpoint-journal.ts): if it folded every frame up to the scan's end, that end was
+   * the WAL's, and the record is still there, the WAL may restart at the next commit and the next scan
+   * expects the next generation. Anywhere else (a delta read further meanwhile) it says nothing: frames
+   * past the scan's end were not folded by it, so the WAL cannot have restarted on them.
+   */
+  noteFolded(scan: ScanResult, folded: boolean): void {
+    if (folded && this.#cursor.salt === scan.salt && this.#cursor.frame === scan.to) this.#cursor = { ...this.#cursor, folded: true };
+  }
+
   /** Every page changed up to position `upTo` (what an upload of the file as of `upTo` must carry), sorted. */
   pagesUpTo(upTo: number): number[] {
     const pages: number[] = [];

@@ -127,11 +127,11 @@ export interface PinnedScan {
 }
 
 /**
- * Pins the WAL, reads the frames past `cursor`, and (when asked) folds the WAL with a PASSIVE
- * checkpoint bounded by the pin. `folded` tells the cursor that the checkpoint folded every frame,
+ * Pins the WAL, reads the frames past `cursor` (handed to `onScanned` at once), and (when asked)
+ * folds the WAL with a PASSIVE checkpoint bounded by the pin. `folded` tells the cursor that the checkpoint folded every frame,
  * all of them read: the next commit may restart the WAL, and the next scan expects the next generation.
  */
-export async function pinnedScan(libsql: Libsql, dbPath: string, cursor: WalCursor, options: { checkpoint: boolean }): Promise<PinnedScan> {
+export async function pinnedScan(libsql: Libsql, dbPath: string, cursor: WalCursor, options: { checkpoint: boolean; onScanned?: (scan: ScanResult) => void }): Promise<PinnedScan> {
   const url = pathToFileURL(dbPath).href;
   const pin = libsql.createClient({ url });
   let folder: ReturnType<Libsql['createClient']> | undefined;
@@ -140,6 +140,7 @@ export async function pinnedScan(libsql: Libsql, dbPath: string, cursor: WalCurs
     try {
       await tx.execute('SELECT 1 FROM sqlite_schema LIMIT 1'); // the first read fixes the snapshot: the pin is up
       const scan = scanFrames(dbPath, cursor);
+      options.onScanned?.(scan); // before the fold: see checkpoint-journal.ts
       if (!options.checkpoint || scan.broken) return { scan };
       folder = libsql.createClient({ url });
       const row = (await folder.execute('PRAGMA wal_checkpoint(PASSIVE)')).rows[0]!;
