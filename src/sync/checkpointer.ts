@@ -627,10 +627,6 @@ class CheckpointWorker {
   }
 }
 
-/**
- * A finished checkpoint's scans into the page record, read synchronously from shared memory (as its
- * state is). A checkpoint that failed may have folded frames it never reported: the record is lost.
- */
 function walFileBytes(dbPath: string): number {
   try {
     return statSync(`${dbPath}-wal`).size;

@@ -530,10 +530,20 @@ export class Snapshotter {
       const pageSize = this.#pageSizeOf(snapshots) ?? 4096;
       plan = planUpload(record, snapshots, false, maxDeltas, (record?.size ?? 0) * pageSize, this.compacting || Date.now() < this.#compactionRetryAt, (record?.sinceLevelSize ?? 0) * pageSize);
       if (plan.kind !== 'delta') return undefined;
-      // A level-1 delta carries every page since its parent (the level-0 deltas' pages again).
-      const pages = plan.level === 1 ? record!.pagesSinceLevel() : record!.pagesUpTo(Number.POSITIVE_INFINITY);
-      op = await runInWorker({ op: 'delta', dbPath, keys, record: { cursor: { ...record!.cursor }, pages }, migrationsTable: this.#o.migrationsTable });
-      upTo = await recordScanAfterFolds(wal, op.scan, op.start);
+      // At most twice: the worker judges its scan against the cursor it was given, and a scan of the
+      // WAL's next generation may see a restart right after a fold whose outcome had not reached the
+      // record yet; the record, told of it meanwhile, takes the scan in, and the second read goes on from there.
+      const level = plan.level;
+      const read = async () => {
+        // A level-1 delta carries every page since its parent (the level-0 deltas' pages again).
+        const pages = level === 1 ? record!.pagesSinceLevel() : record!.pagesUpTo(Number.POSITIVE_INFINITY);
+        const result = await runInWorker({ op: 'delta', dbPath, keys, record: { cursor: { ...record!.cursor }, pages }, migrationsTable: this.#o.migrationsTable });
+        return { result, upTo: await recordScanAfterFolds(wal, result.scan, result.start) };
+      };
+      let got = await read();
+      if (!got.result.delta && record!.lost === undefined) got = await read();
+      op = got.result;
+      upTo = got.upTo;
     } finally {
       leave();
     }

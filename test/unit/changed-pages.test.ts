@@ -136,3 +136,17 @@ test('ChangedPages.noteFolded: a fold reported after its scan marks the cursor f
   again.noteFolded(scan(), true);
   assert.equal(again.apply(scan({ salt: NEXT, from: 0, to: 2 })).kind, 'apply', 'after it, it continues the record');
 });
+
+test('ChangedPages: a scan of nothing new taken before a fold ended, taken in after its outcome, keeps the fold (a delta beside a checkpoint)', () => {
+  const record = new ChangedPages(cursor());
+  record.apply(scan()); // the checkpoint's scan, before its fold
+  record.noteFolded(scan(), true); // the fold's outcome
+  record.apply(scan({ from: 20, to: 20, folded: false })); // the delta's: it looked at the WAL index while the fold ran
+  assert.equal(record.cursor.folded, true);
+  assert.equal(record.apply(scan({ salt: NEXT, from: 0, to: 2, checkpointSeq: 2 })).kind, 'apply', 'the restart after our fold continues the record');
+  const moved = new ChangedPages(cursor());
+  moved.apply(scan());
+  moved.noteFolded(scan(), true);
+  moved.apply(scan({ from: 20, to: 22 }));
+  assert.equal(moved.cursor.folded, false, 'frames past the fold: not folded');
+});

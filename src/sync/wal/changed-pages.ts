@@ -151,7 +151,10 @@ export class ChangedPages {
   /** Takes in one scan; returns the verdict. A lost record follows the WAL from here on (positions stay increasing). */
   apply(scan: ScanResult): ScanVerdict {
     const verdict = scanVerdict(this.#cursor, scan);
-    const folded = scan.folded ?? false;
+    // A scan that read nothing new keeps a fold already known at this frame: it may have looked at the
+    // WAL index before that fold ended (a delta beside a checkpoint's fold) and be taken in after it.
+    const stillFolded = verdict.kind === 'apply' && this.#cursor.folded && scan.salt === this.#cursor.salt && scan.to === this.#cursor.frame;
+    const folded = (scan.folded ?? false) || stillFolded;
     if (verdict.kind === 'lost') {
       // Changes before this scan's frames are unknown; its own frames are real changes after the break,
       // recorded as usual, so a whole-file upload from after the break mends the record.
