@@ -284,6 +284,8 @@ export function runDurabilityInChild(...args: DurabilityArgs): Promise<Durabilit
   return new Promise((resolvePromise, reject) => {
     const proc = fork(fileURLToPath(import.meta.url), [], {
       env: { ...process.env, BENCH_DURABILITY_CHILD: '1', BENCH_LIB_URL: LIB_URL, BENCH_LIB_SRC_HASH: LIB_SRC_HASH },
+      // BENCH_CHILD_PROF=DIR: a CPU profile of the child (what blocked its event loop) in DIR.
+      execArgv: [...process.execArgv, ...(process.env.BENCH_CHILD_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CHILD_PROF}`] : [])],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     let reply: { ok: true; result: DurabilityResult } | { ok: false; error: string } | undefined;
