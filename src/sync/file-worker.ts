@@ -314,7 +314,10 @@ async function readDelta(request: Extract<WorkerRequest, { op: 'delta' }>): Prom
   const image = await openPageImage(loadLibsql(), request.dbPath, 1 << 20);
   try {
     const scan = pinnedFold(request.dbPath, scanFrames(request.dbPath, request.record.cursor));
-    if (scanVerdict(request.record.cursor, scan).kind !== 'apply') return { ok: true, scan, start };
+    // Judged as if the cursor's generation were folded to its end: whether it was may still be on its way
+    // to the record (a checkpoint's fold ran beside this op). The app's thread judges the scan again with
+    // the fold's outcome (recordScanAfterFolds), and drops this delta if the record broke.
+    if (scanVerdict({ ...request.record.cursor, folded: true }, scan).kind !== 'apply') return { ok: true, scan, start };
     const wanted = new Set(request.record.pages);
     for (const [p] of scan.pages) wanted.add(p);
     const pgnos = Uint32Array.from([...wanted].filter((p) => p <= image.pageCount).sort((a, b) => a - b));

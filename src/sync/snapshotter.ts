@@ -530,20 +530,10 @@ export class Snapshotter {
       const pageSize = this.#pageSizeOf(snapshots) ?? 4096;
       plan = planUpload(record, snapshots, false, maxDeltas, (record?.size ?? 0) * pageSize, this.compacting || Date.now() < this.#compactionRetryAt, (record?.sinceLevelSize ?? 0) * pageSize);
       if (plan.kind !== 'delta') return undefined;
-      // At most twice: the worker judges its scan against the cursor it was given, and a scan of the
-      // WAL's next generation may see a restart right after a fold whose outcome had not reached the
-      // record yet; the record, told of it meanwhile, takes the scan in, and the second read goes on from there.
-      const level = plan.level;
-      const read = async () => {
-        // A level-1 delta carries every page since its parent (the level-0 deltas' pages again).
-        const pages = level === 1 ? record!.pagesSinceLevel() : record!.pagesUpTo(Number.POSITIVE_INFINITY);
-        const result = await runInWorker({ op: 'delta', dbPath, keys, record: { cursor: { ...record!.cursor }, pages }, migrationsTable: this.#o.migrationsTable });
-        return { result, upTo: await recordScanAfterFolds(wal, result.scan, result.start) };
-      };
-      let got = await read();
-      if (!got.result.delta && record!.lost === undefined) got = await read();
-      op = got.result;
-      upTo = got.upTo;
+      // A level-1 delta carries every page since its parent (the level-0 deltas' pages again).
+      const pages = plan.level === 1 ? record!.pagesSinceLevel() : record!.pagesUpTo(Number.POSITIVE_INFINITY);
+      op = await runInWorker({ op: 'delta', dbPath, keys, record: { cursor: { ...record!.cursor }, pages }, migrationsTable: this.#o.migrationsTable });
+      upTo = await recordScanAfterFolds(wal, op.scan, op.start);
     } finally {
       leave();
     }
@@ -1143,13 +1133,6 @@ function readBytesOf(result: ChunksResult, chunkSize: number): number {
  * everything up to: the frame the WAL index showed before the pin, in its generation; if that generation
  * is neither the record's nor the scan's, the record's position before the scan (conservative).
  */
-async function recordScanAfterFolds(wal: WalAccess, scan: ScanResult, start: { salt: string; frame: number } | null): Promise<number> {
-  // A scan of another generation is judged by whether the last one was folded to its end, which a fold
-  // of the checkpoint in flight (it ran beside this scan) may not have said yet.
-  if (wal.record && scan.salt !== wal.record.cursor.salt) await wal.folded();
-  return recordScan(wal, scan, start);
-}
-
 function recordScan(wal: WalAccess, scan: ScanResult, start: { salt: string; frame: number } | null): number {
   let record = wal.record;
   if (!record) {
@@ -1168,6 +1151,16 @@ function recordScan(wal: WalAccess, scan: ScanResult, start: { salt: string; fra
   if (start.salt === record.cursor.salt) return record.cursor.base + start.frame;
   if (start.salt === before.salt) return before.base + start.frame;
   return before.position;
+}
+
+/**
+ * recordScan once the record can judge the scan: one of the WAL's next generation is judged by whether
+ * the last one was folded to its end, which a fold of the checkpoint in flight (it ran beside this scan)
+ * may not have said yet.
+ */
+async function recordScanAfterFolds(wal: WalAccess, scan: ScanResult, start: { salt: string; frame: number } | null): Promise<number> {
+  if (wal.record && scan.salt !== wal.record.cursor.salt) await wal.folded();
+  return recordScan(wal, scan, start);
 }
 
 export function knownChunks(indexes: ReadonlyArray<ChunkIndex | undefined>, stored: ReadonlyMap<string, unknown>): Map<string, KnownChunk> {

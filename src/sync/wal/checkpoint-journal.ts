@@ -125,6 +125,7 @@ export interface JournalPosition {
 export function readJournal(shared: Int32Array, buffer: SharedArrayBuffer, position: JournalPosition): JournalEntry[] {
   const published = Atomics.load(shared, ENTRIES);
   const entries: JournalEntry[] = [];
+  if (position.read >= published) return entries; // most calls (one per commit while a checkpoint runs)
   const bytes = Buffer.from(buffer);
   for (; position.read < published; position.read++) {
     const length = bytes.readInt32LE(position.offset);

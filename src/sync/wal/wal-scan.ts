@@ -127,9 +127,10 @@ export interface PinnedScan {
 }
 
 /**
- * Pins the WAL, reads the frames past `cursor` (handed to `onScanned` at once), and (when asked)
- * folds the WAL with a PASSIVE checkpoint bounded by the pin. `folded` tells the cursor that the checkpoint folded every frame,
- * all of them read: the next commit may restart the WAL, and the next scan expects the next generation.
+ * Pins the WAL, reads the frames past `cursor` (handed to `onScanned` at once), and (when asked) folds
+ * the WAL with a PASSIVE checkpoint bounded by the pin. `folded` tells the cursor that the checkpoint
+ * folded every frame, all of them read: the next commit may restart the WAL, and the next scan expects
+ * the next generation.
  */
 export async function pinnedScan(libsql: Libsql, dbPath: string, cursor: WalCursor, options: { checkpoint: boolean; onScanned?: (scan: ScanResult) => void }): Promise<PinnedScan> {
   const url = pathToFileURL(dbPath).href;
