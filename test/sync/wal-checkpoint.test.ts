@@ -16,15 +16,18 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { endianness } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { createRequire } from 'node:module';
 import { createClient, type Client } from '@libsql/client';
 import { directoryStore, SyncError, type SnapshotStore } from 'drizzle-libsql-blob';
 import type { SyncLogger } from '../../src/log.ts';
 import { CountingClient } from '../../src/client/counting-client.ts';
-import { Checkpointer, WAL_CHECKPOINT_BYTES, WAL_FILE_LIMIT_BYTES, writerConnectionSetup } from '../../src/sync/checkpointer.ts';
+import { Checkpointer, WAL_CHECKPOINT_BYTES, WAL_FILE_LIMIT_BYTES, WRITER_BUSY_WAIT_MS, writerConnectionSetup } from '../../src/sync/checkpointer.ts';
 import { ChangedPages } from '../../src/sync/wal/changed-pages.ts';
 import { readWalIndex, scanFrames } from '../../src/sync/wal/wal-scan.ts';
 import { notes, open, tempDir } from '../helpers/fixtures.ts';
 
+const require = createRequire(import.meta.url);
 const MiB = 1024 * 1024;
 /** SQLite's default wal_autocheckpoint, in pages: a connection with the default folds the WAL past it. */
 const SQLITE_AUTOCHECKPOINT_PAGES = 1000;
@@ -68,7 +71,7 @@ function body(bytes: number): string {
   return randomBytes(bytes / 2).toString('hex');
 }
 
-test('the writer: every pooled connection has wal_autocheckpoint 0 (also after reads opened more), synchronous NORMAL, journal_size_limit = the WAL file limit', async (t) => {
+test('the writer: every pooled connection has wal_autocheckpoint 0 (also after reads opened more), synchronous NORMAL, journal_size_limit = the WAL file limit, busy_timeout = the write-lock wait', async (t) => {
   const dir = await tempDir('wal-pragmas');
   const db = await open(join(dir.path, 'app.db'), directoryStore({ dir: join(dir.path, 'store') }), { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000 } });
   t.after(() => db.$sync.close().catch(() => undefined));
@@ -81,11 +84,49 @@ test('the writer: every pooled connection has wal_autocheckpoint 0 (also after r
   await tx.execute({ sql: 'INSERT INTO notes (body) VALUES (?)', args: ['in a transaction'] });
   await Promise.all(Array.from({ length: 5 }, () => client.execute('SELECT count(*) FROM notes'))); // beside the open transaction
   await tx.commit();
-  for (const [pragma, expected] of [['wal_autocheckpoint', 0], ['synchronous', 1], ['journal_size_limit', WAL_FILE_LIMIT_BYTES]] as const) {
+  for (const [pragma, expected] of [['wal_autocheckpoint', 0], ['synchronous', 1], ['journal_size_limit', WAL_FILE_LIMIT_BYTES], ['busy_timeout', WRITER_BUSY_WAIT_MS]] as const) {
     // As many at once as the pool holds (and more): every connection answers.
     const answers = await Promise.all(Array.from({ length: 25 }, () => client.execute(`PRAGMA ${pragma}`)));
     assert.deepEqual(new Set(answers.map((r) => Number(r.rows[0]![0]))), new Set([expected]), `PRAGMA ${pragma} on every connection`);
   }
+});
+
+test("a write waits out SQLite's write lock held for a moment by another thread (as our scans take it to re-read a torn WAL index) instead of failing with SQLITE_BUSY", async (t) => {
+  const dir = await tempDir('wal-busy');
+  const dbPath = join(dir.path, 'app.db');
+  const db = await open(dbPath, directoryStore({ dir: join(dir.path, 'store') }), { snapshot: { debounceMs: 600_000, maxIntervalMs: 600_000 } });
+  t.after(() => db.$sync.close().catch(() => undefined));
+  t.after(() => dir.cleanup());
+  await db.insert(notes).values({ body: 'before' });
+  // [0] 1 once the other thread holds the write lock; it keeps it HOLD_MS, then commits.
+  const HOLD_MS = 40;
+  const flag = new Int32Array(new SharedArrayBuffer(4));
+  const other = new Worker(
+    `const { workerData } = require('node:worker_threads');
+     const { createClient } = require(workerData.libsql);
+     (async () => {
+       const c = createClient({ url: workerData.url });
+       const tx = await c.transaction('write'); // BEGIN IMMEDIATE: SQLite's write lock
+       Atomics.store(workerData.flag, 0, 1);
+       Atomics.wait(workerData.flag, 0, 1, ${HOLD_MS}); // holds the lock, this thread blocked as SQLite would be
+       await tx.commit();
+       c.close();
+       require('node:worker_threads').parentPort.postMessage('done');
+     })();`,
+    { eval: true, workerData: { url: pathToFileURL(dbPath).href, flag, libsql: require.resolve('@libsql/client') } },
+  );
+  const done = new Promise((resolve, reject) => {
+    other.once('message', resolve);
+    other.once('error', reject);
+  });
+  while (Atomics.load(flag, 0) === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+  const started = performance.now();
+  await db.insert(notes).values({ body: 'while the lock was held' });
+  const waited = performance.now() - started;
+  await done;
+  assert.ok(waited >= HOLD_MS / 2, `the write waited for the lock (${waited.toFixed(1)} ms)`);
+  assert.ok(waited < WRITER_BUSY_WAIT_MS + HOLD_MS, `and no longer than needed (${waited.toFixed(1)} ms)`);
+  assert.deepEqual((await db.select().from(notes)).map((n) => n.body), ['before', 'while the lock was held']);
 });
 
 // Full mode: its snapshot folds the WAL as soon as its copy is done. (Incremental mode leaves folding to

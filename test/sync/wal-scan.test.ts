@@ -14,6 +14,7 @@ import { Worker } from 'node:worker_threads';
 import { createClient, type Client } from '@libsql/client';
 import * as libsql from '@libsql/client/sqlite3';
 import { ChangedPages } from '../../src/sync/wal/changed-pages.ts';
+import { writerConnectionSetup } from '../../src/sync/checkpointer.ts';
 import { databaseFileStamp, pinnedScan, readWalIndex } from '../../src/sync/wal/wal-scan.ts';
 import { mulberry32 } from '../../bench/dataset.ts';
 import { tempDir, type TempDir } from '../helpers/fixtures.ts';
@@ -112,7 +113,7 @@ test('a writer in another thread never pauses: scans with checkpoints bounded by
      const { createClient } = require(workerData.libsql);
      (async () => {
        const app = createClient({ url: workerData.url });
-       await app.executeMultiple('PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0');
+       await app.executeMultiple(workerData.setup); // as the library sets up the app's connections
        let n = 0;
        while (Atomics.load(workerData.stop, 0) === 0) {
          if (Atomics.load(workerData.stop, 1) === 1) {
@@ -126,7 +127,7 @@ test('a writer in another thread never pauses: scans with checkpoints bounded by
        app.close();
        require('node:worker_threads').parentPort.postMessage(n);
      })();`,
-    { eval: true, workerData: { url: pathToFileURL(path).href, stop, libsql: require.resolve('@libsql/client') } },
+    { eval: true, workerData: { url: pathToFileURL(path).href, stop, libsql: require.resolve('@libsql/client'), setup: writerConnectionSetup('PRAGMA synchronous=NORMAL') } },
   );
   const written = new Promise<number>((resolve, reject) => {
     writer.once('message', resolve);

@@ -1,7 +1,7 @@
 /** The checkpointer's decisions (pure): when to look at the WAL, when to fold it, when to look again. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { HOLD_ESCALATED_MAX_MS, HOLD_MAX_MS, HOLD_PENDING_FACTOR, HOLD_WRITES_FACTOR, nextHoldCapMs, WAL_FILE_LIMIT_BYTES, checkpointKind, checkpointOutcome, nextCheckAt, pendingWalBytes, walCheckAt, walNeedsCheckpoint, writerConnectionSetup, WAL_CHECKPOINT_BYTES, type WalCheckState } from '../../src/sync/checkpointer.ts';
+import { HOLD_ESCALATED_MAX_MS, HOLD_MAX_MS, HOLD_PENDING_FACTOR, HOLD_WRITES_FACTOR, nextHoldCapMs, WAL_FILE_LIMIT_BYTES, checkpointKind, checkpointOutcome, nextCheckAt, pendingWalBytes, walCheckAt, walNeedsCheckpoint, writerConnectionSetup, WAL_CHECKPOINT_BYTES, WRITER_BUSY_WAIT_MS, type WalCheckState } from '../../src/sync/checkpointer.ts';
 
 const base: WalCheckState = { busy: false, stopped: false, committedSinceCheck: true, lastCheckAt: 9_000, retryAt: 0, minIntervalMs: 100 };
 
@@ -116,10 +116,10 @@ test('checkpointOutcome and nextCheckAt: complete looks again at once, partial (
   for (const [outcome, failures, expected] of table) assert.equal(nextCheckAt(outcome, now, failures), expected, `${outcome} x${failures}`);
 });
 
-test('writerConnectionSetup: synchronous per the option, no automatic checkpoints, the WAL file cut back to its limit on restart; checkpoints at 4 MiB, like SQLite\'s own mark', () => {
+test('writerConnectionSetup: synchronous per the option, no automatic checkpoints, the WAL file cut back to its limit on restart, a short wait for SQLite\'s write lock; checkpoints at 4 MiB, like SQLite\'s own mark', () => {
   assert.equal(
     writerConnectionSetup('PRAGMA synchronous=NORMAL'),
-    `PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=${WAL_FILE_LIMIT_BYTES}`,
+    `PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=${WAL_FILE_LIMIT_BYTES}; PRAGMA busy_timeout=${WRITER_BUSY_WAIT_MS}`,
   );
   assert.equal(WAL_CHECKPOINT_BYTES, 4 * 1024 * 1024);
   assert.equal(WAL_FILE_LIMIT_BYTES, 64 * 1024 * 1024);
