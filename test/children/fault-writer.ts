@@ -18,7 +18,10 @@
  *   LOADED                                 (FAULT_GATE=1 only)
  *   OPEN maxId=<n> restoredSeq=<seq|none> role=<writer|replica|n/a> ms=<drizzle() time>
  *   PHASE upload-start | upload-done | manifest-start | manifest-done
- *   CHUNK / CHUNK-DONE               (around each chunk blob's upload: a chunk set's, a compaction's)
+ *   CHUNK set|compaction / CHUNK-DONE (around each chunk blob's upload: a chunk set's, a compaction's;
+ *                                    compaction when the last manifest this process wrote ends in a delta:
+ *                                    a compaction starts only after a delta's publish, a chunk set only
+ *                                    with no delta to extend or after the record of changed pages broke)
  *   DYING after <phase>              (die-after only; then SIGKILL)
  *   WROTE <maxId>                    (committed locally, not yet known to be in the store)
  *   ACK <maxId>
@@ -29,6 +32,7 @@ import { azureBlobStore, findSyncError, type Leaser, type SnapshotStore, type Sy
 import { createInterface } from 'node:readline';
 import { sql } from 'drizzle-orm';
 import { notes, open } from '../helpers/fixtures.ts';
+import { decodeManifest, latestSnapshot } from '../../src/sync/manifest.ts';
 
 const [dbPath] = process.argv.slice(2);
 const { FAULT_CONNECTION_STRING: connectionString, FAULT_CONTAINER: container, FAULT_PREFIX: prefix } = process.env;
@@ -66,13 +70,15 @@ function phased(inner: SnapshotStore): SnapshotStore {
   };
   // Incremental snapshots: new chunks, then the chunk index, are one upload phase; a page delta is one object.
   let uploading = false;
+  /** The last manifest this process wrote names a delta as its latest restore point (see CHUNK above). */
+  let latestIsDelta = false;
   store.uploadBuffer = async (key, body) => {
     if (!uploading) {
       uploading = true;
       say('PHASE upload-start');
     }
     const chunk = key.startsWith('chunks/');
-    if (chunk) say('CHUNK');
+    if (chunk) say(latestIsDelta ? 'CHUNK compaction' : 'CHUNK set');
     await inner.uploadBuffer(key, body);
     if (chunk) say('CHUNK-DONE');
     if (key.endsWith('.chunks.json') || key.endsWith('.delta')) {
@@ -85,6 +91,7 @@ function phased(inner: SnapshotStore): SnapshotStore {
     if (key !== 'manifest.json') return inner.writeSmall(key, body, condition);
     say('PHASE manifest-start');
     const result = await inner.writeSmall(key, body, condition);
+    latestIsDelta = latestSnapshot(decodeManifest(body, 'fault-writer'))?.kind === 'delta';
     say('PHASE manifest-done');
     dieIf('manifest-done');
     return result;

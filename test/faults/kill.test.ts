@@ -10,8 +10,9 @@
  *  - a random moment while writing, and a random moment of the library's start-up;
  *  - two exact points where the child SIGKILLs itself: the moment its upload completed (before the
  *    manifest write starts), and the moment its manifest write completed (before it recorded that);
- *  - a chunk upload in progress (a compaction's, every 4 deltas, or a chunk set's): the parent waits
- *    for the child's CHUNK line and kills 0-20 ms later; counted when a CHUNK had no CHUNK-DONE yet;
+ *  - a chunk upload in progress, any (a chunk set's or a compaction's) and a compaction's (every 4
+ *    deltas) in particular: the parent waits for the child's CHUNK line (CHUNK compaction) and kills
+ *    0-20 ms later; counted when a CHUNK had no CHUNK-DONE yet;
  *  - a checkpoint in progress: the child writes 128 KiB rows (its WAL passes the checkpoint bound every
  *    few acknowledgements) and the parent polls the WAL index (-shm) until a checkpoint has started
  *    copying frames (nBackfillAttempted past nBackfill: SQLite sets the first when it starts and the
@@ -56,7 +57,7 @@ const CHILD = 'test/children/fault-writer.ts';
 const RUNS = Number(process.env.FAULT_KILL_RUNS ?? 50);
 /** Per-chunk delay of the proxy between the writer and Azurite (each request then takes >= 2x this). */
 const WIRE_DELAY_MS = 6;
-const TARGETS = ['upload-start', 'upload-done', 'manifest-start', 'random-running', 'random-startup', 'exact-upload-done', 'exact-manifest-done', 'mid-checkpoint', 'mid-chunk-upload'] as const;
+const TARGETS = ['upload-start', 'upload-done', 'manifest-start', 'random-running', 'random-startup', 'exact-upload-done', 'exact-manifest-done', 'mid-checkpoint', 'mid-chunk-upload', 'mid-compaction'] as const;
 type Target = (typeof TARGETS)[number];
 const PREFIX = 'app';
 
@@ -250,7 +251,7 @@ test(`kill -9 a writer ${RUNS} times at upload / between / manifest / mid-checkp
   let manifestChecks = 0;
   let openMs = 200; // drizzle() time in the child, refined from the runs
   const killedAt: Record<string, number> = {};
-  const landed = { orphanBlob: 0, manifestUnrecorded: 0, midChunkUpload: 0 };
+  const landed = { orphanBlob: 0, manifestUnrecorded: 0, midChunkUpload: 0, midCompaction: 0 };
   let view = await storeView(store);
   /** One entry per kill: run, target, last phase printed, what the store saw. */
   const history: string[] = [];
@@ -313,6 +314,7 @@ test(`kill -9 a writer ${RUNS} times at upload / between / manifest / mid-checkp
           .join(','),
         'store-saw': `orphan-blob:${landed.orphanBlob},manifest-unrecorded:${landed.manifestUnrecorded}`,
         'mid-chunk-upload': landed.midChunkUpload,
+        'mid-compaction': landed.midCompaction,
         'orphan-blobs-left': [...view.blobs].filter((k) => !view.referenced.has(k)).length,
         'local-temp-files-left': leftovers(),
         result,
@@ -346,8 +348,8 @@ test(`kill -9 a writer ${RUNS} times at upload / between / manifest / mid-checkp
         if (run === 0) await c.waitFor(/^ACK /, { from: openIndex });
         if (target === 'random-running') {
           await delay(randomInt(0, 300));
-        } else if (target === 'mid-chunk-upload') {
-          await c.waitFor(/^CHUNK$/, { from: openIndex, timeoutMs: 30_000 });
+        } else if (target === 'mid-chunk-upload' || target === 'mid-compaction') {
+          await c.waitFor(target === 'mid-compaction' ? /^CHUNK compaction$/ : /^CHUNK /, { from: openIndex, timeoutMs: 30_000 });
           await delay(randomInt(0, 20));
         } else if (target === 'mid-checkpoint') {
           // Polled synchronously (a 136-byte read) so the kill follows the first sight of a checkpoint at once.
@@ -368,7 +370,10 @@ test(`kill -9 a writer ${RUNS} times at upload / between / manifest / mid-checkp
       const lastPhase = [...c.lines].reverse().find((l) => l.startsWith('PHASE ') || l.startsWith('OPEN ') || l.startsWith('DYING '));
       const died = diedMidCheckpoint ? 'mid-checkpoint' : !lastPhase ? 'startup' : lastPhase.startsWith('OPEN') ? 'running' : lastPhase.startsWith('DYING') ? `exactly-${lastPhase.slice('DYING after '.length)}` : lastPhase.slice('PHASE '.length);
       killedAt[died] = (killedAt[died] ?? 0) + 1;
-      if (c.lines.filter((l) => l === 'CHUNK').length > c.lines.filter((l) => l === 'CHUNK-DONE').length) landed.midChunkUpload++;
+      const chunks = c.lines.filter((l) => l.startsWith('CHUNK ')); // one CHUNK-DONE per finished upload, in order or not
+      const unfinished = chunks.length - c.lines.filter((l) => l === 'CHUNK-DONE').length;
+      if (unfinished > 0) landed.midChunkUpload++;
+      if (unfinished > 0 && chunks.at(-1) === 'CHUNK compaction') landed.midCompaction++; // a compaction's chunks go up together, none after a chunk set's
 
       // What the store had seen when it died.
       const now = await storeView(store);
@@ -405,6 +410,7 @@ test(`kill -9 a writer ${RUNS} times at upload / between / manifest / mid-checkp
     assert.ok((killedAt['manifest-start'] ?? 0) > 0, `no kill landed during a manifest write: ${JSON.stringify(killedAt)}`);
     assert.ok(landed.orphanBlob > 0, `no kill landed between an upload reaching the store and the manifest write: ${JSON.stringify(landed)}`);
     assert.ok(landed.midChunkUpload > 0, `no kill landed while a chunk (a compaction's or a chunk set's) was uploading: ${JSON.stringify(landed)}`);
+    assert.ok(landed.midCompaction > 0, `no kill landed while a compaction's chunks were uploading: ${JSON.stringify(landed)}`);
     assert.ok((killedAt['mid-checkpoint'] ?? 0) > 0, `no kill landed while a checkpoint was copying frames: ${JSON.stringify(killedAt)}`);
     assert.equal(tally.lost, 0);
     assert.equal(manifestChecks, RUNS + 1, 'the manifest was compared after every kill and the final restart');
