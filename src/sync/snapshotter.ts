@@ -351,7 +351,7 @@ export class Snapshotter {
     });
   }
 
-  /** Waits for the compaction running (if any) to have its chunks in the store; true if one is then ready to publish. */
+  /** The schema position with its name in the app's migrations journal (labelSchema), when the app gave its folder. */
   #label(position: SchemaPosition): SchemaPosition {
     return this.#o.labelSchema?.(position) ?? position;
   }
@@ -370,6 +370,7 @@ export class Snapshotter {
     this.#tidying = this.#tidying.then(step).catch((error: unknown) => this.#o.log.warn({ error: errorMessage(error) }, 'could not tidy the store after a publish'));
   }
 
+  /** Waits for the compaction running (if any) to have its chunks in the store; true if one is then ready to publish. */
   async settleCompaction(): Promise<boolean> {
     await this.#compactionStarting;
     await this.#compaction?.done;
