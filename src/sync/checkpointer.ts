@@ -6,7 +6,7 @@ import type { SyncLogger } from '../log.ts';
 import type { WriteLock } from '../client/write-lock.ts';
 import { spawnWorker } from './run-in-worker.ts';
 import type { ChangedPages, ScanResult } from './wal/changed-pages.ts';
-import { ABANDONED, BUSY, CHANGES, CHECKPOINTED_FRAMES, DONE, FAILED, HELD, READY, SHARED_INTS, STATE, WAL_FRAMES, readJournal, walTurnFree, writeSecondPassCursor, type JournalPosition } from './wal/checkpoint-journal.ts';
+import { ABANDONED, BUSY, CHANGES, CHECKPOINTED_FRAMES, DONE, FAILED, HELD, READY, SHARED_INTS, STATE, WAL_FRAMES, readJournal, releaseHeldWrites, walTurnFree, writeSecondPassCursor, type JournalPosition } from './wal/checkpoint-journal.ts';
 import type { FromWorker, ToWorker, WorkerReply, WorkerRequest } from './worker-protocol.ts';
 import { FRAME_HEADER_BYTES, parseWalIndexHeader } from './wal/wal-format.ts';
 
@@ -283,6 +283,8 @@ export class Checkpointer {
   /** Checkpoints this instance started (any outcome), and how many of them held writes; for tests and logs. */
   checkpoints = 0;
   heldWrites = 0;
+  /** Times the worker started the WAL over after a held pass (wal/wal-restart.ts); for tests and logs. */
+  walRestarts = 0;
   /**
    * The page record (src/sync/wal), once a snapshot started one (incremental mode): from then on every
    * checkpoint reads the frames past its cursor first and folds only under a pin, and feeds it.
@@ -439,7 +441,7 @@ export class Checkpointer {
     const pages = this.record;
     // One journal buffer, reused: a checkpoint starts only once the last one settled and its entries were read.
     const record = pages ? { pages, journal: (this.#journal ??= new SharedArrayBuffer(JOURNAL_BYTES)), read: { offset: 0, read: 0 }, scans: [], folds: 0 } : undefined;
-    const request = { op: 'checkpoint', dbPath: this.#dbPath, shared: shared.buffer as SharedArrayBuffer, holdWrites: kind === 'hold-writes' } as const;
+    const request = { op: 'checkpoint', dbPath: this.#dbPath, shared: shared.buffer as SharedArrayBuffer, holdWrites: kind === 'hold-writes', walFileLimitBytes: this.#fileLimitBytes } as const;
     const reply = this.#worker.run(record ? { ...request, record: { cursor: { ...record.pages.cursor }, scans: record.journal } } : request).catch((error: unknown) => {
       // The worker never started or crashed before writing its state: record the failure where #settle looks.
       Atomics.store(shared, STATE, FAILED);
@@ -448,7 +450,12 @@ export class Checkpointer {
     });
     this.#inFlight = { shared, reply, pendingBytes, kind, holdCapMs: holdCap, holdAsked: false, ...(record ? { record } : {}) };
     // When the loop is free, the reply settles it without waiting for the next commit.
-    void reply.then(() => this.#schedule(Date.now()));
+    void reply.then((result) => {
+      const restart = result && 'restart' in result ? result.restart : undefined;
+      if (restart === 'restarted') this.walRestarts++;
+      else if (typeof restart === 'object') this.#log.warn({ error: restart.failed }, "the checkpoint's worker could not start the WAL over; the app's next commit does (its fsync on the app's thread)");
+      this.#schedule(Date.now());
+    });
   }
 
   /**
@@ -480,8 +487,13 @@ export class Checkpointer {
       const done = waitAsync(shared, STATE, HELD);
       let timer: NodeJS.Timeout | undefined;
       const cap = new Promise<'capped'>((resolve) => (timer = setTimeout(() => resolve('capped'), inFlight.holdCapMs)));
-      void Promise.race([done.async ? done.value : Promise.resolve(), inFlight.reply, cap]).then((how) => {
+      const settled = Promise.race([done.async ? done.value : Promise.resolve(), inFlight.reply]);
+      void Promise.race([settled, cap]).then(async (how) => {
         clearTimeout(timer);
+        // A restart of the WAL under way (the pass folded everything) has the writes wait for it: a
+        // write beside it would wait in SQLite's busy handler, on this thread. Its fsync is what the
+        // app's next commit would have done here otherwise (wal/wal-restart.ts).
+        if (how === 'capped' && releaseHeldWrites(shared) === 'restarting') await settled;
         inFlight.heldMs = performance.now() - heldAt;
         inFlight.capped = how === 'capped';
         release();

@@ -19,7 +19,8 @@ import { lowerThreadPriority } from './thread-priority.ts';
 import type { ChunksResult, FromWorker, ToWorker, WorkerRequest, WorkerReply } from './worker-protocol.ts';
 import { scanVerdict, type ScanResult, type WalCursor } from './wal/changed-pages.ts';
 import { foldedAfter, pinnedScan, readWalIndex, scanFrames } from './wal/wal-scan.ts';
-import { ABANDONED, BUSY, DONE, FAILED, HELD, JournalWriter, READY, STATE, announce, readSecondPassCursor } from './wal/checkpoint-journal.ts';
+import { ABANDONED, BUSY, DONE, FAILED, HELD, JournalWriter, READY, STATE, announce, claimRestart, readSecondPassCursor } from './wal/checkpoint-journal.ts';
+import { restartWal, type WalRestart } from './wal/wal-restart.ts';
 import { readSchemaPosition, type SchemaPosition } from './schema-position.ts';
 
 // Only the local-file driver, loaded on first use: a worker that only decodes chunks never pays for it.
@@ -127,16 +128,17 @@ async function handle(request: WorkerRequest, job: Job): Promise<WorkerReply> {
     }
     case 'checkpoint':
       return request.record
-        ? checkpointWithRecord(request.dbPath, new Int32Array(request.shared), request.holdWrites, request.record.cursor, request.record.scans)
-        : checkpointWal(request.dbPath, new Int32Array(request.shared), request.holdWrites);
+        ? checkpointWithRecord(request.dbPath, new Int32Array(request.shared), request.holdWrites, request.walFileLimitBytes, request.record.cursor, request.record.scans)
+        : checkpointWal(request.dbPath, new Int32Array(request.shared), request.holdWrites, request.walFileLimitBytes);
   }
 }
 
 /** The checkpointer's op (src/sync/checkpointer.ts): folds the WAL into the file here, never on the app's thread. */
-async function checkpointWal(dbPath: string, shared: Int32Array, holdWrites: boolean): Promise<WorkerReply> {
+async function checkpointWal(dbPath: string, shared: Int32Array, holdWrites: boolean, walFileLimitBytes: number): Promise<WorkerReply> {
   let client;
   try {
-    client = (await loadLibsql()).createClient({ url: pathToFileURL(dbPath).href });
+    const libsql = await loadLibsql();
+    client = libsql.createClient({ url: pathToFileURL(dbPath).href });
     const started = performance.now();
     const passive = async (): Promise<[number, number, number]> => {
       const row = (await client!.execute('PRAGMA wal_checkpoint(PASSIVE)')).rows[0]!;
@@ -146,10 +148,14 @@ async function checkpointWal(dbPath: string, shared: Int32Array, holdWrites: boo
     // Caught up with what we saw, short of the frames the write in progress reads past (a reader that
     // holds many back, e.g. a snapshot, is not helped by held writes): ask for the app's writes to be
     // held, then fold what they appended meanwhile.
-    if (holdWrites && busy === 0 && walFrames - checkpointedFrames <= 1024 && askForHeldWrites(shared)) [busy, walFrames, checkpointedFrames] = await passive();
+    let restart: WalRestart | undefined;
+    if (holdWrites && busy === 0 && walFrames - checkpointedFrames <= 1024 && askForHeldWrites(shared)) {
+      [busy, walFrames, checkpointedFrames] = await passive();
+      if (busy === 0 && checkpointedFrames === walFrames && walFrames > 0 && claimRestart(shared)) restart = await restartWal(libsql, dbPath, walFileLimitBytes);
+    }
     shared.set([busy, walFrames, checkpointedFrames], BUSY);
     announce(shared, DONE); // the state last: whoever sees DONE sees the numbers
-    return { ok: true, busy: busy !== 0, walFrames, checkpointedFrames, durationMs: performance.now() - started };
+    return { ok: true, busy: busy !== 0, walFrames, checkpointedFrames, durationMs: performance.now() - started, ...(restart ? { restart } : {}) };
   } catch (error) {
     announce(shared, FAILED);
     throw error;
@@ -180,7 +186,7 @@ function askForHeldWrites(shared: Int32Array): boolean {
  * have read past the first scan), pinned at the WAL's end, so it can fold everything and let the WAL
  * restart.
  */
-async function checkpointWithRecord(dbPath: string, shared: Int32Array, holdWrites: boolean, cursor: WalCursor, journalBuffer: SharedArrayBuffer): Promise<WorkerReply> {
+async function checkpointWithRecord(dbPath: string, shared: Int32Array, holdWrites: boolean, walFileLimitBytes: number, cursor: WalCursor, journalBuffer: SharedArrayBuffer): Promise<WorkerReply> {
   const started = performance.now();
   const journal = new JournalWriter(shared, journalBuffer);
   try {
@@ -188,15 +194,19 @@ async function checkpointWithRecord(dbPath: string, shared: Int32Array, holdWrit
     const first = await pinnedScan(libsql, dbPath, cursor, { checkpoint: true, onScanned: (scan) => journal.scan(scan) });
     journal.folded(first.scan.folded ?? false);
     let numbers = first.checkpoint ?? { busy: true, walFrames: first.scan.to, checkpointedFrames: 0 }; // no checkpoint ran (the WAL could not be read)
+    let restart: WalRestart | undefined;
     if (holdWrites && first.checkpoint && !numbers.busy && numbers.walFrames - numbers.checkpointedFrames <= 1024 && askForHeldWrites(shared)) {
       const next: WalCursor = { ...readSecondPassCursor(shared), base: 0, folded: false };
       const second = await pinnedScan(libsql, dbPath, next, { checkpoint: true, onScanned: (scan) => journal.scan(scan) });
       journal.folded(second.scan.folded ?? false);
       if (second.checkpoint) numbers = second.checkpoint;
+      // Every frame read and folded, the pin gone: the WAL may start over here (the record sees the new
+      // generation's first frame, page 1, at its next scan, after this fold's outcome).
+      if (second.scan.folded && claimRestart(shared)) restart = await restartWal(libsql, dbPath, walFileLimitBytes);
     }
     shared.set([numbers.busy ? 1 : 0, numbers.walFrames, numbers.checkpointedFrames], BUSY);
     announce(shared, DONE); // the state last: whoever sees DONE sees the numbers and every entry
-    return { ok: true, busy: numbers.busy, walFrames: numbers.walFrames, checkpointedFrames: numbers.checkpointedFrames, durationMs: performance.now() - started };
+    return { ok: true, busy: numbers.busy, walFrames: numbers.walFrames, checkpointedFrames: numbers.checkpointedFrames, durationMs: performance.now() - started, ...(restart ? { restart } : {}) };
   } catch (error) {
     announce(shared, FAILED);
     throw error;

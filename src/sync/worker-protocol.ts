@@ -4,6 +4,7 @@ import type { ChunkKeys } from './chunks/encryption.ts';
 import type { StoredDelta } from './chunks/delta-apply.ts';
 import type { ScanResult, WalCursor } from './wal/changed-pages.ts';
 import type { SchemaPosition } from './schema-position.ts';
+import type { WalRestart } from './wal/wal-restart.ts';
 
 /**
  * A snapshot that keeps the page record (src/sync/wal): `cursor` is where the record is (null: start
@@ -74,9 +75,11 @@ export type WorkerRequest =
    * blocks the app's writer). The result also goes into `shared` ([state 1 done / 2 failed, busy,
    * walFrames, checkpointedFrames]), which the checkpointer reads without waiting for the reply.
    * `holdWrites`: if that pass caught up, ask (state 3) for the app's writes to be held and, once they
-   * are (4), fold what they appended meanwhile; go on without (5) if not held within a second.
+   * are (4), fold what they appended meanwhile; go on without (5) if not held within a second. A held
+   * pass that folded every frame restarts the WAL itself, writes still held (wal/wal-restart.ts), with
+   * the writer's `walFileLimitBytes` (journal_size_limit).
    */
-  | { op: 'checkpoint'; dbPath: string; shared: SharedArrayBuffer; holdWrites: boolean; record?: { cursor: WalCursor; scans: SharedArrayBuffer } };
+  | { op: 'checkpoint'; dbPath: string; shared: SharedArrayBuffer; holdWrites: boolean; walFileLimitBytes: number; record?: { cursor: WalCursor; scans: SharedArrayBuffer } };
 
 export type WorkerOp = WorkerRequest['op'];
 
@@ -130,6 +133,8 @@ export interface CheckpointResult {
   walFrames: number;
   checkpointedFrames: number;
   durationMs: number;
+  /** A held pass folded every frame and the worker started the WAL over (wal/wal-restart.ts), or tried to. */
+  restart?: WalRestart;
 }
 
 export type WorkerFailure = { ok: false; code: SyncErrorCode; message: string };

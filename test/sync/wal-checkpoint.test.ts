@@ -360,6 +360,52 @@ test('a writer that yields between writes (a request loop), default bound: the W
   assert.equal(checkpointer.workerStarts, 1, `one worker thread for ${checkpointer.checkpoints} checkpoints`);
 });
 
+test("a held pass that folds every frame starts the WAL over in the checkpoint's worker, not in the app's next commit (whose thread then never syncs the new WAL header); the data is untouched", async (t) => {
+  const dir = await tempDir('wal-restart');
+  t.after(() => dir.cleanup());
+  const dbPath = join(dir.path, 'restart.db');
+  const inner = await writerClient(dbPath);
+  await inner.execute('PRAGMA user_version = 7');
+  let client: CountingClient | undefined;
+  const checkpointer = new Checkpointer({ dbPath, log: { info() {}, warn() {}, error() {} }, boundBytes: 256 * 1024, minCheckIntervalMs: 0, writeLock: () => client?.writeLock });
+  client = new CountingClient(inner, { admitWrite() {}, beforeWrite() {}, committed: () => checkpointer.noteCommit() });
+  t.after(async () => {
+    await checkpointer.stop();
+    inner.close();
+    checkpointer.closeFiles();
+  });
+  /** The WAL's generation (its salts, in the WAL index header; a restart draws new ones). */
+  const generation = () => {
+    for (;;) {
+      const shm = readFileSync(`${dbPath}-shm`);
+      if (shm.subarray(0, 48).equals(shm.subarray(48, 96))) return shm.subarray(32, 40).toString('hex');
+    }
+  };
+  const row = body(16 * 1024);
+  let commits = 0;
+  let byCommit = 0; // times a commit of the app started a new generation
+  let byWorker = 0; // times one began between commits, with only the checkpointer at work
+  let last = generation();
+  const deadline = Date.now() + 30_000;
+  while (byWorker < 3 && Date.now() < deadline) {
+    if (generation() !== last) byWorker++;
+    const before = generation();
+    await client.execute({ sql: 'INSERT INTO t (v) VALUES (?)', args: [row] });
+    commits++;
+    last = generation();
+    if (last !== before) byCommit++;
+    await checkpointer.idle(); // the checkpoint this commit may have started settles before the next commit
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  t.diagnostic(`${commits} commits, ${checkpointer.checkpoints} checkpoints (${checkpointer.heldWrites} held), WAL started over by the worker ${checkpointer.walRestarts} times, by a commit ${byCommit} times`);
+  assert.ok(byWorker >= 3, `the WAL started over between commits ${byWorker} times (the worker says ${checkpointer.walRestarts})`);
+  assert.equal(byWorker, checkpointer.walRestarts);
+  assert.ok(byCommit < byWorker, `commits started the WAL over ${byCommit} times (a hold whose cap ran out before the restart leaves it to the commit), the worker ${byWorker} times`);
+  assert.equal(Number((await inner.execute('PRAGMA user_version')).rows[0]![0]), 7, 'user_version as it was (the restart sets it to itself)');
+  assert.equal(Number((await inner.execute('SELECT count(*) FROM t')).rows[0]![0]), commits);
+  assert.equal(String((await inner.execute('PRAGMA integrity_check')).rows[0]![0]), 'ok');
+});
+
 test('close() right after the first commit started the checkpoint worker resolves: the worker is never referenced, so its termination holds the event loop open itself', async (t) => {
   const dir = await tempDir('wal-stop');
   t.after(() => dir.cleanup());

@@ -28,7 +28,11 @@ export const ENTRIES = 5;
 const CURSOR_FRAME = 6;
 const CURSOR_SALT = 7; // and 8
 const CURSOR_HAS_SALT = 9;
-export const SHARED_INTS = 10;
+/** The WAL restart after a held pass (see claimRestart): 0 open, RESTARTING, or RELEASED. */
+const RESTART = 10;
+export const SHARED_INTS = 11;
+const RESTARTING = 1;
+const RELEASED = 2;
 
 /** The checkpoint's states (STATE). */
 export const RUNNING = 0;
@@ -105,7 +109,25 @@ export function readSecondPassCursor(shared: Int32Array): { salt: string; frame:
   return { salt: Atomics.load(shared, CURSOR_HAS_SALT) === 1 ? salt.toString('hex') : '', frame: Atomics.load(shared, CURSOR_FRAME) };
 }
 
+/**
+ * The worker may restart the WAL (wal-restart.ts) after its held pass folded every frame: true if the
+ * app's writes are still held, and then they stay held until the checkpoint is DONE (or FAILED); false
+ * if the app's thread already let them go (its cap ran out: see releaseHeldWrites).
+ */
+export function claimRestart(shared: Int32Array): boolean {
+  return Atomics.compareExchange(shared, RESTART, 0, RESTARTING) === 0;
+}
+
 // ---- the app's thread's side ----
+
+/**
+ * The hold's cap ran out: 'free' to let the writes go (the worker will not restart the WAL now), or
+ * 'restarting' if its restart is under way: the writes wait for it (a write beside it would meet
+ * SQLite's write lock, and wait in SQLite's busy handler on the app's thread).
+ */
+export function releaseHeldWrites(shared: Int32Array): 'free' | 'restarting' {
+  return Atomics.compareExchange(shared, RESTART, 0, RELEASED) === RESTARTING ? 'restarting' : 'free';
+}
 
 export function writeSecondPassCursor(shared: Int32Array, cursor: { salt: string; frame: number }): void {
   const salt = cursor.salt === '' ? Buffer.alloc(8) : Buffer.from(cursor.salt, 'hex');
