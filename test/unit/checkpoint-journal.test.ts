@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ABANDONED, CHANGES, DONE, ENTRIES, FAILED, HELD, JournalWriter, READY, RUNNING, SHARED_INTS, announce, readJournal, readSecondPassCursor, walTurnFree, writeSecondPassCursor } from '../../src/sync/wal/checkpoint-journal.ts';
+import { ABANDONED, CHANGES, DONE, ENTRIES, FAILED, HELD, JournalWriter, READY, RUNNING, SHARED_INTS, announce, claimRestart, readJournal, readSecondPassCursor, releaseHeldWrites, walTurnFree, writeSecondPassCursor } from '../../src/sync/wal/checkpoint-journal.ts';
 import type { ScanResult } from '../../src/sync/wal/changed-pages.ts';
 
 test('walTurnFree: a reader of the WAL goes once the checkpoint\'s scan is in the record (its fold may run), not while it is about to scan', () => {
@@ -53,4 +53,24 @@ test('the second pass\'s cursor goes through shared memory unchanged, the empty 
     writeSecondPassCursor(shared, cursor);
     assert.deepEqual(readSecondPassCursor(shared), cursor);
   }
+});
+
+test("the WAL restart's handshake: the worker restarts only while the writes are held; a cap that runs out during the restart waits for it, one that ran out first refuses it", () => {
+  const fresh = () => new Int32Array(new SharedArrayBuffer(SHARED_INTS * 4));
+  // The worker claims first: the app's thread, capped, must wait (and no second claim is granted).
+  let shared = fresh();
+  assert.equal(claimRestart(shared), true);
+  assert.equal(releaseHeldWrites(shared), 'restarting');
+  assert.equal(claimRestart(shared), false);
+  // The cap runs out first: the writes go, and the worker may not restart beside them.
+  shared = fresh();
+  assert.equal(releaseHeldWrites(shared), 'free');
+  assert.equal(claimRestart(shared), false);
+  assert.equal(releaseHeldWrites(shared), 'free');
+  // The slot is its own: the cursor and state slots leave it alone.
+  shared = fresh();
+  writeSecondPassCursor(shared, { salt: 'ffffffffffffffff', frame: 0x7fffffff });
+  announce(shared, HELD);
+  assert.equal(claimRestart(shared), true);
+  assert.deepEqual(readSecondPassCursor(shared), { salt: 'ffffffffffffffff', frame: 0x7fffffff });
 });
