@@ -539,6 +539,14 @@ function toReply(error: unknown): WorkerReply {
 /** Serves requests by id for the life of the thread; messages for a job that already finished are dropped. */
 const running = new Map<number, RunningJob>();
 parentPort!.on('message', (message: ToWorker) => {
+  if ('warm' in message) {
+    // Loaded now, between jobs; a failure surfaces at the first job that needs the driver, as before.
+    loadLibsql().then(
+      () => parentPort!.postMessage({ warmed: 'libsql' } satisfies FromWorker),
+      () => undefined,
+    );
+    return;
+  }
   if ('request' in message) {
     const job = new RunningJob(message.id);
     running.set(message.id, job);

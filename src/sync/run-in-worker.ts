@@ -31,10 +31,14 @@ interface Slot {
   dead: boolean;
   /** Booted: its module has loaded and it serves messages at once. */
   ready: boolean;
+  /** The local-file driver (@libsql/client/sqlite3) loaded ahead of a job that needs it (see warmWorkers). */
+  libsqlLoaded: boolean;
 }
 
 let nextId = 1;
 let starts = 0;
+/** Some caller asked for warm workers with the local-file driver loaded: every worker started from then on loads it at boot. */
+let libsqlWanted = false;
 const slots: Slot[] = [];
 /** Jobs waiting for a free worker, oldest first. */
 const waiting: PooledJob[] = [];
@@ -48,14 +52,19 @@ export function spawnWorker(): Worker {
 }
 
 function startSlot(): Slot {
-  const slot: Slot = { worker: spawnWorker(), job: undefined, dead: false, ready: false };
+  const slot: Slot = { worker: spawnWorker(), job: undefined, dead: false, ready: false, libsqlLoaded: false };
   slot.worker.unref();
   // Again once it is online: a worker unref'd before it came up still held the process open (a
   // MessagePort of its start stays referenced), which a warmed worker that never got a job showed.
   slot.worker.once('online', () => {
     if (slot.job === undefined) slot.worker.unref();
   });
-  slot.worker.on('message', (message: FromWorker) => ('ready' in message ? (slot.ready = true) : slot.job?.receive(message)));
+  slot.worker.on('message', (message: FromWorker) => {
+    if ('ready' in message) slot.ready = true;
+    else if ('warmed' in message) slot.libsqlLoaded = true;
+    else slot.job?.receive(message);
+  });
+  if (libsqlWanted) loadLibsqlIn(slot);
   const lost = (why: string, cause?: unknown) => {
     if (slot.dead) return;
     slot.dead = true;
@@ -83,14 +92,33 @@ function assignWaiting(): void {
   }
 }
 
+function loadLibsqlIn(slot: Slot): void {
+  slot.worker.postMessage({ warm: 'libsql' } satisfies ToWorker); // served between jobs: a job it runs meanwhile is not interrupted
+}
+
+export interface WarmOptions {
+  /**
+   * Each worker also loads the local-file driver (@libsql/client/sqlite3) now, and so does every one
+   * started later. A worker loads it on its first job that opens the database otherwise, and that job
+   * paid 45-55 ms: the first page delta a writer sent to a worker that had only booted (when a
+   * compaction took the worker the deltas had used) held its durable() callers that much longer.
+   */
+  libsql?: boolean;
+}
+
 /** Starts up to `count` workers now (default 1) so a later request does not wait for one to boot. They stay idle and unref'd. */
-export function warmWorkers(count = 1): void {
+export function warmWorkers(count = 1, options: WarmOptions = {}): void {
   while (slots.length < Math.min(count, POOL_SIZE)) startSlot();
+  if (options.libsql && !libsqlWanted) {
+    libsqlWanted = true;
+    for (const slot of slots) if (!slot.dead) loadLibsqlIn(slot);
+  }
 }
 
 /**
- * Starts workers up to `count` and resolves once `count` are booted and free (or after `maxWaitMs`):
- * a long background job waits for this so that the jobs callers wait for never pay a worker's boot.
+ * Starts workers up to `count` and resolves once `count` are ready and free (or after `maxWaitMs`):
+ * a long background job waits for this so that the jobs callers wait for never pay a worker's boot
+ * (nor, once asked for, its load of the local-file driver: see readyWorkers).
  */
 export async function workersReady(count: number, maxWaitMs = 2_000): Promise<void> {
   warmWorkers(count);
@@ -103,9 +131,17 @@ export function idleWorkers(): number {
   return slots.filter((s) => !s.dead && s.job === undefined).length;
 }
 
-/** Workers booted and free right now: a job given to one is served at once, without waiting for a boot. */
+/**
+ * Workers booted and free right now, with the local-file driver loaded once a caller asked for it
+ * (warmWorkers' `libsql`): a job given to one is served at once, without waiting for either.
+ */
 export function readyWorkers(): number {
-  return slots.filter((s) => !s.dead && s.ready && s.job === undefined).length;
+  return slots.filter((s) => !s.dead && s.ready && (s.libsqlLoaded || !libsqlWanted) && s.job === undefined).length;
+}
+
+/** Workers that have loaded the local-file driver ahead of their jobs (tests). */
+export function libsqlWarmWorkers(): number {
+  return slots.filter((s) => !s.dead && s.libsqlLoaded).length;
 }
 
 /** How many worker threads this process has started (tests: reuse means this does not grow). */
@@ -171,7 +207,7 @@ class PooledJob {
     else this.#pending.push({ message, transfer });
   }
 
-  receive(message: Exclude<FromWorker, { ready: true }>): void {
+  receive(message: Exclude<FromWorker, { ready: true } | { warmed: 'libsql' }>): void {
     if (message.id !== this.id) return;
     if ('ack' in message) {
       this.inFlight--;

@@ -570,8 +570,9 @@ export class Snapshotter {
     } finally {
       if (key) await store.delete(key).catch(() => undefined); // never published
     }
-    // A writer uploading deltas will compact: the pool's workers boot now, not beside the uploads of a compaction's start.
-    warmWorkers(POOL_SIZE);
+    // A writer uploading deltas will compact: the pool's workers boot and load the driver now, not
+    // beside the uploads of a compaction's start (whose job takes the worker the deltas had used).
+    warmWorkers(POOL_SIZE, { libsql: true });
     if (plan.compact && !this.compacting) {
       // Not awaited: the callers of this upload are answered now. Its turn at the WAL (up to its pin)
       // goes before the next upload's.

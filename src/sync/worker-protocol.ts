@@ -141,12 +141,13 @@ export type WorkerFailure = { ok: false; code: SyncErrorCode; message: string };
 export type ResultFor<Op extends WorkerOp> = { ok: true } & WorkerResults[Op];
 export type WorkerReply = { [Op in WorkerOp]: ResultFor<Op> }[WorkerOp] | WorkerFailure;
 
-/** Main thread → worker. A request starts job `id`; chunks and the end are its streamed input; abort ends it with an error. */
+/** Main thread → worker. A request starts job `id`; chunks and the end are its streamed input; abort ends it with an error; warm loads the local-file driver ahead of the jobs that need it. */
 export type ToWorker =
   | { id: number; request: WorkerRequest }
   | { id: number; chunk: Uint8Array; indexes?: number[] }
   | { id: number; end: true }
-  | { id: number; abort: true };
+  | { id: number; abort: true }
+  | { warm: 'libsql' };
 
-/** Worker → main thread: a job's reply; an acknowledged input chunk (the main thread bounds what is in flight); a 'chunks' op's pin (announce); once, that it has booted. */
-export type FromWorker = { id: number; reply: WorkerReply } | { id: number; ack: true } | { id: number; pinned: ChunksPinned } | { ready: true };
+/** Worker → main thread: a job's reply; an acknowledged input chunk (the main thread bounds what is in flight); a 'chunks' op's pin (announce); once, that it has booted; once, if asked, that it loaded the local-file driver. */
+export type FromWorker = { id: number; reply: WorkerReply } | { id: number; ack: true } | { id: number; pinned: ChunksPinned } | { ready: true } | { warmed: 'libsql' };

@@ -19,6 +19,7 @@ import { mulberry32 } from '../../bench/dataset.ts';
 import { nextEvent, notes, open, readManifest, schema, tempDir, type TempDir } from '../helpers/fixtures.ts';
 import { wholeFileAddresses } from '../helpers/page-image.ts';
 import { runCliOk } from '../helpers/cli.ts';
+import { POOL_SIZE, libsqlWarmWorkers, workersReady } from '../../src/sync/run-in-worker.ts';
 
 let dir: TempDir;
 before(async () => (dir = await tempDir('page-delta')));
@@ -52,6 +53,10 @@ for (const maxDeltas of [6, 40]) test(`every restore point a delta publishes res
     assert.equal(one.kind, 'delta');
     assert.ok(one.readBytes <= 2 * 4096, `a one-row commit read ${one.readBytes} bytes`);
     assert.ok(one.compressedBytes <= 32 * 1024, `a one-row commit uploaded ${one.compressedBytes} bytes`);
+    // A writer uploading deltas has every pool worker load the driver now (readiness waits for it), so
+    // the delta that runs on a worker a compaction did not take never pays the load (45-55 ms).
+    await workersReady(POOL_SIZE, 30_000);
+    assert.equal(libsqlWarmWorkers(), POOL_SIZE, 'every pool worker loaded the local-file driver after the first delta');
 
     const rand = mulberry32(21);
     let ids = 8000;

@@ -18,7 +18,7 @@ import { BlobServiceClient } from '@azure/storage-blob';
 import { createClient } from '@libsql/client';
 import { azureBlobStore, type ObjectStore } from 'drizzle-libsql-blob';
 import { DECODE_WORKERS, checkDatabase, downloadSnapshot, restoreFanOut, syncFile } from '../../src/sync/restore.ts';
-import { POOL_SIZE, idleWorkers, runInWorker, stopIdleWorkers, warmWorkers, workerStarts } from '../../src/sync/run-in-worker.ts';
+import { POOL_SIZE, idleWorkers, libsqlWarmWorkers, readyWorkers, runInWorker, stopIdleWorkers, warmWorkers, workerStarts, workersReady } from '../../src/sync/run-in-worker.ts';
 import { compressFile } from '../../src/sync/codec.ts';
 import { chunkAddress, encodeChunk, rootHash } from '../../src/sync/chunks/chunk-codec.ts';
 import { chunkKey, encodeChunkIndex } from '../../src/sync/chunks/chunk-index.ts';
@@ -319,4 +319,19 @@ for (const [label, body] of [
   } finally {
     clearTimeout(timer);
   }
+});
+
+test("warm workers with the driver: each loads @libsql/client/sqlite3 before any job, readiness waits for it, and workers started later load it too", async () => {
+  await stopIdleWorkers();
+  warmWorkers(POOL_SIZE);
+  await workersReady(POOL_SIZE, 30_000);
+  assert.equal(libsqlWarmWorkers(), 0, 'not asked for: a worker loads the driver on its first job that needs it');
+  warmWorkers(POOL_SIZE, { libsql: true });
+  assert.equal(readyWorkers(), libsqlWarmWorkers(), 'once asked for, a worker is ready only with the driver loaded');
+  await workersReady(POOL_SIZE, 30_000);
+  assert.equal(libsqlWarmWorkers(), POOL_SIZE);
+  await stopIdleWorkers();
+  warmWorkers(1); // a later start, not asking again
+  await workersReady(1, 30_000);
+  assert.equal(libsqlWarmWorkers(), 1, 'a worker started after the request loads the driver at boot');
 });
