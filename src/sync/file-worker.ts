@@ -16,7 +16,7 @@ import { compressFile, decodeToFile, type CodecResult } from './codec.ts';
 import { SyncError } from '../errors.ts';
 import { collectGarbage, youngCollector } from './collect-garbage.ts';
 import { lowerThreadPriority } from './thread-priority.ts';
-import type { ChunksResult, FromWorker, ToWorker, WorkerRequest, WorkerReply } from './worker-protocol.ts';
+import { BACKGROUND_OPS, type ChunksResult, type FromWorker, type ToWorker, type WorkerRequest, type WorkerReply } from './worker-protocol.ts';
 import { scanVerdict, type ScanResult, type WalCursor } from './wal/changed-pages.ts';
 import { foldedAfter, pinnedScan, readWalIndex, scanFrames } from './wal/wal-scan.ts';
 import { ABANDONED, BUSY, DONE, FAILED, HELD, JournalWriter, READY, STATE, announce, claimRestart, readSecondPassCursor } from './wal/checkpoint-journal.ts';
@@ -81,7 +81,6 @@ async function quickCheck(path: string): Promise<void> {
 const IDLE_FULL_GC_MS = 100;
 let idleCollection: NodeJS.Timeout | undefined;
 
-const BACKGROUND_OPS: ReadonlySet<WorkerRequest['op']> = new Set(['snapshot', 'chunks']);
 
 /** One request's streamed input and how to answer it. */
 interface Job {

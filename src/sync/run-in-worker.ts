@@ -8,7 +8,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { SyncError } from '../errors.ts';
-import type { ChunksPinned, FromWorker, ResultFor, ToWorker, WorkerOp, WorkerReply, WorkerRequest, WorkerResults } from './worker-protocol.ts';
+import { BACKGROUND_OPS, type ChunksPinned, type FromWorker, type ResultFor, type ToWorker, type WorkerOp, type WorkerReply, type WorkerRequest, type WorkerResults } from './worker-protocol.ts';
 
 // From dist/ the worker is the compiled .js beside this file. From .ts sources (tsx), worker threads
 // do not inherit tsx's loader on Node 20, so a tiny bootstrap registers it first.
@@ -33,6 +33,8 @@ interface Slot {
   ready: boolean;
   /** The local-file driver (@libsql/client/sqlite3) loaded ahead of a job that needs it (see warmWorkers). */
   libsqlLoaded: boolean;
+  /** It has run a background op, so its thread runs at a lower priority for good (see pickSlot). */
+  lowered: boolean;
 }
 
 let nextId = 1;
@@ -52,7 +54,7 @@ export function spawnWorker(): Worker {
 }
 
 function startSlot(): Slot {
-  const slot: Slot = { worker: spawnWorker(), job: undefined, dead: false, ready: false, libsqlLoaded: false };
+  const slot: Slot = { worker: spawnWorker(), job: undefined, dead: false, ready: false, libsqlLoaded: false, lowered: false };
   slot.worker.unref();
   // Again once it is online: a worker unref'd before it came up still held the process open (a
   // MessagePort of its start stays referenced), which a warmed worker that never got a job showed.
@@ -80,13 +82,41 @@ function startSlot(): Slot {
   return slot;
 }
 
-function freeSlot(): Slot | undefined {
-  return slots.find((s) => !s.dead && s.job === undefined) ?? (slots.length < POOL_SIZE ? startSlot() : undefined);
+/** What pickSlot sees of a worker. */
+export interface SlotView {
+  free: boolean;
+  lowered: boolean;
+}
+
+/**
+ * Which worker a job goes to (pure): an index into `slots`, 'start' for a new worker, or null to wait.
+ * A background op lowers its worker's priority for good (file-worker.ts: an unprivileged thread cannot
+ * raise it again), so a free worker of the job's own kind comes first: background ops on workers
+ * already lowered, every other op on one at the process's priority (a page delta that callers wait
+ * for, run at nice 10 beside a compaction, Azurite and the app's thread on 2 cores, is starved). Then
+ * a free worker of the other kind (cheaper than a worker's boot, 80-140 ms), then a new one.
+ */
+export function pickSlot(slots: readonly SlotView[], background: boolean, poolSize: number): number | 'start' | null {
+  const free = (lowered: boolean) => slots.findIndex((s) => s.free && s.lowered === lowered);
+  const own = free(background);
+  if (own >= 0) return own;
+  const other = free(!background);
+  if (other >= 0) return other;
+  return slots.length < poolSize ? 'start' : null;
+}
+
+function freeSlot(op: WorkerRequest['op']): Slot | undefined {
+  const live = slots.filter((s) => !s.dead);
+  const background = BACKGROUND_OPS.has(op);
+  const pick = pickSlot(live.map((s) => ({ free: s.job === undefined, lowered: s.lowered })), background, POOL_SIZE);
+  const slot = pick === null ? undefined : pick === 'start' ? startSlot() : live[pick];
+  if (slot && background) slot.lowered = true;
+  return slot;
 }
 
 function assignWaiting(): void {
   while (waiting.length > 0) {
-    const slot = freeSlot();
+    const slot = freeSlot(waiting[0]!.op);
     if (!slot) return;
     waiting.shift()!.attach(slot);
   }
@@ -173,6 +203,7 @@ export interface WorkerJob<Op extends WorkerOp = WorkerOp> {
 
 class PooledJob {
   readonly id = nextId++;
+  readonly op: WorkerRequest['op'];
   #slot: Slot | undefined;
   /** Messages for the worker while the job waits for one. */
   #pending: Array<{ message: ToWorker; transfer: ArrayBuffer[] }> = [];
@@ -185,6 +216,7 @@ class PooledJob {
   readonly #onPinned: ((pinned: ChunksPinned) => void) | undefined;
 
   constructor(request: WorkerRequest, onPinned?: (pinned: ChunksPinned) => void) {
+    this.op = request.op;
     this.#onPinned = onPinned;
     this.result = new Promise((resolve, reject) => {
       this.#resolve = resolve;
@@ -291,7 +323,7 @@ class PooledJob {
  */
 export function startWorkerJob<R extends WorkerRequest>(request: R, { maxInFlight = MAX_IN_FLIGHT, onPinned }: { maxInFlight?: number; onPinned?: (pinned: ChunksPinned) => void } = {}): WorkerJob<R['op']> {
   const job = new PooledJob(request, onPinned);
-  const slot = waiting.length === 0 ? freeSlot() : undefined;
+  const slot = waiting.length === 0 ? freeSlot(request.op) : undefined;
   if (slot) job.attach(slot);
   else waiting.push(job);
   return {

@@ -83,6 +83,13 @@ export type WorkerRequest =
 
 export type WorkerOp = WorkerRequest['op'];
 
+/**
+ * Ops whose worker lowers its CPU priority (thread-priority.ts), for good: a snapshot's and a
+ * compaction's reading, hashing and compressing, beside the app. The pool keeps the other ops, which
+ * callers wait on, off those workers while it can (run-in-worker.ts pickSlot).
+ */
+export const BACKGROUND_OPS: ReadonlySet<WorkerOp> = new Set<WorkerOp>(['snapshot', 'chunks']);
+
 /** Steps: snapshot = VACUUM INTO, then compress + hash; restore = decode + hash + verify, then quick_check. */
 export interface StepTimes {
   firstStepMs: number;
