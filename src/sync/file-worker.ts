@@ -81,7 +81,6 @@ async function quickCheck(path: string): Promise<void> {
 const IDLE_FULL_GC_MS = 100;
 let idleCollection: NodeJS.Timeout | undefined;
 
-
 /** One request's streamed input and how to answer it. */
 interface Job {
   readonly id: number;
