@@ -262,6 +262,12 @@ export class Checkpointer {
   readonly #fileLimitBytes: number;
   readonly #minIntervalMs: number;
   #inFlight: InFlight | undefined;
+  /**
+   * The last checkpoint's reply, handled (its WAL restart counted and logged). The state in shared
+   * memory says DONE before the reply message arrives, so a checkpoint is settled first; idle() also
+   * waits for this, so what a caller reads after it (walRestarts) includes that checkpoint.
+   */
+  #replyHandled: Promise<void> = Promise.resolve();
   /** Why the in-flight checkpoint's worker failed, once its reply says so. */
   #failure: string | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -344,6 +350,7 @@ export class Checkpointer {
   /** Resolves once no checkpoint is in flight (a timer armed for a later check does not count). */
   async idle(): Promise<void> {
     await this.#until(() => this.#inFlight === undefined);
+    await this.#replyHandled;
   }
 
   /** Resolves once every fold of the checkpoint in flight whose scan is in the record has its outcome there too. */
@@ -450,7 +457,7 @@ export class Checkpointer {
     });
     this.#inFlight = { shared, reply, pendingBytes, kind, holdCapMs: holdCap, holdAsked: false, ...(record ? { record } : {}) };
     // When the loop is free, the reply settles it without waiting for the next commit.
-    void reply.then((result) => {
+    this.#replyHandled = reply.then((result) => {
       const restart = result && 'restart' in result ? result.restart : undefined;
       if (restart === 'restarted') this.walRestarts++;
       else if (typeof restart === 'object') this.#log.warn({ error: restart.failed }, "the checkpoint's worker could not start the WAL over; the app's next commit does (its fsync on the app's thread)");
