@@ -448,7 +448,9 @@ export class Checkpointer {
     const pages = this.record;
     // One journal buffer, reused: a checkpoint starts only once the last one settled and its entries were read.
     const record = pages ? { pages, journal: (this.#journal ??= new SharedArrayBuffer(JOURNAL_BYTES)), read: { offset: 0, read: 0 }, scans: [], folds: 0 } : undefined;
-    const request = { op: 'checkpoint', dbPath: this.#dbPath, shared: shared.buffer as SharedArrayBuffer, holdWrites: kind === 'hold-writes', walFileLimitBytes: this.#fileLimitBytes } as const;
+    // writerSetup: the settings a WAL restart in the worker runs with (wal/wal-restart.ts), synchronous
+    // NORMAL: SQLite syncs the new WAL header at it as at FULL.
+    const request = { op: 'checkpoint', dbPath: this.#dbPath, shared: shared.buffer as SharedArrayBuffer, holdWrites: kind === 'hold-writes', writerSetup: writerConnectionSetup('PRAGMA synchronous=NORMAL', this.#fileLimitBytes) } as const;
     const reply = this.#worker.run(record ? { ...request, record: { cursor: { ...record.pages.cursor }, scans: record.journal } } : request).catch((error: unknown) => {
       // The worker never started or crashed before writing its state: record the failure where #settle looks.
       Atomics.store(shared, STATE, FAILED);

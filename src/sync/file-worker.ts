@@ -126,13 +126,13 @@ async function handle(request: WorkerRequest, job: Job): Promise<WorkerReply> {
     }
     case 'checkpoint':
       return request.record
-        ? checkpointWithRecord(request.dbPath, new Int32Array(request.shared), request.holdWrites, request.walFileLimitBytes, request.record.cursor, request.record.scans)
-        : checkpointWal(request.dbPath, new Int32Array(request.shared), request.holdWrites, request.walFileLimitBytes);
+        ? checkpointWithRecord(request.dbPath, new Int32Array(request.shared), request.holdWrites, request.writerSetup, request.record.cursor, request.record.scans)
+        : checkpointWal(request.dbPath, new Int32Array(request.shared), request.holdWrites, request.writerSetup);
   }
 }
 
 /** The checkpointer's op (src/sync/checkpointer.ts): folds the WAL into the file here, never on the app's thread. */
-async function checkpointWal(dbPath: string, shared: Int32Array, holdWrites: boolean, walFileLimitBytes: number): Promise<WorkerReply> {
+async function checkpointWal(dbPath: string, shared: Int32Array, holdWrites: boolean, writerSetup: string): Promise<WorkerReply> {
   let client;
   try {
     const libsql = await loadLibsql();
@@ -149,7 +149,7 @@ async function checkpointWal(dbPath: string, shared: Int32Array, holdWrites: boo
     let restart: WalRestart | undefined;
     if (holdWrites && busy === 0 && walFrames - checkpointedFrames <= 1024 && askForHeldWrites(shared)) {
       [busy, walFrames, checkpointedFrames] = await passive();
-      if (busy === 0 && checkpointedFrames === walFrames && walFrames > 0 && claimRestart(shared)) restart = await restartWal(libsql, dbPath, walFileLimitBytes);
+      if (busy === 0 && checkpointedFrames === walFrames && walFrames > 0 && claimRestart(shared)) restart = await restartWal(libsql, dbPath, writerSetup);
     }
     shared.set([busy, walFrames, checkpointedFrames], BUSY);
     announce(shared, DONE); // the state last: whoever sees DONE sees the numbers
@@ -184,7 +184,7 @@ function askForHeldWrites(shared: Int32Array): boolean {
  * have read past the first scan), pinned at the WAL's end, so it can fold everything and let the WAL
  * restart.
  */
-async function checkpointWithRecord(dbPath: string, shared: Int32Array, holdWrites: boolean, walFileLimitBytes: number, cursor: WalCursor, journalBuffer: SharedArrayBuffer): Promise<WorkerReply> {
+async function checkpointWithRecord(dbPath: string, shared: Int32Array, holdWrites: boolean, writerSetup: string, cursor: WalCursor, journalBuffer: SharedArrayBuffer): Promise<WorkerReply> {
   const started = performance.now();
   const journal = new JournalWriter(shared, journalBuffer);
   try {
@@ -200,7 +200,7 @@ async function checkpointWithRecord(dbPath: string, shared: Int32Array, holdWrit
       if (second.checkpoint) numbers = second.checkpoint;
       // Every frame read and folded, the pin gone: the WAL may start over here (the record sees the new
       // generation's first frame, page 1, at its next scan, after this fold's outcome).
-      if (second.scan.folded && claimRestart(shared)) restart = await restartWal(libsql, dbPath, walFileLimitBytes);
+      if (second.scan.folded && claimRestart(shared)) restart = await restartWal(libsql, dbPath, writerSetup);
     }
     shared.set([numbers.busy ? 1 : 0, numbers.walFrames, numbers.checkpointedFrames], BUSY);
     announce(shared, DONE); // the state last: whoever sees DONE sees the numbers and every entry

@@ -77,9 +77,9 @@ export type WorkerRequest =
    * `holdWrites`: if that pass caught up, ask (state 3) for the app's writes to be held and, once they
    * are (4), fold what they appended meanwhile; go on without (5) if not held within a second. A held
    * pass that folded every frame restarts the WAL itself, writes still held (wal/wal-restart.ts), with
-   * the writer's `walFileLimitBytes` (journal_size_limit).
+   * the writer's connection settings, `writerSetup` (checkpointer.ts writerConnectionSetup).
    */
-  | { op: 'checkpoint'; dbPath: string; shared: SharedArrayBuffer; holdWrites: boolean; walFileLimitBytes: number; record?: { cursor: WalCursor; scans: SharedArrayBuffer } };
+  | { op: 'checkpoint'; dbPath: string; shared: SharedArrayBuffer; holdWrites: boolean; writerSetup: string; record?: { cursor: WalCursor; scans: SharedArrayBuffer } };
 
 export type WorkerOp = WorkerRequest['op'];
 

@@ -24,14 +24,15 @@ export type WalRestart = 'restarted' | 'appended' | { failed: string };
  * Called while the app's writes are held (see claimRestart): a transaction that sets user_version to
  * its own value, which rewrites page 1 as it is (SQLite writes back the page it marked dirty whether
  * the value changed or not; in the WAL that page is a frame like any commit's, and its change counter
- * moves as on any commit that writes page 1). journal_size_limit as the writer's, so the WAL file is
- * cut back here too. busy_timeout 0: a write lock held by anyone else means this restart is not ours.
+ * moves as on any commit that writes page 1). The writer's own connection settings (`writerSetup`:
+ * its journal_size_limit, so the WAL file is cut back here too), then busy_timeout 0: a write lock held
+ * by anyone else means this restart is not ours.
  */
-export async function restartWal(libsql: Libsql, dbPath: string, walFileLimitBytes: number): Promise<WalRestart> {
+export async function restartWal(libsql: Libsql, dbPath: string, writerSetup: string): Promise<WalRestart> {
   const before = readWalIndex(dbPath);
   const client = libsql.createClient({ url: pathToFileURL(dbPath).href });
   try {
-    await client.executeMultiple(`PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=${walFileLimitBytes}; PRAGMA busy_timeout=0`);
+    await client.executeMultiple(`${writerSetup}; PRAGMA busy_timeout=0`);
     const tx = await client.transaction('write');
     try {
       const version = Number((await tx.execute('PRAGMA user_version')).rows[0]![0]);
